@@ -1,0 +1,77 @@
+"""Shared test helpers: a real lab server in a child process, and small socket tools."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerProcess:
+    """``python -m lab.server`` on a free loopback port, read from its log line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.server", "--host", "127.0.0.1", "--port", "0", *args],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        )
+        self.log_lines: list[str] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.log_lines.append(line)
+            match = re.search(r"listening on .* port (\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                return
+        self.proc.kill()
+        raise RuntimeError(f"server did not start: {''.join(self.log_lines)}")
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def terminate(self, timeout: float = 5.0) -> int:
+        """SIGTERM, then the exit code; the rest of the log goes to log_lines."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.log_lines.extend(self.proc.stderr.readlines())
+        return code
+
+
+def recv_until(sock: socket.socket, marker: bytes, limit: int = 1 << 26) -> bytes:
+    """Read until ``marker`` has arrived (or EOF); return everything read."""
+    data = bytearray()
+    while marker not in data and len(data) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def exchange(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    """Send payload, close our side, return all the server sent back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        return recv_until(sock, b"\x00never\x00")
+
+
+def lab_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

@@ -1,0 +1,220 @@
+"""The real server in a child process, spoken to over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lab import protocol
+from tests.helpers import ROOT, ServerProcess, exchange, recv_until
+
+
+def test_echo_upper_time_and_quit(server):
+    reply = exchange(server.port, b"ECHO hi\nUPPER shout\nTIME\nQUIT\nECHO never answered\n")
+    lines = reply.decode().splitlines()
+    assert lines[:2] == ["OK hi", "OK SHOUT"]
+    assert lines[2].startswith("OK 20") and lines[2].endswith("Z")
+    assert lines[3:] == ["OK bye"]
+
+
+def test_bad_lines_get_err_and_the_connection_goes_on(server):
+    reply = exchange(server.port, b"\nNOPE\nECHO \xff\nECHO still here\n")
+    assert reply.splitlines() == [
+        b"ERR empty request (try: ECHO hello)",
+        b"ERR unknown verb 'NOPE' (verbs: ECHO, UPPER, TIME, BULK, QUIT)",
+        b"ERR request is not valid UTF-8 (byte 5)",
+        b"OK still here",
+    ]
+
+
+def test_bulk_streams_exactly_n_bytes_of_the_pattern_then_a_terminator(server):
+    n = 3_000_000
+    reply = exchange(server.port, f"BULK {n}\n".encode())
+    header = b"OK 3000000 bytes follow\n"
+    assert reply.startswith(header)
+    body = reply[len(header):len(header) + n]
+    assert body == protocol.bulk_pattern(0, n)
+    assert reply[len(header) + n:] == b"OK end of bulk\n"
+
+
+def test_an_over_long_line_is_answered_then_closed():
+    srv = ServerProcess("--max-line", "100")
+    try:
+        with srv.connect() as sock:
+            sock.sendall(b"ECHO first\n" + b"x" * 200)
+            reply = recv_until(sock, b"\x00")
+        assert reply == b"OK first\nERR line longer than 100 bytes\n"
+    finally:
+        srv.terminate()
+    assert any("close=line-too-long" in line for line in srv.log_lines)
+
+
+def test_the_connection_over_the_cap_gets_a_polite_busy():
+    srv = ServerProcess("--max-connections", "2")
+    try:
+        first, second = srv.connect(), srv.connect()
+        for sock in (first, second):
+            sock.sendall(b"ECHO held\n")
+            assert recv_until(sock, b"\n") == b"OK held\n"
+        with srv.connect() as third:
+            assert recv_until(third, b"\x00") == b"ERR busy, try again later\n"
+        first.close()
+        second.close()
+    finally:
+        srv.terminate()
+
+
+def test_an_idle_connection_is_closed_after_the_timeout():
+    srv = ServerProcess("--idle-timeout", "0.3")
+    try:
+        with srv.connect() as sock:
+            started = time.monotonic()
+            assert sock.recv(100) == b""
+            assert time.monotonic() - started < 5
+    finally:
+        srv.terminate()
+    assert any("close=idle-timeout" in line for line in srv.log_lines)
+
+
+def test_one_structured_log_line_per_connection(server):
+    exchange(server.port, b"ECHO abc\n")
+    server.terminate()
+    [line] = [l for l in server.log_lines if " conn proto=tcp" in l]
+    assert "peer=127.0.0.1:" in line
+    assert "bytes_in=9 bytes_out=7" in line
+    assert "duration_ms=" in line and "close=client" in line
+
+
+def test_udp_round_trip_on_the_same_port(server):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for request, expected in [
+            (b"ECHO over udp\n", b"OK over udp\n"),
+            (b"UPPER no newline", b"OK NO NEWLINE\n"),
+            (b"BULK 10\n", b"ERR BULK needs TCP: its reply does not fit in one datagram\n"),
+            (b"ECHO a\nECHO b\n", b"ERR one request per datagram\n"),
+        ]:
+            sock.sendto(request, ("127.0.0.1", server.port))
+            assert sock.recvfrom(1000)[0] == expected
+
+
+async def _client(port: int, client_id: int, requests: int) -> list[tuple[bytes, bytes]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    pairs = []
+    for i in range(requests):
+        text = f"client {client_id} request {i}".encode()
+        writer.write(b"ECHO " + text + b"\n")
+        pairs.append((b"OK " + text + b"\n", await reader.readline()))
+    writer.close()
+    await writer.wait_closed()
+    return pairs
+
+
+def run_clients(port: int, clients: int, requests: int) -> list[tuple[bytes, bytes]]:
+    async def main():
+        results = await asyncio.gather(*(_client(port, c, requests) for c in range(clients)))
+        return [pair for result in results for pair in result]
+    return asyncio.run(main())
+
+
+def test_200_concurrent_clients_times_100_requests_all_answered_in_order(server):
+    pairs = run_clients(server.port, 200, 100)
+    assert len(pairs) == 20_000
+    mismatched = [(want, got) for want, got in pairs if want != got]
+    assert mismatched == []
+
+
+def _misbehave(port: int, kind: str) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            if kind == "garbage":
+                sock.sendall(bytes(range(256)) * 40 + b"\n")
+                recv_until(sock, b"\n")
+            elif kind == "half-line":
+                sock.sendall(b"ECHO this line never ends")
+                time.sleep(0.5)
+            elif kind == "ten-megabytes":
+                chunk = b"Z" * 65536
+                for _ in range(160):
+                    sock.sendall(chunk)
+            elif kind == "reset":
+                sock.sendall(b"BULK 50000000\nECHO half")
+                sock.recv(1000)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the server closing on us is the expected outcome for ten-megabytes
+
+
+@pytest.mark.parametrize("kind", ["garbage", "half-line", "ten-megabytes", "reset"])
+def test_a_misbehaving_client_does_not_disturb_the_others(server, kind):
+    bad = threading.Thread(target=lambda: [_misbehave(server.port, kind) for _ in range(3)])
+    bad.start()
+    pairs = run_clients(server.port, 20, 50)
+    bad.join()
+    assert [want for want, _ in pairs] == [got for _, got in pairs]
+    assert exchange(server.port, b"ECHO still alive\n") == b"OK still alive\n"
+    assert server.proc.poll() is None
+
+
+def test_ten_megabytes_without_newline_is_cut_off_with_err(server):
+    with server.connect() as sock:
+        sock.sendall(b"Z" * 65536)  # exactly the limit, no newline yet
+        assert recv_until(sock, b"\n") == b"ERR line longer than 65536 bytes\n"
+
+
+def test_sigterm_finishes_replies_in_flight_closes_idle_ones_and_exits_0(server):
+    idle = server.connect()
+    busy = server.connect()
+    n = 20_000_000
+    busy.sendall(f"BULK {n}\n".encode())
+    header = recv_until(busy, b"\n")
+    started = time.monotonic()
+    server.proc.send_signal(15)
+    received = len(header) - len(b"OK 20000000 bytes follow\n")
+    tail = bytearray()
+    while chunk := busy.recv(1 << 20):
+        received += len(chunk)
+        tail = (tail + chunk)[-100:]
+    assert received == n + len(b"OK end of bulk\n")
+    assert tail.endswith(b"OK end of bulk\n")
+    assert idle.recv(100) == b""
+    assert server.proc.wait(5) == 0
+    assert time.monotonic() - started < 2.0
+    idle.close()
+    busy.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2)
+
+
+@pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
+def test_a_real_nc_can_speak_the_protocol(server):
+    result = subprocess.run(
+        ["nc", "-q", "1", "127.0.0.1", str(server.port)],
+        input=b"ECHO hi\nQUIT\n", capture_output=True, timeout=10,
+    )
+    assert result.stdout == b"OK hi\nOK bye\n"
+
+
+@pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
+def test_a_real_nc_over_udp(server):
+    result = subprocess.run(
+        ["nc", "-u", "-w", "1", "127.0.0.1", str(server.port)],
+        input=b"UPPER datagram\n", capture_output=True, timeout=10,
+    )
+    assert result.stdout == b"OK DATAGRAM\n"
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(server):
+    result = subprocess.run(
+        [sys.executable, "-m", "lab.server", "--port", str(server.port)],
+        capture_output=True, text=True, timeout=10, cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "pick another --port" in result.stderr
