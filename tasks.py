@@ -1,17 +1,104 @@
 """netlab's front door: `invoke --list` shows every task, `invoke --help TASK` its options.
 
-Each task is a few lines; the work is done by functions in the lab package.
+Each task is a few lines; the work is done in the lab package (lab/orchestrate.py
+and friends), which takes the invoke Context so it can be tested with MockContext.
 """
 
 from invoke import Collection, task
 
-from lab import local
+from lab import image, orchestrate
+from lab.cli import LAB_HELP, lab_of, one_line_errors
+from lab.docker import Docker
+
+TOUR = ["ECHO hello, TCP", "UPPER a byte stream", "TIME"]
 
 
-@task(help={"message": "a request line to send (repeatable; default: a small tour)"}, iterable=["message"])
-def demo(c, message=None):
-    """Run the lab's main job: a server and a client exchanging requests."""
-    local.demo(c, message or None)
+@task(help={"lab": LAB_HELP})
+@one_line_errors
+def build(c, lab=None):
+    """Build the lab's image (on debian:bookworm-slim, or a base made from Debian's packages)."""
+    settings = lab_of(c, lab)
+    image.build(c, settings, Docker(c))
 
 
-ns = Collection(demo)
+@task(help={"lab": LAB_HELP})
+@one_line_errors
+def up(c, lab=None):
+    """Start the lab: network, server and client host; returns when the server answers."""
+    orchestrate.up(c, lab_of(c, lab))
+
+
+@task(
+    positional=["message"],
+    iterable=["next"],
+    help={
+        "message": "the request line to send, e.g. 'ECHO hello'",
+        "next": "another request line to send on the same connection (repeatable)",
+        "udp": "send each request as one UDP datagram",
+        "step": "pause before connect, each send and close, saying what goes on the wire",
+        "lab": LAB_HELP,
+    },
+)
+@one_line_errors
+def send(c, message, next=None, udp=False, step=False, lab=None):
+    """Send requests from a one-shot client container and print the server's replies."""
+    args = orchestrate.client_options([message, *(next or [])], udp=udp, step=step)
+    orchestrate.send(c, lab_of(c, lab), args, tty=step)
+
+
+@task(positional=["nbytes"], help={"nbytes": "how many bytes to download", "lab": LAB_HELP})
+@one_line_errors
+def bulk(c, nbytes, lab=None):
+    """Download NBYTES from the server with BULK, check them, and report throughput."""
+    orchestrate.send(c, lab_of(c, lab), orchestrate.bulk_options(nbytes))
+
+
+@task(help={"lab": LAB_HELP})
+@one_line_errors
+def chat(c, lab=None):
+    """Type requests to the server from an interactive client container (needs a terminal)."""
+    orchestrate.chat(c, lab_of(c, lab))
+
+
+@task(help={"lab": LAB_HELP})
+@one_line_errors
+def status(c, lab=None):
+    """Show the lab's containers: role, IP, MAC, ports, state and active impairments."""
+    orchestrate.status(c, lab_of(c, lab))
+
+
+@task(help={"role": "server or client (default server)", "follow": "keep printing new lines",
+            "tail": "only the last N lines", "lab": LAB_HELP})
+@one_line_errors
+def logs(c, role="server", follow=False, tail=None, lab=None):
+    """Print a lab container's log (the server logs one line per connection)."""
+    orchestrate.logs(c, lab_of(c, lab), role, follow, int(tail) if tail else None)
+
+
+@task(help={"lab": LAB_HELP})
+@one_line_errors
+def down(c, lab=None):
+    """Remove everything this lab created except images (safe to run twice)."""
+    orchestrate.down(c, lab_of(c, lab))
+
+
+@task(help={"base": "also remove the base image this lab bootstrapped", "lab": LAB_HELP})
+@one_line_errors
+def clean(c, base=False, lab=None):
+    """Run down, then remove the lab's images."""
+    orchestrate.clean(c, lab_of(c, lab), base)
+
+
+@task(iterable=["message"], help={"message": "a request line to send instead of the tour (repeatable)",
+                                  "lab": LAB_HELP})
+@one_line_errors
+def demo(c, message=None, lab=None):
+    """The lab's main job: build, bring the lab up, send requests between the containers."""
+    settings = lab_of(c, lab)
+    orchestrate.up(c, settings)
+    messages = message or TOUR
+    orchestrate.send(c, settings, orchestrate.client_options(messages))
+    orchestrate.status(c, settings)
+
+
+ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo)

@@ -75,3 +75,28 @@ def lab_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+           stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``invoke ARGS`` in the project, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})}, input=stdin,
+    )
+
+
+def docker_json(*args: str) -> list:
+    """``docker ARGS`` that print JSON, parsed ([] when the objects do not exist)."""
+    import json
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    return json.loads(result.stdout or "[]")
+
+
+def labelled(kind: str, lab: str) -> list[str]:
+    """IDs of the containers/networks/images labelled for ``lab``."""
+    listing = {"container": ["ps", "-a", "-q"], "network": ["network", "ls", "-q"],
+               "image": ["image", "ls", "-q"]}[kind]
+    result = subprocess.run(["docker", *listing, "--filter", f"label=org.netlab.lab={lab}"],
+                            capture_output=True, text=True, timeout=60)
+    return result.stdout.split()

@@ -1,0 +1,47 @@
+"""What every invoke task shares: the lab it acts on, and errors as one line."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Callable
+
+from invoke import Context
+from invoke.exceptions import Exit, UnexpectedExit
+
+from lab.settings import Lab, from_config
+
+LAB_HELP = "act on the lab of this name (default: 'name' in invoke.yaml, INVOKE_LAB_NAME)"
+
+
+def lab_of(c: Context, lab: str | None) -> Lab:
+    return from_config(c.config, lab)
+
+
+def one_line_errors(task_body: Callable) -> Callable:
+    """Turn an unexpected exception into one line; ``invoke --debug`` shows the traceback."""
+
+    @functools.wraps(task_body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return task_body(c, *args, **kwargs)
+        except (Exit, UnexpectedExit):
+            raise
+        except KeyboardInterrupt:
+            raise Exit("interrupted", 130) from None
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            raise Exit(f"unexpected error: {type(exc).__name__}: {exc} "
+                       "(run 'invoke --debug ...' to see the traceback)") from None
+
+    return wrapper
+
+
+def console():
+    """A rich Console; when output is not a terminal, wide enough that tables never fold."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)

@@ -1,0 +1,131 @@
+"""The one place the lab calls docker: each command is echoed, each failure is one line.
+
+Every docker command goes through :class:`Docker`, which runs it with an invoke
+Context (so tests can hand it an ``invoke.MockContext``) and echoes it, so a
+learner can copy any step and run it by hand. Docker's own errors are turned into
+one line that says what to do (engine not running, no permission, subnet in use,
+...); anything unrecognised shows docker's last line of error output.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Sequence
+
+from invoke import Context
+from invoke.exceptions import Exit
+from invoke.runners import Result
+
+NOT_INSTALLED = ("the docker command is not installed: install Docker "
+                 "(Debian: apt-get install docker.io) and start its engine")
+
+# (what docker says, what the user should do). Checked in order.
+KNOWN_ERRORS = [
+    ("Cannot connect to the Docker daemon",
+     "the Docker engine is not running: start it (systemctl start docker, or bash .ci/docker-engine as root)"),
+    ("permission denied while trying to connect",
+     "no permission to use Docker: add yourself to the docker group (usermod -aG docker $USER, then log in again) or run as root"),
+    ("Pool overlaps with other one on this address space",
+     "the lab's subnet overlaps a network that exists: pick another with INVOKE_LAB_SUBNET or 'subnet' in invoke.yaml"),
+    ("No such image",
+     "the lab's image is missing: run 'invoke build' (or 'invoke up', which builds it)"),
+    ("address already in use",
+     "the port is already in use: pick another with INVOKE_LAB_PORT or 'port' in invoke.yaml"),
+]
+
+
+_ECHO_LOCK = threading.Lock()
+
+
+class DockerError(Exit):
+    """A docker command failed; the message is one line for the user."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message, code)
+
+
+def explain(stderr: str, command: str) -> str:
+    """One line for a failed docker command, from what docker printed."""
+    for needle, advice in KNOWN_ERRORS:
+        if needle.lower() in stderr.lower():
+            return advice
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no error message"
+    return f"'{command}' failed: {last}"
+
+
+class Docker:
+    """Runs docker commands through an invoke Context."""
+
+    def __init__(self, c: Context, echo: bool = True) -> None:
+        self.c = c
+        self.echo = echo
+
+    def run(self, args: Sequence[str], *, quiet: bool = False, check: bool = True,
+            pty: bool = False, show_stderr: bool = False) -> Result:
+        """Run ``docker ARGS``.
+
+        ``quiet`` hides the output (we parse it); otherwise stdout is shown live and
+        stderr kept for the error line, unless ``show_stderr`` (BuildKit's progress
+        goes there). ``check`` turns a failure into a DockerError.
+        """
+        command = shlex.join(["docker", *args])
+        if pty or show_stderr:
+            hide = None
+        else:
+            hide = "both" if quiet else "err"
+        self._echo(command)
+        result = self.c.run(command, echo=False, warn=True, hide=hide, pty=pty,
+                            in_stream=None if pty else False)
+        if result.exited == 127:
+            raise DockerError(NOT_INSTALLED)
+        if check and result.exited != 0:
+            raise DockerError(explain(result.stderr, command))
+        if not check:
+            for needle, advice in KNOWN_ERRORS[:2]:
+                if needle.lower() in result.stderr.lower():
+                    raise DockerError(advice)
+        return result
+
+    def _echo(self, command: str) -> None:
+        """Print the command as invoke's echo does; one line at a time across threads."""
+        if self.echo:
+            with _ECHO_LOCK:
+                print(self.c.config.run.echo_format.format(command=command), flush=True)
+
+    def run_parallel(self, commands: Iterable[Sequence[str]]) -> list[Result]:
+        """Run independent docker commands at once (the engine handles them in parallel)."""
+        return self.gather(*(lambda args=args: self.run(args, quiet=True) for args in commands))
+
+    @staticmethod
+    def gather(*calls: Callable[[], Any]) -> list[Any]:
+        """Call independent functions (each running docker commands) at once; their results in order."""
+        with ThreadPoolExecutor(max_workers=len(calls) or 1) as pool:
+            return [future.result() for future in [pool.submit(call) for call in calls]]
+
+    def inspect(self, names: Sequence[str], kind: str | None = None) -> list[dict[str, Any]]:
+        """``docker inspect`` the objects that exist among ``names`` (missing ones are left out)."""
+        if not names:
+            return []
+        args = ["inspect"] + ([f"--type={kind}"] if kind else []) + list(names)
+        result = self.run(args, quiet=True, check=False)
+        try:
+            return json.loads(result.stdout or "[]")
+        except json.JSONDecodeError:
+            return []
+
+    def ids(self, kind: str, label: str) -> list[str]:
+        """IDs of the networks or images that carry ``label``."""
+        listing = {"network": ["network", "ls", "-q"], "image": ["image", "ls", "-q"]}[kind]
+        result = self.run([*listing, "--filter", f"label={label}"], quiet=True)
+        return sorted(set(result.stdout.split()))
+
+    def containers(self, label: str, role_label: str, roles: Sequence[str]) -> list[str]:
+        """IDs of the containers with ``label`` whose ``role_label`` is one of ``roles``."""
+        result = self.run(["ps", "--all", "--filter", f"label={label}",
+                           "--format", f'{{{{.ID}}}} {{{{.Label "{role_label}"}}}}'], quiet=True)
+        found = (line.split(maxsplit=1) for line in result.stdout.splitlines() if line.strip())
+        return sorted({fields[0] for fields in found if len(fields) == 2 and fields[1] in roles})

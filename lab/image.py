@@ -1,0 +1,119 @@
+"""Building the lab's image, with or without a container registry.
+
+The image (docker/Dockerfile) is Debian bookworm plus Debian's python3, scapy and
+network tools. Its base is ``debian:bookworm-slim`` wherever Docker can pull it.
+Where no registry answers (an air-gapped classroom, this project's CI), the lab
+makes an equivalent base itself: ``debootstrap --variant=minbase`` writes a minimal
+Debian into a folder from Debian's own mirror, and ``docker import`` turns that
+folder into an image. The same Dockerfile is then built on it.
+
+The choice, in order, each one cheaper than the next:
+
+1. ``debian:bookworm-slim`` already present;
+2. ``netlab/base:bookworm`` already present (bootstrapped earlier);
+3. ``docker pull debian:bookworm-slim``;
+4. debootstrap + docker import (about a minute; needs root and debootstrap).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+from invoke import Context
+from invoke.exceptions import Exit
+
+from lab.docker import Docker
+from lab.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, Lab
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+def say(message: str) -> None:
+    print(f"*** {message}", flush=True)
+
+
+def present_images(docker: Docker, names: list[str]) -> set[str]:
+    """Which of ``names`` (repo:tag) exist in the engine."""
+    found = set()
+    for image in docker.inspect(names, kind="image"):
+        found.update(image.get("RepoTags") or [])
+    return found & set(names)
+
+
+def choose_base(c: Context, lab: Lab, docker: Docker) -> str:
+    """Find or make the base image; say which path was taken."""
+    present = present_images(docker, [SLIM_IMAGE, BASE_IMAGE])
+    if SLIM_IMAGE in present:
+        say(f"base image: {SLIM_IMAGE} (already here)")
+        return SLIM_IMAGE
+    if BASE_IMAGE in present:
+        say(f"base image: {BASE_IMAGE} (made earlier from Debian's packages)")
+        return BASE_IMAGE
+    say(f"base image: trying to pull {SLIM_IMAGE}")
+    if docker.run(["pull", SLIM_IMAGE], check=False).exited == 0:
+        say(f"base image: {SLIM_IMAGE} (pulled)")
+        return SLIM_IMAGE
+    problem = bootstrap_problem()
+    if problem:
+        raise Exit(f"no base image: Docker cannot pull {SLIM_IMAGE} (no registry answers) and "
+                   f"the lab cannot build one from Debian's packages here ({problem}); fix either one")
+    say(f"base image: no registry answers, so building {BASE_IMAGE} from Debian's packages "
+        "with debootstrap (about a minute)")
+    bootstrap_base(c, lab, apt_mirror(lab))
+    return BASE_IMAGE
+
+
+def bootstrap_problem() -> str | None:
+    """Why debootstrap cannot run here, or None if it can."""
+    if os.geteuid() != 0:
+        return "debootstrap needs root"
+    if shutil.which("debootstrap") is None:
+        return "install debootstrap: apt-get install debootstrap"
+    return None
+
+
+def apt_mirror(lab: Lab) -> str:
+    """The Debian mirror: the configured one, else the one this machine's apt uses."""
+    if lab.mirror != "auto":
+        return lab.mirror
+    sources = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        match = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.M) or re.search(
+            r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s+bookworm\b", text, re.M)
+        if match:
+            return match.group(1)
+    return DEFAULT_MIRROR
+
+
+def bootstrap_base(c: Context, lab: Lab, mirror: str) -> None:
+    """debootstrap a minimal bookworm and docker import it as BASE_IMAGE."""
+    rootfs = tempfile.mkdtemp(prefix="netlab-base-")
+    try:
+        c.run(f"debootstrap --variant=minbase bookworm {shlex.quote(rootfs)} {shlex.quote(mirror)}",
+              echo=True, in_stream=False)
+        changes = " ".join(f"--change {shlex.quote(f'LABEL {key}={value}')}"
+                           for key, value in ((LABEL, lab.name), (ROLE_LABEL, "base")))
+        c.run(f"tar -C {shlex.quote(rootfs)} -c . | docker import {changes} - {BASE_IMAGE}",
+              echo=True, hide="out", in_stream=False)
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def build(c: Context, lab: Lab, docker: Docker) -> None:
+    """Build the lab's image on a base found or made by choose_base (cached layers reused)."""
+    base = choose_base(c, lab, docker)
+    say(f"building {lab.image} from docker/Dockerfile on {base}")
+    docker.run(["build", "--file", str(ROOT / "docker" / "Dockerfile"), "--build-arg", f"BASE={base}",
+                "--label", lab.label, "--tag", lab.image, str(ROOT)], show_stderr=True)
+    say(f"image {lab.image} is ready")
+

@@ -1,0 +1,163 @@
+"""The lab on a real Docker engine, driven through `invoke` as a user drives it."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+
+import pytest
+
+from tests.helpers import docker_json, invoke, labelled
+
+pytestmark = pytest.mark.docker
+
+A, B = "nlt-a", "nlt-b"
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def images():
+    """The test labs' images, built once (the first build may bootstrap the base)."""
+    for lab in (A, B):
+        ok(invoke("build", "--lab", lab))
+
+
+@pytest.fixture
+def lab_a(images):
+    yield A
+    invoke("down", "--lab", A)
+
+
+@pytest.fixture
+def lab_b(images):
+    yield B
+    invoke("down", "--lab", B)
+
+
+def test_up_send_status_down(lab_a):
+    out = ok(invoke("up", "--lab", A))
+    assert "docker network create" in out and "docker run" in out  # commands are echoed
+    assert "is up" in out
+    out = ok(invoke("send", "ECHO across the lab network", "--next", "UPPER dns works", "--lab", A))
+    assert "OK across the lab network\nOK DNS WORKS\n" in out
+    status = ok(invoke("status", "--lab", A))
+    for word in ("nlt-a-server", "nlt-a-client", "server", "client", "running", "7000/tcp", "internal"):
+        assert word in status
+    ok(invoke("down", "--lab", A))
+    assert labelled("network", A) == []
+    assert [c for c in labelled("container", A) if c] == []
+
+
+def test_the_network_is_internal_with_a_subnet_outside_dockers_default_pools(lab_a):
+    ok(invoke("up", "--lab", A))
+    [net] = docker_json("network", "inspect", f"{A}-net")
+    assert net["Internal"] is True
+    subnet = ipaddress.ip_network(net["IPAM"]["Config"][0]["Subnet"])
+    for pool in ("172.17.0.0/16", "172.16.0.0/12", "192.168.0.0/16"):
+        assert not subnet.overlaps(ipaddress.ip_network(pool))
+
+
+def test_up_twice_and_down_twice_are_no_ops(lab_a):
+    ok(invoke("up", "--lab", A))
+    first = sorted(c["Id"] for c in docker_json("inspect", f"{A}-server", f"{A}-client"))
+    ok(invoke("up", "--lab", A))
+    second = sorted(c["Id"] for c in docker_json("inspect", f"{A}-server", f"{A}-client"))
+    assert first == second
+    ok(invoke("down", "--lab", A))
+    assert "already down" in ok(invoke("down", "--lab", A))
+
+
+def test_a_foreign_container_named_like_ours_survives_down_and_blocks_up(lab_a):
+    # Started by hand from our own image: it inherits the image's labels, yet is not ours.
+    subprocess.run(["docker", "run", "-d", "--name", f"{A}-server", f"netlab/lab:{A}", "sleep", "300"],
+                   check=True, capture_output=True)
+    try:
+        result = invoke("up", "--lab", A)
+        assert result.returncode == 1
+        assert "was not made by lab 'nlt-a'" in result.stderr
+        assert "Traceback" not in result.stderr
+        ok(invoke("down", "--lab", A))
+        [survivor] = docker_json("inspect", f"{A}-server")
+        assert survivor["State"]["Running"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", f"{A}-server"], capture_output=True)
+
+
+def test_a_foreign_network_named_like_ours_is_left_alone(lab_a):
+    subprocess.run(["docker", "network", "create", "--internal", f"{A}-net"], check=True, capture_output=True)
+    try:
+        result = invoke("up", "--lab", A)
+        assert result.returncode == 1 and "a network named 'nlt-a-net'" in result.stderr
+        ok(invoke("down", "--lab", A))
+        assert docker_json("network", "inspect", f"{A}-net")
+    finally:
+        subprocess.run(["docker", "network", "rm", f"{A}-net"], capture_output=True)
+
+
+def test_two_labs_run_side_by_side(lab_a, lab_b):
+    ok(invoke("up", "--lab", A))
+    ok(invoke("up", "--lab", B))
+    assert "OK A" in ok(invoke("send", "ECHO A", "--lab", A))
+    assert "OK B" in ok(invoke("send", "ECHO B", "--lab", B))
+    subnets = {docker_json("network", "inspect", f"{lab}-net")[0]["IPAM"]["Config"][0]["Subnet"] for lab in (A, B)}
+    assert len(subnets) == 2
+    ok(invoke("down", "--lab", A))
+    assert "OK still" in ok(invoke("send", "ECHO still", "--lab", B))
+
+
+def test_the_lab_name_can_come_from_the_environment(lab_b):
+    out = ok(invoke("up", env={"INVOKE_LAB_NAME": B}))
+    assert f"lab '{B}' is up" in out
+
+
+def test_server_and_client_containers_are_hardened(lab_a):
+    ok(invoke("up", "--lab", A))
+    for container in docker_json("inspect", f"{A}-server", f"{A}-client"):
+        host = container["HostConfig"]
+        assert container["Config"]["User"] == "lab"
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+        assert "no-new-privileges" in host["SecurityOpt"]
+        assert host["ReadonlyRootfs"] is True
+        assert host["Memory"] == 256 * 1024 * 1024 and host["PidsLimit"] == 128
+        assert host["Privileged"] is False and host["NetworkMode"] != "host"
+    top = subprocess.run(["docker", "exec", f"{A}-server", "id", "-u"], capture_output=True, text=True)
+    assert top.stdout.strip() != "0"
+
+
+def test_send_reports_err_replies_with_a_nonzero_exit(lab_a):
+    ok(invoke("up", "--lab", A))
+    result = invoke("send", "NOPE", "--lab", A)
+    assert result.returncode == 1 and "ERR unknown verb 'NOPE'" in result.stdout
+
+
+def test_send_when_the_lab_is_down_is_one_line(images):
+    result = invoke("send", "ECHO x", "--lab", "nlt-never-up")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "lab 'nlt-never-up' is not up: run 'invoke up' first"
+
+
+def test_an_engine_that_does_not_answer_is_one_line():
+    result = invoke("status", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 1
+    assert "Docker engine is not running" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_docker_command_is_one_line(tmp_path):
+    for tool in ("bash", "sh"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    result = invoke("status", env={"PATH": str(tmp_path)})
+    assert result.returncode == 1
+    assert "docker command is not installed" in result.stderr
+
+
+def test_logs_show_one_line_per_connection(lab_a):
+    ok(invoke("up", "--lab", A))
+    ok(invoke("send", "ECHO logged", "--lab", A))
+    result = invoke("logs", "--lab", A)
+    out = ok(result) + result.stderr  # docker logs keeps the server's stderr as stderr
+    assert "conn proto=tcp" in out and "close=client" in out

@@ -1,0 +1,197 @@
+"""Command construction and decisions of the orchestration, with invoke's MockContext.
+
+These check what the lab asks Docker to do; tests/test_docker_lab.py checks that a
+real engine does it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from invoke import Config, MockContext
+from invoke.exceptions import Exit
+from invoke.runners import Result
+
+from lab import orchestrate, settings
+from lab.docker import Docker, explain
+
+LAB = settings.from_config({"lab": {}}, None)
+
+
+def mock(responses: dict[str, Result]) -> MockContext:
+    """A MockContext answering docker commands by regex (first match wins)."""
+    config = Config(overrides={"run": {"echo_format": "{command}"}})
+    return MockContext(config=config, run={re.compile(k): v for k, v in responses.items()}, repeat=True)
+
+
+def commands(c: MockContext) -> list[str]:
+    return [call.args[0] for call in c.run.call_args_list]
+
+
+@pytest.mark.parametrize("args", [orchestrate.server_run_args(LAB), orchestrate.client_host_run_args(LAB),
+                                  orchestrate.client_run_args(LAB, ["ECHO x"])])
+def test_server_and_client_containers_are_hardened(args):
+    joined = " ".join(args)
+    for option in ("--user lab", "--cap-drop ALL", "--security-opt no-new-privileges", "--read-only",
+                   "--memory 256m", "--pids-limit 128"):
+        assert option in joined
+    assert "--privileged" not in joined and "--cap-add" not in joined
+    assert "--network host" not in joined
+
+
+@pytest.mark.parametrize("args", [orchestrate.server_run_args(LAB), orchestrate.client_host_run_args(LAB),
+                                  orchestrate.client_run_args(LAB, ["ECHO x"]),
+                                  orchestrate.network_create_args(LAB, "10.77.0.0/24")])
+def test_every_resource_the_lab_creates_carries_its_label(args):
+    assert args[args.index("--label") + 1] == "org.netlab.lab=netlab"
+
+
+def test_the_network_is_an_internal_bridge_with_an_explicit_subnet():
+    args = orchestrate.network_create_args(LAB, "10.77.3.0/24")
+    assert args[:2] == ["network", "create"]
+    assert "--internal" in args and args[args.index("--subnet") + 1] == "10.77.3.0/24"
+    assert args[-1] == "netlab-net"
+
+
+def test_the_client_finds_the_server_by_its_dns_name():
+    server = orchestrate.server_run_args(LAB)
+    assert server[server.index("--network-alias") + 1] == "server"
+    client = orchestrate.client_run_args(LAB, ["ECHO x"])
+    assert client[client.index("--host") + 1] == "server"
+    assert client[client.index("--network") + 1] == "container:netlab-client"
+
+
+def test_lab_names_derive_every_resource_name():
+    other = settings.from_config({"lab": {"port": 7100}}, "second")
+    assert (other.network, other.server, other.client, other.image) == (
+        "second-net", "second-server", "second-client", "netlab/lab:second")
+    assert other.label == "org.netlab.lab=second"
+
+
+@pytest.mark.parametrize("section, lab, message", [
+    ({}, "Bad Name!", "is not usable"),
+    ({"port": "http"}, None, "is not a number"),
+    ({"port": 70000}, None, "out of range"),
+    ({"subnet": "10.77.0.1/24"}, None, "is not a network"),
+])
+def test_bad_settings_are_one_line_errors(section, lab, message):
+    with pytest.raises(Exit, match=message):
+        settings.from_config({"lab": section}, lab)
+
+
+def test_auto_subnet_takes_the_next_24_when_one_overlaps():
+    c = mock({
+        r"docker network create .*10\.77\.0\.0/24": Result(stderr="Pool overlaps with other one on this address space", exited=1),
+        r"docker network create .*": Result(""),
+    })
+    assert orchestrate.create_network(Docker(c), LAB) == "10.77.1.0/24"
+
+
+def test_an_explicit_subnet_that_overlaps_is_a_one_line_error():
+    lab = settings.from_config({"lab": {"subnet": "10.9.0.0/24"}}, None)
+    c = mock({r"docker network create": Result(stderr="Error response from daemon: Pool overlaps with other one on this address space", exited=1)})
+    with pytest.raises(Exit, match="overlaps a network that exists"):
+        orchestrate.create_network(Docker(c), lab)
+
+
+def test_up_refuses_a_foreign_container_that_has_our_name():
+    foreign = [{"Name": "/netlab-server", "Config": {"Labels": {"maintainer": "someone"}}, "State": {"Running": True}}]
+    c = mock({
+        r"docker inspect --type=image": Result(json.dumps([{"RepoTags": ["netlab/lab:netlab"]}])),
+        r"docker inspect netlab-net": Result(json.dumps(foreign), exited=1),
+    })
+    with pytest.raises(Exit, match="was not made by lab 'netlab'"):
+        orchestrate.up(c, LAB)
+    assert not any(cmd.startswith(("docker rm", "docker run", "docker network create")) for cmd in commands(c))
+
+
+def test_down_removes_exactly_the_labelled_resources():
+    c = mock({
+        r"docker ps --all --filter label=org.netlab.lab=netlab": Result("aaa server\nbbb client\nccc image\n"),
+        r"docker network ls -q --filter label=org.netlab.lab=netlab": Result("nnn\n"),
+        r"docker (rm|network rm)": Result(""),
+    })
+    orchestrate.down(c, LAB)
+    removals = [cmd for cmd in commands(c) if " rm " in cmd]
+    assert removals == ["docker rm --force aaa bbb", "docker network rm nnn"]
+
+
+def test_a_container_started_by_hand_from_our_image_is_not_ours():
+    inherited = {"Name": "/netlab-server", "State": {"Running": True},
+                 "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "image"}}}
+    assert not orchestrate.is_ours(inherited, LAB)
+    inherited["Config"]["Labels"]["org.netlab.role"] = "server"
+    assert orchestrate.is_ours(inherited, LAB)
+
+
+def test_down_with_nothing_labelled_removes_nothing():
+    c = mock({r"docker (ps|network ls)": Result("")})
+    orchestrate.down(c, LAB)
+    assert not any(" rm " in cmd for cmd in commands(c))
+
+
+def test_clean_keeps_the_base_image_unless_asked():
+    images = [
+        {"Id": "sha256:lab", "RepoTags": ["netlab/lab:netlab"], "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "image"}}},
+        {"Id": "sha256:base", "RepoTags": ["netlab/base:bookworm"], "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "base"}}},
+    ]
+    c = mock({
+        r"docker (ps|network ls)": Result(""),
+        r"docker image ls": Result("sha256:lab\nsha256:base\n"),
+        r"docker inspect --type=image": Result(json.dumps(images)),
+        r"docker rmi": Result(""),
+    })
+    orchestrate.clean(c, LAB)
+    assert [cmd for cmd in commands(c) if "rmi" in cmd] == ["docker rmi netlab/lab:netlab"]
+    orchestrate.clean(c, LAB, base=True)
+    assert [cmd for cmd in commands(c) if "rmi" in cmd][-1] == "docker rmi netlab/lab:netlab netlab/base:bookworm"
+
+
+def test_send_when_the_lab_is_down_says_to_run_up():
+    c = mock({r"docker inspect": Result("[]", exited=1)})
+    with pytest.raises(Exit, match="run 'invoke up' first"):
+        orchestrate.send(c, LAB, ["ECHO x"])
+
+
+@pytest.mark.parametrize("stderr, advice", [
+    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?", "not running"),
+    ("permission denied while trying to connect to the Docker daemon socket", "docker group"),
+    ("Error response from daemon: Pool overlaps with other one on this address space", "subnet"),
+    ("Unable to find image 'x' locally\nError: No such image: x", "invoke build"),
+    ("Error: something new\nwith a last line", "failed: with a last line"),
+])
+def test_docker_errors_become_one_actionable_line(stderr, advice):
+    line = explain(stderr, "docker x")
+    assert advice in line and "\n" not in line
+
+
+def test_a_missing_docker_command_is_named():
+    c = mock({r"docker": Result(stderr="sh: 1: docker: not found", exited=127)})
+    with pytest.raises(Exit, match="not installed"):
+        Docker(c).run(["ps"])
+
+
+def test_every_docker_command_is_echoed(capsys):
+    c = mock({r"docker ps": Result("")})
+    Docker(c).run(["ps", "-a"], quiet=True)
+    assert capsys.readouterr().out == "docker ps -a\n"
+
+
+@pytest.mark.parametrize("messages, udp, step, expected", [
+    (["ECHO a", "TIME"], False, False, ["ECHO a", "TIME"]),
+    (["ECHO a"], True, False, ["--udp", "ECHO a"]),
+    (["ECHO a"], False, True, ["--step", "ECHO a"]),
+])
+def test_send_options_become_client_arguments(messages, udp, step, expected):
+    assert orchestrate.client_options(messages, udp=udp, step=step) == expected
+
+
+def test_send_option_mistakes_are_one_line_errors():
+    with pytest.raises(Exit, match="nothing to send"):
+        orchestrate.client_options([""])
+    with pytest.raises(Exit, match="TCP only"):
+        orchestrate.client_options(["ECHO a"], udp=True, step=True)
+    with pytest.raises(Exit, match="whole number"):
+        orchestrate.bulk_options("lots")
