@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import sys
@@ -193,7 +192,7 @@ def test_sigterm_finishes_replies_in_flight_closes_idle_ones_and_exits_0(server)
         socket.create_connection(("127.0.0.1", server.port), timeout=2)
 
 
-@pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
+@pytest.mark.needs("nc")
 def test_a_real_nc_can_speak_the_protocol(server):
     result = subprocess.run(
         ["nc", "-q", "1", "127.0.0.1", str(server.port)],
@@ -202,7 +201,7 @@ def test_a_real_nc_can_speak_the_protocol(server):
     assert result.stdout == b"OK hi\nOK bye\n"
 
 
-@pytest.mark.skipif(shutil.which("nc") is None, reason="nc (netcat-openbsd) is not installed")
+@pytest.mark.needs("nc")
 def test_a_real_nc_over_udp(server):
     result = subprocess.run(
         ["nc", "-u", "-w", "1", "127.0.0.1", str(server.port)],
