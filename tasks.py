@@ -5,6 +5,7 @@ and friends), which takes the invoke Context so it can be tested with MockContex
 """
 
 from invoke import Collection, task
+from invoke.exceptions import Exit
 
 from lab import image, orchestrate
 from lab.cli import LAB_HELP, lab_of, one_line_errors
@@ -89,6 +90,22 @@ def clean(c, base=False, lab=None):
     orchestrate.clean(c, lab_of(c, lab), base)
 
 
+@task(help={
+    "pcap": "capture file (default: the newest in captures/); a flag because invoke has no optional positionals",
+    "json": "print one JSON object: connections, handshakes, teardowns, analysis flags",
+    "csv": "print one CSV row per TCP frame",
+    "ladders": "draw the ladder of connections with at most N frames (default 60; 0: none)",
+})
+def inspect(c, pcap=None, json=False, csv=False, ladders=60):
+    """Explain a capture as Wireshark would: conversations, ladder diagrams, analysis flags."""
+    from lab.inspect.cli import main
+
+    code = main([*([pcap] if pcap else []), *(["--json"] if json else []), *(["--csv"] if csv else []),
+                 "--ladders", str(ladders)])
+    if code:
+        raise Exit(code=code)
+
+
 @task(iterable=["message"], help={"message": "a request line to send instead of the tour (repeatable)",
                                   "lab": LAB_HELP})
 @one_line_errors
@@ -101,4 +118,4 @@ def demo(c, message=None, lab=None):
     orchestrate.status(c, settings)
 
 
-ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo)
+ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, inspect)

@@ -28,9 +28,8 @@ from invoke import Context
 from invoke.exceptions import Exit
 
 from lab.docker import Docker
-from lab.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, Lab
+from lab.settings import BASE_IMAGE, LABEL, PROJECT_ROOT as ROOT, ROLE_LABEL, SLIM_IMAGE, Lab
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 

@@ -1,0 +1,28 @@
+"""Reading captures and explaining their TCP the way Wireshark does, fast enough for big files.
+
+Layers, each a module with one job (read bottom-up):
+
+    reader    pcap and pcapng files -> records (time, link type, bytes), constant memory
+    decode    a record's bytes -> IP and TCP header fields (struct, no dissection)
+    tcp       connection tracking (tcp.stream) and Wireshark 4.0's analysis flags
+    analysis  a whole file -> Capture; one stream's segments; Follow TCP Stream
+    rtt       round-trip samples as Wireshark's tcp.analysis.ack_rtt
+    ladder    ladder diagrams (text and matplotlib)
+    graphs    time-sequence (Stevens), throughput and RTT figures
+    report    the --json and --csv contracts and the text report
+    cli       python -m lab.inspect / invoke inspect
+
+Scapy stays the tool for looking at one packet closely (the notebooks use it); the
+bulk path here parses headers itself, which is what makes it faster than tshark.
+"""
+
+from lab.inspect.analysis import Capture, analyze, follow, iter_segments, stream_segments
+from lab.inspect.reader import CaptureFileError, Record, read_records
+from lab.inspect.rtt import RttSample, rtt_samples, stream_rtt
+from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, flag_names, wireshark_labels
+
+__all__ = [
+    "Capture", "CaptureFileError", "Connection", "FLAG_NAMES", "Record", "RttSample", "Segment",
+    "analyze", "flag_names", "follow", "iter_segments", "read_records", "rtt_samples",
+    "stream_rtt", "stream_segments", "wireshark_labels",
+]

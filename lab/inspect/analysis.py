@@ -1,0 +1,122 @@
+"""The library's front: analyse a capture file, follow a stream, list its segments.
+
+This is what the notebooks and ``invoke inspect`` call::
+
+    capture = analyze("captures/hello.pcapng")
+    conn = capture.connections[0]
+    conn.handshake.syn, conn.client.isn, capture.flags_of(frame)
+    stream_segments(path, 0)  # every analysed segment of connection 0
+    follow(path, 0)           # (client->server bytes, server->client bytes)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterator
+
+from lab.inspect.reader import CaptureFileError, read_records
+from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, Tracker, flag_names
+
+SHORT_CONNECTION = 60
+"""Connections with at most this many frames keep their segments by default
+(ladders are drawn of them); longer ones are only counted."""
+
+
+@dataclasses.dataclass
+class Capture:
+    """A whole capture, analysed."""
+
+    path: str
+    frames: int
+    connections: list[Connection]
+    flagged: dict[int, int]
+    first_time_ns: int
+    error: CaptureFileError | None = None
+
+    def flags_of(self, frame: int) -> list[str]:
+        """Names of the analysis flags of a frame (1-based, as in Wireshark)."""
+        return flag_names(self.flagged.get(frame, 0))
+
+    def frames_with(self, name: str) -> list[int]:
+        """Frames carrying the analysis flag ``name`` (a key of FLAG_NAMES)."""
+        mask = FLAG_NAMES[name]
+        return sorted(frame for frame, bits in self.flagged.items() if bits & mask)
+
+    def segments(self, stream: int) -> list[Segment]:
+        """The remembered segments of a connection (see analyze's ``keep``)."""
+        segments = self.connections[stream].segments
+        if segments is None:
+            raise ValueError(f"stream {stream} has too many frames to keep; analyze(..., keep=True) keeps all")
+        return segments
+
+
+def open_capture(path: str | os.PathLike):
+    """Open a capture file, with a one-line error for the usual mistakes."""
+    path = Path(path)
+    if not path.exists():
+        raise CaptureFileError(f"no such file: {path}")
+    if path.is_dir():
+        raise CaptureFileError(f"{path} is a folder, not a capture file")
+    return path.open("rb")
+
+
+def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION) -> Capture:
+    """Read and analyse a capture; a damaged file keeps what was read before the damage."""
+    tracker = Tracker(keep=keep, emit=False)
+    error = None
+    with open_capture(path) as stream:
+        try:
+            for _ in tracker.feed(read_records(stream)):
+                pass
+        except CaptureFileError as exc:
+            if tracker.frames == 0:
+                raise
+            error = exc
+    return Capture(str(path), tracker.frames, tracker.connections, tracker.flagged,
+                   tracker.first_time_ns or 0, error)
+
+
+def iter_segments(path: str | os.PathLike) -> Iterator[Segment]:
+    """Every TCP segment of a capture, analysed, in frame order (constant memory)."""
+    tracker = Tracker(keep=False, emit=True)
+    with open_capture(path) as stream:
+        for segment in tracker.feed(read_records(stream)):
+            if segment is not None:
+                yield segment
+
+
+def stream_segments(path: str | os.PathLike, stream: int) -> list[Segment]:
+    """The analysed segments of one connection (the notebooks' unit of study)."""
+    return [segment for segment in iter_segments(path) if segment.stream == stream]
+
+
+def follow(path: str | os.PathLike, stream: int) -> tuple[bytes, bytes]:
+    """Wireshark's Follow TCP Stream: each direction's payload in sequence order.
+
+    Bytes sent twice (retransmissions, overlaps) are counted once; a hole (a
+    segment that was not captured) ends that direction's stream at the hole.
+    """
+    pieces: dict[bool, dict[int, bytes]] = {True: {}, False: {}}
+    for segment in iter_segments(path):
+        if segment.stream == stream and segment.length:
+            known = pieces[segment.from_client].get(segment.rel_seq, b"")
+            if len(segment.payload) > len(known):
+                pieces[segment.from_client][segment.rel_seq] = segment.payload
+    return _reassemble(pieces[True]), _reassemble(pieces[False])
+
+
+def _reassemble(pieces: dict[int, bytes]) -> bytes:
+    out = bytearray()
+    end = None
+    for seq in sorted(pieces):
+        data = pieces[seq]
+        if end is None:
+            end = seq
+        if seq > end:
+            break
+        if seq + len(data) > end:
+            out += data[end - seq:]
+            end = seq + len(data)
+    return bytes(out)

@@ -1,0 +1,82 @@
+"""``python -m lab.inspect PCAP`` (and ``invoke inspect``): the analysis on a terminal.
+
+Without options it prints the report a learner reads (conversations, the ladder of
+each short connection, analysis flags); ``--json`` and ``--csv`` print the
+machine-readable contracts of lab.inspect.report instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lab.inspect.analysis import SHORT_CONNECTION, analyze
+from lab.inspect.reader import CaptureFileError
+from lab.inspect.report import print_report, to_json, write_csv
+from lab.settings import CAPTURES_DIR
+
+CAPTURE_SUFFIXES = (".pcapng", ".pcap")
+
+
+def newest_capture(folder: str | Path = CAPTURES_DIR) -> Path:
+    """The most recent capture file in ``folder`` (what `invoke inspect` reads by default)."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("*") if p.suffix in CAPTURE_SUFFIXES and not p.name.startswith(".")]
+    if not found:
+        raise CaptureFileError(f"no capture in {folder} yet: make one with 'invoke capture --send \"ECHO hi\"' "
+                               "or name a file")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab.inspect",
+                                     description="Analyse a pcap or pcapng capture as Wireshark would.")
+    parser.add_argument("pcap", nargs="?", help="capture file (default: the newest in captures/)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object (connections, handshakes, flags)")
+    output.add_argument("--csv", action="store_true", help="print one CSV row per TCP frame")
+    parser.add_argument("--ladders", type=int, default=SHORT_CONNECTION, metavar="N",
+                        help="draw the ladder of connections with at most N frames (default %(default)s; 0: none)")
+    parser.add_argument("--width", type=int, default=100, help="width of the ladders in characters (default %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    return parser
+
+
+def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
+        ladders: int = SHORT_CONNECTION, width: int = 100) -> int:
+    """Print the chosen output for one capture; return the exit code (1 for a damaged file)."""
+    from lab.cli import console
+
+    path = Path(pcap) if pcap else newest_capture()
+    if as_csv:
+        write_csv(path, sys.stdout)
+        return 0
+    capture = analyze(path, keep=max(ladders, 0))
+    if as_json:
+        json.dump(to_json(capture), sys.stdout, indent=1)
+        print()
+    else:
+        print_report(capture, console(), ladders, width)
+    if capture.error is not None:
+        print(f"lab.inspect: {path}: {capture.error} (the {capture.frames} frames before it were analysed)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args.pcap, args.json, args.csv, args.ladders, args.width)
+    except CaptureFileError as exc:
+        if args.debug:
+            raise
+        print(f"lab.inspect: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:       # the reader went away (| head): not an error of ours
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130

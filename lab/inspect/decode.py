@@ -1,0 +1,165 @@
+"""From a frame's bytes to the IP and TCP/UDP header fields the analysis needs.
+
+Link types: Ethernet (with 802.1Q tags), Linux cooked captures (SLL and SLL2) and
+raw IP. Network: IPv4 and IPv6 (skipping IPv6 extension headers). Only headers are
+read, with ``struct``; payload bytes stay where they are until someone asks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import NamedTuple
+
+LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2 = 1, 101, 113, 276
+LINKTYPE_IPV4, LINKTYPE_IPV6, DLT_RAW_BSD, DLT_RAW_OPENBSD = 228, 229, 12, 14
+ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
+PROTO_TCP, PROTO_UDP = 6, 17
+IPV6_EXTENSIONS = {0, 43, 60, 135, 139, 140}  # hop-by-hop, routing, destination, mobility, HIP, shim6
+IPV6_FRAGMENT = 44
+
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+NS = 0x100
+
+_u16 = struct.Struct("!H").unpack_from
+_ipv4 = struct.Struct("!BxH5xB2x4s4s").unpack_from  # ver/ihl, total length, protocol, src, dst
+_tcp = struct.Struct("!HHIIHH").unpack_from
+_udp = struct.Struct("!HHH").unpack_from
+
+
+class Datagram(NamedTuple):
+    """The network layer of a frame: addresses (packed bytes), protocol, where its payload is."""
+
+    src: bytes
+    dst: bytes
+    proto: int
+    offset: int      # of the transport header in the frame
+    length: int      # transport header + payload, from the IP header
+
+
+def network_offset(linktype: int, data: bytes) -> tuple[int, int] | None:
+    """(offset of the IP header, IP version) for a frame, or None if it carries no IP."""
+    if linktype == LINKTYPE_ETHERNET:
+        offset, ethertype = 14, _u16(data, 12)[0] if len(data) >= 14 else 0
+        while ethertype in (ETHERTYPE_VLAN, ETHERTYPE_QINQ) and len(data) >= offset + 4:
+            ethertype = _u16(data, offset + 2)[0]
+            offset += 4
+    elif linktype == LINKTYPE_SLL:
+        offset, ethertype = 16, _u16(data, 14)[0] if len(data) >= 16 else 0
+    elif linktype == LINKTYPE_SLL2:
+        offset, ethertype = 20, _u16(data, 0)[0] if len(data) >= 20 else 0
+    elif linktype in (LINKTYPE_RAW, DLT_RAW_BSD, DLT_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        if not data:
+            return None
+        version = data[0] >> 4
+        return (0, version) if version in (4, 6) else None
+    else:
+        return None
+    if ethertype == ETHERTYPE_IPV4:
+        return offset, 4
+    if ethertype == ETHERTYPE_IPV6:
+        return offset, 6
+    return None
+
+
+def datagram(linktype: int, data: bytes) -> Datagram | None:
+    """The IP layer of a frame, or None when the frame is not (whole-header) IP."""
+    found = network_offset(linktype, data)
+    if found is None:
+        return None
+    offset, version = found
+    if version == 4:
+        if len(data) < offset + 20:
+            return None
+        version_ihl, total, proto, src, dst = _ipv4(data, offset)
+        header = (version_ihl & 0x0F) * 4
+        fragment = _u16(data, offset + 6)[0]
+        if fragment & 0x1FFF:  # a later fragment carries no transport header
+            return Datagram(src, dst, -proto, offset + header, total - header)
+        return Datagram(src, dst, proto, offset + header, total - header)
+    if len(data) < offset + 40:
+        return None
+    payload_length, proto = _u16(data, offset + 4)[0], data[offset + 6]
+    src, dst = data[offset + 8:offset + 24], data[offset + 24:offset + 40]
+    position, end = offset + 40, offset + 40 + payload_length
+    while proto in IPV6_EXTENSIONS or proto == IPV6_FRAGMENT:
+        if len(data) < position + 8:
+            return None
+        next_proto = data[position]
+        if proto == IPV6_FRAGMENT:
+            if _u16(data, position + 2)[0] & 0xFFF8:
+                return Datagram(src, dst, -next_proto, position + 8, end - position - 8)
+            size = 8
+        else:
+            size = (data[position + 1] + 1) * 8
+        proto, position = next_proto, position + size
+    return Datagram(src, dst, proto, position, end - position)
+
+
+def address_text(packed: bytes) -> str:
+    """Dotted IPv4 or compressed IPv6 text of a packed address."""
+    return str(ipaddress.ip_address(packed))
+
+
+def endpoint_text(packed: bytes, port: int) -> str:
+    """``ip:port``, with IPv6 in brackets."""
+    text = address_text(packed)
+    return f"[{text}]:{port}" if len(packed) == 16 else f"{text}:{port}"
+
+
+class TcpOptions(NamedTuple):
+    """The options a handshake negotiates (None where absent)."""
+
+    mss: int | None = None
+    window_scale: int | None = None
+    sack_permitted: bool = False
+    timestamps: bool = False
+    sack_blocks: int = 0
+
+
+def tcp_options(data: bytes, start: int, end: int) -> TcpOptions:
+    mss = scale = None
+    sack_permitted = timestamps = False
+    sack_blocks = 0
+    position = start
+    while position < end:
+        kind = data[position]
+        if kind == 0:
+            break
+        if kind == 1:
+            position += 1
+            continue
+        if position + 1 >= end:
+            break
+        length = data[position + 1]
+        if length < 2 or position + length > end:
+            break
+        if kind == 2 and length == 4:
+            mss = _u16(data, position + 2)[0]
+        elif kind == 3 and length == 3:
+            scale = min(data[position + 2], 14)
+        elif kind == 4:
+            sack_permitted = True
+        elif kind == 5:
+            sack_blocks = (length - 2) // 8
+        elif kind == 8:
+            timestamps = True
+        position += length
+    return TcpOptions(mss, scale, sack_permitted, timestamps, sack_blocks)
+
+
+FLAG_LETTERS = ((NS, "N"), (CWR, "C"), (ECE, "E"), (URG, "U"), (ACK, "A"), (PSH, "P"),
+                (RST, "R"), (SYN, "S"), (FIN, "F"))
+
+
+def flags_str(flags: int) -> str:
+    """Wireshark's ``tcp.flags.str``: 12 positions, a letter where a flag is set."""
+    return "···" + "".join(letter if flags & bit else "·" for bit, letter in FLAG_LETTERS)
+
+
+def flags_names(flags: int) -> str:
+    """Flags as a learner reads them: SYN, SYN/ACK, PSH/ACK, FIN/ACK, RST, ..."""
+    names = [name for bit, name in ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"),
+                                    (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))
+             if flags & bit]
+    return "/".join(names) or "none"

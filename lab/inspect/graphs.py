@@ -1,0 +1,169 @@
+"""Pictures of a transfer over time: the Stevens time-sequence graph, throughput, RTT.
+
+All three look at one direction of one connection, the *sender* of the data (by
+default the side that sent more payload: the server in a BULK download). Time is
+seconds since the connection's first frame.
+
+* Time-sequence (Stevens, as in TCP/IP Illustrated and Wireshark's "Stevens"
+  graph): each data segment is a dot at (time, relative seq); the ACKs coming back
+  and the right edge of the receiver's window are drawn as lines. Slow start bends
+  the dots upwards, a loss shows as a gap and a late dot under the line.
+* Throughput: new payload bytes per interval, in Mbit/s (retransmitted bytes are
+  not new, so they do not count).
+* RTT: Wireshark's ``ack_rtt`` samples (lab.inspect.rtt) with the smoothed
+  estimate of RFC 6298 (alpha 1/8), which is what textbooks call EstimatedRTT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from lab.inspect.rtt import RttSample, rtt_samples
+from lab.inspect.tcp import ACK, FLAG_NAMES, Segment
+
+RETRANSMITTED = FLAG_NAMES["retransmission"] | FLAG_NAMES["out_of_order"]
+ALPHA = 0.125
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqPoint:
+    """A data segment in the time-sequence graph."""
+
+    time_s: float
+    rel_seq: int
+    length: int
+    retransmitted: bool
+
+
+def data_sender(segments: Sequence[Segment]) -> bool:
+    """True if the client sent more payload than the server (then it is the sender)."""
+    sent = {True: 0, False: 0}
+    for segment in segments:
+        sent[segment.from_client] += segment.length
+    return sent[True] > sent[False]
+
+
+def _start(segments: Sequence[Segment]) -> int:
+    return segments[0].time_ns if segments else 0
+
+
+def sequence_points(segments: Sequence[Segment], from_client: bool | None = None) -> list[SeqPoint]:
+    """The data segments of one direction, as points of the time-sequence graph."""
+    if from_client is None:
+        from_client = data_sender(segments)
+    start = _start(segments)
+    return [SeqPoint((s.time_ns - start) / 1e9, s.rel_seq, s.length, bool(s.analysis & RETRANSMITTED))
+            for s in segments if s.from_client == from_client and s.length]
+
+
+def ack_line(segments: Sequence[Segment], from_client: bool | None = None) -> list[tuple[float, int, int]]:
+    """(time, relative ACK, right window edge) of every ACK coming back to the sender."""
+    if from_client is None:
+        from_client = data_sender(segments)
+    start = _start(segments)
+    return [((s.time_ns - start) / 1e9, s.rel_ack, s.rel_ack + s.window)
+            for s in segments if s.from_client != from_client and s.flags & ACK]
+
+
+def default_interval(segments: Sequence[Segment], bins: int = 40) -> float:
+    """An interval that cuts the connection's duration into about ``bins`` bars (at least 100 us)."""
+    duration = (segments[-1].time_ns - segments[0].time_ns) / 1e9 if segments else 0
+    return max(duration / bins, 1e-4)
+
+
+def throughput(segments: Sequence[Segment], interval_s: float | None = None,
+               from_client: bool | None = None) -> list[tuple[float, float]]:
+    """(interval start, Mbit/s of new payload) for each interval of the transfer."""
+    if from_client is None:
+        from_client = data_sender(segments)
+    interval_s = interval_s or default_interval(segments)
+    start = _start(segments)
+    bins: dict[int, int] = {}
+    for s in segments:
+        if s.from_client == from_client and s.length and not s.analysis & RETRANSMITTED:
+            index = int((s.time_ns - start) / 1e9 / interval_s)
+            bins[index] = bins.get(index, 0) + s.length
+    if not bins:
+        return []
+    return [(i * interval_s, bins.get(i, 0) * 8 / interval_s / 1e6) for i in range(max(bins) + 1)]
+
+
+def estimated_rtt(samples: Sequence[RttSample], alpha: float = ALPHA) -> list[float]:
+    """EstimatedRTT after each sample: (1 - alpha) * previous + alpha * sample (RFC 6298)."""
+    estimates: list[float] = []
+    for sample in samples:
+        previous = estimates[-1] if estimates else sample.rtt_ms
+        estimates.append((1 - alpha) * previous + alpha * sample.rtt_ms)
+    return estimates
+
+
+def _axes(ax, size=(10, 4.5)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=size)
+        return fig, ax
+    return ax.figure, ax
+
+
+def time_sequence_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None,
+                         title: str = "Time-sequence graph (Stevens)"):
+    """Data segments as dots, with the ACK line and the receiver's window edge."""
+    fig, ax = _axes(ax)
+    points = sequence_points(segments, from_client)
+    acks = ack_line(segments, from_client)
+    first = [p for p in points if not p.retransmitted]
+    again = [p for p in points if p.retransmitted]
+    ax.scatter([p.time_s for p in first], [p.rel_seq for p in first], s=6, color="tab:blue",
+               label="data segment (seq)")
+    if again:
+        ax.scatter([p.time_s for p in again], [p.rel_seq for p in again], s=24, color="tab:red",
+                   marker="x", label="retransmission / out-of-order")
+    if acks:
+        ax.step([a[0] for a in acks], [a[1] for a in acks], where="post", color="tab:green",
+                linewidth=1, label="ACK from receiver")
+        ax.step([a[0] for a in acks], [a[2] for a in acks], where="post", color="tab:orange",
+                linewidth=1, linestyle="--", label="ACK + receive window")
+    ax.set_xlabel("time since the first frame (s)")
+    ax.set_ylabel("relative sequence number (bytes)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def throughput_figure(segments: Sequence[Segment], interval_s: float | None = None,
+                      from_client: bool | None = None, ax=None):
+    """Throughput of new payload per interval."""
+    fig, ax = _axes(ax, (10, 3.5))
+    interval_s = interval_s or default_interval(segments)
+    rows = throughput(segments, interval_s, from_client)
+    ax.bar([r[0] for r in rows], [r[1] for r in rows], width=interval_s, align="edge", color="tab:blue")
+    ax.set_xlabel("time since the first frame (s)")
+    ax.set_ylabel("Mbit/s")
+    ax.set_title(f"Throughput of new data per {interval_s * 1000:.3g} ms")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None):
+    """RTT samples of the sender's segments over time, with EstimatedRTT."""
+    if from_client is None:
+        from_client = data_sender(segments)
+    fig, ax = _axes(ax, (10, 3.5))
+    start = _start(segments)
+    samples = [s for s in rtt_samples(segments) if s.from_client == from_client]
+    times = [(s.sent_ns - start) / 1e9 for s in samples]
+    ax.scatter(times, [s.rtt_ms for s in samples], s=8, color="tab:purple", label="SampleRTT")
+    if samples:
+        ax.plot(times, estimated_rtt(samples), color="black", linewidth=1, label="EstimatedRTT (alpha 1/8)")
+    ax.set_xlabel("time the segment was sent (s)")
+    ax.set_ylabel("RTT (ms)")
+    ax.set_title("Round-trip time of each acknowledged segment")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,136 @@
+"""Ladder (flow) diagrams of one connection: the client on the left, the server on the right.
+
+Each frame is an arrow from its sender to its receiver, labelled with what a
+learner checks against the textbook: flags, relative seq and ack, payload length,
+the handshake's options, the first bytes of the payload, and Wireshark's analysis
+words ("TCP Retransmission", "TCP Dup ACK #2", ...) on flagged frames.
+
+Two renderings of the same rows: :func:`ladder_text` for terminals (``invoke
+inspect``) and :func:`ladder_figure` for notebooks. Rows are frames, not times:
+a capture's interesting moments are microseconds apart and its pauses seconds
+long, so a time axis would crush the handshake into one line. Each row shows its
+time instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from lab.inspect.decode import SYN, endpoint_text, flags_names
+from lab.inspect.tcp import Connection, Segment, wireshark_labels
+
+PREVIEW = 18
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """One arrow of the ladder."""
+
+    frame: int
+    time_ms: float          # since the connection's first frame
+    to_server: bool
+    label: str
+    analysis: tuple[str, ...]
+
+
+def options_text(segment: Segment) -> str:
+    """A SYN's options as Wireshark abbreviates them: MSS=1460 WS=128 SACK_PERM TSval."""
+    options = segment.options
+    if options is None:
+        return ""
+    words = []
+    if options.mss is not None:
+        words.append(f"MSS={options.mss}")
+    if options.window_scale is not None:
+        words.append(f"WS={1 << options.window_scale}")
+    if options.sack_permitted:
+        words.append("SACK_PERM")
+    if options.timestamps:
+        words.append("TS")
+    return " ".join(words)
+
+
+def payload_preview(payload: bytes, limit: int = PREVIEW) -> str:
+    """The first bytes of a payload as a Python literal would show them: 'ECHO hi\\n'."""
+    shown = repr(payload[:limit])[2:-1]
+    return f"'{shown}{'...' if len(payload) > limit else ''}'"
+
+
+def rung(segment: Segment, start_ns: int) -> Rung:
+    parts = [flags_names(segment.flags), f"seq={segment.rel_seq}"]
+    if segment.flags & 0x10:
+        parts.append(f"ack={segment.rel_ack}")
+    parts.append(f"win={segment.window}")
+    if segment.length:
+        parts.append(f"len={segment.length}")
+    if segment.flags & SYN:
+        parts.append(options_text(segment))
+    if segment.payload:
+        parts.append(payload_preview(segment.payload))
+    return Rung(segment.frame, (segment.time_ns - start_ns) / 1e6, segment.from_client,
+                " ".join(part for part in parts if part),
+                tuple(wireshark_labels(segment.analysis, segment.dupack_num)))
+
+
+def rungs(segments: Sequence[Segment]) -> list[Rung]:
+    if not segments:
+        return []
+    start = segments[0].time_ns
+    return [rung(segment, start) for segment in segments]
+
+
+def ladder_text(conn: Connection, segments: Sequence[Segment], width: int = 100) -> str:
+    """The ladder as lines of text, ``width`` characters wide."""
+    client = f"client {endpoint_text(conn.client.address, conn.client.port)}"
+    server = f"server {endpoint_text(conn.server.address, conn.server.port)}"
+    gutter = 18                                   # "frame    time ms  "
+    span = max(40, width - gutter - 2)            # between the two | rails
+    lines = [f"{'frame':>6} {'time ms':>9}  {client:<{span - len(server) + 1}}{server}"]
+    for item in rungs(segments):
+        text = f" {item.label} "
+        if item.analysis:
+            text += f"[{', '.join(item.analysis)}] "
+        if len(text) > span - 6:
+            text = text[:span - 9] + "... "
+        dashes = span - 2 - len(text)
+        left, right = dashes // 2, dashes - dashes // 2
+        if item.to_server:
+            arrow = "|" + "-" * left + text + "-" * (right - 1) + ">|"
+        else:
+            arrow = "|<" + "-" * (left - 1) + text + "-" * right + "|"
+        lines.append(f"{item.frame:>6} {item.time_ms:>9.3f}  {arrow}")
+    return "\n".join(lines)
+
+
+def ladder_figure(conn: Connection, segments: Sequence[Segment], ax=None, title: str | None = None):
+    """The ladder as a matplotlib figure: one arrow per frame, flagged frames in red."""
+    import matplotlib.pyplot as plt
+
+    items = rungs(segments)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(11, 1.2 + 0.42 * max(len(items), 1)))
+    else:
+        fig = ax.figure
+    ax.set_xlim(-0.3, 1.05)
+    ax.set_ylim(len(items) + 0.2, -1.2)
+    for x in (0, 1):
+        ax.plot([x, x], [-0.4, len(items)], color="0.35", linewidth=2)
+    ax.text(0, -0.6, f"client\n{endpoint_text(conn.client.address, conn.client.port)}",
+            ha="center", va="bottom", fontsize=9, fontweight="bold")
+    ax.text(1, -0.6, f"server\n{endpoint_text(conn.server.address, conn.server.port)}",
+            ha="center", va="bottom", fontsize=9, fontweight="bold")
+    for row, item in enumerate(items):
+        start, end = (0, 1) if item.to_server else (1, 0)
+        color = "tab:red" if item.analysis else ("tab:blue" if item.to_server else "tab:green")
+        ax.annotate("", xy=(end, row + 0.55), xytext=(start, row + 0.05),
+                    arrowprops=dict(arrowstyle="-|>", color=color, linewidth=1.4))
+        label = item.label if not item.analysis else f"{item.label}  [{', '.join(item.analysis)}]"
+        ax.text(0.5, row + 0.22, label, ha="center", va="bottom", fontsize=7.5, color=color,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.85))
+        ax.text(-0.08, row + 0.3, f"#{item.frame}  {item.time_ms:.3f} ms", ha="right", va="center",
+                fontsize=7.5, color="0.3")
+    ax.axis("off")
+    ax.set_title(title or f"TCP stream {conn.stream}: frames top to bottom", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,163 @@
+"""What `python -m lab.inspect` prints: the JSON and CSV contracts, and the text report.
+
+The JSON and CSV shapes are a contract (scripts and the notebooks' exercise
+checkers read them): keys and columns may be added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import IO, Any
+
+from lab.inspect.analysis import Capture, iter_segments
+from lab.inspect.decode import address_text, endpoint_text, flags_str
+from lab.inspect.ladder import ladder_text
+from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, flag_names
+
+CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
+
+
+def handshake_json(conn: Connection) -> dict[str, Any] | None:
+    """The handshake's frames, ISNs, RTT and the options each side offered."""
+    hs = conn.handshake
+    if hs.syn is None:
+        return None
+    client, server = conn.client, conn.server
+
+    def each(attr: str) -> dict[str, Any]:
+        return {"client": _option(client, attr), "server": _option(server, attr)}
+
+    return {
+        "syn": hs.syn, "syn_ack": hs.syn_ack, "ack": hs.ack,
+        "rtt_ms": round(handshake_rtt_ms(conn), 3) if hs.ack is not None else None,
+        "client_isn": client.isn, "server_isn": server.isn,
+        "mss": each("mss"), "window_scale": each("window_scale"),
+        "sack_permitted": each("sack_permitted"), "timestamps": each("timestamps"),
+    }
+
+
+def handshake_rtt_ms(conn: Connection) -> float | None:
+    """SYN to the ACK that completes the handshake, as seen where the capture was made."""
+    hs = conn.handshake
+    if hs.syn is None or hs.ack is None:
+        return None
+    return (hs.ack_time - hs.syn_time) / 1e6
+
+
+def _option(flow: Flow, attr: str):
+    return getattr(flow.options, attr) if flow.options is not None else None
+
+
+def teardown_json(conn: Connection) -> dict[str, Any] | None:
+    """How the connection ended: a RST, or the FINs (with their frames); None if still open."""
+    if conn.rst_frames:
+        return {"kind": "rst", "frames": conn.rst_frames}
+    fins = sorted(conn.client.fin_frames + conn.server.fin_frames)
+    if fins:
+        return {"kind": "fin", "frames": fins}
+    return None
+
+
+def connection_json(conn: Connection, first_time_ns: int) -> dict[str, Any]:
+    client, server = conn.client, conn.server
+    return {
+        "stream": conn.stream,
+        "client": endpoint_text(client.address, client.port),
+        "server": endpoint_text(server.address, server.port),
+        "first_frame": conn.first_frame,
+        "packets": conn.packets,
+        "bytes": {"client_to_server": client.payload_bytes, "server_to_client": server.payload_bytes},
+        "frames": {"client_to_server": client.packets, "server_to_client": server.packets},
+        "frame_bytes": {"client_to_server": client.frame_bytes, "server_to_client": server.frame_bytes},
+        "start_s": round((conn.start_ns - first_time_ns) / 1e9, 9),
+        "duration_s": round(conn.duration_ns / 1e9, 9),
+        "handshake": handshake_json(conn),
+        "teardown": teardown_json(conn),
+    }
+
+
+def to_json(capture: Capture) -> dict[str, Any]:
+    """The ``--json`` object."""
+    result = {
+        "file": capture.path,
+        "packets": capture.frames,
+        "connections": [connection_json(conn, capture.first_time_ns) for conn in capture.connections],
+        "flags": {name: capture.frames_with(name) for name in FLAG_NAMES},
+    }
+    if capture.error is not None:
+        result["error"] = str(capture.error)
+    return result
+
+
+def write_csv(path: str | os.PathLike, out: IO[str]) -> None:
+    """The ``--csv`` rows, one per TCP frame, streamed as the file is read."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for seg in iter_segments(path):
+        writer.writerow([seg.frame, seg.stream, address_text(seg.src), seg.sport, address_text(seg.dst),
+                         seg.dport, flags_str(seg.flags), seg.length, seg.rel_seq, seg.rel_ack,
+                         ";".join(flag_names(seg.analysis))])
+
+
+def flag_counts(capture: Capture) -> dict[str, int]:
+    return {name: len(capture.frames_with(name)) for name in FLAG_NAMES}
+
+
+def si_size(size: int) -> str:
+    """Bytes as tshark's conversation table prints them: '4112 bytes', '209 kB'."""
+    for power, prefix in ((1000 ** 4, "T"), (1000 ** 3, "G"), (1000 ** 2, "M"), (1000, "k")):
+        if size // power >= 10:
+            return f"{size // power} {prefix}B"
+    return f"{size} bytes"
+
+
+def closed_text(conn: Connection) -> str:
+    teardown = teardown_json(conn)
+    if teardown is None:
+        return "open"
+    if teardown["kind"] == "rst":
+        return "RST"
+    first = conn.client if conn.client.fin_frames and (
+        not conn.server.fin_frames or conn.client.fin_frames[0] < conn.server.fin_frames[0]) else conn.server
+    return f"FIN, {'client' if first is conn.client else 'server'} first"
+
+
+def print_report(capture: Capture, console, ladders: int = 60, width: int = 100) -> None:
+    """The human report: conversations, the ladder of each short one, flag counts."""
+    from rich.table import Table
+
+    console.print(f"[bold]{capture.path}[/]: {capture.frames} frames, "
+                  f"{len(capture.connections)} TCP connection(s)")
+    if capture.error is not None:
+        console.print(f"[yellow]warning: the file is damaged ({capture.error}); "
+                      f"showing the {capture.frames} frames before it[/]")
+    table = Table(title="TCP conversations (like tshark -z conv,tcp)")
+    for column in ("stream", "client", "server", "frames c->s", "bytes c->s", "frames s->c",
+                   "bytes s->c", "start s", "duration s", "handshake RTT ms", "closed"):
+        table.add_column(column, justify="right" if column not in ("client", "server") else "left")
+    for conn in capture.connections:
+        rtt = handshake_rtt_ms(conn)
+        table.add_row(str(conn.stream), endpoint_text(conn.client.address, conn.client.port),
+                      endpoint_text(conn.server.address, conn.server.port),
+                      str(conn.client.packets), si_size(conn.client.payload_bytes),
+                      str(conn.server.packets), si_size(conn.server.payload_bytes),
+                      f"{(conn.start_ns - capture.first_time_ns) / 1e9:.6f}", f"{conn.duration_ns / 1e9:.4f}",
+                      f"{rtt:.3f}" if rtt is not None else "-", closed_text(conn))
+    console.print(table)
+    for conn in capture.connections:
+        if conn.segments is not None and len(conn.segments) <= ladders:
+            console.print(f"\n[bold]stream {conn.stream}[/]", highlight=False)
+            console.print(ladder_text(conn, conn.segments, width), highlight=False, markup=False, soft_wrap=True)
+    counts = {name: count for name, count in flag_counts(capture).items() if count}
+    if not counts:
+        console.print("\nanalysis flags: none (nothing lost, retransmitted, out of order or stalled)")
+        return
+    flags = Table(title="analysis flags (frames, as Wireshark's tcp.analysis.*)")
+    flags.add_column("flag")
+    flags.add_column("frames", justify="right")
+    flags.add_column("first frames")
+    for name, count in counts.items():
+        frames = capture.frames_with(name)
+        flags.add_row(name, str(count), ", ".join(map(str, frames[:8])) + (" ..." if count > 8 else ""))
+    console.print(flags)

@@ -1,0 +1,202 @@
+"""The capture reader and decoder on every format and link type it claims, and on damage.
+
+Files come from real tools where a tool can make them (editcap, mergecap, tcpdump's
+corpus); the rest (big-endian pcap, raw IP, Simple Packet Blocks) are written here
+from the corpus's own packets, and tshark checks that they mean the same.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from lab.inspect import CaptureFileError, analyze, iter_segments, read_records
+from lab.inspect.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, datagram
+from tests import tshark
+
+CORPUS = Path(__file__).parent / "corpus"
+LAB = CORPUS / "lab.pcap"
+
+
+def records(path: Path) -> list:
+    with path.open("rb") as stream:
+        return list(read_records(stream))
+
+
+def pcap_bytes(recs, endian: str = "<", nanoseconds: bool = False, linktype: int = LINKTYPE_ETHERNET) -> bytes:
+    """A classic pcap file holding ``recs`` (Record tuples)."""
+    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
+    for rec in recs:
+        seconds, rest = divmod(rec.time_ns, 1_000_000_000)
+        out.append(struct.pack(endian + "IIII", seconds, rest if nanoseconds else rest // 1000,
+                               len(rec.data), rec.wire_length))
+        out.append(rec.data)
+    return b"".join(out)
+
+
+def segment_view(path: Path) -> list[tuple]:
+    return [(s.frame, s.stream, s.rel_seq, s.rel_ack, s.length, s.flags, s.analysis) for s in iter_segments(path)]
+
+
+def test_the_corpus_holds_every_link_type_and_both_ip_versions():
+    linktypes = {records(CORPUS / name)[0].linktype for name in ("lab.pcap", "sll.pcap", "sll2.pcap")}
+    assert linktypes == {LINKTYPE_ETHERNET, LINKTYPE_SLL, LINKTYPE_SLL2}
+    versions = {len(datagram(r.linktype, r.data).src) for r in records(LAB) if datagram(r.linktype, r.data)}
+    assert versions == {4, 16}  # IPv4 and IPv6 addresses
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("nanoseconds", [False, True])
+def test_pcap_in_both_byte_orders_and_resolutions_reads_the_same(tmp_path, endian, nanoseconds):
+    original = records(LAB)
+    path = tmp_path / "copy.pcap"
+    path.write_bytes(pcap_bytes(original, endian, nanoseconds))
+    copy = records(path)
+    assert [(r.data, r.wire_length) for r in copy] == [(r.data, r.wire_length) for r in original]
+    assert [r.time_ns for r in copy] == [r.time_ns // 1000 * 1000 if not nanoseconds else r.time_ns
+                                        for r in original]
+    assert segment_view(path) == segment_view(LAB)
+
+
+@pytest.mark.needs("editcap")
+@pytest.mark.parametrize("kind", ["nsecpcap", "pcapng"])
+def test_files_written_by_editcap_read_the_same(tmp_path, kind):
+    path = tmp_path / f"lab.{kind}"
+    subprocess.run(["editcap", "-F", kind, str(LAB), str(path)], check=True, capture_output=True)
+    assert [(r.data, r.time_ns) for r in records(path)] == [(r.data, r.time_ns) for r in records(LAB)]
+    assert segment_view(path) == segment_view(LAB)
+
+
+@pytest.mark.needs("editcap")
+def test_pcapng_packet_comments_are_read_back(tmp_path):
+    path = tmp_path / "commented.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", "-a", "3:the SYN", "-a", "5:handshake done", str(LAB), str(path)],
+                   check=True, capture_output=True)
+    comments = {i: r.comments for i, r in enumerate(records(path), 1) if r.comments}
+    assert comments == {3: ("the SYN",), 5: ("handshake done",)}
+
+
+@pytest.mark.needs("mergecap", "tshark")
+def test_pcapng_with_several_interfaces_and_link_types(tmp_path):
+    path = tmp_path / "merged.pcapng"
+    subprocess.run(["mergecap", "-F", "pcapng", "-w", str(path), str(LAB), str(CORPUS / "sll2.pcap")],
+                   check=True, capture_output=True)
+    assert {r.linktype for r in records(path)} == {LINKTYPE_ETHERNET, LINKTYPE_SLL2}
+    ours = {s.frame: (s.stream, s.rel_seq, s.rel_ack) for s in iter_segments(path)}
+    assert ours == tshark.frames(str(path))
+
+
+@pytest.mark.needs("tshark")
+def test_raw_ip_link_type(tmp_path):
+    """Frames without a link layer (what a tun device or `tcpdump -y RAW` gives)."""
+    raw = [r._replace(data=r.data[14:], wire_length=r.wire_length - 14) for r in records(LAB)
+           if r.data[12:14] in (b"\x08\x00", b"\x86\xdd")]
+    path = tmp_path / "raw.pcap"
+    path.write_bytes(pcap_bytes(raw, linktype=LINKTYPE_RAW))
+    ours = {s.frame: (s.stream, s.rel_seq, s.rel_ack) for s in iter_segments(path)}
+    assert ours == tshark.frames(str(path))
+    assert len(ours) > 100
+
+
+def test_simple_packet_blocks(tmp_path):
+    """pcapng's Simple Packet Block: no timestamp, no interface number."""
+    original = records(LAB)[:20]
+    blocks = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+              _block(1, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0))]
+    for rec in original:
+        blocks.append(_block(3, struct.pack("<I", rec.wire_length) + _pad(rec.data)))
+    path = tmp_path / "simple.pcapng"
+    path.write_bytes(b"".join(blocks))
+    assert [r.data for r in records(path)] == [r.data for r in original]
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+@pytest.mark.parametrize("record", [1, 7, 150])
+@pytest.mark.parametrize("into", [7, 16 + 5])   # inside the record's header, inside its data
+def test_a_truncated_pcap_names_the_offset_and_keeps_the_frames_before(tmp_path, record, into):
+    whole = LAB.read_bytes()
+    start = _record_start(whole, record)
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(whole[:start + into])
+    capture = analyze(path)
+    assert capture.frames == record
+    assert capture.error is not None and str(capture.error).endswith(f"at byte {start}")
+
+
+def test_a_pcap_cut_before_its_first_record_ends_is_an_error(tmp_path):
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(LAB.read_bytes()[:24 + 10])
+    with pytest.raises(CaptureFileError, match="record header cut short at byte 24"):
+        analyze(path)
+
+
+def _record_start(whole: bytes, index: int) -> int:
+    """File offset of record number ``index`` (0-based) of a little-endian pcap."""
+    offset = 24
+    for _ in range(index):
+        offset += 16 + struct.unpack_from("<I", whole, offset + 8)[0]
+    return offset
+
+
+@pytest.mark.needs("editcap")
+def test_a_truncated_pcapng_keeps_the_frames_before(tmp_path):
+    full = tmp_path / "full.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(LAB), str(full)], check=True, capture_output=True)
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(full.read_bytes()[:5000])
+    capture = analyze(cut)
+    assert 0 < capture.frames < len(records(full))
+    assert "cut short at byte" in str(capture.error)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"GET / HTTP/1.1\r\n\r\n", "not a pcap or pcapng file"),
+    (b"\xd4\xc3\xb2\xa1\x02\x00", "pcap file header is cut short"),
+])
+def test_files_that_are_not_captures_are_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(content)
+    with pytest.raises(CaptureFileError, match=message):
+        analyze(path)
+
+
+def test_a_record_claiming_an_impossible_size_is_an_error_not_an_allocation(tmp_path):
+    head = LAB.read_bytes()[:24]
+    path = tmp_path / "huge.pcap"
+    path.write_bytes(head + struct.pack("<IIII", 0, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"x" * 100)
+    with pytest.raises(CaptureFileError, match="claims 2147483647 bytes at byte 24"):
+        analyze(path)
+
+
+def test_reading_memory_stays_flat_as_the_file_grows():
+    """Peak memory of reading a 40 MB and a 120 MB capture is the same: a few chunks."""
+    recs = records(LAB)
+
+    def peak(copies: int) -> int:
+        data = pcap_bytes(recs * copies)
+        stream = io.BytesIO(data)
+        tracemalloc.start()
+        try:
+            for _ in read_records(stream):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(200), peak(600)
+    assert large < small + (1 << 20), (small, large)
