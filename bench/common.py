@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 import statistics
+import sys
 import time
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Wide enough that a table piped to a file or `tail` keeps its columns whole.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def free_port() -> int:

@@ -68,8 +68,7 @@ def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION) -> Cap
     error = None
     with open_capture(path) as stream:
         try:
-            for _ in tracker.feed(read_records(stream)):
-                pass
+            tracker.consume(read_records(stream))
         except CaptureFileError as exc:
             if tracker.frames == 0:
                 raise

@@ -46,7 +46,8 @@ class Record(NamedTuple):
     """One captured frame: when (ns since the epoch), on what link, its bytes.
 
     A NamedTuple rather than a dataclass: one is made per packet, and a tuple is
-    the cheapest object Python can make.
+    the cheapest object Python can make. The readers build it with _record(),
+    which skips NamedTuple's Python-level __new__ (155 ns against 17 ns here).
     """
 
     time_ns: int
@@ -54,6 +55,10 @@ class Record(NamedTuple):
     data: bytes
     wire_length: int
     comments: tuple[str, ...] = ()
+
+
+def _record(time_ns: int, linktype: int, data: bytes, wire_length: int, comments: tuple = ()) -> Record:
+    return tuple.__new__(Record, (time_ns, linktype, data, wire_length, comments))
 
 
 class _Chunks:
@@ -101,26 +106,30 @@ def _read_pcap(chunks: _Chunks, endian: str, ns_per_unit: int) -> Iterator[Recor
     linktype = struct.unpack_from(endian + "I", chunks.buffer, 20)[0] & 0x0FFFFFFF
     chunks.pos = 24
     unpack_header = struct.Struct(endian + "IIII").unpack_from
-    # The hot loop of the whole analysis: locals only, one refill per chunk.
+    new = tuple.__new__
+    # The hot loop of the whole analysis: locals only, each header unpacked once,
+    # and the slow path (refill the window, check sizes) only at a chunk's end.
     buffer, pos, end = chunks.buffer, chunks.pos, len(chunks.buffer)
     while True:
-        if end - pos < 16 or end - pos < 16 + unpack_header(buffer, pos)[2]:
-            chunks.pos = pos
-            if not chunks.ensure(16):
-                if len(chunks.buffer) - chunks.pos:
-                    raise CaptureFileError("record header cut short", chunks.offset)
-                return
-            caplen = unpack_header(chunks.buffer, chunks.pos)[2]
-            if caplen > 0x4000000:
-                raise CaptureFileError(f"record claims {caplen} bytes", chunks.offset)
-            if not chunks.ensure(16 + caplen):
-                raise CaptureFileError(f"record of {caplen} bytes cut short", chunks.offset)
-            buffer, pos, end = chunks.buffer, chunks.pos, len(chunks.buffer)
-        seconds, fraction, caplen, wirelen = unpack_header(buffer, pos)
-        start = pos + 16
-        pos = start + caplen
-        yield Record(seconds * 1_000_000_000 + fraction * ns_per_unit, linktype,
-                     buffer[start:pos], wirelen)
+        if end - pos >= 16:
+            seconds, fraction, caplen, wirelen = unpack_header(buffer, pos)
+            start = pos + 16
+            if start + caplen <= end:
+                pos = start + caplen
+                yield new(Record, (seconds * 1_000_000_000 + fraction * ns_per_unit, linktype,
+                                   buffer[start:pos], wirelen, ()))
+                continue
+        chunks.pos = pos
+        if not chunks.ensure(16):
+            if len(chunks.buffer) - chunks.pos:
+                raise CaptureFileError("record header cut short", chunks.offset)
+            return
+        caplen = unpack_header(chunks.buffer, chunks.pos)[2]
+        if caplen > 0x4000000:
+            raise CaptureFileError(f"record claims {caplen} bytes", chunks.offset)
+        if not chunks.ensure(16 + caplen):
+            raise CaptureFileError(f"record of {caplen} bytes cut short", chunks.offset)
+        buffer, pos, end = chunks.buffer, chunks.pos, len(chunks.buffer)
 
 
 @dataclasses.dataclass
@@ -171,12 +180,12 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Record]:
             data = body[20:20 + caplen]
             comments = _comments(body[20 + padded:], endian) if len(body) > 20 + padded else ()
             ticks = (high << 32) | low
-            yield Record(interface.nanoseconds(ticks), interface.linktype, data, wirelen, comments)
+            yield _record(interface.nanoseconds(ticks), interface.linktype, data, wirelen, comments)
         elif block_type == BLOCK_SPB:
             interface = _interface(interfaces, 0, block_offset)
             wirelen = struct.unpack_from(endian + "I", body)[0]
             caplen = min(wirelen, interface.snaplen or wirelen, len(body) - 4)
-            yield Record(0, interface.linktype, body[4:4 + caplen], wirelen)
+            yield _record(0, interface.linktype, body[4:4 + caplen], wirelen)
         elif block_type == BLOCK_IDB:
             linktype, _, snaplen = struct.unpack_from(endian + "HHI", body)
             interface = _Interface(linktype, snaplen)

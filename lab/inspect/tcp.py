@@ -28,10 +28,9 @@ not "fixed", because a learner comparing with Wireshark must see the same verdic
 from __future__ import annotations
 
 import dataclasses
-import struct
 from typing import Iterator
 
-from lab.inspect.decode import ACK, FIN, PROTO_TCP, RST, SYN, TcpOptions, datagram, tcp_options
+from lab.inspect.decode import ACK, FIN, RST, SYN, TcpOptions, tcp_header, tcp_options
 from lab.inspect.reader import Record
 
 # Analysis flags, one bit each (names as in the JSON and CSV outputs).
@@ -89,7 +88,6 @@ DEFAULT_OOO_THRESHOLD_NS = 3_000_000   # Wireshark's, before the handshake RTT i
 FAST_RETRANSMISSION_WINDOW_NS = 20_000_000
 UNKNOWN_SCALE, NO_SCALE = -1, -2
 
-_tcp_header = struct.Struct("!HHIIBBH").unpack_from
 
 
 def flag_names(bits: int) -> list[str]:
@@ -236,24 +234,28 @@ class Tracker:
                 self.first_time_ns = record.time_ns
             yield self.analyse(self.frames, record)
 
-    def analyse(self, frame: int, record: Record) -> Segment | None:
-        ip = datagram(record.linktype, record.data)
-        if ip is None or ip.proto != PROTO_TCP:
-            return None
-        data = record.data
-        offset = ip.offset
-        if len(data) < offset + 20:
-            return None
-        sport, dport, seq, ack, offset_byte, flag_byte, window = _tcp_header(data, offset)
-        flags = flag_byte | ((offset_byte & 1) << 8)
-        header = (offset_byte >> 4) * 4
-        if header < 20 or ip.length < header:
-            return None
-        seglen = ip.length - header
-        now = record.time_ns
-        options = tcp_options(data, offset + 20, offset + header) if flags & SYN else None
+    def consume(self, records: Iterator[Record]) -> None:
+        """Analyse every record, keeping only the results (feed() without its per-frame yield)."""
+        analyse = self.analyse
+        frame = self.frames
+        try:
+            for record in records:
+                frame += 1
+                if frame == 1:
+                    self.first_time_ns = record.time_ns
+                analyse(frame, record)
+        finally:
+            self.frames = frame
 
-        conn, fwd, rev = self._connection(frame, now, ip.src, sport, ip.dst, dport, flags, seq)
+    def analyse(self, frame: int, record: Record) -> Segment | None:
+        tcp = tcp_header(record.linktype, record.data)
+        if tcp is None:
+            return None
+        src, dst, sport, dport, seq, ack, flags, window, offset, payload_offset, seglen = tcp
+        now = record.time_ns
+        options = tcp_options(record.data, offset + 20, payload_offset) if flags & SYN else None
+
+        conn, fwd, rev = self._connection(frame, now, src, sport, dst, dport, flags, seq)
         bits = self._analyse_sequence(conn, fwd, rev, now, seq, ack, seglen, flags, window)
         if bits:
             self.flagged[frame] = bits
@@ -265,10 +267,10 @@ class Tracker:
         rel_seq = (seq - fwd.base_seq) & MASK32
         rel_ack = (ack - rev.base_seq) & MASK32 if flags & ACK else ack
         scaled = window if flags & SYN or fwd.win_scale < 0 else window << fwd.win_scale
-        segment = Segment(frame, now, conn.stream, fwd is conn.client, ip.src, sport, ip.dst, dport,
+        segment = Segment(frame, now, conn.stream, fwd is conn.client, src, sport, dst, dport,
                           flags, seq, ack, rel_seq, rel_ack, seglen, window, scaled, bits,
                           fwd.dupacknum if bits & DUPLICATE_ACK else 0, options,
-                          data[offset + header:offset + header + seglen])
+                          record.data[payload_offset:payload_offset + seglen])
         if conn.segments is not None:
             conn.segments.append(segment)
             if self.keep is not True and len(conn.segments) > self.keep:
@@ -276,31 +278,36 @@ class Tracker:
         return segment
 
     def _connection(self, frame, now, src, sport, dst, dport, flags, seq):
-        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
-        conn = self._by_key.get(key)
-        if conn is not None:
-            fwd = conn.flows[(src, sport)]
+        """The connection of a segment, its direction (fwd) and the other one (rev).
+
+        Each connection is filed under both directions' keys, so one lookup
+        answers all three questions.
+        """
+        found = self._by_key.get((src, sport, dst, dport))
+        if found is not None and flags & SYN:
+            conn, fwd, rev = found
             # Port reuse (dissect_tcp): a SYN whose seq differs from this direction's
             # base_seq starts a new conversation, and so a new tcp.stream; the same
             # SYN again restores nextseq, which a RST may have moved (issue 17616).
-            if (flags & (SYN | ACK)) == SYN and fwd.base_set:
+            if not flags & ACK and fwd.base_set:
                 if seq != fwd.base_seq:
-                    conn = None
+                    found = None
                 else:
                     fwd.nextseq = fwd.maxseqtobeacked
             # A SYN/ACK with another ISN belongs here, but renumbers (issue 16944).
-            elif (flags & (SYN | ACK)) == SYN | ACK and fwd.base_set and seq != fwd.base_seq:
+            elif flags & ACK and fwd.base_set and seq != fwd.base_seq:
                 fwd.base_seq = seq
-        if conn is None:
-            conn = Connection(len(self.connections), frame, now, Flow(src, sport), Flow(dst, dport))
+        if found is None:
+            fwd, rev = Flow(src, sport), Flow(dst, dport)
+            conn = Connection(len(self.connections), frame, now, fwd, rev)
             if self.keep:
                 conn.segments = []
             self.connections.append(conn)
-            self._by_key[key] = conn
-        conn.last_ns = now
-        fwd = conn.flows[(src, sport)]
-        rev = conn.flows[(dst, dport)]
-        return conn, fwd, rev
+            found = (conn, fwd, rev)
+            self._by_key[(src, sport, dst, dport)] = found
+            self._by_key[(dst, dport, src, sport)] = (conn, rev, fwd)
+        found[0].last_ns = now
+        return found
 
     @staticmethod
     def _analyse_sequence(conn: Connection, fwd: Flow, rev: Flow, now: int, seq: int, ack: int,
@@ -323,7 +330,7 @@ class Tracker:
             if window == 0 and not flags & (RST | FIN | SYN):
                 bits |= ZERO_WINDOW
             # LOST PACKET: beyond the next expected seq (RSTs excepted).
-            if nextseq and gt_seq(seq, nextseq) and not flags & RST:
+            if seq != nextseq and nextseq and gt_seq(seq, nextseq) and not flags & RST:
                 bits |= LOST_SEGMENT
             # KEEP ALIVE: 0 or 1 byte, one byte before the next expected seq.
             if seglen <= 1 and seq == (nextseq - 1) & MASK32 and not flags & (SYN | FIN | RST):
@@ -357,7 +364,8 @@ class Tracker:
         # ACKED LOST PACKET: acknowledges beyond what the other side was seen to send.
         # Said once per hole: the bound moves up to what was seen, and a direction
         # that only repeats its ACK (dupacknum -1) is not told again.
-        if rev.maxseqtobeacked and gt_seq(ack, rev.maxseqtobeacked) and flags & ACK:
+        if ack != rev.maxseqtobeacked and rev.maxseqtobeacked and gt_seq(ack, rev.maxseqtobeacked) \
+                and flags & ACK:
             if lt_seq(rev.maxseqtobeacked, rev.nextseq):
                 rev.maxseqtobeacked = rev.nextseq
                 bits |= ACK_LOST_SEGMENT
@@ -368,7 +376,7 @@ class Tracker:
 
         # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS
         if (seglen > 0 or flags & (SYN | FIN)) and not bits & KEEP_ALIVE:
-            not_advanced = bool(nextseq) and lt_seq(seq, nextseq)
+            not_advanced = seq != nextseq and bool(nextseq) and lt_seq(seq, nextseq)
             if seglen > 1 and (nextseq - 1) & MASK32 == seq:
                 not_advanced = False
             threshold = conn.first_rtt_ns or DEFAULT_OOO_THRESHOLD_NS
