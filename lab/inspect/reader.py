@@ -75,15 +75,25 @@ class _Chunks:
         return self.start + self.pos
 
     def ensure(self, size: int) -> bool:
-        """Make ``size`` bytes available at pos; False at a clean end of file."""
+        """Make ``size`` bytes available at pos; False at the end of the stream.
+
+        A stream may hand out less than asked (a file still being written, a
+        pipe), so read until there is enough or it says there is no more.
+        """
         if len(self.buffer) - self.pos >= size:
             return True
-        rest = self.buffer[self.pos:]
-        more = self.stream.read(max(CHUNK, size - len(rest)))
+        pieces = [self.buffer[self.pos:]]
+        have = len(pieces[0])
+        while have < size:
+            more = self.stream.read(max(CHUNK, size - have))
+            if not more:
+                break
+            pieces.append(more)
+            have += len(more)
         self.start += self.pos
-        self.buffer = rest + more
+        self.buffer = b"".join(pieces)
         self.pos = 0
-        return len(self.buffer) >= size
+        return have >= size
 
 
 def read_records(stream: BinaryIO) -> Iterator[Record]:

@@ -1,0 +1,154 @@
+"""The live view of a capture: one line per packet while it is being captured.
+
+Like a small tcpdump that speaks the lesson: time, who sends to whom (client ->
+server or back), the TCP flags, relative seq and ack, the length, the first bytes
+of the payload, and Wireshark's words for a flagged frame ("TCP Retransmission").
+
+It reads the capture file as the engine writes it, on the host, in a thread of its
+own: it can fall behind, never slow the capture. Lines are rate-limited (a bulk
+transfer makes 100,000 packets a second, a terminal shows a few dozen); how many
+were not shown is said once a second and at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from lab.inspect.decode import PROTO_UDP, address_text, datagram, flags_names
+from lab.inspect.ladder import payload_preview
+from lab.inspect.reader import CaptureFileError, read_records
+from lab.inspect.tcp import Segment, Tracker, wireshark_labels
+
+LINES_PER_SECOND = 25
+BURST = 60
+POLL_S = 0.05
+
+
+class GrowingFile:
+    """A file another process is still writing: reads wait for more until told it is done."""
+
+    def __init__(self, path: Path, done: threading.Event) -> None:
+        self.path, self.done = path, done
+        self.handle = None
+
+    def read(self, size: int) -> bytes:
+        while True:
+            if self.handle is None and self.path.exists():
+                self.handle = self.path.open("rb")
+            data = self.handle.read(size) if self.handle else b""
+            if data:
+                return data
+            if self.done.is_set():
+                # One last look: the writer may have added bytes before it finished.
+                return self.handle.read(size) if self.handle else b""
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        if self.handle:
+            self.handle.close()
+
+
+class RateLimit:
+    """A token bucket: ``rate`` lines a second, ``burst`` at once."""
+
+    def __init__(self, rate: float = LINES_PER_SECOND, burst: int = BURST) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def tcp_line(seg: Segment) -> str:
+    """The words of one TCP packet's line (without time and direction)."""
+    parts = [f"{flags_names(seg.flags):<8}", f"seq={seg.rel_seq:<8}"]
+    parts.append(f"ack={seg.rel_ack:<8}" if seg.flags & 0x10 else " " * 12)
+    parts.append(f"len={seg.length:<5}")
+    if seg.payload:
+        parts.append(payload_preview(seg.payload, 24))
+    labels = wireshark_labels(seg.analysis, seg.dupack_num)
+    if labels:
+        parts.append("[bold red][" + ", ".join(labels) + "][/]")
+    return " ".join(parts)
+
+
+def other_line(linktype: int, data: bytes) -> str:
+    """A short summary of a frame that is not TCP."""
+    ip = datagram(linktype, data)
+    if ip is None:
+        kind = {b"\x08\x06": "ARP"}.get(data[12:14], f"ethertype 0x{data[12:14].hex()}")
+        return f"{kind} (no IP)"
+    src, dst = address_text(ip.src), address_text(ip.dst)
+    if ip.proto == PROTO_UDP and len(data) >= ip.offset + 8:
+        sport, dport = int.from_bytes(data[ip.offset:ip.offset + 2], "big"), int.from_bytes(data[ip.offset + 2:ip.offset + 4], "big")
+        payload = data[ip.offset + 8:ip.offset + ip.length]
+        return f"UDP {src}:{sport} -> {dst}:{dport} len={len(payload)} {payload_preview(payload, 24)}"
+    names = {1: "ICMP", 58: "ICMPv6", 2: "IGMP"}
+    return f"{names.get(ip.proto, f'IP protocol {ip.proto}')} {src} -> {dst}"
+
+
+class LiveView:
+    """Prints the lines of a capture file as it grows; run() in a thread, finish() to stop."""
+
+    def __init__(self, path: Path, console, rate: RateLimit | None = None) -> None:
+        self.path, self.console = path, console
+        self.rate = rate or RateLimit()
+        self.done = threading.Event()
+        self.shown = self.hidden = 0
+        self._hidden_since_note = 0
+        self._last_note = time.monotonic()
+        self.thread = threading.Thread(target=self.run, name="live-view", daemon=True)
+
+    def start(self) -> "LiveView":
+        self.thread.start()
+        return self
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """Stop once the file's last packet is read (or after ``timeout``)."""
+        self.done.set()
+        self.thread.join(timeout)
+
+    def run(self) -> None:
+        source = GrowingFile(self.path, self.done)
+        tracker = Tracker(keep=False, emit=True)
+        first = None
+        try:
+            for frame, record in enumerate(read_records(source), 1):
+                first = record.time_ns if first is None else first
+                segment = tracker.analyse(frame, record)
+                if not self.rate.allow():
+                    self.hidden += 1
+                    self._hidden_since_note += 1
+                    self._note_hidden()
+                    continue
+                self.shown += 1
+                self.console.print(self.line(segment, record, (record.time_ns - first) / 1e9), highlight=False)
+        except (CaptureFileError, OSError, ValueError):
+            pass   # a capture cut short: the recorder reports it; the view just stops
+        finally:
+            source.close()
+            self._note_hidden(force=True)
+
+    def line(self, segment: Segment | None, record, seconds: float) -> str:
+        if segment is None:
+            return f"[dim]{seconds:10.6f}  {other_line(record.linktype, record.data)}[/]"
+        arrow = "client [cyan]->[/] server" if segment.from_client else "client [green]<-[/] server"
+        return f"{seconds:10.6f}  {arrow}  {tcp_line(segment)}"
+
+    def _note_hidden(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._hidden_since_note and (force or now - self._last_note >= 1.0):
+            self.console.print(f"[dim]... {self._hidden_since_note} lines not shown "
+                               f"(the live view shows {LINES_PER_SECOND} a second; the file has them all)[/]")
+            self._hidden_since_note = 0
+            self._last_note = now
+
