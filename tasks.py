@@ -90,6 +90,55 @@ def clean(c, base=False, lab=None):
     orchestrate.clean(c, lab_of(c, lab), base)
 
 
+@task(
+    iterable=["send"],
+    help={
+        "seconds": "stop after S seconds",
+        "count": "stop after N packets",
+        "filter": "capture only what this BPF filter matches, e.g. 'tcp port 7000'",
+        "send": "send this request from a client container while capturing (repeatable)",
+        "bulk": "download NBYTES with BULK while capturing",
+        "name": "file name in captures/ (default: the date and time)",
+        "engine": "lab (the AF_PACKET ring engine, default) or tcpdump, for comparison",
+        "lab": LAB_HELP,
+    },
+)
+@one_line_errors
+def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", lab=None):
+    """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
+    from lab import recorder
+    from lab.cli import console
+
+    client_args = orchestrate.client_options(send) if send else []
+    if bulk is not None:
+        client_args = [*client_args, *orchestrate.bulk_options(bulk)] if not send else None
+    if client_args is None:
+        raise Exit("--send and --bulk cannot be combined: the client does one or the other")
+    plan = recorder.plan(seconds, count, filter, client_args, name, engine)
+    recorder.capture(c, lab_of(c, lab), plan, console())
+
+
+@task(help={
+    "target": "server or client: whose outgoing packets are impaired (default server; --clear: both)",
+    "delay": "add this many milliseconds of delay (needs sch_netem)",
+    "jitter": "vary the delay by up to this many milliseconds (needs --delay)",
+    "loss": "lose this percentage of packets, e.g. 5",
+    "rate": "limit the rate, e.g. 1mbit or 500kbit",
+    "clear": "remove the impairments instead",
+    "lab": LAB_HELP,
+})
+@one_line_errors
+def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=False, lab=None):
+    """Impair a lab link: delay, jitter, loss or a rate limit on what the target sends."""
+    from lab import impair as impairments
+
+    settings = lab_of(c, lab)
+    if clear:
+        impairments.clear(c, settings, target)
+    else:
+        impairments.impair(c, settings, target or "server", impairments.parse(delay, jitter, loss, rate))
+
+
 @task(help={
     "pcap": "capture file (default: the newest in captures/); a flag because invoke has no optional positionals",
     "json": "print one JSON object: connections, handshakes, teardowns, analysis flags",
@@ -118,4 +167,4 @@ def demo(c, message=None, lab=None):
     orchestrate.status(c, settings)
 
 
-ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, inspect)
+ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, inspect)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Iterable, Sequence
 
 from invoke import Context
 from invoke.exceptions import Exit
@@ -95,6 +96,19 @@ class Docker:
         if self.echo:
             with _ECHO_LOCK:
                 print(self.c.config.run.echo_format.format(command=command), flush=True)
+
+    def popen(self, args: Sequence[str], stdout: IO[bytes], stdout_name: str) -> subprocess.Popen:
+        """Start ``docker ARGS`` with its stdout going to a file (too much for memory, or binary).
+
+        The echo shows the redirection, so the command can still be run by hand.
+        Its stderr is a pipe for the caller to read.
+        """
+        self._echo(f"{shlex.join(['docker', *args])} > {shlex.quote(stdout_name)}")
+        try:
+            return subprocess.Popen(["docker", *args], stdout=stdout, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise DockerError(NOT_INSTALLED) from None
 
     def run_parallel(self, commands: Iterable[Sequence[str]]) -> list[Result]:
         """Run independent docker commands at once (the engine handles them in parallel)."""

@@ -10,7 +10,9 @@ The model, in the order ``up`` builds it (names: lab.settings):
    holds the client's address and namespace; each ``send`` or ``chat`` runs the
    client program in a fresh container that joins that namespace, so the client
    keeps one IP across runs and the capture and impair helpers can be pointed at it;
-4. a real request through the network (``ECHO ready`` from the client host), which is
+4. TSO/GSO/GRO offloads turned off in both namespaces by short-lived helpers, so
+   that captures show wire-sized segments;
+5. a real request through the network (``ECHO ready`` from the client host), which is
    how ``up`` knows the lab works: no fixed sleeps.
 
 Server and client containers are hardened: a non-root user, no capabilities, no new
@@ -87,6 +89,27 @@ def client_run_args(lab: Lab, client_args: Sequence[str], tty: bool = False) -> 
         *labels(lab, "client-run"), *hardening(lab), lab.image,
         "python3", "-m", "lab.client", "--host", "server", "--port", str(lab.port), *client_args,
     ]
+
+
+def helper_run_args(lab: Lab, namespace: str, command: Sequence[str]) -> list[str]:
+    """A short-lived root container in ``namespace``'s network namespace, with NET_ADMIN only.
+
+    The one way to change an interface of a hardened container (which has no
+    capabilities at all): a helper joins its namespace, does one thing, and exits.
+    /run is writable for iptables' lock file; nothing else is.
+    """
+    return [
+        "run", "--rm", "--network", f"container:{namespace}", *labels(lab, "helper"),
+        "--user", "0", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN",
+        "--security-opt", "no-new-privileges", "--read-only", "--tmpfs", "/run:rw,size=1m",
+        lab.image, *command,
+    ]
+
+
+# TSO/GSO/GRO hand a capture 64 KB "segments" the wire never carried; with them off,
+# every captured segment is at most one MSS, as on a real link. Checksum offload
+# (tx) off too, so the captured checksums are the ones on the wire, not placeholders.
+OFFLOADS_OFF = ["ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off", "tx", "off"]
 
 
 def probe_args(lab: Lab) -> list[str]:
@@ -187,6 +210,9 @@ def up(c: Context, lab: Lab) -> None:
         to_start.append(client_host_run_args(lab))
     if to_start:
         docker.run_parallel(to_start)
+        started = [args[args.index("--name") + 1] for args in to_start]
+        docker.run_parallel(helper_run_args(lab, name, OFFLOADS_OFF) for name in started)
+        say(f"offloads off on eth0 of {', '.join(started)}: captures show wire-sized segments")
     wait_ready(docker, lab)
     say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}")
 
@@ -233,9 +259,10 @@ def chat(c: Context, lab: Lab) -> None:
     send(c, lab, ["--interactive"], tty=True)
 
 
-def container_rows(docker: Docker, lab: Lab) -> list[dict[str, str]]:
+def container_rows(docker: Docker, lab: Lab, impaired: dict[str, str] | None = None) -> list[dict[str, str]]:
     """One row per container of the lab, for the status table."""
     rows = []
+    impaired = impaired or {}
     for obj in docker.inspect(our_containers(docker, lab), kind="container"):
         network = (obj.get("NetworkSettings", {}).get("Networks") or {}).get(lab.network) or {}
         ports = sorted((obj.get("Config", {}).get("ExposedPorts") or {}).keys())
@@ -246,7 +273,7 @@ def container_rows(docker: Docker, lab: Lab) -> list[dict[str, str]]:
             "mac": network.get("MacAddress") or "-",
             "ports": ", ".join(ports) if object_labels(obj).get(ROLE_LABEL) == "server" else "-",
             "state": obj.get("State", {}).get("Status", "?"),
-            "impairments": "-",
+            "impairments": impaired.get(object_name(obj), "-"),
         })
     return sorted(rows, key=lambda row: row["container"])
 
@@ -256,8 +283,12 @@ def status(c: Context, lab: Lab) -> None:
 
     from lab.cli import console
 
+    from lab import impair   # impair builds on this module's helpers
+
     docker = Docker(c)
-    rows = container_rows(docker, lab)
+    found = existing(docker, lab)
+    up_now = running(found.get(lab.server)) and running(found.get(lab.client))
+    rows = container_rows(docker, lab, impair.active(c, lab, found) if up_now else None)
     networks = docker.inspect([lab.network], kind="network")
     if not rows and not networks:
         say(f"lab {lab.name!r} is down (nothing with label {lab.label})")

@@ -7,6 +7,9 @@ Naming scheme (every name derives from the lab name, so two labs never collide):
     client host     <lab>-client       the client's network identity (its IP, MAC and
                                        namespace); each `invoke send` runs the client
                                        program in a fresh container that joins it
+    capture         <lab>-capture      `invoke capture`'s engine, in the server's namespace
+    (helpers)       unnamed, --rm      short-lived NET_ADMIN containers that set
+                                       offloads and impairments in a namespace
     image           <image>:<lab>      built from docker/Dockerfile
     base image      netlab/base:bookworm   debian:bookworm-slim's stand-in where no
                                        registry answers (built with debootstrap)
@@ -40,7 +43,7 @@ ROLE_LABEL = "org.netlab.role"
 # Roles the lab's own `docker run` commands set. Containers inherit their image's
 # labels, so a container someone else starts from our image carries our lab label
 # too (with the image's role, "image"): only these roles make a container ours.
-CONTAINER_ROLES = ("server", "client", "client-run", "capture", "impair")
+CONTAINER_ROLES = ("server", "client", "client-run", "capture", "helper")
 BASE_IMAGE = "netlab/base:bookworm"
 SLIM_IMAGE = "debian:bookworm-slim"
 AUTO = "auto"
@@ -86,6 +89,10 @@ class Lab:
     @property
     def client(self) -> str:
         return f"{self.name}-client"
+
+    @property
+    def capture(self) -> str:
+        return f"{self.name}-capture"
 
     @property
     def image(self) -> str:

@@ -1,0 +1,273 @@
+"""One `invoke capture`: the capture container, the exchange it records, the annotated file.
+
+The steps, each where a learner can see it:
+
+1. the capture container joins the server's network namespace
+   (``--network container:<lab>-server``), as root with NET_RAW and nothing else,
+   and runs the engine (lab.capture, or tcpdump with ``--engine tcpdump``); its
+   stdout, a pcap stream, goes straight into ``captures/.NAME.pcap.part``;
+2. once the engine says it is capturing, the live view (lab.livewatch) follows
+   that file, and the exchange runs: ``--send`` and ``--bulk`` start a client
+   container as ``invoke send`` does; without them the learner makes the traffic,
+   until Ctrl-C, ``--count`` or ``--seconds``;
+3. the engine is stopped with SIGINT (it hands over what is still in its ring,
+   and reports the kernel's drop counter), or stops by itself;
+4. the raw file becomes ``captures/NAME.pcapng`` with the story in packet
+   comments (lab.annotate), written to a temporary name and renamed, so the file
+   under the final name is always complete; the raw file is removed only then.
+
+Ctrl-C at any point, or the server container dying, still ends at step 4 with a
+valid file of what was captured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import re
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from invoke import Context
+from invoke.exceptions import Exit
+
+from lab import capture as engine
+from lab.annotate import annotate
+from lab.docker import Docker
+from lab.image import say
+from lab.livewatch import LiveView
+from lab.orchestrate import is_ours, labels, require_up, send
+from lab.settings import CAPTURES_DIR, Lab
+
+ENGINES = ("lab", "tcpdump")
+READY_TIMEOUT = 30.0
+SETTLE_S = 0.2           # after the client's last packet, before stopping the engine
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
+_TCPDUMP_COUNTS = re.compile(r"(\d+) packets? (captured|received by filter|dropped by kernel)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the learner asked `invoke capture` for."""
+
+    name: str | None = None
+    seconds: float | None = None
+    count: int | None = None
+    bpf: str | None = None
+    client_args: tuple[str, ...] = ()     # lab.client's options for --send/--bulk, or none
+    engine: str = "lab"
+
+
+def plan(seconds=None, count=None, bpf=None, client_args: Sequence[str] = (), name=None,
+         engine_name: str = "lab") -> Plan:
+    """A Plan from the task's options (strings from the command line), or a one-line Exit."""
+    if engine_name not in ENGINES:
+        raise Exit(f"--engine must be one of {', '.join(ENGINES)}, got {engine_name!r}")
+    try:
+        seconds = float(seconds) if seconds is not None else None
+        count = int(count) if count is not None else None
+    except ValueError:
+        raise Exit("--seconds takes a number of seconds and --count a number of packets") from None
+    if (seconds is not None and seconds <= 0) or (count is not None and count <= 0):
+        raise Exit("--seconds and --count must be more than 0")
+    return Plan(capture_name(name), seconds, count, bpf or None, tuple(client_args), engine_name)
+
+
+def capture_name(name: str | None) -> str:
+    """A safe file name: the one given, or the time now (2026-11-24T07-40-12)."""
+    if name is None:
+        return datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    name = name.removesuffix(".pcapng")
+    if not _NAME.match(name):
+        raise Exit(f"--name {name!r} is not a usable file name: use letters, digits, '-', '_' and '.'")
+    return name
+
+
+def engine_command(plan: Plan) -> list[str]:
+    """The command the capture container runs."""
+    if plan.engine == "lab":
+        return ["python3", "-m", "lab.capture", "--iface", "eth0",
+                *(["--filter", plan.bpf] if plan.bpf else []),
+                *(["--count", str(plan.count)] if plan.count else []),
+                *(["--seconds", str(plan.seconds)] if plan.seconds else [])]
+    # tcpdump: whole packets, each written at once, a 64 MiB buffer like our ring;
+    # timeout(1) gives it a time limit with SIGINT. It drops from root to its own
+    # user once the socket is open.
+    command = ["tcpdump", "-i", "eth0", "-s", "0", "-B", "65536", "-U", "--immediate-mode", "-w", "-",
+               *(["-c", str(plan.count)] if plan.count else []), *([plan.bpf] if plan.bpf else [])]
+    return (["timeout", "-s", "INT", str(plan.seconds)] + command) if plan.seconds else command
+
+
+def engine_capabilities(engine_name: str) -> list[str]:
+    """NET_RAW opens the packet socket; tcpdump also needs SETUID and SETGID, because
+    Debian's tcpdump always drops root for its own user (even with -Z root)."""
+    capabilities = ["NET_RAW"] + (["SETUID", "SETGID"] if engine_name == "tcpdump" else [])
+    return [option for capability in capabilities for option in ("--cap-add", capability)]
+
+
+def capture_run_args(lab: Lab, plan: Plan) -> list[str]:
+    """The capture container: in the server's namespace, root with NET_RAW only.
+
+    ``--log-driver none``: its stdout is a binary stream for us, not a log to keep.
+    """
+    return [
+        "run", "--rm", "--name", lab.capture, "--network", f"container:{lab.server}",
+        *labels(lab, "capture"), "--user", "0", "--cap-drop", "ALL", *engine_capabilities(plan.engine),
+        "--security-opt", "no-new-privileges", "--read-only", "--log-driver", "none",
+        "--memory", "512m", "--pids-limit", "32", lab.image, *engine_command(plan),
+    ]
+
+
+class EngineErr(threading.Thread):
+    """Reads the engine's stderr: when it is ready, its statistics, its complaints."""
+
+    def __init__(self, stream, engine_name: str) -> None:
+        super().__init__(name="engine-stderr", daemon=True)
+        self.stream, self.engine = stream, engine_name
+        self.ready = threading.Event()
+        self.stats: dict | None = None
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        for raw in self.stream:
+            line = raw.decode(errors="replace").rstrip()
+            if line == engine.READY or (self.engine == "tcpdump" and line.startswith("tcpdump: listening on")):
+                self.ready.set()
+            elif line.startswith(engine.STATS):
+                self.stats = json.loads(line[len(engine.STATS):])
+            elif line:
+                self.lines.append(line)
+        self.ready.set()    # the engine ended: nobody should wait for it any longer
+
+    def tcpdump_stats(self) -> dict | None:
+        counts = {kind: int(n) for line in self.lines for n, kind in _TCPDUMP_COUNTS.findall(line)}
+        if "captured" not in counts:
+            return None
+        return {"captured": counts["captured"], "received": counts.get("received by filter", 0),
+                "dropped": counts.get("dropped by kernel", 0)}
+
+    def complaint(self) -> str:
+        noise = ("lab.capture: ", "tcpdump: listening", "tcpdump: verbose output")
+        useful = [line for line in self.lines if not line.startswith(noise[1:]) and not _TCPDUMP_COUNTS.search(line)]
+        return (useful[-1] if useful else "no message").removeprefix(noise[0])
+
+
+def capture(c: Context, lab: Lab, plan: Plan, console) -> Path:
+    """Run one capture as the module docstring says; return the annotated file."""
+    docker = Docker(c)
+    require_up(docker, lab)
+    for other in docker.inspect([lab.capture], kind="container"):
+        if is_ours(other, lab):
+            raise Exit(f"a capture is already running in lab {lab.name!r}: stop it with Ctrl-C in its "
+                       f"terminal, or docker rm -f {lab.capture}")
+        raise Exit(f"a container named {lab.capture!r} exists but was not made by lab {lab.name!r}: "
+                   "rename or remove it yourself, or use --lab OTHER")
+    CAPTURES_DIR.mkdir(exist_ok=True)
+    name = plan.name or capture_name(None)
+    final = CAPTURES_DIR / f"{name}.pcapng"
+    if final.exists():
+        raise Exit(f"{final} exists: choose another --name, or move that file away first")
+    raw = CAPTURES_DIR / f".{name}.pcap.part"
+    with raw.open("wb") as sink:
+        proc = docker.popen(capture_run_args(lab, plan), sink, str(raw.relative_to(CAPTURES_DIR.parent)))
+    errors = EngineErr(proc.stderr, plan.engine)
+    errors.start()
+    if not errors.ready.wait(READY_TIMEOUT) or proc.poll() is not None:
+        finish_engine(docker, lab, proc)
+        errors.join(2)
+        raw.unlink(missing_ok=True)
+        raise Exit(f"the capture did not start: {errors.complaint()}")
+    say(f"capturing on {lab.server}'s eth0 with the {plan.engine} engine"
+        + ("; press Ctrl-C to stop" if not plan.client_args and not plan.count and not plan.seconds else ""))
+    view = LiveView(raw, console).start()
+    outcome, client_exit = "", None
+    try:
+        if plan.client_args:
+            client_exit = run_client(c, lab, plan.client_args)
+            time.sleep(SETTLE_S)
+            stop_engine(docker, lab)
+        proc.wait()
+    except KeyboardInterrupt:
+        outcome = "interrupted: "
+        stop_engine(docker, lab)
+    finally:
+        finish_engine(docker, lab, proc)
+        errors.join(5)
+        view.finish()
+    stats = errors.stats or errors.tcpdump_stats() or {}
+    result = finalize(raw, final)
+    report(final, result, stats, plan, outcome)
+    if stats.get("reason") == "interface-gone":
+        raise Exit(code=1)
+    if client_exit:
+        raise Exit(f"the capture is saved, but the client failed (exit {client_exit})", code=client_exit)
+    return final
+
+
+def run_client(c: Context, lab: Lab, client_args: Sequence[str]) -> int:
+    """The exchange to record, as `invoke send` runs it; its exit code (0: all OK)."""
+    try:
+        send(c, lab, client_args)
+    except Exit as exc:
+        if exc.message:
+            print(exc.message)
+        return exc.code or 1
+    return 0
+
+
+def stop_engine(docker: Docker, lab: Lab) -> None:
+    """SIGINT: the engine hands over what is left in its ring and reports its counters."""
+    docker.run(["kill", "--signal", "INT", lab.capture], quiet=True, check=False)
+
+
+def finish_engine(docker: Docker, lab: Lab, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Wait for the engine to end; if it will not, remove its container."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        docker.run(["rm", "--force", lab.capture], quiet=True, check=False)
+        proc.wait(timeout)
+
+
+def finalize(raw: Path, final: Path):
+    """The raw pcap becomes the annotated pcapng, atomically; the raw file goes last."""
+    temporary = final.with_name(f".{final.name}.tmp")
+    try:
+        result = annotate(raw, temporary)
+    except Exception:
+        temporary.unlink(missing_ok=True)
+        keep = final.with_suffix(".pcap")
+        raw.rename(keep)
+        raise Exit(f"could not annotate the capture; the packets are kept, unannotated, in {keep}") from None
+    give_to_invoking_user(temporary)
+    temporary.rename(final)
+    raw.unlink()
+    return result
+
+
+def give_to_invoking_user(path: Path) -> None:
+    """Under sudo, a file we write belongs to the user who ran sudo, not to root."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() == 0 and uid and gid:
+        os.chown(path, int(uid), int(gid))
+
+
+def report(final: Path, result, stats: dict, plan: Plan, outcome: str) -> None:
+    shown = final.relative_to(CAPTURES_DIR.parent) if final.is_relative_to(CAPTURES_DIR.parent) else final
+    dropped = stats.get("dropped")
+    counters = (f"{stats['captured']} packets captured, {dropped} dropped by the kernel"
+                if stats else f"{result.packets} packets")
+    say(f"{outcome}{shown}: {counters} ({result.comments} annotated; engine {plan.engine})")
+    if stats.get("reason") == "interface-gone":
+        say("the capture ended because the server's interface went away: the server container stopped "
+            "(see invoke status); the file holds everything captured until then")
+    if dropped:
+        say(f"warning: the kernel dropped {dropped} packets the engine could not take in time; "
+            "the file misses them")
+    say(f"next: invoke inspect --pcap {shlex.quote(str(shown))} (or open it in Wireshark)")
