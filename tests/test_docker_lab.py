@@ -29,12 +29,14 @@ def images():
 
 @pytest.fixture
 def lab_a(images):
+    invoke("down", "--lab", A)       # whatever an earlier run left behind
     yield A
     invoke("down", "--lab", A)
 
 
 @pytest.fixture
 def lab_b(images):
+    invoke("down", "--lab", B)
     yield B
     invoke("down", "--lab", B)
 

@@ -1,0 +1,248 @@
+"""`invoke capture` and `invoke impair` on a real Docker engine, as a learner runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.inspect import analyze, follow, read_records, stream_segments
+from lab.settings import CAPTURES_DIR
+from tests import tshark
+from tests.helpers import ROOT, docker_json, invoke
+
+pytestmark = pytest.mark.docker
+
+LAB = "nlt-cap"
+SERVER, CLIENT = f"{LAB}-server", f"{LAB}-client"
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def lab():
+    ok(invoke("build", "--lab", LAB))
+    ok(invoke("up", "--lab", LAB))
+    yield LAB
+    invoke("down", "--lab", LAB)
+
+
+@pytest.fixture
+def name(request):
+    """A capture name for this test; its files are removed afterwards."""
+    stem = "nlt-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60]
+    yield stem
+    for leftover in CAPTURES_DIR.glob(f"*{stem}*"):
+        leftover.unlink()
+
+
+def address(container: str) -> str:
+    [obj] = docker_json("inspect", container)
+    return obj["NetworkSettings"]["Networks"][f"{LAB}-net"]["IPAddress"]
+
+
+def lab_connections(path: Path):
+    return [c for c in analyze(path).connections if c.server.port == 7000]
+
+
+class Background:
+    """`invoke capture ...` running in the background, its output read as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "invoke", "capture", *args, "--lab", LAB], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in list(self.lines)):
+            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        code = self.proc.wait(timeout)
+        self.reader.join(5)
+        return code, "".join(self.lines)
+
+
+def test_a_send_exchange_is_captured_whole_and_annotated(lab, name):
+    out = ok(invoke("capture", "--send", "ECHO across the wire", "--send", "UPPER tcp", "--name", name, "--lab", lab))
+    path = CAPTURES_DIR / f"{name}.pcapng"
+    assert "client -> server  SYN" in out and "OK across the wire" in out     # live view, replies
+    assert "0 dropped by the kernel" in out
+    [conn] = lab_connections(path)
+    assert (conn.client.address, conn.server.address) == tuple(map(_packed, (address(CLIENT), address(SERVER))))
+    segments = stream_segments(path, conn.stream)
+    syns = [s for s in segments if s.flags & 0x02 and not s.flags & 0x10]
+    syn_acks = [s for s in segments if s.flags & 0x12 == 0x12]
+    assert len(syns) == 1 and len(syn_acks) == 1 and conn.handshake.ack == syn_acks[0].frame + 1
+    assert follow(path, conn.stream) == (b"ECHO across the wire\nUPPER tcp\n", b"OK across the wire\nOK TCP\n")
+    assert conn.client.fin_frames and conn.server.fin_frames and not conn.rst_frames
+    comments = [r.comments for r in read_records(path.open("rb")) if r.comments]
+    assert comments[0][0].startswith("SYN: the client")
+    assert path.stat().st_uid == os.geteuid() and not list(CAPTURES_DIR.glob(f".{name}*"))
+
+
+@pytest.mark.needs("tshark")
+def test_the_capture_reads_cleanly_in_scapy_and_tshark(lab, name):
+    ok(invoke("capture", "--send", "ECHO readable", "--name", name, "--lab", lab))
+    path = CAPTURES_DIR / f"{name}.pcapng"
+    from scapy.utils import rdpcap
+
+    assert len(rdpcap(str(path))) == analyze(path).frames
+    result = subprocess.run(["tshark", "-r", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "appears to be damaged" not in result.stderr
+    commented = tshark.run("-r", str(path), "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment")
+    assert "three-way handshake is complete" in commented
+
+
+def test_a_50_mb_bulk_equals_a_tcpdump_sidecar_with_no_drops_and_wire_sized_segments(lab, name, tmp_path):
+    sidecar, sidecar_err = tmp_path / "sidecar.pcap", tmp_path / "sidecar.err"
+    with sidecar.open("wb") as out, sidecar_err.open("wb") as err:
+        tcpdump = subprocess.Popen(
+            ["docker", "run", "--rm", "--name", f"{LAB}-sidecar", "--network", f"container:{SERVER}", "--user", "0",
+             "--cap-drop", "ALL", "--cap-add", "NET_RAW", "--cap-add", "SETUID", "--cap-add", "SETGID",
+             "--log-driver", "none", f"netlab/lab:{LAB}",
+             "tcpdump", "-i", "eth0", "-s", "0", "-B", "65536", "-U", "--immediate-mode", "-w", "-"],
+            stdout=out, stderr=err)
+    try:
+        deadline = time.monotonic() + 30
+        while b"listening on" not in sidecar_err.read_bytes():
+            assert time.monotonic() < deadline, sidecar_err.read_text()
+            time.sleep(0.05)
+        out = ok(invoke("capture", "--bulk", "50000000", "--name", name, "--lab", lab))
+    finally:
+        subprocess.run(["docker", "kill", "--signal", "INT", f"{LAB}-sidecar"], capture_output=True)
+        tcpdump.wait(30)
+    assert "0 dropped by the kernel" in out
+    assert re.search(r"\b0 packets dropped by kernel", sidecar_err.read_text()), sidecar_err.read_text()
+    [ours] = lab_connections(CAPTURES_DIR / f"{name}.pcapng")
+    theirs = [c for c in analyze(sidecar).connections if c.client.port == ours.client.port]
+    assert ours.server.payload_bytes >= 50_000_000
+    assert [(c.client.packets, c.server.packets) for c in theirs] == [(ours.client.packets, ours.server.packets)]
+    mss = ours.server.options.mss
+    assert max(s.length for s in stream_segments(CAPTURES_DIR / f"{name}.pcapng", ours.stream)) <= mss
+
+
+def test_ctrl_c_leaves_a_valid_file_of_what_was_captured(lab, name):
+    running = Background("--name", name)
+    running.wait_for("capturing on")
+    ok(invoke("send", "ECHO before the interrupt", "--lab", lab))
+    time.sleep(0.5)
+    running.proc.send_signal(signal.SIGINT)
+    code, out = running.finish()
+    assert code == 0 and "interrupted:" in out, out
+    [conn] = lab_connections(CAPTURES_DIR / f"{name}.pcapng")
+    assert follow(CAPTURES_DIR / f"{name}.pcapng", conn.stream)[1] == b"OK before the interrupt\n"
+    assert not list(CAPTURES_DIR.glob(f".{name}*"))
+
+
+def test_the_server_dying_mid_capture_ends_it_with_a_clear_message_and_a_valid_file(lab, name):
+    running = Background("--name", name)
+    try:
+        running.wait_for("capturing on")
+        ok(invoke("send", "ECHO last words", "--lab", lab))
+        time.sleep(0.5)
+        subprocess.run(["docker", "rm", "--force", SERVER], check=True, capture_output=True)
+        code, out = running.finish()
+    finally:
+        ok(invoke("up", "--lab", lab))
+    assert code == 1 and "the server container stopped" in out and "Traceback" not in out, out
+    [conn] = lab_connections(CAPTURES_DIR / f"{name}.pcapng")
+    assert follow(CAPTURES_DIR / f"{name}.pcapng", conn.stream)[1] == b"OK last words\n"
+
+
+def test_count_stops_the_capture_by_itself(lab, name):
+    running = Background("--count", "4", "--name", name)
+    running.wait_for("capturing on")
+    ok(invoke("send", "ECHO count me", "--lab", lab))
+    code, out = running.finish()
+    assert code == 0, out
+    assert analyze(CAPTURES_DIR / f"{name}.pcapng").frames == 4
+
+
+def test_the_tcpdump_engine_records_the_same_exchange(lab, name):
+    out = ok(invoke("capture", "--engine", "tcpdump", "--send", "ECHO by tcpdump", "--name", name, "--lab", lab))
+    assert "0 dropped by the kernel" in out and "engine tcpdump" in out
+    [conn] = lab_connections(CAPTURES_DIR / f"{name}.pcapng")
+    assert follow(CAPTURES_DIR / f"{name}.pcapng", conn.stream) == (b"ECHO by tcpdump\n", b"OK by tcpdump\n")
+
+
+def test_a_filter_keeps_only_what_it_matches(lab, name):
+    ok(invoke("capture", "--filter", "tcp port 7000", "--send", "ECHO filtered", "--name", name, "--lab", lab))
+    capture = analyze(CAPTURES_DIR / f"{name}.pcapng")
+    assert capture.frames == sum(c.packets for c in capture.connections) > 0
+
+
+def test_an_existing_capture_is_never_overwritten(lab, name):
+    ok(invoke("capture", "--send", "ECHO first", "--name", name, "--lab", lab))
+    before = (CAPTURES_DIR / f"{name}.pcapng").read_bytes()
+    result = invoke("capture", "--send", "ECHO second", "--name", name, "--lab", lab)
+    assert result.returncode == 1 and "exists: choose another --name" in result.stderr
+    assert (CAPTURES_DIR / f"{name}.pcapng").read_bytes() == before
+
+
+def test_a_bad_filter_is_one_line(lab, name):
+    result = invoke("capture", "--filter", "tcp port banana", "--seconds", "1", "--name", name, "--lab", lab)
+    assert result.returncode == 1 and "does not compile" in result.stderr
+    assert "Traceback" not in result.stderr and not list(CAPTURES_DIR.glob(f"*{name}*"))
+
+
+def test_loss_shows_retransmissions_in_the_capture_and_in_status(lab, name):
+    try:
+        out = ok(invoke("impair", "--loss", "5", "--lab", lab))
+        assert "loss 5%" in out
+        assert "loss 5%" in ok(invoke("status", "--lab", lab))
+        ok(invoke("capture", "--bulk", "5000000", "--name", name, "--lab", lab))
+        assert analyze(CAPTURES_DIR / f"{name}.pcapng").frames_with("retransmission")
+    finally:
+        ok(invoke("impair", "--clear", "--lab", lab))
+    assert "loss" not in ok(invoke("status", "--lab", lab))
+
+
+def test_a_rate_limit_slows_a_bulk_download(lab):
+    try:
+        ok(invoke("impair", "--rate", "8mbit", "--lab", lab))
+        out = ok(invoke("bulk", "1000000", "--lab", lab))
+        mbit = float(re.search(r"([\d.]+) MB/s", out).group(1)) * 8
+        assert mbit < 12, out
+    finally:
+        ok(invoke("impair", "--clear", "--lab", lab))
+
+
+def test_delay_needs_netem_and_says_so_where_the_kernel_lacks_it(lab, name):
+    result = invoke("impair", "--delay", "50", "--lab", lab)
+    try:
+        if "lacks sch_netem" in result.stderr:
+            assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+            pytest.skip("this kernel lacks sch_netem")
+        ok(result)
+        ok(invoke("capture", "--send", "ECHO slowly", "--name", name, "--lab", lab))
+        [conn] = lab_connections(CAPTURES_DIR / f"{name}.pcapng")
+        assert (conn.handshake.ack_time - conn.handshake.syn_time) / 1e6 >= 50
+    finally:
+        invoke("impair", "--clear", "--lab", lab)
+
+
+def test_capture_when_the_lab_is_down_is_one_line():
+    result = invoke("capture", "--send", "ECHO x", "--lab", "nlt-never-up")
+    assert result.returncode == 1 and result.stderr.strip() == "lab 'nlt-never-up' is not up: run 'invoke up' first"
+
+
+def _packed(ip: str) -> bytes:
+    import ipaddress
+
+    return ipaddress.ip_address(ip).packed
