@@ -13,8 +13,8 @@ a bulk transfer; so this engine never handles a packet on its own:
   compiler) and attached to the socket, so unwanted packets never reach the ring;
 * for each block, every packet's ring header already holds what a pcap record
   header needs (seconds, nanoseconds, captured and wire length, in that order),
-  so a record is two slices of the ring, appended to one buffer written once per
-  block; nothing is dissected;
+  so a record is two slices of the ring, handed to the kernel with writev: each
+  byte is copied once, from the ring to the output; nothing is dissected;
 * at the end the kernel's PACKET_STATISTICS tell how many packets it dropped
   because the ring was full, as tcpdump reports them.
 
@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import json
 import mmap
+import os
 import select
 import signal
 import socket
@@ -52,6 +54,8 @@ BLOCK_COUNT = 64
 FRAME_SIZE = 2048              # only a unit of account for TPACKET_V3 (frames vary)
 BLOCK_TIMEOUT_MS = 50
 POLL_MS = 100
+IOV_MAX = 1024                 # the most pieces one writev takes (Linux's UIO_MAXIOV)
+F_SETPIPE_SZ = 1031
 
 READY = "netlab-capture-ready"
 STATS = "netlab-capture-stats"
@@ -86,6 +90,7 @@ class Ring:
             self.sock.bind((iface, ETH_P_ALL))
         except OSError as exc:
             raise CaptureError(f"cannot capture on {iface}: {exc.strerror}") from None
+        self.view = memoryview(self.map)
         self.block = 0
         self.received = self.dropped = 0
 
@@ -95,21 +100,26 @@ class Ring:
         status = _block_header(self.map, base)[0]
         return base if status & TP_STATUS_USER else None
 
-    def take(self, base: int, out: bytearray, limit: int) -> int:
-        """Append up to ``limit`` packets of the block at ``base`` to ``out`` as pcap records.
+    def take(self, base: int, fd: int, limit: int) -> int:
+        """Write up to ``limit`` packets of the block at ``base`` to ``fd`` as pcap records.
 
-        The block goes back to the kernel; returns how many records were appended.
+        Each record is two slices of the ring (its pcap header and its bytes),
+        handed to the kernel with writev: the bytes are copied once, from the ring
+        to the output, and no Python object holds a copy. Then the block goes back
+        to the kernel. Returns how many records were written.
         """
-        ring = self.map
-        _, count, offset = _block_header(ring, base)
+        view = self.view
+        _, count, offset = _block_header(self.map, base)
         offset += base
         taken = min(count, limit)
+        pieces = []
         for _ in range(taken):
-            next_offset, snaplen, mac = _packet_header(ring, offset)
-            out += ring[offset + 4:offset + 20]           # sec, nsec, snaplen, len: a pcap header
-            out += ring[offset + mac:offset + mac + snaplen]
+            next_offset, snaplen, mac = _packet_header(view, offset)
+            pieces.append(view[offset + 4:offset + 20])        # sec, nsec, snaplen, len: a pcap header
+            pieces.append(view[offset + mac:offset + mac + snaplen])
             offset += next_offset
-        struct.pack_into("=I", ring, base + 8, 0)          # TP_STATUS_KERNEL: the block is free again
+        write_all(fd, pieces)
+        struct.pack_into("=I", view, base + 8, 0)            # TP_STATUS_KERNEL: the block is free again
         self.block = (self.block + 1) % BLOCK_COUNT
         return taken
 
@@ -121,6 +131,28 @@ class Ring:
 
     def error(self) -> int:
         return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
+def write_all(fd: int, pieces: list[memoryview]) -> None:
+    """os.writev in batches the kernel accepts, finishing any partial write."""
+    for start in range(0, len(pieces), IOV_MAX):
+        batch = pieces[start:start + IOV_MAX]
+        written = os.writev(fd, batch)
+        total = sum(len(piece) for piece in batch)
+        if written < total:     # a signal cut the write short: send the rest as one piece
+            rest = b"".join(batch)[written:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+
+
+def widen_pipe(fd: int) -> None:
+    """If ``fd`` is a pipe, make it hold a whole ring block (1 MiB, the most an
+    unprivileged process may ask): one writev per block instead of sixteen rounds
+    of fill-and-wait with the reader on the other end (Docker's shim)."""
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, BLOCK_SIZE)
+    except OSError:
+        pass    # not a pipe (a file, a terminal), or a system with a lower limit
 
 
 def attach_filter(sock: socket.socket, bpf: str, iface: str) -> None:
@@ -141,26 +173,23 @@ def pcap_file_header(snaplen: int = 262144) -> bytes:
     return struct.pack("=IHHiIII", PCAP_NANOSECOND_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET)
 
 
-def run(iface: str, bpf: str | None, count: int | None, seconds: float | None, out) -> dict:
-    """Capture until stopped; return the statistics (also what ended the capture)."""
+def run(iface: str, bpf: str | None, count: int | None, seconds: float | None, fd: int) -> dict:
+    """Capture until stopped, writing pcap to ``fd``; return the statistics and what ended it."""
     stopping = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.append("interrupted"))
     ring = Ring(iface, bpf)
     poller = select.poll()
     poller.register(ring.sock, select.POLLIN | select.POLLERR)
-    out.write(pcap_file_header())
-    out.flush()
+    widen_pipe(fd)
+    os.write(fd, pcap_file_header())
     print(READY, file=sys.stderr, flush=True)
     deadline = time.monotonic() + seconds if seconds else None
-    captured, reason, buffer = 0, None, bytearray()
+    captured, reason = 0, None
     while reason is None:
         base = ring.ready_block()
         if base is not None:
-            captured += ring.take(base, buffer, count - captured if count else BLOCK_SIZE)
-            out.write(buffer)
-            out.flush()
-            buffer.clear()
+            captured += ring.take(base, fd, count - captured if count else BLOCK_SIZE)
             if count and captured >= count:
                 reason = "count"
             continue
@@ -171,14 +200,12 @@ def run(iface: str, bpf: str | None, count: int | None, seconds: float | None, o
         elif any(event & select.POLLERR for _, event in poller.poll(POLL_MS)) and ring.error() == errno.ENETDOWN:
             reason = "interface-gone"
     if reason in ("interrupted", "seconds"):
-        captured += drain(ring, buffer, count - captured if count else None)
-        out.write(buffer)
-        out.flush()
+        captured += drain(ring, fd, count - captured if count else None)
     ring.statistics()
     return {"captured": captured, "received": ring.received, "dropped": ring.dropped, "reason": reason}
 
 
-def drain(ring: Ring, buffer: bytearray, limit: int | None) -> int:
+def drain(ring: Ring, fd: int, limit: int | None) -> int:
     """Packets still in the ring when we stop: the kernel hands over a partly filled
     block only after BLOCK_TIMEOUT_MS, so wait for that before leaving."""
     taken = 0
@@ -188,7 +215,7 @@ def drain(ring: Ring, buffer: bytearray, limit: int | None) -> int:
         if base is None:
             time.sleep(BLOCK_TIMEOUT_MS / 5000)
             continue
-        taken += ring.take(base, buffer, BLOCK_SIZE if limit is None else limit - taken)
+        taken += ring.take(base, fd, BLOCK_SIZE if limit is None else limit - taken)
     return taken
 
 
@@ -200,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="stop after S seconds")
     args = parser.parse_args(argv)
     try:
-        stats = run(args.iface, args.bpf, args.count, args.seconds, sys.stdout.buffer)
+        stats = run(args.iface, args.bpf, args.count, args.seconds, sys.stdout.fileno())
     except CaptureError as exc:
         print(f"lab.capture: {exc}", file=sys.stderr)
         return 2

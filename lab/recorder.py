@@ -105,9 +105,10 @@ def engine_command(plan: Plan) -> list[str]:
 
 
 def engine_capabilities(engine_name: str) -> list[str]:
-    """NET_RAW opens the packet socket; tcpdump also needs SETUID and SETGID, because
-    Debian's tcpdump always drops root for its own user (even with -Z root)."""
-    capabilities = ["NET_RAW"] + (["SETUID", "SETGID"] if engine_name == "tcpdump" else [])
+    """NET_RAW opens the packet socket. Debian's tcpdump always drops root for its own
+    user (even with -Z root), which takes SETUID and SETGID; and then KILL, so that
+    timeout(1), still root, can pass it SIGINT."""
+    capabilities = ["NET_RAW"] + (["SETUID", "SETGID", "KILL"] if engine_name == "tcpdump" else [])
     return [option for capability in capabilities for option in ("--cap-add", capability)]
 
 
