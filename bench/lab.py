@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Last on the path, not first: bench/inspect.py would hide the standard library's inspect.
+HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p not in (HERE, "")] + [HERE]
 from common import median, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

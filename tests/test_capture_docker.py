@@ -174,6 +174,13 @@ def test_count_stops_the_capture_by_itself(lab, name):
     assert analyze(CAPTURES_DIR / f"{name}.pcapng").frames == 4
 
 
+def test_the_tcpdump_engine_stops_after_its_seconds(lab, name):
+    started = time.monotonic()
+    out = ok(invoke("capture", "--engine", "tcpdump", "--seconds", "1", "--name", name, "--lab", lab))
+    assert time.monotonic() - started < 30 and "engine tcpdump" in out
+    analyze(CAPTURES_DIR / f"{name}.pcapng")   # a valid file, however few packets a quiet second had
+
+
 def test_the_tcpdump_engine_records_the_same_exchange(lab, name):
     out = ok(invoke("capture", "--engine", "tcpdump", "--send", "ECHO by tcpdump", "--name", name, "--lab", lab))
     assert "0 dropped by the kernel" in out and "engine tcpdump" in out

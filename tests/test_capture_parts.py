@@ -31,10 +31,10 @@ def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespac
     assert args[-5:] == ["python3", "-m", "lab.capture", "--iface", "eth0"]
 
 
-def test_tcpdump_gets_the_two_capabilities_it_drops_root_with():
+def test_tcpdump_gets_the_capabilities_it_drops_root_with_and_can_still_be_stopped():
     args = recorder.capture_run_args(LAB, recorder.plan(engine_name="tcpdump", count="10", seconds="5"))
     joined = " ".join(args)
-    assert "--cap-add NET_RAW --cap-add SETUID --cap-add SETGID" in joined
+    assert "--cap-add NET_RAW --cap-add SETUID --cap-add SETGID --cap-add KILL" in joined
     assert "timeout -s INT 5.0 tcpdump" in joined and "-c 10" in joined and "-w -" in joined
 
 
