@@ -159,11 +159,17 @@ def inspect(c, pcap=None, json=False, csv=False, ladders=60):
                                   "lab": LAB_HELP})
 @one_line_errors
 def demo(c, message=None, lab=None):
-    """The lab's main job: build, bring the lab up, send requests between the containers."""
+    """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
+    from lab import recorder
+    from lab.cli import console
+    from lab.inspect.cli import run as explain
+
     settings = lab_of(c, lab)
     orchestrate.up(c, settings)
-    messages = message or TOUR
-    orchestrate.send(c, settings, orchestrate.client_options(messages))
+    plan = recorder.plan(client_args=orchestrate.client_options(message or TOUR),
+                         name=f"demo-{recorder.capture_name(None)}")
+    path = recorder.capture(c, settings, plan, console())
+    explain(str(path))
     orchestrate.status(c, settings)
 
 

@@ -1,8 +1,8 @@
 """Warm `invoke up` and `invoke down` next to the floor: the same work in bare docker commands.
 
 Floor for up: the same work in bare docker commands: docker network create, docker
-run of the server and of the client host (at once, as `up` does), then docker exec
-of the same request until it is answered. Floor for down: docker rm -f of both and
+run of the server and of the client host (at once, as `up` does), the two
+offload helpers (at once), then docker exec of the same request until it is answered. Floor for down: docker rm -f of both and
 docker network rm. A third row times `invoke --version`, the part of every task that
 is Python and invoke starting. Both run in this process tree, alternating, on a warm engine (the
 image is built first); medians of --runs runs are compared.
@@ -35,6 +35,11 @@ docker network create --internal --subnet 10.77.250.0/24 {FLOOR}-net >/dev/null
 docker run -d --name {FLOOR}-server --network {FLOOR}-net --network-alias server {HARDENING} \
     {IMAGE} python3 -m lab.server --host 0.0.0.0 --port 7000 >/dev/null &
 docker run -d --name {FLOOR}-client --network {FLOOR}-net {HARDENING} {IMAGE} sleep infinity >/dev/null &
+wait
+for c in server client; do
+    docker run --rm --network container:{FLOOR}-$c --user 0 --cap-drop ALL --cap-add NET_ADMIN {IMAGE} \
+        ethtool -K eth0 tso off gso off gro off tx off &
+done
 wait
 until [ "$(docker exec {FLOOR}-client sh -c 'echo ECHO ready | nc -N -w 2 server 7000')" = "OK ready" ]; do :; done
 """
