@@ -1,0 +1,363 @@
+"""Exercises checked against the learner's own capture: the Kurose-Ross TCP lab, and ours.
+
+Each question has a right answer that comes from the capture being studied, never
+from a key: the learner's own ISNs, ports and RTTs. In a notebook::
+
+    ex = Exercises(path)
+    answer = ...                         # the learner writes 2846131205 here
+    ex.check("syn_sequence_number", answer)
+
+prints a tick, or a cross with a hint that says where to look. Nothing prints the
+right answer unless the learner asks for it with ``ex.reveal(name)``. An answer
+left as ``...`` is a reminder to fill it in, not a failure, so a notebook runs top
+to bottom before the learner has answered anything.
+
+Definitions where textbooks and tools differ are stated with the question: a
+segment's SampleRTT is the time from its first transmission to the first ACK that
+covers it (Kurose-Ross; Karn's rule: retransmitted segments give no sample), and
+throughput is the data sender's payload divided by the time from its first data
+segment to the ACK of its last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.inspect import analyze, read_records, stream_segments
+from lab.inspect.decode import ACK, FIN, PROTO_UDP, SYN, datagram, endpoint_text
+from lab.inspect.graphs import ALPHA
+from lab.inspect.tcp import FLAG_NAMES, Segment
+
+FIRST = 6     # "the first six segments", as in the Kurose-Ross lab
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    ok: bool | None          # None: not answered yet
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Datagram:
+    """A UDP datagram of the lab's protocol, seen from the server's port."""
+
+    frame: int
+    time_ns: int
+    to_server: bool
+    client_port: int
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    prompt: str
+    truth: Callable[["Exercises"], Any]
+    hint: str
+    kind: str = "exact"      # exact, text, number (relative tolerance), list
+    tolerance: float = 0.0
+
+
+def _text(value: Any) -> str:
+    return str(value).strip().lower().replace(" ", "")
+
+
+class Exercises:
+    """The questions about one capture; the studied connection is the lab's (server port 7000).
+
+    ``stream`` picks another connection; by default the first with a handshake
+    (for the request/response notebooks) or, with ``bulk=True``, the one whose
+    server sent the most bytes (a BULK download).
+    """
+
+    def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None, port: int = 7000) -> None:
+        self.path, self.port = Path(path), port
+        self.capture = analyze(self.path, keep=False)
+        candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections
+        if not candidates:
+            self.conn = None          # a capture without TCP (the UDP notebook)
+        elif stream is not None:
+            self.conn = self.capture.connections[stream]
+        elif bulk:
+            self.conn = max(candidates, key=lambda c: c.server.payload_bytes)
+        else:
+            self.conn = next((c for c in candidates if c.handshake.syn is not None), candidates[0])
+
+    @functools.cached_property
+    def segments(self) -> list[Segment]:
+        return stream_segments(self.path, self.conn.stream)
+
+    # --- the answers, computed from the capture -------------------------------------
+
+    def syn(self) -> Segment:
+        return next(s for s in self.segments if s.flags & SYN and not s.flags & ACK)
+
+    def syn_ack(self) -> Segment:
+        return next(s for s in self.segments if s.flags & SYN and s.flags & ACK)
+
+    def data(self, from_client: bool) -> list[Segment]:
+        """First transmissions of data in one direction."""
+        retransmitted = FLAG_NAMES["retransmission"] | FLAG_NAMES["out_of_order"]
+        return [s for s in self.segments if s.from_client == from_client and s.length
+                and not s.analysis & retransmitted]
+
+    @property
+    def sender_is_client(self) -> bool:
+        return self.conn.client.payload_bytes > self.conn.server.payload_bytes
+
+    def sample_rtts(self, from_client: bool, count: int = FIRST) -> list[float]:
+        """SampleRTT (ms) of the first ``count`` data segments: to the first ACK covering each."""
+        samples = []
+        for sent in self.data(from_client)[:count]:
+            end = sent.rel_seq + sent.length
+            ack = next((s for s in self.segments if s.from_client != from_client and s.flags & ACK
+                        and s.time_ns >= sent.time_ns and s.rel_ack >= end), None)
+            samples.append(round((ack.time_ns - sent.time_ns) / 1e6, 3) if ack else math.nan)
+        return samples
+
+    def estimated_rtt(self, samples: list[float]) -> float:
+        estimate = samples[0]
+        for sample in samples[1:]:
+            estimate = (1 - ALPHA) * estimate + ALPHA * sample
+        return round(estimate, 3)
+
+    def receiver_windows(self) -> list[int]:
+        """Windows (bytes, scaled) the data receiver advertised after the handshake."""
+        return [s.window for s in self.segments if s.from_client != self.sender_is_client
+                and s.flags & ACK and not s.flags & SYN]
+
+    def acked_bytes(self, count: int = FIRST) -> list[int]:
+        """Bytes newly acknowledged by each of the receiver's first ACKs that acknowledge data."""
+        receiver = not self.sender_is_client
+        acked, last = [], None
+        for s in self.segments:
+            if s.from_client == receiver and s.flags & ACK and not s.flags & SYN:
+                if last is not None and s.rel_ack > last:
+                    acked.append(s.rel_ack - last)
+                last = s.rel_ack if last is None else max(last, s.rel_ack)
+        return [a for a in acked if a][:count]
+
+    def throughput_mbit(self) -> float:
+        data = self.data(self.sender_is_client)
+        end = max(s.rel_seq + s.length for s in data)
+        last_ack = next(s for s in self.segments if s.from_client != self.sender_is_client
+                        and s.flags & ACK and s.rel_ack >= end)
+        seconds = (last_ack.time_ns - data[0].time_ns) / 1e9
+        return round(sum(s.length for s in data) * 8 / seconds / 1e6, 3)
+
+    def first_loss_s(self) -> float:
+        retransmitted = FLAG_NAMES["retransmission"] | FLAG_NAMES["out_of_order"]
+        lost = next(s for s in self.segments if s.analysis & retransmitted)
+        return round((lost.time_ns - self.segments[0].time_ns) / 1e9, 6)
+
+    def fins(self) -> list[Segment]:
+        return [s for s in self.segments if s.flags & FIN]
+
+    def udp(self) -> list["Datagram"]:
+        """The UDP datagrams to and from the server's port, in capture order."""
+        found = []
+        with self.path.open("rb") as stream:
+            for frame, record in enumerate(read_records(stream), 1):
+                ip = datagram(record.linktype, record.data)
+                if ip is None or ip.proto != PROTO_UDP or len(record.data) < ip.offset + 8:
+                    continue
+                sport = int.from_bytes(record.data[ip.offset:ip.offset + 2], "big")
+                dport = int.from_bytes(record.data[ip.offset + 2:ip.offset + 4], "big")
+                if self.port in (sport, dport):
+                    payload = record.data[ip.offset + 8:ip.offset + ip.length]
+                    found.append(Datagram(frame, record.time_ns, dport == self.port,
+                                          sport if dport == self.port else dport, payload))
+        return found
+
+    def udp_unanswered(self) -> int:
+        """Requests with no reply to the same client port after them."""
+        pending: dict[int, int] = {}
+        for d in self.udp():
+            if d.to_server:
+                pending[d.client_port] = pending.get(d.client_port, 0) + 1
+            elif pending.get(d.client_port):
+                pending[d.client_port] -= 1
+        return sum(pending.values())
+
+    # --- checking ---------------------------------------------------------------------
+
+    def verdict(self, name: str, answer: Any) -> Verdict:
+        question = QUESTIONS.get(name)
+        if question is None:
+            raise KeyError(f"no question {name!r}; the questions are: {', '.join(QUESTIONS)}")
+        if answer is ... or answer is None:
+            return Verdict(None, f"{name}: replace ... with your answer, then run the cell again")
+        truth = question.truth(self)
+        if _matches(question, truth, answer):
+            return Verdict(True, f"✔ {name}: right")
+        return Verdict(False, f"✘ {name}: not quite. Hint: {question.hint}")
+
+    def check(self, name: str, answer: Any) -> None:
+        """Print whether ``answer`` is right for this capture (with a hint if not)."""
+        print(self.verdict(name, answer).message)
+
+    def reveal(self, name: str) -> Any:
+        """The right answer for this capture: only when the learner asks."""
+        return QUESTIONS[name].truth(self)
+
+
+def _matches(question: Question, truth: Any, answer: Any) -> bool:
+    if question.kind == "text":
+        accepted = truth if isinstance(truth, (set, tuple, list)) else {truth}
+        return _text(answer) in {_text(t) for t in accepted}
+    if question.kind == "number":
+        return _close(truth, answer, question.tolerance)
+    if question.kind == "list":
+        try:
+            answers = list(answer)
+        except TypeError:
+            return False
+        return len(answers) == len(truth) and all(_close(t, a, question.tolerance) for t, a in zip(truth, answers))
+    if question.kind == "either":      # one of several right numbers (raw or relative)
+        return any(_close(t, answer, 0) for t in truth)
+    if isinstance(truth, bool):
+        if isinstance(answer, bool):
+            return answer == truth
+        return _text(answer) in ({"yes", "true"} if truth else {"no", "false"})
+    return answer == truth or _text(answer) == _text(truth)
+
+
+def _close(truth: float, answer: Any, tolerance: float) -> bool:
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return False
+    if math.isnan(truth):
+        return math.isnan(value)
+    allowed = abs(truth) * tolerance
+    if tolerance:
+        allowed = max(allowed, 0.002)    # answers are read to three decimals
+    return abs(value - truth) <= allowed
+
+
+QUESTIONS: dict[str, Question] = {
+    # 01: the handshake
+    "client_address": Question(
+        "IP address and port of the client, as ip:port",
+        lambda e: endpoint_text(e.conn.client.address, e.conn.client.port),
+        "the client sent the SYN; look at its source address and source port", "text"),
+    "server_address": Question(
+        "IP address and port of the server, as ip:port",
+        lambda e: endpoint_text(e.conn.server.address, e.conn.server.port),
+        "the server received the SYN: its destination address and port", "text"),
+    "syn_sequence_number": Question(
+        "the raw sequence number of the SYN",
+        lambda e: e.syn().seq_raw,
+        "Wireshark shows 0 (relative); the raw value is the ISN, in 'Sequence Number (raw)' or seq_raw"),
+    "syn_flag": Question(
+        "the flag that marks a segment as a SYN",
+        lambda e: ("SYN", "S", "0x002", "0x02"),
+        "look at the Flags field of the first segment: which one bit is set?", "text"),
+    "sack_permitted": Question(
+        "does the SYN say that SACK is permitted? (True/False)",
+        lambda e: e.syn().options.sack_permitted,
+        "look for 'SACK permitted' among the SYN's options"),
+    "synack_sequence_number": Question(
+        "the raw sequence number of the SYN/ACK",
+        lambda e: e.syn_ack().seq_raw,
+        "the server's own ISN, in the SYN/ACK's raw sequence number"),
+    "synack_ack": Question(
+        "the acknowledgement number of the SYN/ACK (raw)",
+        lambda e: e.syn_ack().ack_raw,
+        "it acknowledges the client's SYN: what is the client's ISN, and how many sequence numbers does a SYN use?"),
+    "handshake_rtt_ms": Question(
+        "milliseconds from the SYN to the ACK that completes the handshake",
+        lambda e: round((e.conn.handshake.ack_time - e.conn.handshake.syn_time) / 1e6, 3),
+        "subtract the SYN's time from the third segment's time (in ms)", "number", 0.05),
+    # 02: the payload
+    "first_request_seq": Question(
+        "sequence number of the segment carrying the first request (relative or raw)",
+        lambda e: (e.data(True)[0].rel_seq, e.data(True)[0].seq_raw),
+        "the first client segment with a payload (len > 0), right after the handshake", "either"),
+    "first_request_length": Question(
+        "how many bytes of payload carry the first request",
+        lambda e: e.data(True)[0].length,
+        "its len field; count the request's characters and its newline"),
+    "request_lengths": Question(
+        "the lengths of the client's first three data segments, as a list",
+        lambda e: [s.length for s in e.data(True)[:3]],
+        "each request line, newline included, is one segment here", "list"),
+    "first_reply_ack": Question(
+        "the relative acknowledgement number in the server's first reply",
+        lambda e: e.data(False)[0].rel_ack,
+        "the server acknowledges every byte of the request: 1 + the request's length, in relative numbers"),
+    # 03: the teardown
+    "first_fin_side": Question(
+        "which side sent the first FIN: client or server?",
+        lambda e: "client" if e.fins()[0].from_client else "server",
+        "find the first segment with the FIN flag, and who sent it", "text"),
+    "time_wait_side": Question(
+        "which side stays in TIME_WAIT afterwards: client or server?",
+        lambda e: "client" if e.fins()[0].from_client else "server",
+        "TIME_WAIT is for the side that closed first (RFC 9293, 3.3.2)", "text"),
+    # 04: a bulk transfer (the server sends the data)
+    "first_segment_lengths": Question(
+        "lengths of the data sender's first six data segments, as a list",
+        lambda e: [s.length for s in e.data(e.sender_is_client)[:FIRST]],
+        "the first is the reply line announcing the data; the rest are as large as the MSS allows", "list"),
+    "sample_rtts_ms": Question(
+        "SampleRTT (ms) of those six segments, as a list",
+        lambda e: e.sample_rtts(e.sender_is_client),
+        "for each segment: the first ACK from the receiver with ack >= its seq + len, minus its time", "list", 0.05),
+    "estimated_rtt_ms": Question(
+        "EstimatedRTT (ms) after those six samples (alpha 0.125, starting at the first)",
+        lambda e: e.estimated_rtt(e.sample_rtts(e.sender_is_client)),
+        "apply EstimatedRTT = 0.875 * EstimatedRTT + 0.125 * SampleRTT five times", "number", 0.05),
+    "minimum_window": Question(
+        "the smallest receive window (bytes, scaled) the receiver advertised after the handshake",
+        lambda e: min(e.receiver_windows()),
+        "the receiver's 'Calculated window size' (value times the window scale) in its ACKs: find the least"),
+    "window_throttled": Question(
+        "did the receive window ever stop the sender? (True/False)",
+        lambda e: bool(e.capture.frames_with("window_full") or e.capture.frames_with("zero_window")),
+        "Wireshark marks it: look for 'TCP Window Full' or 'TCP ZeroWindow' frames"),
+    "retransmitted": Question(
+        "were any segments retransmitted? (True/False)",
+        lambda e: bool(e.capture.frames_with("retransmission")),
+        "look for frames marked as retransmissions, or a sequence number that goes back"),
+    "acked_bytes": Question(
+        "bytes acknowledged by each of the receiver's first six ACKs that acknowledge data, as a list",
+        lambda e: e.acked_bytes(),
+        "for each ACK, its ack number minus the previous ACK's", "list"),
+    "acks_every_other_segment": Question(
+        "does the receiver sometimes ACK two full segments at once? (True/False)",
+        lambda e: any(b >= 2 * max(s.length for s in e.data(e.sender_is_client)) for b in e.acked_bytes(10_000)),
+        "compare the bytes each ACK acknowledges with the segment size (delayed ACKs)"),
+    "throughput_mbit": Question(
+        "throughput in Mbit/s: the sender's payload over the time from its first data to the ACK of its last",
+        lambda e: e.throughput_mbit(),
+        "bytes sent by the data sender * 8 / (time of the last ACK - time of the first data segment) / 10^6",
+        "number", 0.1),
+    "fleet_period_ms": Question(
+        "the time (ms) between the fleets of segments in slow start: one round trip (take the median SampleRTT)",
+        lambda e: round(statistics.median(x for x in e.sample_rtts(e.sender_is_client, 10_000) if x == x), 3),
+        "each fleet leaves when the ACKs for the previous one come back: look at the RTT graph's typical value",
+        "number", 0.5),
+    "slow_start_ends_s": Question(
+        "seconds from the connection's first packet to the first retransmission, where slow start ends",
+        lambda e: e.first_loss_s(),
+        "in the time-sequence graph, the first red mark; or the first frame flagged as a retransmission",
+        "number", 0.1),
+    # 06: UDP
+    "udp_requests": Question(
+        "how many request datagrams did the client send to the server's port?",
+        lambda e: len([d for d in e.udp() if d.to_server]),
+        "count the datagrams whose destination port is the server's"),
+    "udp_unanswered": Question(
+        "how many of those requests got no reply?",
+        lambda e: e.udp_unanswered(),
+        "pair each request with a reply from the server to the same client port; which is left alone?"),
+    "udp_header_bytes": Question(
+        "how many bytes long is a UDP header?",
+        lambda e: 8,
+        "source port, destination port, length, checksum: four fields of two bytes"),
+}

@@ -1,0 +1,155 @@
+"""What the study notebooks share: which capture to read, whether a lab is up, small views.
+
+Each notebook reads one capture: the learner's own when ``NETLAB_PCAP`` names it
+(or the notebook's parameters cell does), otherwise the capture bundled in
+``notebooks/data/`` (made by the lab itself; notebooks/data/README.md says how).
+Cells that need the running lab ask :func:`lab_is_up` first and, when it is not,
+print one line saying so and what to run, instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from lab.inspect.decode import ACK, FIN, RST, SYN, flags_names
+from lab.inspect.reader import read_records
+from lab.inspect.tcp import Segment
+from lab.settings import PROJECT_ROOT
+
+DATA = PROJECT_ROOT / "notebooks" / "data"
+
+
+def capture_path(given: str | None, bundled: str) -> Path:
+    """The capture to study: ``given`` (the parameters cell), else $NETLAB_PCAP, else the bundled one."""
+    chosen = given or os.environ.get("NETLAB_PCAP")
+    path = Path(chosen).expanduser() if chosen else DATA / bundled
+    if not path.exists():
+        raise FileNotFoundError(f"no capture at {path}: make one with invoke capture, or unset NETLAB_PCAP")
+    print(f"studying {path}" + ("" if chosen else " (bundled; set NETLAB_PCAP=yours.pcapng to study your own)"))
+    return path
+
+
+def lab_name() -> str:
+    return os.environ.get("INVOKE_LAB_NAME", "netlab")
+
+
+def lab_is_up(name: str | None = None) -> bool:
+    """True when the lab's server and client containers run (False without Docker)."""
+    name = name or lab_name()
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(["docker", "inspect", "--format", "{{.State.Running}}", f"{name}-server", f"{name}-client"],
+                            capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and result.stdout.split() == ["true", "true"]
+
+
+def needs_lab(what: str) -> bool:
+    """For a cell that needs the running lab: True if it is up, else say what to run."""
+    if lab_is_up():
+        return True
+    print(f"skipped: {what} needs the running lab (run 'invoke up' in the project, then this cell again)")
+    return False
+
+
+def craft(what: str, line: str = "ECHO crafted by hand") -> str:
+    """Run lab.craft (``syn`` or ``connect``) in the client's namespace; return what it printed.
+
+    A short-lived container, root with NET_RAW (raw packets) and NET_ADMIN (its
+    iptables rule), like the lab's other helpers; the docker command is printed
+    first, so it can be run by hand.
+    """
+    name = lab_name()
+    command = ["docker", "run", "--rm", "--network", f"container:{name}-client",
+               "--label", f"org.netlab.lab={name}", "--label", "org.netlab.role=helper",
+               "--user", "0", "--cap-drop", "ALL", "--cap-add", "NET_RAW", "--cap-add", "NET_ADMIN",
+               "--tmpfs", "/run", f"netlab/lab:{name}", "python3", "-m", "lab.craft", what, "--line", line]
+    print("$ " + shlex.join(command))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return result.stdout + result.stderr
+
+
+def frame_bytes(path: Path, frame: int) -> bytes:
+    """The captured bytes of one frame (1-based, as Wireshark numbers them)."""
+    with Path(path).open("rb") as stream:
+        for number, record in enumerate(read_records(stream), 1):
+            if number == frame:
+                return record.data
+    raise IndexError(f"{path} has no frame {frame}")
+
+
+def dissect(path: Path, frame: int):
+    """Scapy's dissection of one frame, ports as numbers (scapy would call 7000 'bbs')."""
+    from scapy.all import TCP, UDP, Ether, conf
+
+    conf.noenum.add(TCP.sport, TCP.dport, UDP.sport, UDP.dport)
+    return Ether(frame_bytes(path, frame))
+
+
+def hexdump(data: bytes, width: int = 16) -> str:
+    """Offset, hex bytes and printable characters, 16 bytes a line (like `xxd`)."""
+    lines = []
+    for offset in range(0, len(data), width):
+        chunk = data[offset:offset + width]
+        hexes = " ".join(f"{byte:02x}" for byte in chunk)
+        text = "".join(chr(byte) if 32 <= byte < 127 else "." for byte in chunk)
+        lines.append(f"{offset:08x}  {hexes:<{width * 3}} {text}")
+    return "\n".join(lines)
+
+
+# The TCP states (RFC 9293, section 3.3.2) each side is in after a segment passes, as
+# far as a capture can tell: a state changes when a segment is sent or received.
+_AFTER = {
+    # (state, sent or received, flags seen) -> next state
+    ("LISTEN", "recv", "SYN"): "SYN-RECEIVED",
+    ("CLOSED", "sent", "SYN"): "SYN-SENT",
+    ("SYN-SENT", "recv", "SYN/ACK"): "ESTABLISHED",
+    ("SYN-RECEIVED", "recv", "ACK"): "ESTABLISHED",
+    ("ESTABLISHED", "sent", "FIN"): "FIN-WAIT-1",
+    ("ESTABLISHED", "recv", "FIN"): "CLOSE-WAIT",
+    ("FIN-WAIT-1", "recv", "ACK"): "FIN-WAIT-2",
+    ("FIN-WAIT-1", "recv", "FIN"): "CLOSING",
+    ("FIN-WAIT-1", "recv", "FIN/ACK"): "TIME-WAIT",
+    ("FIN-WAIT-2", "recv", "FIN"): "TIME-WAIT",
+    ("FIN-WAIT-2", "recv", "FIN/ACK"): "TIME-WAIT",
+    ("CLOSING", "recv", "ACK"): "TIME-WAIT",
+    ("CLOSE-WAIT", "sent", "FIN"): "LAST-ACK",
+    ("LAST-ACK", "recv", "ACK"): "CLOSED",
+}
+
+
+def _kind(segment: Segment) -> str:
+    if segment.flags & SYN:
+        return "SYN/ACK" if segment.flags & ACK else "SYN"
+    if segment.flags & FIN:
+        return "FIN/ACK" if segment.flags & ACK else "FIN"
+    return "ACK"
+
+
+def _received(state: str, kind: str) -> str:
+    """The state after receiving ``kind``: its exact flags first, then its FIN, then its ACK."""
+    for seen in (kind, "FIN" if "FIN" in kind else None, "ACK" if kind != "SYN" else None):
+        if seen and (state, "recv", seen) in _AFTER:
+            return _AFTER[(state, "recv", seen)]
+    return state
+
+
+def tcp_states(segments: list[Segment]) -> list[tuple[int, str, str, str]]:
+    """(frame, what it carries, client state, server state) after each segment of a connection."""
+    client, server = "CLOSED", "LISTEN"
+    rows = []
+    for segment in segments:
+        kind = _kind(segment)
+        if segment.flags & RST:
+            client = server = "CLOSED"
+        else:
+            sender, receiver = (client, server) if segment.from_client else (server, client)
+            sender = _AFTER.get((sender, "sent", kind.split("/")[0]), sender)
+            receiver = _received(receiver, kind)
+            client, server = (sender, receiver) if segment.from_client else (receiver, sender)
+        shown = flags_names(segment.flags) + (f" len={segment.length}" if segment.length else "")
+        rows.append((segment.frame, shown, client, server))
+    return rows
