@@ -140,6 +140,24 @@ def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=
 
 
 @task(help={
+    "pcap": "a capture the notebooks study instead of the bundled ones (sets NETLAB_PCAP)",
+    "port": "the port JupyterLab listens on (default 8888)",
+})
+def notebook(c, pcap=None, port=8888):
+    """Open the study notebooks in JupyterLab (needs the notebooks extra)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    jupyter = Path(sys.executable).with_name("jupyter")
+    if not jupyter.exists() and not shutil.which("jupyter-lab"):
+        raise Exit("JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'")
+    env = {"NETLAB_PCAP": str(Path(pcap).resolve())} if pcap else {}
+    c.run(f"{jupyter if jupyter.exists() else 'jupyter'} lab --notebook-dir notebooks --port {int(port)}",
+          env=env, pty=True, echo=True)
+
+
+@task(help={
     "pcap": "capture file (default: the newest in captures/); a flag because invoke has no optional positionals",
     "json": "print one JSON object: connections, handshakes, teardowns, analysis flags",
     "csv": "print one CSV row per TCP frame",
@@ -173,4 +191,4 @@ def demo(c, message=None, lab=None):
     orchestrate.status(c, settings)
 
 
-ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, inspect)
+ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, inspect, notebook)
