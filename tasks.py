@@ -145,6 +145,7 @@ def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=
 })
 def notebook(c, pcap=None, port=8888):
     """Open the study notebooks in JupyterLab (needs the notebooks extra)."""
+    import os
     import shutil
     import sys
     from pathlib import Path
@@ -153,7 +154,8 @@ def notebook(c, pcap=None, port=8888):
     if not jupyter.exists() and not shutil.which("jupyter-lab"):
         raise Exit("JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'")
     env = {"NETLAB_PCAP": str(Path(pcap).resolve())} if pcap else {}
-    c.run(f"{jupyter if jupyter.exists() else 'jupyter'} lab --notebook-dir notebooks --port {int(port)}",
+    as_root = " --allow-root" if os.geteuid() == 0 else ""   # JupyterLab refuses root without it
+    c.run(f"{jupyter if jupyter.exists() else 'jupyter'} lab --notebook-dir notebooks --port {int(port)}{as_root}",
           env=env, pty=True, echo=True)
 
 
