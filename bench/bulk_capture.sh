@@ -11,24 +11,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 A=nlbench-a
 B=nlbench-b
 
+# shellcheck source=../tests/corpus/veth_pair.sh
+. "$root/tests/corpus/veth_pair.sh"
 cleanup() {
     [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
-    ip netns del $A 2>/dev/null || true
-    ip netns del $B 2>/dev/null || true
+    veth_pair_remove $A $B
 }
 trap cleanup EXIT
 cleanup
-
-ip netns add $A
-ip netns add $B
-ip link add veth-a netns $A type veth peer name veth-b netns $B
-ip -n $A addr add 10.98.0.1/24 dev veth-a
-ip -n $B addr add 10.98.0.2/24 dev veth-b
-for ns in $A $B; do ip -n $ns link set lo up; done
-ip -n $A link set veth-a up
-ip -n $B link set veth-b up
-ip netns exec $A ethtool -K veth-a tso off gso off gro off >/dev/null
-ip netns exec $B ethtool -K veth-b tso off gso off gro off >/dev/null
+veth_pair $A $B 10.98.0
 
 ip netns exec $B env PYTHONPATH="$root" timeout 300 python3 -m lab.server --host 10.98.0.2 --port 7000 2>/dev/null &
 server=$!

@@ -51,26 +51,34 @@ def numbers_not_names() -> None:
     conf.noenum.add(TCP.sport, TCP.dport)
 
 
-def syn(server: str, port: int) -> None:
-    """Send one SYN, show the SYN/ACK; the kernel's RST follows on the wire."""
-    from scapy.all import IP, TCP, sr1
+def send_syn(ip, sport: int, port: int, seq: int):
+    """Send a SYN from ``sport`` with ISN ``seq``; return the server's SYN/ACK, or None."""
+    from scapy.all import TCP, sr1
 
-    numbers_not_names()
-    packet = IP(dst=socket.gethostbyname(server)) / TCP(sport=random.randint(40000, 60000), dport=port, flags="S",
-                                  seq=random.getrandbits(32))
+    packet = ip / TCP(sport=sport, dport=port, flags="S", seq=seq)
     say("->", packet)
     answer = sr1(packet, timeout=3, verbose=False)
     if answer is None:
-        print("no answer (is the server up?)")
-        return
-    say("<-", answer)
-    print(f"the server's ISN is {answer[TCP].seq}; it acknowledges ours + 1 = {answer[TCP].ack}")
-    print("our kernel has no socket for this connection, so it now sends a RST (see the capture)")
+        print("no SYN/ACK came back (is the server up?)")
+    else:
+        say("<-", answer)
+    return answer
+
+
+def syn(server: str, port: int) -> None:
+    """Send one SYN, show the SYN/ACK; the kernel's RST follows on the wire."""
+    from scapy.all import IP, TCP
+
+    numbers_not_names()
+    answer = send_syn(IP(dst=socket.gethostbyname(server)), random.randint(40000, 60000), port, random.getrandbits(32))
+    if answer is not None:
+        print(f"the server's ISN is {answer[TCP].seq}; it acknowledges ours + 1 = {answer[TCP].ack}")
+        print("our kernel has no socket for this connection, so it now sends a RST (see the capture)")
 
 
 def connect(server: str, port: int, line: str) -> None:
     """Handshake, one request and its reply, teardown: every segment made here."""
-    from scapy.all import IP, TCP, AsyncSniffer, Raw, sr1
+    from scapy.all import IP, TCP, AsyncSniffer, Raw
 
     numbers_not_names()
     ip = IP(dst=socket.gethostbyname(server))
@@ -80,13 +88,9 @@ def connect(server: str, port: int, line: str) -> None:
     with kernel_rsts_dropped(ip.dst, port):
         arriving.start()
         time.sleep(0.3)
-        syn_ = ip / TCP(sport=sport, dport=port, flags="S", seq=seq)
-        say("->", syn_)
-        syn_ack = sr1(syn_, timeout=3, verbose=False)
+        syn_ack = send_syn(ip, sport, port, seq)
         if syn_ack is None:
-            print("no SYN/ACK (is the server up?)")
             return
-        say("<-", syn_ack)
         seq, ack = seq + 1, syn_ack[TCP].seq + 1
         send_say(ip / TCP(sport=sport, dport=port, flags="A", seq=seq, ack=ack))
         data = (line + "\n").encode()

@@ -15,26 +15,15 @@ A=nlcorpus-a
 B=nlcorpus-b
 pids=()
 
+# shellcheck source=veth_pair.sh
+. "$here/veth_pair.sh"
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    ip netns del $A 2>/dev/null || true
-    ip netns del $B 2>/dev/null || true
+    veth_pair_remove $A $B
 }
 trap cleanup EXIT
 cleanup
-
-ip netns add $A
-ip netns add $B
-ip link add veth-a netns $A type veth peer name veth-b netns $B
-ip -n $A addr add 10.99.0.1/24 dev veth-a
-ip -n $B addr add 10.99.0.2/24 dev veth-b
-ip -n $A -6 addr add fd99::1/64 dev veth-a nodad
-ip -n $B -6 addr add fd99::2/64 dev veth-b nodad
-for ns in $A $B; do ip -n $ns link set lo up; done
-ip -n $A link set veth-a up
-ip -n $B link set veth-b up
-ip netns exec $A ethtool -K veth-a tso off gso off gro off >/dev/null
-ip netns exec $B ethtool -K veth-b tso off gso off gro off >/dev/null
+veth_pair $A $B 10.99.0 fd99
 
 # Every command is bounded: nothing here can hang the script.
 in_a() { ip netns exec $A timeout 120 "$@"; }
