@@ -8,7 +8,7 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from lab import image, orchestrate
-from lab.cli import LAB_HELP, lab_of, one_line_errors
+from lab.cli import LAB_HELP, lab_of, one_line_errors, whole_number
 from lab.docker import Docker
 
 TOUR = ["ECHO hello, TCP", "UPPER a byte stream", "TIME"]
@@ -73,7 +73,7 @@ def status(c, lab=None):
 @one_line_errors
 def logs(c, role="server", follow=False, tail=None, lab=None):
     """Print a lab container's log (the server logs one line per connection)."""
-    orchestrate.logs(c, lab_of(c, lab), role, follow, int(tail) if tail else None)
+    orchestrate.logs(c, lab_of(c, lab), role, follow, whole_number(tail, "--tail"))
 
 
 @task(help={"lab": LAB_HELP})
@@ -143,7 +143,8 @@ def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=
     "pcap": "a capture the notebooks study instead of the bundled ones (sets NETLAB_PCAP)",
     "port": "the port JupyterLab listens on (default 8888)",
 })
-def notebook(c, pcap=None, port=8888):
+@one_line_errors
+def notebook(c, pcap=None, port=None):
     """Open the study notebooks in JupyterLab (needs the notebooks extra)."""
     import os
     import shutil
@@ -155,7 +156,8 @@ def notebook(c, pcap=None, port=8888):
         raise Exit("JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'")
     env = {"NETLAB_PCAP": str(Path(pcap).resolve())} if pcap else {}
     as_root = " --allow-root" if os.geteuid() == 0 else ""   # JupyterLab refuses root without it
-    c.run(f"{jupyter if jupyter.exists() else 'jupyter'} lab --notebook-dir notebooks --port {int(port)}{as_root}",
+    port = whole_number(port, "--port", 8888)
+    c.run(f"{jupyter if jupyter.exists() else 'jupyter'} lab --notebook-dir notebooks --port {port}{as_root}",
           env=env, pty=True, echo=True)
 
 
@@ -165,12 +167,13 @@ def notebook(c, pcap=None, port=8888):
     "csv": "print one CSV row per TCP frame",
     "ladders": "draw the ladder of connections with at most N frames (default 60; 0: none)",
 })
-def inspect(c, pcap=None, json=False, csv=False, ladders=60):
+@one_line_errors
+def inspect(c, pcap=None, json=False, csv=False, ladders=None):
     """Explain a capture as Wireshark would: conversations, ladder diagrams, analysis flags."""
     from lab.inspect.cli import main
 
     code = main([*([pcap] if pcap else []), *(["--json"] if json else []), *(["--csv"] if csv else []),
-                 "--ladders", str(ladders)])
+                 "--ladders", str(whole_number(ladders, "--ladders", 60))])
     if code:
         raise Exit(code=code)
 

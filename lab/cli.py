@@ -18,6 +18,23 @@ def lab_of(c: Context, lab: str | None) -> Lab:
     return from_config(c.config, lab)
 
 
+def whole_number(value: str | int | None, flag: str, default: int | None = None) -> int | None:
+    """A task option's number, or a one-line Exit.
+
+    Options that take numbers are declared as strings: invoke's own parser shows a
+    traceback when an int-typed option gets something else.
+    """
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise Exit(f"{flag} takes a whole number, got {value!r}") from None
+    if number < 0:
+        raise Exit(f"{flag} must be 0 or more, got {number}")
+    return number
+
+
 def one_line_errors(task_body: Callable) -> Callable:
     """Turn an unexpected exception into one line; ``invoke --debug`` shows the traceback."""
 

@@ -144,9 +144,9 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment) -> None:
     Nothing is removed before the new impairment is known to be possible: netem
     is tried first with ``tc qdisc replace``, which changes nothing if it fails.
     """
+    own, other = namespaces(lab, target)
     docker = Docker(c)
     found = require_up(docker, lab)
-    own, other = namespaces(lab, target)
     if impairment.delay_ms is not None or impairment.loss_pct is not None:
         commands = [netem_command(impairment)]
         if impairment.rate:
@@ -175,9 +175,12 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment) -> None:
 
 def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, docker: Docker | None = None) -> None:
     """Remove the impairments of one target's link, or of both."""
+    roles = [target] if target else list(TARGETS)
+    for role in roles:
+        namespaces(lab, role)          # a bad --target is said before anything runs
     docker = docker or Docker(c)
     require_up(docker, lab)
-    for role in ([target] if target else TARGETS):
+    for role in roles:
         own, other = namespaces(lab, role)
         docker.run_parallel([helper_run_args(lab, own, shell(CLEAR_QDISC)),
                              helper_run_args(lab, other, shell(CLEAR_LOSS))])
