@@ -107,7 +107,7 @@ def clean(c, base=False, lab=None):
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
     from lab import recorder
-    from lab.cli import console
+    from lab.terminal import console
 
     client_args = orchestrate.client_options(send) if send else []
     if bulk is not None:
@@ -184,7 +184,7 @@ def inspect(c, pcap=None, json=False, csv=False, ladders=None):
 def demo(c, message=None, lab=None):
     """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
     from lab import recorder
-    from lab.cli import console
+    from lab.terminal import console
     from lab.inspect.cli import run as explain
 
     settings = lab_of(c, lab)

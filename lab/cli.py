@@ -53,12 +53,3 @@ def one_line_errors(task_body: Callable) -> Callable:
                        "(run 'invoke --debug ...' to see the traceback)") from None
 
     return wrapper
-
-
-def console():
-    """A rich Console; when output is not a terminal, wide enough that tables never fold."""
-    import sys
-
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)

@@ -28,7 +28,8 @@ from invoke import Context
 from invoke.exceptions import Exit
 
 from lab.docker import Docker
-from lab.settings import BASE_IMAGE, LABEL, PROJECT_ROOT as ROOT, ROLE_LABEL, SLIM_IMAGE, Lab
+from lab.paths import PROJECT_ROOT as ROOT
+from lab.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, Lab
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 

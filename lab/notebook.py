@@ -18,7 +18,7 @@ from pathlib import Path
 from lab.inspect.decode import ACK, FIN, RST, SYN, flags_names
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
-from lab.settings import PROJECT_ROOT
+from lab.paths import PROJECT_ROOT
 
 DATA = PROJECT_ROOT / "notebooks" / "data"
 

@@ -281,7 +281,7 @@ def container_rows(docker: Docker, lab: Lab, impaired: dict[str, str] | None = N
 def status(c: Context, lab: Lab) -> None:
     from rich.table import Table
 
-    from lab.cli import console
+    from lab.terminal import console
 
     from lab import impair   # impair builds on this module's helpers
 

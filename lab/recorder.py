@@ -43,7 +43,8 @@ from lab.docker import Docker
 from lab.image import say
 from lab.livewatch import LiveView
 from lab.orchestrate import is_ours, labels, require_up, send
-from lab.settings import CAPTURES_DIR, Lab
+from lab.paths import CAPTURES_DIR
+from lab.settings import Lab
 
 ENGINES = ("lab", "tcpdump")
 READY_TIMEOUT = 30.0

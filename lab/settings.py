@@ -29,14 +29,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from pathlib import Path
 from typing import Any
 
 from invoke.exceptions import Exit
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CAPTURES_DIR = PROJECT_ROOT / "captures"
-"""Where `invoke capture` writes and `invoke inspect` looks (git-ignored)."""
 
 LABEL = "org.netlab.lab"
 ROLE_LABEL = "org.netlab.role"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.inspect import analyze, follow, read_records, stream_segments
-from lab.settings import CAPTURES_DIR
+from lab.paths import CAPTURES_DIR
 from tests import tshark
 from tests.helpers import ROOT, docker_json, invoke
 

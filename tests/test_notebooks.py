@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from lab.exercises import QUESTIONS, Exercises
-from lab.settings import CAPTURES_DIR
+from lab.paths import CAPTURES_DIR
 from tests.helpers import invoke
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))

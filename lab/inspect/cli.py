@@ -15,7 +15,7 @@ from pathlib import Path
 from lab.inspect.analysis import SHORT_CONNECTION, analyze
 from lab.inspect.reader import CaptureFileError
 from lab.inspect.report import print_report, to_json, write_csv
-from lab.settings import CAPTURES_DIR
+from lab.paths import CAPTURES_DIR
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
         ladders: int = SHORT_CONNECTION, width: int = 100) -> int:
     """Print the chosen output for one capture; return the exit code (1 for a damaged file)."""
-    from lab.cli import console
+    from lab.terminal import console
 
     path = Path(pcap) if pcap else newest_capture()
     if as_csv:

@@ -1,0 +1,7 @@
+"""Where the project's things are on disk (importing this costs nothing: no invoke, no rich)."""
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CAPTURES_DIR = PROJECT_ROOT / "captures"
+"""Where `invoke capture` writes and `invoke inspect` looks (git-ignored)."""
