@@ -62,11 +62,12 @@ def craft(what: str, line: str = "ECHO crafted by hand") -> str:
     iptables rule), like the lab's other helpers; the docker command is printed
     first, so it can be run by hand.
     """
-    name = lab_name()
-    command = ["docker", "run", "--rm", "--network", f"container:{name}-client",
-               "--label", f"org.netlab.lab={name}", "--label", "org.netlab.role=helper",
-               "--user", "0", "--cap-drop", "ALL", "--cap-add", "NET_RAW", "--cap-add", "NET_ADMIN",
-               "--tmpfs", "/run", f"netlab/lab:{name}", "python3", "-m", "lab.craft", what, "--line", line]
+    from lab.orchestrate import helper_run_args
+    from lab.settings import from_config
+
+    lab = from_config({"lab": {}}, lab_name())
+    command = ["docker", *helper_run_args(lab, lab.client, ["python3", "-m", "lab.craft", what, "--line", line],
+                                          capabilities=("NET_RAW", "NET_ADMIN"))]
     print("$ " + shlex.join(command))
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     return result.stdout + result.stderr

@@ -91,8 +91,15 @@ def client_run_args(lab: Lab, client_args: Sequence[str], tty: bool = False) -> 
     ]
 
 
-def helper_run_args(lab: Lab, namespace: str, command: Sequence[str]) -> list[str]:
-    """A short-lived root container in ``namespace``'s network namespace, with NET_ADMIN only.
+def capability_options(capabilities: Sequence[str]) -> list[str]:
+    """``--cap-add`` for each capability (after ``--cap-drop ALL``, the only ones a container has)."""
+    return [option for capability in capabilities for option in ("--cap-add", capability)]
+
+
+def helper_run_args(lab: Lab, namespace: str, command: Sequence[str],
+                    capabilities: Sequence[str] = ("NET_ADMIN",)) -> list[str]:
+    """A short-lived root container in ``namespace``'s network namespace, with NET_ADMIN only
+    (or the ``capabilities`` given: crafting packets also needs NET_RAW).
 
     The one way to change an interface of a hardened container (which has no
     capabilities at all): a helper joins its namespace, does one thing, and exits.
@@ -100,7 +107,7 @@ def helper_run_args(lab: Lab, namespace: str, command: Sequence[str]) -> list[st
     """
     return [
         "run", "--rm", "--network", f"container:{namespace}", *labels(lab, "helper"),
-        "--user", "0", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN",
+        "--user", "0", "--cap-drop", "ALL", *capability_options(capabilities),
         "--security-opt", "no-new-privileges", "--read-only", "--tmpfs", "/run:rw,size=1m",
         lab.image, *command,
     ]

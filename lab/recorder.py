@@ -42,7 +42,7 @@ from lab.annotate import annotate
 from lab.docker import Docker
 from lab.image import say
 from lab.livewatch import LiveView
-from lab.orchestrate import is_ours, labels, require_up, send
+from lab.orchestrate import capability_options, is_ours, labels, require_up, send
 from lab.paths import CAPTURES_DIR
 from lab.settings import Lab
 
@@ -109,8 +109,7 @@ def engine_capabilities(engine_name: str) -> list[str]:
     """NET_RAW opens the packet socket. Debian's tcpdump always drops root for its own
     user (even with -Z root), which takes SETUID and SETGID; and then KILL, so that
     timeout(1), still root, can pass it SIGINT."""
-    capabilities = ["NET_RAW"] + (["SETUID", "SETGID", "KILL"] if engine_name == "tcpdump" else [])
-    return [option for capability in capabilities for option in ("--cap-add", capability)]
+    return capability_options(["NET_RAW"] + (["SETUID", "SETGID", "KILL"] if engine_name == "tcpdump" else []))
 
 
 def capture_run_args(lab: Lab, plan: Plan) -> list[str]:
