@@ -141,6 +141,11 @@ class Exercises:
                 last = s.rel_ack if last is None else max(last, s.rel_ack)
         return [a for a in acked if a][:count]
 
+    def acks_two_segments(self) -> bool:
+        """True if some ACK acknowledges at least two full-sized segments at once."""
+        largest = max(s.length for s in self.data(self.sender_is_client))
+        return any(acked >= 2 * largest for acked in self.acked_bytes(10_000))
+
     def throughput_mbit(self) -> float:
         data = self.data(self.sender_is_client)
         end = max(s.rel_seq + s.length for s in data)
@@ -330,7 +335,7 @@ QUESTIONS: dict[str, Question] = {
         "for each ACK, its ack number minus the previous ACK's", "list"),
     "acks_every_other_segment": Question(
         "does the receiver sometimes ACK two full segments at once? (True/False)",
-        lambda e: any(b >= 2 * max(s.length for s in e.data(e.sender_is_client)) for b in e.acked_bytes(10_000)),
+        lambda e: e.acks_two_segments(),
         "compare the bytes each ACK acknowledges with the segment size (delayed ACKs)"),
     "throughput_mbit": Question(
         "throughput in Mbit/s: the sender's payload over the time from its first data to the ACK of its last",

@@ -296,7 +296,7 @@ def status(c: Context, lab: Lab) -> None:
     found = existing(docker, lab)
     up_now = running(found.get(lab.server)) and running(found.get(lab.client))
     rows = container_rows(docker, lab, impair.active(c, lab, found) if up_now else None)
-    networks = docker.inspect([lab.network], kind="network")
+    networks = [found[lab.network]] if lab.network in found else []
     if not rows and not networks:
         say(f"lab {lab.name!r} is down (nothing with label {lab.label})")
         return
