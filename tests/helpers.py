@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -17,10 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServerProcess:
     """``python -m lab.server`` on a free loopback port, read from its log line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, max_open_files: int | None = None) -> None:
+        def limit_open_files() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lab.server", "--host", "127.0.0.1", "--port", "0", *args],
             cwd=ROOT, stderr=subprocess.PIPE, text=True,
+            preexec_fn=limit_open_files if max_open_files else None,
         )
         self.log_lines: list[str] = []
         deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import subprocess
 import sys
@@ -70,6 +71,21 @@ def test_the_connection_over_the_cap_gets_a_polite_busy():
         srv.terminate()
 
 
+def test_running_out_of_file_descriptors_pauses_accepting_and_does_not_stop_it():
+    srv = ServerProcess(max_open_files=24)
+    try:
+        held = [srv.connect() for _ in range(30)]  # more than the server can open
+        deadline = time.monotonic() + 10
+        while not any("cannot accept" in line for line in srv.log_lines) and time.monotonic() < deadline:
+            srv.log_lines.append(srv.proc.stderr.readline())
+        for sock in held:
+            sock.close()
+        assert exchange(srv.port, b"ECHO accepting again\n") == b"OK accepting again\n"
+    finally:
+        srv.terminate()
+    assert any("cannot accept: Too many open files" in line for line in srv.log_lines)
+
+
 def test_an_idle_connection_is_closed_after_the_timeout():
     srv = ServerProcess("--idle-timeout", "0.3")
     try:
@@ -86,6 +102,7 @@ def test_one_structured_log_line_per_connection(server):
     exchange(server.port, b"ECHO abc\n")
     server.terminate()
     [line] = [l for l in server.log_lines if " conn proto=tcp" in l]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} conn ", line), line
     assert "peer=127.0.0.1:" in line
     assert "bytes_in=9 bytes_out=7" in line
     assert "duration_ms=" in line and "close=client" in line
@@ -166,6 +183,13 @@ def test_ten_megabytes_without_newline_is_cut_off_with_err(server):
     with server.connect() as sock:
         sock.sendall(b"Z" * 65536)  # exactly the limit, no newline yet
         assert recv_until(sock, b"\n") == b"ERR line longer than 65536 bytes\n"
+
+
+def test_a_flood_without_newline_still_gets_its_err_then_a_fin_not_a_reset(server):
+    # The server stops reading at the limit; closing with 10 MB unread would send RST.
+    with server.connect() as sock:
+        sock.sendall(b"Z" * 10_000_000)
+        assert recv_until(sock, b"\x00") == b"ERR line longer than 65536 bytes\n"
 
 
 def test_sigterm_finishes_replies_in_flight_closes_idle_ones_and_exits_0(server):
