@@ -2,8 +2,8 @@
 
 Read it next to a capture: a connection is accepted (the handshake already happened
 in the kernel), lines are received and answered, and the connection is closed by the
-client (its FIN arrives as end-of-file), by QUIT (our FIN goes first), or by one of
-the limits below.
+client (its FIN arrives as end-of-file), by QUIT (right after the reply we shut our
+side, which sends our FIN), or by one of the limits below.
 
 Why asyncio rather than selectors: a coroutine per connection reads top to bottom
 like the lesson (receive, answer, repeat), while a selectors loop would hide it
