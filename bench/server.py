@@ -4,8 +4,8 @@ Both servers run as child processes of this one, in the same run, and face the
 same load: each request is a fresh TCP connection (connect, send one line and
 our FIN, read the one-line reply, close), because one request is all the textbook
 server handles on a connection, and a client with nothing more to say says so
-with its FIN (as ``nc -N`` does). Concurrency levels 1, 10 and 100; each level is measured in rounds
-that alternate the two servers, and the medians are reported.
+with its FIN (as ``nc -N`` does). Concurrency levels 1, 10 and 100; each level is
+measured in rounds that alternate the two servers, and the medians are reported.
 
     python bench/server.py [--requests 10000] [--rounds 5]
 """
@@ -29,9 +29,10 @@ from common import free_port, median, percentile, table, wait_listening  # noqa:
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = b"ECHO hello\n"
 # Each measurement talks to a fresh server port, and each of its connections then
-# waits a minute in TIME_WAIT. connect() takes the even ephemeral ports (about
-# 14,000 here) and reuses one after a second at the earliest, so a measurement
-# larger than that would time the kernel's port reuse, not the servers.
+# waits a minute in TIME_WAIT. connect() tries the even ephemeral ports first
+# (about 14,000 here); once they are all waiting it reuses one that has waited a
+# second, and the rate meets a ceiling near 14k requests/s. So a measurement stays
+# below that many connections, and times the servers, not the kernel's port reuse.
 WARM_UP = 500
 MAX_REQUESTS = 13_000
 
