@@ -157,8 +157,8 @@ class LabServer:
     def __init__(self, config: ServerConfig, access_log: AccessLog | None = None) -> None:
         self.config = config
         self.access_log = access_log or AccessLog()
-        self._listener: socket.socket | None = None
-        self._acceptor: asyncio.Task | None = None
+        self._listeners: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task] = set()
         self._idle: dict[asyncio.Task, float] = {}  # tasks waiting in recv, and since when
@@ -170,18 +170,18 @@ class LabServer:
     @property
     def port(self) -> int:
         """The TCP port actually bound (useful with port 0)."""
-        assert self._listener is not None, "start() first"
-        return self._listener.getsockname()[1]
+        assert self._listeners, "start() first"
+        return self._listeners[0].getsockname()[1]
 
     async def start(self) -> None:
         """Listen on TCP, then bind UDP on the same port number."""
         cfg = self.config
-        self._listener = listen(cfg.host, cfg.port)
+        self._listeners = listen(cfg.host, cfg.port)
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(
             lambda: _DatagramService(cfg, self.access_log), local_addr=(cfg.host, self.port)
         )
-        self._acceptor = loop.create_task(self._accept_forever())
+        self._acceptors = [loop.create_task(self._accept_forever(listener)) for listener in self._listeners]
         self._sweeper = loop.create_task(self._sweep_idle())
         log.info("listening on tcp and udp %s port %d", cfg.host, self.port)
 
@@ -194,7 +194,7 @@ class LabServer:
             return
         self._stopping = True
         log.info("shutting down: %d connection(s) open", len(self._connections))
-        for task in (self._acceptor, self._sweeper, *self._idle):
+        for task in (*self._acceptors, self._sweeper, *self._idle):
             if task is not None:
                 task.cancel()
         if self._udp is not None:
@@ -210,11 +210,9 @@ class LabServer:
                 await asyncio.wait(late, timeout=0.3)
         self._stopped.set()
 
-    async def _accept_forever(self) -> None:
+    async def _accept_forever(self, listener: socket.socket) -> None:
         """Accept connections and give each its own task, or turn it away when full."""
         loop = asyncio.get_running_loop()
-        listener = self._listener
-        assert listener is not None
         try:
             while True:
                 try:
@@ -330,16 +328,33 @@ class LabServer:
         return sent
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A non-blocking listening TCP socket on ``host`` (a name, IPv4 or IPv6) and ``port``."""
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    # The kernel's largest accept queue: a burst of clients waits there instead of
-    # being refused, and the cap above answers them one by one.
-    listener = socket.create_server(address, family=family, backlog=socket.SOMAXCONN)
-    listener.setblocking(False)
-    return listener
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Non-blocking listening TCP sockets on every address ``host`` names, on one port.
+
+    A name may stand for several addresses (``localhost`` is often 127.0.0.1 and
+    ::1), and a client may try any of them, so, as ``asyncio.start_server`` does,
+    we listen on each; with port 0 the first socket picks the port and the others
+    take the same one.
+    """
+    listeners: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if any(listener.getsockname()[0] == address[0] for listener in listeners):
+                continue
+            if listeners:
+                address = (address[0], listeners[0].getsockname()[1], *address[2:])
+            # The kernel's largest accept queue: a burst of clients waits there
+            # instead of being refused, and the cap above answers them one by one.
+            listener = socket.create_server(address, family=family, backlog=socket.SOMAXCONN)
+            listener.setblocking(False)
+            listeners.append(listener)
+    except OSError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
 
 
 async def _send(conn: socket.socket, reply) -> int:

@@ -1,8 +1,9 @@
-"""The real server in a child process, spoken to over loopback."""
+"""The real server, in a child process or (for what needs a faked name) in this one, over loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from lab import protocol
+from lab.server import AccessLog, LabServer, ServerConfig
 from tests.helpers import ROOT, ServerProcess, exchange, recv_until
 
 
@@ -241,3 +243,34 @@ def test_a_port_in_use_is_one_line_and_exit_1(server):
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "pick another --port" in result.stderr
+
+
+def test_a_host_name_with_two_addresses_is_served_on_both(monkeypatch):
+    real_getaddrinfo = socket.getaddrinfo
+
+    def two_addresses(host, port, *args, **kwargs):
+        if host == "both.test":  # as localhost resolves on many machines
+            return real_getaddrinfo("127.0.0.1", port, *args, **kwargs) + \
+                real_getaddrinfo("::1", port, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+
+    async def ask(address: str, port: int) -> bytes:
+        reader, writer = await asyncio.open_connection(address, port)
+        writer.write(b"ECHO via " + address.encode() + b"\n")
+        writer.write_eof()
+        reply = await reader.read()
+        writer.close()
+        return reply
+
+    async def scenario() -> list[bytes]:
+        server = LabServer(ServerConfig(host="both.test", port=0), AccessLog(io.StringIO()))
+        await server.start()
+        try:
+            return [await ask(address, server.port) for address in ("127.0.0.1", "::1")]
+        finally:
+            server.shutdown()
+            await server.wait_stopped()
+
+    assert asyncio.run(scenario()) == [b"OK via 127.0.0.1\n", b"OK via ::1\n"]
