@@ -47,7 +47,9 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -470,10 +472,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config))
     except OSError as exc:
-        print(f"lab.server: cannot listen on {config.host} port {config.port}: {exc.strerror}"
-              " (pick another --port or stop what uses it)", file=sys.stderr)
+        print(f"lab.server: cannot listen on {config.host} port {config.port}: {listen_error(exc)}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def listen_error(exc: OSError) -> str:
+    """Why listening failed, and what to do about it, in one line."""
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        advice = "give --host a name or address of this machine, such as 127.0.0.1 or 0.0.0.0"
+    elif exc.errno == errno.EACCES:
+        advice = "ports below 1024 need root; pick another --port"
+    else:
+        advice = "pick another --port or stop what uses it"
+    reason = exc.strerror if isinstance(exc, socket.gaierror) else os.strerror(exc.errno or 0)
+    return f"{reason} ({advice})"
 
 
 if __name__ == "__main__":

@@ -245,6 +245,16 @@ def test_a_port_in_use_is_one_line_and_exit_1(server):
     assert result.stderr.count("\n") == 1 and "pick another --port" in result.stderr
 
 
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "192.0.2.1"])  # unresolvable; not ours
+def test_a_host_that_is_not_this_machine_is_one_line_and_exit_1(host):
+    result = subprocess.run(
+        [sys.executable, "-m", "lab.server", "--host", host, "--port", "0"],
+        capture_output=True, text=True, timeout=10, cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "give --host a name or address of this machine" in result.stderr
+
+
 def test_a_host_name_with_two_addresses_is_served_on_both(monkeypatch):
     real_getaddrinfo = socket.getaddrinfo
 
