@@ -21,6 +21,7 @@ from tests import tshark
 
 CORPUS = Path(__file__).parent / "corpus"
 LAB = CORPUS / "lab.pcap"
+EXCHANGE_PCAPNG = Path(__file__).parent.parent / "notebooks" / "data" / "exchange.pcapng"  # with comments
 
 
 def records(path: Path) -> list:
@@ -200,3 +201,36 @@ def test_reading_memory_stays_flat_as_the_file_grows():
 
     small, large = peak(200), peak(600)
     assert large < small + (1 << 20), (small, large)
+
+
+class Trickle:
+    """A stream that hands out at most 777 bytes per read, seekable or (like a pipe) not."""
+
+    def __init__(self, data: bytes, seekable: bool, start: int = 0) -> None:
+        self.data, self._seekable, self.position = data, seekable, start
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, position: int) -> None:
+        assert self._seekable, "seek on a pipe"
+        self.position = position
+
+    def read(self, size: int) -> bytes:
+        out = self.data[self.position:self.position + min(size, 777)]
+        self.position += len(out)
+        return out
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+@pytest.mark.parametrize("prefix", [b"", b"JUNK"])
+def test_records_across_chunk_boundaries_and_short_reads_read_the_same(monkeypatch, seekable, prefix):
+    """Chunks smaller than a packet, reads cut short, a stream not at offset 0: the same records."""
+    whole = {path: records(path) for path in (LAB, EXCHANGE_PCAPNG)}  # each file in one chunk
+    monkeypatch.setattr("lab.inspect.reader.CHUNK", 1000)
+    for path, expected in whole.items():
+        stream = Trickle(prefix + path.read_bytes(), seekable, start=len(prefix))
+        assert list(read_records(stream)) == expected
