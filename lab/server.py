@@ -16,8 +16,8 @@ rather than asyncio's streams: they are the socket API a networking course teach
 so each line names what it does to the connection (``shutdown(SHUT_WR)`` sends our
 FIN, ``close()`` releases the socket); and streams put a transport, a protocol, a
 reader and a writer around every connection, which cost a third more CPU per
-connection than the whole of this server's work in bench/server.py, enough to make
-it slower than the textbook echo server. All protocol rules stay in lab.protocol;
+connection (measured from the server's CPU time under bench/server.py's load),
+enough to make it slower than the textbook echo server. All protocol rules stay in lab.protocol;
 this module only moves bytes.
 
 Limits, each enforced in one place:
@@ -114,11 +114,12 @@ class ConnectionRecord:
 class AccessLog:
     """Writes the one line per connection to a stream, time first, as it happens.
 
-    Not through ``logging``: measured with bench/server.py, a ``log.info`` call cost
-    about 15 µs per connection on the server's hot path, more than the rest of a
-    short connection's bookkeeping together; a direct write costs about 1 µs. Each
-    line is flushed so that ``docker logs -f`` shows it at once. A log that cannot
-    be written (its reader gone) is dropped: serving matters more than logging.
+    Not through ``logging``: measured from the server's CPU time under a stream of
+    one-request connections, a ``log.info`` call cost about 15 µs per connection,
+    more than the rest of a short connection's bookkeeping together; a direct write
+    costs about 1 µs. Each line is flushed so that ``docker logs -f`` shows it at
+    once. A log that cannot be written (its reader gone) is dropped: serving
+    matters more than logging.
     """
 
     def __init__(self, stream=None) -> None:
