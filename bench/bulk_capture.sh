@@ -8,6 +8,10 @@ set -euo pipefail
 out=$1
 nbytes=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
+if ! command -v tcpdump >/dev/null 2>&1; then
+    echo "bulk_capture.sh: tcpdump is missing; install it (bash .ci/setup --test does)" >&2
+    exit 1
+fi
 A=nlbench-a
 B=nlbench-b
 

@@ -57,8 +57,12 @@ def captures(given: list[str]) -> list[Path]:
         if not path.exists():
             print(f"making {path}", flush=True)
             env = {**os.environ, **({"CLIENT": str(ROOT / "bench" / client)} if client else {})}
-            subprocess.run(["bash", str(ROOT / "bench" / "bulk_capture.sh"), str(path), str(amount)],
-                           check=True, stdout=subprocess.DEVNULL, env=env)
+            made = subprocess.run(["bash", str(ROOT / "bench" / "bulk_capture.sh"), str(path), str(amount)],
+                                  stdout=subprocess.DEVNULL, env=env)
+            if made.returncode != 0:
+                path.unlink(missing_ok=True)
+                sys.exit(f"bench/inspect.py: could not make {path.name} (bulk_capture.sh said why above); "
+                         "or measure a capture of yours with --pcap FILE")
     return [DATA / name for name in WORKLOADS]
 
 

@@ -7,7 +7,17 @@
 #   veth_pair_remove A B                remove it (and everything in it)
 
 veth_pair() {
-    local a=$1 b=$2 prefix=$3 v6=${4:-}
+    local a=$1 b=$2 prefix=$3 v6=${4:-} tool
+    for tool in ip ethtool; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "veth_pair: $tool is missing; install it (bash .ci/setup --test does)" >&2
+            return 1
+        fi
+    done
+    if [ "$(id -u)" != 0 ]; then
+        echo "veth_pair: network namespaces need root; run this as root (sudo)" >&2
+        return 1
+    fi
     ip netns add "$a"
     ip netns add "$b"
     ip link add veth-a netns "$a" type veth peer name veth-b netns "$b"
