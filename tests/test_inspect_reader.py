@@ -18,6 +18,7 @@ import pytest
 from lab.inspect import CaptureFileError, analyze, iter_segments, read_records
 from lab.inspect.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, datagram
 from tests import tshark
+from tests.capture_files import block, enhanced_packet, interface, pad, pcap_bytes, pcapng_bytes, section_header
 
 CORPUS = Path(__file__).parent / "corpus"
 LAB = CORPUS / "lab.pcap"
@@ -27,18 +28,6 @@ EXCHANGE_PCAPNG = Path(__file__).parent.parent / "notebooks" / "data" / "exchang
 def records(path: Path) -> list:
     with path.open("rb") as stream:
         return list(read_records(stream))
-
-
-def pcap_bytes(recs, endian: str = "<", nanoseconds: bool = False, linktype: int = LINKTYPE_ETHERNET) -> bytes:
-    """A classic pcap file holding ``recs`` (Record tuples)."""
-    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
-    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
-    for rec in recs:
-        seconds, rest = divmod(rec.time_ns, 1_000_000_000)
-        out.append(struct.pack(endian + "IIII", seconds, rest if nanoseconds else rest // 1000,
-                               len(rec.data), rec.wire_length))
-        out.append(rec.data)
-    return b"".join(out)
 
 
 def segment_view(path: Path) -> list[tuple]:
@@ -108,22 +97,12 @@ def test_raw_ip_link_type(tmp_path):
 def test_simple_packet_blocks(tmp_path):
     """pcapng's Simple Packet Block: no timestamp, no interface number."""
     original = records(LAB)[:20]
-    blocks = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
-              _block(1, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0))]
+    blocks = [section_header(), interface()]
     for rec in original:
-        blocks.append(_block(3, struct.pack("<I", rec.wire_length) + _pad(rec.data)))
+        blocks.append(block(3, struct.pack("<I", rec.wire_length) + pad(rec.data)))
     path = tmp_path / "simple.pcapng"
     path.write_bytes(b"".join(blocks))
     assert [r.data for r in records(path)] == [r.data for r in original]
-
-
-def _pad(data: bytes) -> bytes:
-    return data + b"\0" * (-len(data) % 4)
-
-
-def _block(kind: int, body: bytes) -> bytes:
-    length = 12 + len(body)
-    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
 
 
 @pytest.mark.parametrize("record", [1, 7, 150])
@@ -234,3 +213,76 @@ def test_records_across_chunk_boundaries_and_short_reads_read_the_same(monkeypat
     for path, expected in whole.items():
         stream = Trickle(prefix + path.read_bytes(), seekable, start=len(prefix))
         assert list(read_records(stream)) == expected
+
+
+def test_batches_cut_short_at_pcapng_damage_keep_every_frame_before_it(tmp_path):
+    """Damage found in the middle of a run of packets (where the reader works a batch at a
+    time) is named by its offset, and the frames before it are all analysed."""
+    original = records(LAB)
+    head = section_header() + interface()
+    good = [enhanced_packet(rec) for rec in original[:40]]
+    bad = bytearray(enhanced_packet(original[40]))
+    bad[-4:] = struct.pack("<I", len(bad) + 4)              # its trailing length disagrees
+    path = tmp_path / "damaged.pcapng"
+    path.write_bytes(head + b"".join(good) + bytes(bad) + enhanced_packet(original[41]))
+    capture = analyze(path)
+    assert capture.frames == 40
+    assert str(capture.error) == f"block's trailing length does not match at byte {len(head) + sum(map(len, good))}"
+
+
+def test_a_packet_on_an_undescribed_interface_is_named(tmp_path):
+    original = records(LAB)[:10]
+    head = section_header() + interface()
+    blocks = [enhanced_packet(rec, interface_id=1 if i == 6 else 0) for i, rec in enumerate(original)]
+    path = tmp_path / "interfaces.pcapng"
+    path.write_bytes(head + b"".join(blocks))
+    capture = analyze(path)
+    assert capture.frames == 6
+    assert str(capture.error) == f"packet on undescribed interface 1 at byte {len(head) + sum(map(len, blocks[:6]))}"
+
+
+def test_an_enhanced_packet_block_too_short_to_be_one_is_an_error(tmp_path):
+    path = tmp_path / "short.pcapng"
+    path.write_bytes(section_header() + interface() + block(6, b"\0" * 12))
+    with pytest.raises(CaptureFileError, match="enhanced packet block of only 24 bytes at byte 48"):
+        analyze(path)
+
+
+def test_a_pcapng_block_claiming_an_impossible_size_is_an_error_not_an_allocation(tmp_path):
+    path = tmp_path / "huge.pcapng"
+    path.write_bytes(section_header() + interface() + struct.pack("<II", 6, 0x7FFFFFF0) + b"x" * 100)
+    with pytest.raises(CaptureFileError, match="block claims 2147483632 bytes at byte 48"):
+        analyze(path)
+
+
+def test_big_endian_pcapng_reads_the_same(tmp_path):
+    path = tmp_path / "big.pcapng"
+    path.write_bytes(pcapng_bytes(records(LAB), endian=">"))
+    assert [(r.data, r.time_ns) for r in records(path)] == [(r.data, r.time_ns) for r in records(LAB)]
+    assert segment_view(path) == segment_view(LAB)
+
+
+@pytest.mark.parametrize("resolution, ticks, expected_ns", [
+    (bytes([9]), 1_700_000_000_123_456_789, 1_700_000_000_123_456_789),          # nanoseconds
+    (bytes([6]), 1_700_000_000_123_456, 1_700_000_000_123_456_000),              # microseconds
+    (bytes([0x80 | 20]), (1_700_000_000 << 20) + (1 << 19), 1_700_000_000_500_000_000),  # 2^-20 s
+    (bytes([9]), (1 << 64) - 1, (1 << 64) - 1),                                  # past the year 2262
+])
+def test_pcapng_timestamps_in_every_resolution_are_exact(tmp_path, resolution, ticks, expected_ns):
+    rec = records(LAB)[0]
+    tsresol = struct.pack("<HH", 9, 1) + pad(resolution) + struct.pack("<HH", 0, 0)
+    path = tmp_path / "resolution.pcapng"
+    path.write_bytes(section_header() + interface(options=tsresol) + enhanced_packet(rec, ticks=ticks) * 3)
+    assert [r.time_ns for r in records(path)] == [expected_ns] * 3
+
+
+def test_simple_packet_blocks_between_enhanced_ones_keep_their_place(tmp_path):
+    original = records(LAB)[:30]
+    blocks = [section_header(), interface()]
+    for index, rec in enumerate(original):
+        blocks.append(block(3, struct.pack("<I", rec.wire_length) + pad(rec.data)) if index % 7 == 3
+                      else enhanced_packet(rec))
+    path = tmp_path / "mixed.pcapng"
+    path.write_bytes(b"".join(blocks))
+    assert [r.data for r in records(path)] == [r.data for r in original]
+    assert [r.time_ns == 0 for r in records(path)] == [index % 7 == 3 for index in range(30)]
