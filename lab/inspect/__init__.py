@@ -2,9 +2,11 @@
 
 Layers, each a module with one job (read bottom-up):
 
-    reader    pcap and pcapng files -> records (time, link type, bytes), constant memory
+    reader    pcap and pcapng files -> batches of records (time, link type, bytes), constant memory
     decode    a record's bytes -> IP and TCP header fields (struct, no dissection)
-    tcp       connection tracking (tcp.stream) and Wireshark 4.0's analysis flags
+    tcp       connection tracking (tcp.stream) and Wireshark 4.0's analysis flags, frame by frame
+    columns   a batch of records -> columns of TCP header fields (numpy), and each frame's connection
+    bulk      tcp's rules a batch at a time: the frames no rule can touch in bulk, the rest frame by frame
     analysis  a whole file -> Capture; one stream's segments; Follow TCP Stream
     rtt       round-trip samples as Wireshark's tcp.analysis.ack_rtt
     ladder    ladder diagrams (text and matplotlib)
@@ -14,6 +16,8 @@ Layers, each a module with one job (read bottom-up):
 
 Scapy stays the tool for looking at one packet closely (the notebooks use it); the
 bulk path here parses headers itself, which is what makes it faster than tshark.
+To learn the rules, read tcp.py: bulk.py only decides where they cannot fire, and
+the tests hold the two to the same answers on every frame.
 """
 
 from lab.inspect.analysis import Capture, analyze, follow, iter_segments, stream_segments

@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from lab.inspect.reader import CaptureFileError, read_records
+from lab.inspect.bulk import consume as consume_in_bulk
+from lab.inspect.reader import CaptureFileError, read_batches, read_records
 from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, Tracker, flag_names
 
 SHORT_CONNECTION = 60
@@ -62,13 +63,21 @@ def open_capture(path: str | os.PathLike):
     return path.open("rb")
 
 
-def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION) -> Capture:
-    """Read and analyse a capture; a damaged file keeps what was read before the damage."""
+def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: bool = True) -> Capture:
+    """Read and analyse a capture; a damaged file keeps what was read before the damage.
+
+    ``bulk=False`` takes every frame through tcp.py's rules one by one, the
+    reference the bulk analysis (lab.inspect.bulk, several times faster) is
+    tested against; both give the same Capture.
+    """
     tracker = Tracker(keep=keep, emit=False)
     error = None
     with open_capture(path) as stream:
         try:
-            tracker.consume(read_records(stream))
+            if bulk:
+                consume_in_bulk(tracker, read_batches(stream))
+            else:
+                tracker.consume(read_records(stream))
         except CaptureFileError as exc:
             if tracker.frames == 0:
                 raise

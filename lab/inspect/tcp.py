@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator
 
-from lab.inspect.decode import ACK, FIN, RST, SYN, TcpOptions, tcp_header, tcp_options
+from lab.inspect.decode import ACK, FIN, RST, SYN, TcpHeader, TcpOptions, tcp_header, tcp_options
 from lab.inspect.reader import Record
 
 # Analysis flags, one bit each (names as in the JSON and CSV outputs).
@@ -251,17 +251,19 @@ class Tracker:
         tcp = tcp_header(record.linktype, record.data)
         if tcp is None:
             return None
+        return self.analyse_tcp(frame, record.time_ns, record.wire_length, tcp, record.data)
+
+    def analyse_tcp(self, frame: int, now: int, wire_length: int, tcp: TcpHeader, data: bytes) -> Segment | None:
+        """One TCP frame (its decoded header and its bytes) through tracking and the rules."""
         src, dst, sport, dport, seq, ack, flags, window, offset, payload_offset, seglen = tcp
-        now = record.time_ns
-        options = tcp_options(record.data, offset + 20, payload_offset) if flags & SYN else None
+        options = tcp_options(data, offset + 20, payload_offset) if flags & SYN else None
 
         conn, fwd, rev = self._connection(frame, now, src, sport, dst, dport, flags, seq)
         bits = self._analyse_sequence(conn, fwd, rev, now, seq, ack, seglen, flags, window)
         if bits:
             self.flagged[frame] = bits
 
-        self._note_connection(conn, fwd, rev, frame, now, flags, seq, options, seglen,
-                              record.wire_length)
+        self._note_connection(conn, fwd, rev, frame, now, flags, seq, options, seglen, wire_length)
         if not self.emit and conn.segments is None:
             return None
         rel_seq = (seq - fwd.base_seq) & MASK32
@@ -270,12 +272,30 @@ class Tracker:
         segment = Segment(frame, now, conn.stream, fwd is conn.client, src, sport, dst, dport,
                           flags, seq, ack, rel_seq, rel_ack, seglen, window, scaled, bits,
                           fwd.dupacknum if bits & DUPLICATE_ACK else 0, options,
-                          record.data[payload_offset:payload_offset + seglen])
+                          data[payload_offset:payload_offset + seglen])
         if conn.segments is not None:
             conn.segments.append(segment)
             if self.keep is not True and len(conn.segments) > self.keep:
                 conn.segments = None
         return segment
+
+    def known(self, src: bytes, sport: int, dst: bytes, dport: int) -> tuple[Connection, Flow, Flow] | None:
+        """The connection a frame from (src, sport) to (dst, dport) would belong to now, and its
+        two directions (the sender's first); None if no frame of this key was seen."""
+        return self._by_key.get((src, sport, dst, dport))
+
+    def number_streams(self) -> None:
+        """Number the connections in the order of their first frames, as tcp.stream does.
+
+        Frames fed one by one create connections in that order already; the bulk
+        path (lab.inspect.bulk) meets them connection by connection, so it calls
+        this at the end.
+        """
+        self.connections.sort(key=lambda conn: conn.first_frame)
+        for number, conn in enumerate(self.connections):
+            conn.stream = number
+            for segment in conn.segments or ():
+                segment.stream = number
 
     def _connection(self, frame, now, src, sport, dst, dport, flags, seq):
         """The connection of a segment, its direction (fwd) and the other one (rev).

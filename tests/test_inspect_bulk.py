@@ -1,0 +1,120 @@
+"""The bulk analysis (lab.inspect.bulk) against the Tracker frame by frame: same verdicts, same state.
+
+tcp.py states Wireshark's rules; bulk.py skips the frames where it can show that no
+rule fires. These tests hold it to that. For captures of real programs, and for
+synthetic conversations made to be irregular, read in chunks of many sizes (so
+that batches cut connections everywhere), ``analyze()`` and
+``analyze(bulk=False)`` must agree on everything: each frame's flags, each
+connection's numbers, handshake, teardown and kept segments, and the inner state
+of each direction, which is what the next batch would start from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lab.inspect import analyze, bulk, reader
+from lab.inspect.analysis import open_capture
+from lab.inspect.tcp import Flow, Tracker
+from tests import tcp_traces
+from tests.capture_files import pcap_bytes, pcapng_bytes
+
+ROOT = Path(__file__).parent.parent
+CAPTURES = sorted((ROOT / "tests" / "corpus").glob("*.pcap")) + sorted((ROOT / "notebooks" / "data").glob("*.pcapng"))
+CHUNKS = [700, 3000, 20_000, reader.CHUNK]
+
+
+def state(capture) -> tuple:
+    """Everything an analysis knows at its end, in a form that compares."""
+    def flow(f: Flow) -> dict:
+        return {name: getattr(f, name) for name in Flow.__slots__}
+
+    connections = [
+        (conn.stream, conn.first_frame, conn.start_ns, conn.last_ns, flow(conn.client), flow(conn.server),
+         conn.opener is conn.client, dataclasses.asdict(conn.handshake), conn.first_rtt_ns, conn.mru_syn_ns,
+         conn.rst_frames, None if conn.segments is None else [dataclasses.astuple(s) for s in conn.segments])
+        for conn in capture.connections]
+    return capture.frames, capture.first_time_ns, connections, capture.flagged, str(capture.error)
+
+
+@contextlib.contextmanager
+def small_batches(chunk: int, min_bulk: int = 4):
+    """Read in chunks of ``chunk`` bytes, and take even short runs in bulk."""
+    saved = reader.CHUNK, bulk.MIN_BULK
+    reader.CHUNK, bulk.MIN_BULK = chunk, min_bulk
+    try:
+        yield
+    finally:
+        reader.CHUNK, bulk.MIN_BULK = saved
+
+
+def frames_in_bulk(path: Path, keep: int = 60) -> int:
+    with open_capture(path) as stream:
+        return bulk.consume(Tracker(keep=keep, emit=False), reader.read_batches(stream))
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
+def test_bulk_and_frame_by_frame_agree_on_real_captures(path, chunk):
+    with small_batches(chunk):
+        assert state(analyze(path)) == state(analyze(path, bulk=False))
+
+
+@pytest.mark.parametrize("keep", [False, 10, True])
+def test_they_agree_whatever_connections_keep(keep):
+    path = ROOT / "tests" / "corpus" / "loss.pcap"
+    with small_batches(3000):
+        assert state(analyze(path, keep=keep)) == state(analyze(path, keep=keep, bulk=False))
+
+
+@pytest.mark.parametrize("name, at_least", [("iperf.pcap", 0.9), ("loss.pcap", 0.9), ("missed.pcap", 0.7),
+                                            ("zerowindow.pcap", 0.6), ("lossfull.pcap", 0.7)])
+def test_most_frames_of_a_long_connection_go_in_bulk(name, at_least):
+    """Else the agreement above would prove little: the bulk path must really run, losses or not."""
+    path = ROOT / "tests" / "corpus" / name
+    assert frames_in_bulk(path) >= at_least * analyze(path).frames
+
+
+def test_connections_that_keep_their_segments_are_not_taken_in_bulk():
+    path = ROOT / "tests" / "corpus" / "iperf.pcap"
+    assert frames_in_bulk(path, keep=True) == 0
+
+
+def test_the_bulk_path_makes_no_segments():
+    with pytest.raises(ValueError, match="Tracker.feed"):
+        bulk.consume(Tracker(emit=True), iter([]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conversation=tcp_traces.steps(), isn=st.integers(0, 6), handshake=st.booleans(),
+       chunk=st.sampled_from([400, 1500, 6000, 1 << 20]), pcapng=st.booleans())
+def test_bulk_and_frame_by_frame_agree_on_any_conversation(tmp_path, conversation, isn, handshake, chunk, pcapng):
+    records = tcp_traces.trace(conversation, isn, handshake)
+    path = tmp_path / "synthetic.pcap"
+    path.write_bytes(pcapng_bytes(records) if pcapng else pcap_bytes(records, nanoseconds=True))
+    with small_batches(chunk, min_bulk=2):
+        assert state(analyze(path)) == state(analyze(path, bulk=False))
+
+
+def test_a_long_irregular_conversation_goes_mostly_in_bulk_and_agrees(tmp_path):
+    """Bursts between losses, repeats, zero windows and wraps: bulk between them, the rules at them."""
+    irregular = ["gap", "retransmit", "repeat_ack", "zero_window", "window", "future_ack", "keepalive", "probe",
+                 "shape", "old_ack", "data", "not_tcp"]
+    steps = []
+    for round_number in range(60):
+        steps.append(("burst", round_number % 3, round_number % 2, 40, round_number % 8))
+        steps.append((irregular[round_number % len(irregular)], round_number % 3, (round_number // 2) % 2,
+                      round_number % 7, (round_number * 5) % 8))
+    path = tmp_path / "irregular.pcap"
+    records = tcp_traces.trace(steps, isn_choice=4)
+    path.write_bytes(pcap_bytes(records, nanoseconds=True))
+    for chunk in (5000, 50_000, reader.CHUNK):
+        with small_batches(chunk):
+            assert state(analyze(path)) == state(analyze(path, bulk=False))
+            assert frames_in_bulk(path) > 0.6 * len(records)
