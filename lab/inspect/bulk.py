@@ -124,11 +124,8 @@ def _around_awkward_frames(tracker: Tracker, batch: Batch, columns: TcpColumns, 
 
 def _one_by_one(tracker: Tracker, batch: Batch, columns: TcpColumns, frames: np.ndarray, first_frame: int) -> None:
     """Frames through the Tracker, each with its header and bytes."""
-    records = columns.record[frames].tolist()
-    times = columns.time_ns[frames].tolist()
-    wire_lengths = columns.wire_length[frames].tolist()
-    for index, record, now, wire_length in zip(frames.tolist(), records, times, wire_lengths):
-        tracker.analyse_tcp(first_frame + record, now, wire_length, columns.header(index), batch.frame(record))
+    for record, now, wire_length, header in columns.frames(frames):
+        tracker.analyse_tcp(first_frame + record, now, wire_length, header, batch.frame(record))
 
 
 def settled(conn: Connection) -> bool:

@@ -13,13 +13,14 @@ disagree on what a frame means.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Iterator
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lab.inspect.decode import (ETHER_IPV4_TCP_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ,
                                 ETHERTYPE_VLAN, LINKTYPE_ETHERNET, PROTO_TCP, TcpHeader, tcp_header)
-from lab.inspect.reader import Batch
+from lab.inspect.reader import Batch, windows
 
 # Ethernet + IPv4 without options + TCP, as decode._ether_ipv4_tcp reads it.
 ETHER_IPV4_TCP = np.dtype({
@@ -29,8 +30,6 @@ ETHER_IPV4_TCP = np.dtype({
     "offsets": [12, 14, 16, 20, 23, 26, 30, 34, 36, 38, 42, 46, 47, 48],
     "itemsize": ETHER_IPV4_TCP_LENGTH,
 })
-# Ethernet frames that decode.tcp_header reads by its general path: tagged, IPv6, IPv4 with options.
-GENERAL_ETHERTYPES = (ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_IPV6)
 COLUMNS = ("record", "time_ns", "wire_length", "sport", "dport", "seq", "ack", "flags", "window",
            "offset", "payload_offset", "seglen")
 
@@ -65,11 +64,17 @@ class TcpColumns:
     def __len__(self) -> int:
         return len(self.record)
 
-    def header(self, index: int) -> TcpHeader:
-        """decode.tcp_header's answer for frame ``index`` of these columns."""
-        (low_address, _), (high_address, _) = self.keys[self.pair[index]]
-        src, dst = (high_address, low_address) if self.backwards[index] else (low_address, high_address)
-        return TcpHeader(src, dst, *(int(getattr(self, name)[index]) for name in COLUMNS[3:]))
+    def frames(self, indices: np.ndarray) -> Iterator[tuple[int, int, int, TcpHeader]]:
+        """(record, time_ns, wire_length, decode.tcp_header's answer) of the frames at ``indices``."""
+        for index, (record, time_ns, wire_length, *fields) in zip(indices.tolist(), self._rows[indices].tolist()):
+            (low_address, _), (high_address, _) = self.keys[self.pair[index]]
+            src, dst = (high_address, low_address) if self.backwards[index] else (low_address, high_address)
+            yield record, time_ns, wire_length, TcpHeader(src, dst, *fields)
+
+    @functools.cached_property
+    def _rows(self) -> np.ndarray:
+        """The columns side by side: one row per frame, read with a single tolist()."""
+        return np.stack([getattr(self, name) for name in COLUMNS], axis=1)
 
 
 def tcp_columns(batch: Batch) -> TcpColumns:
@@ -92,16 +97,18 @@ def _common_frames(batch: Batch) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Columns of the Ethernet/IPv4/TCP frames, and the indices of frames that need decode.tcp_header."""
     long_enough = (batch.linktype == LINKTYPE_ETHERNET) & (batch.caplen >= ETHER_IPV4_TCP_LENGTH)
     candidates = np.flatnonzero(long_enough)
-    rows = sliding_window_view(np.frombuffer(batch.buffer, np.uint8), ETHER_IPV4_TCP_LENGTH)
-    fields = rows[batch.start[candidates]].view(ETHER_IPV4_TCP)[:, 0]
-    ipv4 = fields["ethertype"] == ETHERTYPE_IPV4
+    fields = windows(batch.buffer, ETHER_IPV4_TCP_LENGTH)[batch.start[candidates]].view(ETHER_IPV4_TCP)[:, 0]
+    ethertype = fields["ethertype"]
+    ipv4 = ethertype == ETHERTYPE_IPV4
     plain = ipv4 & (fields["version_ihl"] == 0x45)
     tcp = plain & (fields["proto"] == PROTO_TCP) & (fields["fragment"] & 0x1FFF == 0)
     header = (fields["offset_byte"] >> 4).astype(np.int64) * 4
     total = fields["total"].astype(np.int64)
     # Like tcp_header: an impossible TCP header length means "no TCP here", not "look again".
     whole = tcp & (header >= 20) & (total - 20 >= header)
-    general = (ipv4 & ~plain) | np.isin(fields["ethertype"], GENERAL_ETHERTYPES)
+    # decode.tcp_header reads these by its general path: IPv4 with options, tagged, IPv6.
+    general = ((ipv4 & ~plain) | (ethertype == ETHERTYPE_VLAN) | (ethertype == ETHERTYPE_QINQ)
+               | (ethertype == ETHERTYPE_IPV6))
     rest = np.sort(np.concatenate([np.flatnonzero(batch.linktype != LINKTYPE_ETHERNET), candidates[general]]))
 
     fields, header, total, records = fields[whole], header[whole], total[whole], candidates[whole]

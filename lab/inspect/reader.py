@@ -29,7 +29,6 @@ import sys
 from typing import BinaryIO, Iterator, NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 CHUNK = 4 << 20
 MAX_RECORD = 0x4000000   # larger claims are damage, not packets (tshark's limit is 256 KiB)
@@ -186,10 +185,18 @@ def _words(buffer: bytes, endian: str) -> list:
     return views
 
 
+def windows(buffer: bytes, width: int) -> np.ndarray:
+    """Every run of ``width`` bytes in buffer, as rows of a 2-D view (row p starts at byte p).
+
+    Indexing it with record positions copies each record's first bytes in one call.
+    (numpy's sliding_window_view does the same, with 15 times the overhead.)
+    """
+    return np.ndarray((max(len(buffer) - width + 1, 0), width), np.uint8, buffer, 0, (1, 1))
+
+
 def _gather(buffer: bytes, positions: np.ndarray, width: int, dtype: np.dtype) -> np.ndarray:
     """The ``width`` bytes at each position, as a row of ``dtype`` values (one row per position)."""
-    rows = sliding_window_view(np.frombuffer(buffer, np.uint8), width)[positions]
-    return rows.view(dtype)
+    return windows(buffer, width)[positions].view(dtype)
 
 
 def _read_pcap(chunks: _Chunks, endian: str, ns_per_unit: int) -> Iterator[Batch]:
