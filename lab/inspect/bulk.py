@@ -16,14 +16,15 @@ duplicate-ACK count may run: no rule reads it for a regular frame, which can onl
 reset it (with a new ACK number).
 
 Rule 2: a settled connection stays settled through a *regular* frame, and the
-rules give such a frame at most three flags (zero window, window update, window
-full), each a comparison with the frame before it or the other direction's
-latest. A regular frame has ACK and none of SYN, FIN, RST; starts exactly where
-its direction's data ended (no gap, no retransmission, no keep-alive); ACKs
-nothing beyond its peer's ``maxseqtobeacked`` (which is either the peer's
-``nextseq`` or, since a gap, stays where it was); is not a repeated ACK (the
-duplicate-ACK family); and carries no data its peer has already acknowledged
-(spurious).
+rules give such a frame at most four flags (zero window, window update, window
+full, previous segment not captured), each a comparison with the frame before it
+or the other direction's latest. A regular frame has ACK and none of SYN, FIN,
+RST; starts where its direction's data ended, or beyond (a gap), never before it
+(no retransmission, no keep-alive); ACKs nothing beyond its peer's
+``maxseqtobeacked``; is not a repeated ACK (the duplicate-ACK family); and carries
+no data its peer has already acknowledged (spurious). A direction's
+``maxseqtobeacked`` follows its ``nextseq`` until a gap, and then stays where
+``nextseq`` was before the gap until an ACK beyond it, which is not regular.
 
 Everything a regular-frame test needs is computed for every frame of a batch at
 once: the previous frame of the same direction, the other direction's latest,
@@ -54,8 +55,8 @@ import numpy as np
 from lab.inspect.columns import TcpColumns, tcp_columns
 from lab.inspect.decode import ACK, FIN, RST, SYN
 from lab.inspect.reader import Batch
-from lab.inspect.tcp import (KEEP_ALIVE, MASK32, UNKNOWN_SCALE, WINDOW_FULL, WINDOW_UPDATE, ZERO_WINDOW,
-                             ZERO_WINDOW_PROBE, Connection, Flow, Tracker)
+from lab.inspect.tcp import (KEEP_ALIVE, LOST_SEGMENT, MASK32, UNKNOWN_SCALE, WINDOW_FULL, WINDOW_UPDATE,
+                             ZERO_WINDOW, ZERO_WINDOW_PROBE, Connection, Flow, Tracker)
 
 MIN_BULK = 32          # fewer frames of a connection in a batch: not worth the numpy calls
 UNWRAP_LIMIT = 1 << 30
@@ -216,11 +217,15 @@ class _Connection:
         own_ack, other_ack = self._before(ack, "lastack")
         own_window, other_window = self._before(window, "window")
 
+        in_order = offset == own_nextseq
+        gap = (offset > own_nextseq) & (own_nextseq != NOT_SET)      # "previous segment not captured"
         # ACK numbers are compared as the rules do, in 32-bit sequence space: no unwrapping needed.
         already_acked = (seglen > 0) & (other_ack != 0) & ((other_ack - seq - seglen) & MASK32 <= 0x7FFFFFFF)
-        repeated = (seglen == 0) & (ack == own_ack) & (window == own_window) & (window != 0)
-        regular = ((flags & (SYN | FIN | RST) == 0) & (flags & ACK != 0) & (offset == own_nextseq)
+        same_ack = in_order & (seglen == 0) & (ack == own_ack)
+        repeated = same_ack & (window == own_window) & (window != 0)
+        regular = ((flags & (SYN | FIN | RST) == 0) & (flags & ACK != 0) & (in_order | gap)
                    & (other_nextseq != NOT_SET) & ~repeated & ~already_acked)
+        self.gaps = [np.flatnonzero(gap & (direction == k)).tolist() for k in (0, 1)]
         # The frames that ACK beyond what the peer sent, for a peer whose maxseqtobeacked
         # follows its nextseq (see _run_end): gt_seq(ack, peer's nextseq).
         acks_unseen = (((start[other] + other_nextseq) & MASK32) - ack) & MASK32 > 0x7FFFFFFF
@@ -230,11 +235,11 @@ class _Connection:
         scale_known = np.array([flow.win_scale != UNKNOWN_SCALE for flow in self.flows])
         right_edge = (other_ack + (other_window << scale[other])) & MASK32
         self.bits = (np.where(window == 0, ZERO_WINDOW, 0)
-                     | np.where((seglen == 0) & (ack == own_ack) & (window != 0) & (window != own_window),
-                                WINDOW_UPDATE, 0)
+                     | np.where(gap, LOST_SEGMENT, 0)
+                     | np.where(same_ack & (window != 0) & (window != own_window), WINDOW_UPDATE, 0)
                      | np.where((seglen > 0) & scale_known[other] & ((seq + seglen) & MASK32 == right_edge),
                                 WINDOW_FULL, 0))
-        self.nextseq, self.start = nextseq, start
+        self.nextseq, self.own_nextseq, self.start = nextseq, own_nextseq, start
         self.latest_advance, self.latest_new_ack = (
             [np.maximum.accumulate(np.where((direction == k) & happened, self.positions, -1)) for k in (0, 1)]
             for happened in (end > own_nextseq, ack != own_ack))
@@ -262,44 +267,55 @@ class _Connection:
         run = None      # where the bulk frames not yet handed over to the Flows begin
         while position < self.count:
             if settled(self.conn):
-                stop = self._run_end(position, irregular)
+                stop, marks = self._run_end(position, irregular)
                 if stop > position:
                     in_bulk[position:stop] = True
-                    following = [flow.maxseqtobeacked == flow.nextseq for flow in self.flows]
                     run, position = position, stop
                     if position == self.count:
                         break
             if run is not None:
-                self._hand_over(run, position, following)
+                self._hand_over(run, position, marks)
                 run = None
             _one_by_one(self.tracker, self.batch, self.columns, self.frames[position:position + 1], self.first_frame)
             position += 1
         if run is not None:
-            self._hand_over(run, self.count, following)
+            self._hand_over(run, self.count, marks)
         self._count(in_bulk)
         return int(in_bulk.sum())
 
-    def _run_end(self, position: int, irregular: list[int]) -> int:
-        """Where a bulk run from ``position`` ends: at the next irregular frame, or sooner at an
-        ACK beyond a direction's maxseqtobeacked ("ACKed unseen segment").
+    def _run_end(self, position: int, irregular: list[int]) -> tuple[int, list[int | None]]:
+        """Where a bulk run from ``position`` ends, and each direction's maxseqtobeacked after it.
 
-        A direction's maxseqtobeacked either follows its nextseq (regular frames keep
-        it so), or lags behind since a gap, and then no regular frame moves it.
+        The run ends at the next irregular frame, or sooner at an ACK beyond a
+        direction's maxseqtobeacked ("ACKed unseen segment"). That mark follows the
+        direction's nextseq (regular frames keep it so: None below) until a gap in the
+        direction's data; from there on it stays where nextseq was before the gap.
         """
         stop = _first_from(irregular, position, self.count)
+        marks: list[int | None] = [None, None]
         for k, flow in enumerate(self.flows):
             if flow.maxseqtobeacked == flow.nextseq:
+                gap = _first_from(self.gaps[k], position, self.count)
                 stop = min(stop, _first_from(self.acks_unseen[k], position, self.count))
+                if gap >= stop:
+                    continue
+                mark, since = (int(self.start[k]) + int(self.own_nextseq[gap])) & MASK32, gap + 1
             else:
-                beyond = (flow.maxseqtobeacked - self.ack[position:stop]) & MASK32 > 0x7FFFFFFF
-                found = np.flatnonzero(beyond & (self.direction[position:stop] != k))
-                if len(found):
-                    stop = position + int(found[0])
-        return stop
+                mark, since = flow.maxseqtobeacked, position
+            beyond = (mark - self.ack[since:stop]) & MASK32 > 0x7FFFFFFF        # gt_seq(ack, mark)
+            found = np.flatnonzero(beyond & (self.direction[since:stop] != k))
+            if len(found):
+                stop = since + int(found[0])
+            marks[k] = mark
+        for k in (0, 1):    # a later direction may have cut the run short of an earlier one's gap
+            if marks[k] is not None and self.flows[k].maxseqtobeacked == self.flows[k].nextseq \
+                    and _first_from(self.gaps[k], position, self.count) >= stop:
+                marks[k] = None
+        return stop, marks
 
-    def _hand_over(self, run: int, position: int, following: list[bool]) -> None:
+    def _hand_over(self, run: int, position: int, marks: list[int | None]) -> None:
         """Write into each direction's Flow the state the rules would have left after the bulk
-        frames run .. position - 1 (``following``: whose maxseqtobeacked followed nextseq)."""
+        frames run .. position - 1 (``marks``: maxseqtobeacked where it does not follow nextseq)."""
         for k, flow in enumerate(self.flows):
             last = int(self.latest[k][position - 1])
             if last < run:
@@ -307,8 +323,7 @@ class _Connection:
             flow.window, flow.lastack = int(self.window[last]), int(self.ack[last])
             flow.lastack_time, flow.lastsegmentflags = int(self.time_ns[last]), int(self.bits[last])
             flow.nextseq = (int(self.start[k]) + int(self.nextseq[k][last])) & MASK32
-            if following[k]:
-                flow.maxseqtobeacked = flow.nextseq
+            flow.maxseqtobeacked = flow.nextseq if marks[k] is None else marks[k]
             advance = int(self.latest_advance[k][last])
             if advance >= 0:
                 flow.nextseq_time = int(self.time_ns[advance])
