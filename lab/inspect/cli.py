@@ -8,13 +8,12 @@ machine-readable contracts of lab.inspect.report instead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from lab.inspect.analysis import SHORT_CONNECTION, analyze
 from lab.inspect.reader import CaptureFileError
-from lab.inspect.report import print_report, to_json, write_csv
+from lab.inspect.report import print_report, write_csv, write_json
 from lab.paths import CAPTURES_DIR
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
@@ -53,10 +52,9 @@ def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
     if as_csv:
         write_csv(path, sys.stdout)
         return 0
-    capture = analyze(path, keep=max(ladders, 0))
+    capture = analyze(path, keep=False if as_json else max(ladders, 0))   # ladders need segments; JSON does not
     if as_json:
-        json.dump(to_json(capture), sys.stdout, indent=1)
-        print()
+        write_json(capture, sys.stdout)
     else:
         print_report(capture, console(), ladders, width)
     if capture.error is not None:

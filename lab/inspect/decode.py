@@ -7,6 +7,7 @@ read, with ``struct``; payload bytes stay where they are until someone asks.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from typing import NamedTuple
@@ -142,8 +143,9 @@ def tcp_header(linktype: int, data: bytes) -> TcpHeader | None:
                      ip.length - header)
 
 
+@functools.lru_cache(maxsize=4096)
 def address_text(packed: bytes) -> str:
-    """Dotted IPv4 or compressed IPv6 text of a packed address."""
+    """Dotted IPv4 or compressed IPv6 text of a packed address (remembered: a capture has few)."""
     return str(ipaddress.ip_address(packed))
 
 
