@@ -84,30 +84,48 @@ def consume(tracker: Tracker, batches: Iterable[Batch]) -> int:
 
 def _consume_batch(tracker: Tracker, batch: Batch, first_frame: int) -> int:
     columns = tcp_columns(batch)
+    through_rules, long_ones = _frames_for_the_rules(columns)
+    _one_by_one(tracker, columns, np.flatnonzero(through_rules), first_frame)
     in_bulk = 0
-    by_pair = np.argsort(columns.pair, kind="stable")
-    ends = np.cumsum(np.bincount(columns.pair, minlength=len(columns.keys)))
-    for number, (start, end) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist())):
-        frames = by_pair[start:end]
-        # Up to its last SYN (a handshake, a port reused), a connection goes frame by frame.
-        syn = np.flatnonzero(columns.flags[frames] & SYN)
-        if len(syn):
-            _one_by_one(tracker, batch, columns, frames[:syn[-1] + 1], first_frame)
-            frames = frames[syn[-1] + 1:]
+    rest = np.flatnonzero(~through_rules)
+    by_connection = rest[np.argsort(columns.pair[rest], kind="stable")]
+    counts = np.bincount(columns.pair[rest], minlength=len(columns.keys))[long_ones]
+    for number, frames in zip(long_ones, np.split(by_connection, np.cumsum(counts)[:-1])):
         (low, low_port), (high, high_port) = columns.keys[number]
         known = tracker.known(low, low_port, high, high_port)
-        if known is None or len(frames) < MIN_BULK or (low, low_port) == (high, high_port):
-            _one_by_one(tracker, batch, columns, frames, first_frame)
+        if known is None:   # no frame of this connection seen before, and no SYN: the rules meet it first
+            _one_by_one(tracker, columns, frames, first_frame)
         else:
-            in_bulk += _around_awkward_frames(tracker, batch, columns, frames, first_frame, known)
+            in_bulk += _around_awkward_frames(tracker, columns, frames, first_frame, known)
     return in_bulk
 
 
-def _around_awkward_frames(tracker: Tracker, batch: Batch, columns: TcpColumns, frames: np.ndarray,
-                           first_frame: int, known: tuple[Connection, Flow, Flow]) -> int:
+def _frames_for_the_rules(columns: TcpColumns) -> tuple[np.ndarray, list[int]]:
+    """Which frames go through the rules before anything else, and which connections may go in bulk.
+
+    Through the rules, in file order: each connection's frames up to its last SYN
+    in the batch (SYNs set the window scale, and may start a new connection on the
+    same ports), and every frame of a connection with fewer than MIN_BULK frames
+    after that (a short connection: numpy calls would cost it more than they save).
+    """
+    positions = np.arange(len(columns))
+    last_syn = np.full(len(columns.keys), -1)
+    syn = np.flatnonzero(columns.flags & SYN)
+    np.maximum.at(last_syn, columns.pair[syn], syn)
+    after_syn = positions > last_syn[columns.pair]
+    enough = np.bincount(columns.pair[after_syn], minlength=len(columns.keys)) >= MIN_BULK
+    long_ones = [number for number in np.flatnonzero(enough).tolist()
+                 if columns.keys[number][0] != columns.keys[number][1]]   # not a connection to itself
+    is_long = np.zeros(len(columns.keys), bool)
+    is_long[long_ones] = True
+    return ~(after_syn & is_long[columns.pair]), long_ones
+
+
+def _around_awkward_frames(tracker: Tracker, columns: TcpColumns, frames: np.ndarray, first_frame: int,
+                           known: tuple[Connection, Flow, Flow]) -> int:
     """One connection's frames in a batch: the awkward ones through the rules, each stretch between
     them as a _Connection of its own (so its running maxima start from the rules' state)."""
-    whole = _Connection(tracker, batch, columns, frames, first_frame, *known)
+    whole = _Connection(tracker, columns, frames, first_frame, *known)
     awkward = whole.awkward()
     if not awkward:
         return whole.analyse()
@@ -115,18 +133,18 @@ def _around_awkward_frames(tracker: Tracker, batch: Batch, columns: TcpColumns, 
     for stop in [*awkward, len(frames)]:
         stretch = frames[start:stop]
         if len(stretch) >= MIN_BULK:
-            in_bulk += _Connection(tracker, batch, columns, stretch, first_frame, *known).analyse()
+            in_bulk += _Connection(tracker, columns, stretch, first_frame, *known).analyse()
         else:
-            _one_by_one(tracker, batch, columns, stretch, first_frame)
-        _one_by_one(tracker, batch, columns, frames[stop:stop + 1], first_frame)
+            _one_by_one(tracker, columns, stretch, first_frame)
+        _one_by_one(tracker, columns, frames[stop:stop + 1], first_frame)
         start = stop + 1
     return in_bulk
 
 
-def _one_by_one(tracker: Tracker, batch: Batch, columns: TcpColumns, frames: np.ndarray, first_frame: int) -> None:
+def _one_by_one(tracker: Tracker, columns: TcpColumns, frames: np.ndarray, first_frame: int) -> None:
     """Frames through the Tracker, each with its header and bytes."""
-    for record, now, wire_length, header in columns.frames(frames):
-        tracker.analyse_tcp(first_frame + record, now, wire_length, header, batch.frame(record))
+    for record, now, wire_length, header, data in columns.frames(frames):
+        tracker.analyse_tcp(first_frame + record, now, wire_length, header, data)
 
 
 def settled(conn: Connection) -> bool:
@@ -167,9 +185,9 @@ class _Connection:
     comparisons.
     """
 
-    def __init__(self, tracker: Tracker, batch: Batch, columns: TcpColumns, frames: np.ndarray,
-                 first_frame: int, conn: Connection, low: Flow, high: Flow) -> None:
-        self.tracker, self.batch, self.columns, self.frames = tracker, batch, columns, frames
+    def __init__(self, tracker: Tracker, columns: TcpColumns, frames: np.ndarray, first_frame: int,
+                 conn: Connection, low: Flow, high: Flow) -> None:
+        self.tracker, self.columns, self.frames = tracker, columns, frames
         self.first_frame, self.conn, self.flows = first_frame, conn, (low, high)
         self.count = len(frames)
         self.direction = columns.backwards[frames].astype(np.int64)
@@ -194,7 +212,7 @@ class _Connection:
         """Analyse the frames; return how many went in bulk."""
         regular = self._regular()
         if regular is None:
-            _one_by_one(self.tracker, self.batch, self.columns, self.frames, self.first_frame)
+            _one_by_one(self.tracker, self.columns, self.frames, self.first_frame)
             return 0
         return self._walk(regular)
 
@@ -276,7 +294,7 @@ class _Connection:
             if run is not None:
                 self._hand_over(run, position, marks)
                 run = None
-            _one_by_one(self.tracker, self.batch, self.columns, self.frames[position:position + 1], self.first_frame)
+            _one_by_one(self.tracker, self.columns, self.frames[position:position + 1], self.first_frame)
             position += 1
         if run is not None:
             self._hand_over(run, self.count, marks)
