@@ -166,14 +166,16 @@ def notebook(c, pcap=None, port=None):
     "json": "print one JSON object: connections, handshakes, teardowns, analysis flags",
     "csv": "print one CSV row per TCP frame",
     "ladders": "draw the ladder of connections with at most N frames (default 60; 0: none)",
+    "stream": "only connection N (tcp.stream): its row, ladder and flags, or its --csv rows",
 })
 @one_line_errors
-def inspect(c, pcap=None, json=False, csv=False, ladders=None):
+def inspect(c, pcap=None, json=False, csv=False, ladders=None, stream=None):
     """Explain a capture as Wireshark would: conversations, ladder diagrams, analysis flags."""
     from lab.inspect.cli import main
 
     code = main([*([pcap] if pcap else []), *(["--json"] if json else []), *(["--csv"] if csv else []),
-                 "--ladders", str(whole_number(ladders, "--ladders", 60))])
+                 "--ladders", str(whole_number(ladders, "--ladders", 60)),
+                 *(["--stream", str(whole_number(stream, "--stream", 0))] if stream is not None else [])])
     if code:
         raise Exit(code=code)
 

@@ -18,9 +18,11 @@ from lab.inspect import CaptureFileError, analyze, stream_segments
 from lab.inspect.cli import newest_capture
 from lab.inspect.graphs import estimated_rtt, rtt_figure, sequence_points, throughput_figure, time_sequence_figure
 from lab.inspect.ladder import ladder_figure, ladder_text
-from lab.inspect.report import CSV_COLUMNS
+from lab.inspect.report import CSV_COLUMNS, MAX_LADDERS, MAX_ROWS
 from lab.inspect.rtt import rtt_samples
-from tests import tshark
+from lab.inspect.tcp import FLAG_NAMES
+from tests import tcp_traces, tshark
+from tests.capture_files import pcap_bytes
 from tests.helpers import ROOT, invoke
 
 matplotlib.use("Agg")
@@ -85,6 +87,50 @@ def test_the_report_shows_conversations_ladders_and_flags():
     assert "SYN seq=0" in lab and "'ECHO hello\\n'" in lab and "FIN/ACK" in lab
 
 
+def many_connections(tmp_path: Path, count: int = 80) -> Path:
+    """A capture of ``count`` short connections: handshake, a request, a reply, FINs."""
+    steps = [step for number in range(count)
+             for step in (("data", number, 0, 0, 1), ("data", number, 1, 0, 1), ("fin", number, 0, 0, 0),
+                          ("fin", number, 1, 0, 0), ("ack", number, 0, 0, 0))]
+    path = tmp_path / "many.pcap"
+    path.write_bytes(pcap_bytes(tcp_traces.trace(steps), nanoseconds=True))
+    return path
+
+
+def test_the_report_of_many_connections_lists_some_and_says_where_the_rest_are(tmp_path):
+    out = inspect(str(many_connections(tmp_path))).stdout
+    assert "80 TCP connection(s)" in out
+    assert f"... and {80 - MAX_ROWS} more connections (--json lists them all; --stream N shows one)" in out
+    assert out.count("\nstream ") == MAX_LADDERS
+    assert f"the ladders of {80 - MAX_LADDERS} more short connections are not drawn (--stream N draws one)" in out
+
+
+def test_stream_shows_one_connection_its_ladder_and_its_flags():
+    out = inspect(str(LOSS), "--stream", "0", "--ladders", "400", "--width", "120").stdout
+    assert out.count("\nstream ") == 1 and "SYN seq=0" in out
+    frames = stream_segments(LOSS, 0)
+    retransmissions = sum(1 for s in frames if s.analysis & FLAG_NAMES["retransmission"])
+    assert retransmissions and f"retransmission      │ {retransmissions:6}" in out
+    short = inspect(str(LOSS), "--stream", "0", "--ladders", "10").stdout
+    assert f"stream 0 has {len(frames)} frames: its ladder is drawn up to --ladders 10 frames" in short
+
+
+def test_stream_with_csv_keeps_that_streams_rows(tmp_path):
+    every = list(csv.reader(io.StringIO(inspect(str(LAB), "--csv").stdout)))
+    one = list(csv.reader(io.StringIO(inspect(str(LAB), "--csv", "--stream", "2").stdout)))
+    assert one == [every[0]] + [row for row in every[1:] if row[1] == "2"] and len(one) > 2
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (("--stream", "9"), 1, "has no stream 9: its streams are 0 to 4"),
+    (("--stream", "-1"), 1, "has no stream -1"),
+    (("--stream", "1", "--json"), 2, "--json lists every connection"),
+])
+def test_a_stream_that_is_not_there_is_one_line(args, code, message):
+    result = inspect(str(LAB), *args)
+    assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: tmp / "missing.pcap", "no such file"),
     (lambda tmp: tmp, "is a folder"),
@@ -123,6 +169,8 @@ def test_without_captures_the_error_says_how_to_make_one(tmp_path):
 def test_invoke_inspect_reads_a_named_capture():
     result = invoke("inspect", "--pcap", str(LAB), "--json")
     assert result.returncode == 0 and json.loads(result.stdout)["packets"] > 200
+    one = invoke("inspect", "--pcap", str(LAB), "--stream", "3")
+    assert one.returncode == 0 and "RST/ACK" in one.stdout and "\nstream 0" not in one.stdout
 
 
 def test_the_text_ladder_has_one_arrow_per_frame_in_the_right_direction():

@@ -38,25 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", action="store_true", help="print one CSV row per TCP frame")
     parser.add_argument("--ladders", type=int, default=SHORT_CONNECTION, metavar="N",
                         help="draw the ladder of connections with at most N frames (default %(default)s; 0: none)")
+    parser.add_argument("--stream", type=int, metavar="N",
+                        help="only connection N (tcp.stream): its row, ladder and flags, or its --csv rows")
     parser.add_argument("--width", type=int, default=100, help="width of the ladders in characters (default %(default)s)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return parser
 
 
 def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
-        ladders: int = SHORT_CONNECTION, width: int = 100) -> int:
+        ladders: int = SHORT_CONNECTION, width: int = 100, stream: int | None = None) -> int:
     """Print the chosen output for one capture; return the exit code (1 for a damaged file)."""
     from lab.terminal import console
 
     path = Path(pcap) if pcap else newest_capture()
     if as_csv:
-        write_csv(path, sys.stdout)
+        write_csv(path, sys.stdout, stream)
         return 0
     capture = analyze(path, keep=False if as_json else max(ladders, 0))   # ladders need segments; JSON does not
+    if stream is not None and not 0 <= stream < len(capture.connections):
+        count = len(capture.connections)
+        raise CaptureFileError(f"{path} has no stream {stream}: " + (
+            f"its streams are 0 to {count - 1}" if count > 1 else "its only stream is 0" if count else
+            "it holds no TCP connection"))
     if as_json:
         write_json(capture, sys.stdout)
     else:
-        print_report(capture, console(), ladders, width)
+        print_report(capture, console(), ladders, width, stream)
     if capture.error is not None:
         print(f"lab.inspect: {path}: {capture.error} (the {capture.frames} frames before it were analysed)",
               file=sys.stderr)
@@ -65,9 +72,12 @@ def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.stream is not None and args.json:
+        parser.error("--stream picks a connection for the report or --csv; --json lists every connection")
     try:
-        return run(args.pcap, args.json, args.csv, args.ladders, args.width)
+        return run(args.pcap, args.json, args.csv, args.ladders, args.width, args.stream)
     except CaptureFileError as exc:
         if args.debug:
             raise

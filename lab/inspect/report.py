@@ -11,12 +11,14 @@ import json
 import os
 from typing import IO, Any
 
-from lab.inspect.analysis import Capture, iter_segments
+from lab.inspect.analysis import Capture, iter_segments, stream_segments
 from lab.inspect.decode import address_text, endpoint_text, flags_str
 from lab.inspect.ladder import ladder_text
-from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, flag_names
+from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, Segment, flag_names
 
 CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
+MAX_ROWS = 50       # connections listed in the report's table
+MAX_LADDERS = 10    # ladders drawn in the report
 
 
 def handshake_json(conn: Connection) -> dict[str, Any] | None:
@@ -107,18 +109,16 @@ def write_json(capture: Capture, out: IO[str]) -> None:
     out.write("\n}}\n")
 
 
-def write_csv(path: str | os.PathLike, out: IO[str]) -> None:
-    """The ``--csv`` rows, one per TCP frame, streamed as the file is read."""
+def write_csv(path: str | os.PathLike, out: IO[str], stream: int | None = None) -> None:
+    """The ``--csv`` rows, one per TCP frame (of ``stream`` only, if given), streamed as the file is read."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for seg in iter_segments(path):
+        if stream is not None and seg.stream != stream:
+            continue
         writer.writerow([seg.frame, seg.stream, address_text(seg.src), seg.sport, address_text(seg.dst),
                          seg.dport, flags_str(seg.flags), seg.length, seg.rel_seq, seg.rel_ack,
                          ";".join(flag_names(seg.analysis))])
-
-
-def flag_counts(capture: Capture) -> dict[str, int]:
-    return {name: len(capture.frames_with(name)) for name in FLAG_NAMES}
 
 
 def si_size(size: int) -> str:
@@ -140,20 +140,56 @@ def closed_text(conn: Connection) -> str:
     return f"FIN, {'client' if first is conn.client else 'server'} first"
 
 
-def print_report(capture: Capture, console, ladders: int = 60, width: int = 100) -> None:
-    """The human report: conversations, the ladder of each short one, flag counts."""
-    from rich.table import Table
+def print_report(capture: Capture, console, ladders: int = 60, width: int = 100, stream: int | None = None) -> None:
+    """The human report: conversations, the ladder of each short one, the analysis flags.
 
+    A terminal is not a place for thousands of rows: the table stops after
+    MAX_ROWS connections and the ladders after MAX_LADDERS, each saying what it
+    left out and where to find it. With ``stream``, the report is about that
+    connection alone: its row, its ladder and its flags.
+    """
     console.print(f"[bold]{capture.path}[/]: {capture.frames} frames, "
                   f"{len(capture.connections)} TCP connection(s)")
     if capture.error is not None:
         console.print(f"[yellow]warning: the file is damaged ({capture.error}); "
                       f"showing the {capture.frames} frames before it[/]")
+    if stream is not None:
+        _print_one_connection(capture, console, capture.connections[stream], ladders, width)
+        return
+    connections = capture.connections
+    console.print(_conversations(capture, connections[:MAX_ROWS]))
+    if len(connections) > MAX_ROWS:
+        console.print(f"... and {len(connections) - MAX_ROWS} more connections "
+                      "(--json lists them all; --stream N shows one)")
+    short = [conn for conn in connections if conn.segments is not None and len(conn.segments) <= ladders]
+    for conn in short[:MAX_LADDERS]:
+        _print_ladder(conn, conn.segments, console, width)
+    if len(short) > MAX_LADDERS:
+        console.print(f"\n... the ladders of {len(short) - MAX_LADDERS} more short connections are not drawn "
+                      "(--stream N draws one)")
+    _print_flags(console, {name: capture.frames_with(name) for name in FLAG_NAMES})
+
+
+def _print_one_connection(capture: Capture, console, conn: Connection, ladders: int, width: int) -> None:
+    console.print(_conversations(capture, [conn]))
+    segments = stream_segments(capture.path, conn.stream)
+    if len(segments) <= ladders:
+        _print_ladder(conn, segments, console, width)
+    else:
+        console.print(f"\nstream {conn.stream} has {len(segments)} frames: its ladder is drawn up to "
+                      f"--ladders {ladders} frames (--ladders {len(segments)} draws it)")
+    _print_flags(console, {name: [s.frame for s in segments if s.analysis & mask]
+                           for name, mask in FLAG_NAMES.items()})
+
+
+def _conversations(capture: Capture, connections: list[Connection]):
+    from rich.table import Table
+
     table = Table(title="TCP conversations (like tshark -z conv,tcp)")
     for column in ("stream", "client", "server", "frames c->s", "bytes c->s", "frames s->c",
                    "bytes s->c", "start s", "duration s", "handshake RTT ms", "closed"):
         table.add_column(column, justify="right" if column not in ("client", "server") else "left")
-    for conn in capture.connections:
+    for conn in connections:
         rtt = handshake_rtt_ms(conn)
         table.add_row(str(conn.stream), endpoint_text(conn.client.address, conn.client.port),
                       endpoint_text(conn.server.address, conn.server.port),
@@ -161,20 +197,25 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int = 100)
                       str(conn.server.packets), si_size(conn.server.payload_bytes),
                       f"{(conn.start_ns - capture.first_time_ns) / 1e9:.6f}", f"{conn.duration_ns / 1e9:.4f}",
                       f"{rtt:.3f}" if rtt is not None else "-", closed_text(conn))
-    console.print(table)
-    for conn in capture.connections:
-        if conn.segments is not None and len(conn.segments) <= ladders:
-            console.print(f"\n[bold]stream {conn.stream}[/]", highlight=False)
-            console.print(ladder_text(conn, conn.segments, width), highlight=False, markup=False, soft_wrap=True)
-    counts = {name: count for name, count in flag_counts(capture).items() if count}
-    if not counts:
+    return table
+
+
+def _print_ladder(conn: Connection, segments: list[Segment], console, width: int) -> None:
+    console.print(f"\n[bold]stream {conn.stream}[/]", highlight=False)
+    console.print(ladder_text(conn, segments, width), highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_flags(console, frames_by_flag: dict[str, list[int]]) -> None:
+    from rich.table import Table
+
+    flagged = {name: frames for name, frames in frames_by_flag.items() if frames}
+    if not flagged:
         console.print("\nanalysis flags: none (nothing lost, retransmitted, out of order or stalled)")
         return
     flags = Table(title="analysis flags (frames, as Wireshark's tcp.analysis.*)")
     flags.add_column("flag")
     flags.add_column("frames", justify="right")
     flags.add_column("first frames")
-    for name, count in counts.items():
-        frames = capture.frames_with(name)
-        flags.add_row(name, str(count), ", ".join(map(str, frames[:8])) + (" ..." if count > 8 else ""))
+    for name, frames in flagged.items():
+        flags.add_row(name, str(len(frames)), ", ".join(map(str, frames[:8])) + (" ..." if len(frames) > 8 else ""))
     console.print(flags)
