@@ -9,8 +9,10 @@ the file.
 
 Without --pcap, the captures are made once (root needed) by bench/bulk_capture.sh
 into bench/.data/, whole packets as `invoke capture` keeps them: BULK downloads of
-140 MB and 420 MB (~100k and ~300k packets of up to 1514 bytes), and 150,000
-pipelined 100-byte ECHO requests (~300k small packets, bench/pipelined_requests.py).
+140 MB and 420 MB (~100k and ~300k packets of up to 1514 bytes), 150,000
+pipelined 100-byte ECHO requests (~300k small packets, bench/pipelined_requests.py),
+and 6,000 short connections of one request each (~72k packets,
+bench/short_connections.py), where most frames need the analysis rules one by one.
 
     python bench/inspect.py [--pcap FILE ...] [--runs 3]
 """
@@ -40,6 +42,7 @@ WORKLOADS = {
     "bulk-100k.pcap": (140_000_000, None),
     "bulk-300k.pcap": (420_000_000, None),
     "requests-300k.pcap": (150_000, "pipelined_requests.py"),
+    "connections-6k.pcap": (6_000, "short_connections.py"),
 }
 # Runs a command; prints its wall time (timed here, so that neither tool is charged this
 # wrapper's own start-up) and its peak RSS in KiB (the only child the wrapper waits for).

@@ -32,6 +32,8 @@ ETHER_IPV4_TCP = np.dtype({
 COLUMNS = ("record", "time_ns", "wire_length", "sport", "dport", "seq", "ack", "flags", "window",
            "offset", "payload_offset", "seglen")
 
+FRAMES_AT_ONCE = 4096   # frames() turns this many frames into Python numbers at a time (bounded memory)
+
 Endpoint = tuple[bytes, int]
 
 
@@ -70,16 +72,18 @@ class TcpColumns:
         buffer, new = self.batch.buffer, tuple.__new__
         # (src, dst) of each key's two directions, made once: each frame takes one of them.
         addresses = [((low, high), (high, low)) for (low, _), (high, _) in self.keys]
-        records = self.record[indices]
-        # A list per column, zipped: half the cost of one 2-D tolist (a list per row).
-        fields = zip(*(getattr(self, name)[indices].tolist() for name in COLUMNS[3:]))
-        for record, time_ns, wire_length, pair, backwards, header, start, caplen in zip(
-                records.tolist(), self.time_ns[indices].tolist(), self.wire_length[indices].tolist(),
-                self.pair[indices].tolist(), self.backwards[indices].tolist(), fields,
-                self.batch.start[records].tolist(), self.batch.caplen[records].tolist()):
-            # tuple.__new__: TcpHeader's own __new__ is Python code, 9x slower, once per frame.
-            yield (record, time_ns, wire_length, new(TcpHeader, addresses[pair][backwards] + header),
-                   buffer[start:start + caplen])
+        for first in range(0, len(indices), FRAMES_AT_ONCE):
+            part = indices[first:first + FRAMES_AT_ONCE]
+            records = self.record[part]
+            # A list per column, zipped: half the cost of one 2-D tolist (a list per row).
+            fields = zip(*(getattr(self, name)[part].tolist() for name in COLUMNS[3:]))
+            for record, time_ns, wire_length, pair, backwards, header, start, caplen in zip(
+                    records.tolist(), self.time_ns[part].tolist(), self.wire_length[part].tolist(),
+                    self.pair[part].tolist(), self.backwards[part].tolist(), fields,
+                    self.batch.start[records].tolist(), self.batch.caplen[records].tolist()):
+                # tuple.__new__: TcpHeader's own __new__ is Python code, 9x slower, once per frame.
+                yield (record, time_ns, wire_length, new(TcpHeader, addresses[pair][backwards] + header),
+                       buffer[start:start + caplen])
 
 
 def tcp_columns(batch: Batch) -> TcpColumns:
