@@ -359,7 +359,8 @@ def _packet_blocks(chunks: _Chunks, starts: array.array, endian: str,
     buffer = chunks.buffer
     positions = np.frombuffer(starts, np.int64)
     word = np.dtype(endian + "u4")
-    _, length, interface, high, low, caplen, wire_length = _gather(buffer, positions, EPB_HEADER, word).astype(np.int64).T
+    fields = _gather(buffer, positions, EPB_HEADER, word).astype(np.int64).T
+    _, length, interface, high, low, caplen, wire_length = fields
     trailer = _gather(buffer, positions + length - 4, 4, word)[:, 0]
     damage = None
     bad = np.flatnonzero((trailer != length) | (interface >= len(interfaces)))
