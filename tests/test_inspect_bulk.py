@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import struct
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from lab.inspect import analyze, bulk, reader
 from lab.inspect.analysis import open_capture
 from lab.inspect.tcp import Flow, Tracker
 from tests import tcp_traces
-from tests.capture_files import pcap_bytes, pcapng_bytes
+from tests.capture_files import enhanced_packet, interface, pad, pcap_bytes, pcapng_bytes, section_header
 
 ROOT = Path(__file__).parent.parent
 CAPTURES = sorted((ROOT / "tests" / "corpus").glob("*.pcap")) + sorted((ROOT / "notebooks" / "data").glob("*.pcapng"))
@@ -79,6 +80,17 @@ def test_most_frames_of_a_long_connection_go_in_bulk(name, at_least):
     """Else the agreement above would prove little: the bulk path must really run, losses or not."""
     path = ROOT / "tests" / "corpus" / name
     assert frames_in_bulk(path) >= at_least * analyze(path).frames
+
+
+def test_a_clock_past_2262_is_analysed_the_same(tmp_path):
+    """Nanosecond ticks beyond 64-bit numbers (the reader's Python-integer column), IPv6 frames among them."""
+    records = list(reader.read_records((ROOT / "tests" / "corpus" / "lab.pcap").open("rb")))
+    tsresol = struct.pack("<HH", 9, 1) + pad(bytes([9])) + struct.pack("<HH", 0, 0)
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(section_header() + interface(options=tsresol) + b"".join(
+        enhanced_packet(rec, ticks=(1 << 64) - 10 ** 12 + rec.time_ns % 10 ** 12) for rec in records))
+    assert state(analyze(path)) == state(analyze(path, bulk=False))
+    assert analyze(path).first_time_ns > 1 << 63
 
 
 def test_connections_that_keep_their_segments_are_not_taken_in_bulk():

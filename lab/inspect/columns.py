@@ -91,7 +91,8 @@ def tcp_columns(batch: Batch) -> TcpColumns:
     common, rest = _common_frames(batch)
     general = _general_frames(batch, rest)
     if general["record"]:
-        merged = {name: np.concatenate([common[name], np.array(general[name], np.int64)]) for name in COLUMNS}
+        merged = {name: np.concatenate([common[name], np.array(general[name], common[name].dtype)])
+                  for name in COLUMNS}   # time_ns may hold Python integers (a clock past 2262)
         order = np.argsort(merged["record"], kind="stable")
         merged = {name: column[order] for name, column in merged.items()}
         endpoints = np.concatenate([common["endpoints"], np.full((len(general["record"]), 2), -1)])[order]
@@ -105,6 +106,7 @@ def tcp_columns(batch: Batch) -> TcpColumns:
 
 def _common_frames(batch: Batch) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Columns of the Ethernet/IPv4/TCP frames, and the indices of frames that need decode.tcp_header."""
+    # A shorter Ethernet frame cannot hold IPv4 and TCP headers, whatever its shape: not TCP.
     long_enough = (batch.linktype == LINKTYPE_ETHERNET) & (batch.caplen >= ETHER_IPV4_TCP_LENGTH)
     candidates = np.flatnonzero(long_enough)
     fields = windows(batch.buffer, ETHER_IPV4_TCP_LENGTH)[batch.start[candidates]].view(ETHER_IPV4_TCP)[:, 0]
