@@ -14,7 +14,7 @@ pipelined 100-byte ECHO requests (~300k small packets, bench/pipelined_requests.
 and 6,000 short connections of one request each (~72k packets,
 bench/short_connections.py), where most frames need the analysis rules one by one.
 
-    python bench/inspect.py [--pcap FILE ...] [--runs 3]
+    python bench/inspect.py [--pcap FILE ...] [--runs 5]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def frames_in(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pcap", action="append", default=[], help="capture to measure (repeatable)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5, help="runs of each tool per capture (the median counts)")
     args = parser.parse_args()
     if shutil.which("tshark") is None:
         sys.exit("bench/inspect.py: tshark is the reference; install it (apt-get install tshark)")
