@@ -109,6 +109,7 @@ class _Chunks:
         self.buffer = b""
         self.start = 0      # file offset of buffer[0]
         self.pos = 0        # read position inside buffer
+        self._words: tuple[str, list] | None = None   # _words() of this buffer, and in which byte order
         try:
             self.origin = stream.tell() if stream.seekable() else None  # file offset of start 0
         except (AttributeError, OSError):
@@ -144,7 +145,14 @@ class _Chunks:
         self.start += self.pos
         self.buffer = b"".join(pieces)
         self.pos = 0
+        self._words = None
         return have >= size
+
+    def words(self, endian: str) -> list:
+        """_words() of the window, made once per window: a rescan after each odd block reuses them."""
+        if self._words is None or self._words[0] != endian:
+            self._words = (endian, _words(self.buffer, endian))
+        return self._words[1]
 
 
 def read_batches(stream: BinaryIO) -> Iterator[Batch]:
@@ -206,7 +214,7 @@ def _read_pcap(chunks: _Chunks, endian: str, ns_per_unit: int) -> Iterator[Batch
     chunks.pos = 24
     header = np.dtype(endian + "u4")
     while True:
-        length_fields, chunks.pos = _pcap_record_lengths(chunks.buffer, chunks.pos, endian)
+        length_fields, chunks.pos = _pcap_record_lengths(chunks.words(endian), chunks.pos, len(chunks.buffer))
         if length_fields:
             positions = np.frombuffer(length_fields, np.int64) - 8
             seconds, fraction, caplen, wire_length = _gather(chunks.buffer, positions, 16, header).astype(np.int64).T
@@ -224,24 +232,23 @@ def _read_pcap(chunks: _Chunks, endian: str, ns_per_unit: int) -> Iterator[Batch
             raise CaptureFileError(f"record of {caplen} bytes cut short", chunks.offset)
 
 
-def _pcap_record_lengths(buffer: bytes, pos: int, endian: str) -> tuple[array.array, int]:
+def _pcap_record_lengths(words: list, pos: int, end: int) -> tuple[array.array, int]:
     """Where the length field of each whole record from ``pos`` on is, and where the first
-    unfinished record starts.
+    unfinished record starts (``words``: the window's, ``end``: its length).
 
     The one loop that runs once per packet: a record's header says how long it
     is, and so where the next one starts.
     """
-    words = _words(buffer, endian)
     length_fields = array.array("q")
     add = length_fields.append
-    limit = len(buffer) - 8
+    limit = end - 8
     # The loop follows each record's length field (8 bytes into its header): one
     # addition fewer per record than following the records' starts.
     at = pos + 8
     while at <= limit:
         add(at)
         at += 16 + words[at & 3][at >> 2]
-    if at - 8 > len(buffer):   # the last one runs past the window: it is read again after a refill
+    if at - 8 > end:   # the last one runs past the window: it is read again after a refill
         at = length_fields.pop()
     return length_fields, at - 8
 
@@ -277,7 +284,7 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Batch]:
     endian = "<"
     interfaces: list[_Interface] = []
     while True:
-        starts, chunks.pos = _packet_block_starts(chunks.buffer, chunks.pos, endian)
+        starts, chunks.pos = _packet_block_starts(chunks.words(endian), chunks.pos, len(chunks.buffer))
         if starts:
             batch, damage = _packet_blocks(chunks, starts, endian, interfaces)
             if len(batch):
@@ -331,17 +338,15 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Batch]:
             interfaces.append(interface)
 
 
-def _packet_block_starts(buffer: bytes, pos: int, endian: str) -> tuple[array.array, int]:
+def _packet_block_starts(words: list, pos: int, end: int) -> tuple[array.array, int]:
     """Where each whole Enhanced Packet Block from ``pos`` on starts; where the first other block does.
 
     The per-packet loop of pcapng (see _pcap_record_lengths). Anything unusual (a
     block of another kind, an implausible length, the window's end) stops it;
     the caller deals with that block and calls again.
     """
-    words = _words(buffer, endian)
     starts = array.array("q")
     add = starts.append
-    end = len(buffer)
     limit = end - 8
     while pos <= limit and words[pos & 3][pos >> 2] == BLOCK_EPB:
         length_at = pos + 4
