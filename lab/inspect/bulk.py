@@ -198,13 +198,13 @@ class _Connection:
         # latest[k][i]: the last frame of direction k at or before i (-1: none in this batch).
         self.latest = [np.maximum.accumulate(np.where(self.direction == k, self.positions, -1)) for k in (0, 1)]
         self.own_before, self.other_before = self._pick([_shifted(x, -1) for x in self.latest])
+        self.own_window, self.other_window = self._before(self.window, "window")
 
     def awkward(self) -> list[int]:
         """The frames after which a running maximum of where segments end is not nextseq: a
         possible zero-window probe (1 byte while the peer's window is 0), which may not move
         nextseq, and a segment ending at sequence number 0, which the rules read as "not set"."""
-        _, other_window = self._before(self.window, "window")
-        probe = (self.seglen == 1) & (other_window == 0)
+        probe = (self.seglen == 1) & (self.other_window == 0)
         ends_at_zero = (self.seq + self.seglen + (self.flags & (SYN | FIN) != 0)) & MASK32 == 0
         return np.flatnonzero(probe | ends_at_zero).tolist()
 
@@ -233,7 +233,7 @@ class _Connection:
                    for k in (0, 1)]
         own_nextseq, other_nextseq = self._pick([_shifted(x, floor[k]) for k, x in enumerate(nextseq)])
         own_ack, other_ack = self._before(ack, "lastack")
-        own_window, other_window = self._before(window, "window")
+        own_window, other_window = self.own_window, self.other_window
 
         in_order = offset == own_nextseq
         gap = (offset > own_nextseq) & (own_nextseq != NOT_SET)      # "previous segment not captured"
@@ -311,12 +311,14 @@ class _Connection:
         """
         stop = _first_from(irregular, position, self.count)
         marks: list[int | None] = [None, None]
+        gaps: list[int | None] = [None, None]     # the first gap of a direction whose mark followed nextseq
         for k, flow in enumerate(self.flows):
             if flow.maxseqtobeacked == flow.nextseq:
                 gap = _first_from(self.gaps[k], position, self.count)
                 stop = min(stop, _first_from(self.acks_unseen[k], position, self.count))
                 if gap >= stop:
                     continue
+                gaps[k] = gap
                 mark, since = (int(self.start[k]) + int(self.own_nextseq[gap])) & MASK32, gap + 1
             else:
                 mark, since = flow.maxseqtobeacked, position
@@ -325,9 +327,8 @@ class _Connection:
             if len(found):
                 stop = since + int(found[0])
             marks[k] = mark
-        for k in (0, 1):    # a later direction may have cut the run short of an earlier one's gap
-            if marks[k] is not None and self.flows[k].maxseqtobeacked == self.flows[k].nextseq \
-                    and _first_from(self.gaps[k], position, self.count) >= stop:
+        for k, gap in enumerate(gaps):     # a later direction may have cut the run short of this gap
+            if gap is not None and gap >= stop:
                 marks[k] = None
         return stop, marks
 
