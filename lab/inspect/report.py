@@ -172,7 +172,8 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int = 100,
 
 def _print_one_connection(capture: Capture, console, conn: Connection, ladders: int, width: int) -> None:
     console.print(_conversations(capture, [conn]))
-    segments = stream_segments(capture.path, conn.stream)
+    # A short connection kept its segments; a long one is read again for them.
+    segments = conn.segments if conn.segments is not None else stream_segments(capture.path, conn.stream)
     if len(segments) <= ladders:
         _print_ladder(conn, segments, console, width)
     else:
