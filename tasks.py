@@ -7,9 +7,9 @@ and friends), which takes the invoke Context so it can be tested with MockContex
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from lab import image, orchestrate
-from lab.cli import LAB_HELP, lab_of, one_line_errors, whole_number
-from lab.docker import Docker
+from lab.host import image, orchestrate
+from lab.host.options import LAB_HELP, lab_of, one_line_errors, whole_number
+from lab.host.docker import Docker
 
 TOUR = ["ECHO hello, TCP", "UPPER a byte stream", "TIME"]
 
@@ -106,7 +106,7 @@ def clean(c, base=False, lab=None):
 @one_line_errors
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
-    from lab import recorder
+    from lab.host import recorder
     from lab.terminal import console
 
     client_args = orchestrate.client_options(send) if send else []
@@ -130,7 +130,7 @@ def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name
 @one_line_errors
 def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=False, lab=None):
     """Impair a lab link: delay, jitter, loss or a rate limit on what the target sends."""
-    from lab import impair as impairments
+    from lab.host import impair as impairments
 
     settings = lab_of(c, lab)
     if clear:
@@ -185,7 +185,7 @@ def inspect(c, pcap=None, json=False, csv=False, ladders=None, stream=None):
 @one_line_errors
 def demo(c, message=None, lab=None):
     """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
-    from lab import recorder
+    from lab.host import recorder
     from lab.terminal import console
     from lab.inspect.cli import run as explain
 

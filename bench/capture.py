@@ -41,7 +41,7 @@ WRAPPER = ("import resource, signal, subprocess, sys; p = subprocess.Popen(sys.a
            "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
            "print('engine-cpu', u.ru_utime + u.ru_stime, file=sys.stderr, flush=True)")
 ENGINES = {
-    "lab": (["--cap-add", "NET_RAW"], ["python3", "-m", "lab.capture"]),
+    "lab": (["--cap-add", "NET_RAW"], ["python3", "-m", "lab.inside.capture"]),
     "tcpdump": (["--cap-add", "NET_RAW", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL"],
                 # tcpdump's defaults otherwise (buffered output, 1 s buffer timeout):
                 # its cheapest way to capture, so the strongest reference.

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from invoke.exceptions import Exit
 
-from lab import capture, impair, recorder, settings
-from lab.annotate import annotate
+from lab.inside import capture
+from lab.host import impair, recorder, settings
+from lab.host.annotate import annotate
 from lab.inspect import analyze, read_records, stream_segments
-from lab.livewatch import RateLimit, other_line, tcp_line
-from lab.pcapng import PcapNgWriter
+from lab.host.livewatch import RateLimit, other_line, tcp_line
+from lab.host.pcapng import PcapNgWriter
 from tests import tshark
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -28,7 +29,7 @@ def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespac
     assert "--security-opt no-new-privileges" in joined and "--read-only" in joined
     assert "--privileged" not in joined and "--log-driver none" in joined
     assert args[args.index("--label") + 1] == "org.netlab.lab=netlab"
-    assert args[-5:] == ["python3", "-m", "lab.capture", "--iface", "eth0"]
+    assert args[-5:] == ["python3", "-m", "lab.inside.capture", "--iface", "eth0"]
 
 
 def test_tcpdump_gets_the_capabilities_it_drops_root_with_and_can_still_be_stopped():

@@ -1,4 +1,4 @@
-"""The bulk analysis (lab.inspect.bulk) against the Tracker frame by frame: same verdicts, same state.
+"""The bulk analysis (lab.inspect.fast.bulk) against the Tracker frame by frame: same verdicts, same state.
 
 tcp.py states Wireshark's rules; bulk.py skips the frames where it can show that no
 rule fires. These tests hold it to that. For captures of real programs, and for
@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.inspect import analyze, bulk, reader
+from lab.inspect import analyze, reader
+from lab.inspect.fast import bulk
 from lab.inspect.analysis import open_capture
 from lab.inspect.tcp import Flow, Tracker
 from tests import tcp_traces

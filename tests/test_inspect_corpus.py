@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import protocol
+from lab.inside import protocol
 from lab.inspect import analyze, follow, rtt_samples, stream_segments
 from lab.inspect.decode import address_text
 from lab.inspect.report import si_size

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from lab.exercises import QUESTIONS, Exercises
+from lab.teach.exercises import QUESTIONS, Exercises
 from lab.paths import CAPTURES_DIR
 from tests.helpers import invoke
 

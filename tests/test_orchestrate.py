@@ -14,8 +14,8 @@ from invoke import Config, MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from lab import orchestrate, settings
-from lab.docker import Docker, explain
+from lab.host import orchestrate, settings
+from lab.host.docker import Docker, explain
 
 LAB = settings.from_config({"lab": {}}, None)
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab import protocol
-from lab.protocol import (
+from lab.inside import protocol
+from lab.inside.protocol import (
     CLOSED,
     NEED_DATA,
     BadRequest,

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from lab import protocol
-from lab.server import AccessLog, LabServer, ServerConfig
+from lab.inside import protocol
+from lab.inside.server import AccessLog, LabServer, ServerConfig
 from tests.helpers import ROOT, ServerProcess, exchange, recv_until
 
 

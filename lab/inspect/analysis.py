@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from lab.inspect.bulk import consume as consume_in_bulk
+from lab.inspect.fast.bulk import consume as consume_in_bulk
 from lab.inspect.reader import CaptureFileError, read_batches, read_records
 from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, Tracker, flag_names
 
@@ -67,7 +67,7 @@ def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: 
     """Read and analyse a capture; a damaged file keeps what was read before the damage.
 
     ``bulk=False`` takes every frame through tcp.py's rules one by one, the
-    reference the bulk analysis (lab.inspect.bulk, several times faster) is
+    reference the bulk analysis (lab.inspect.fast.bulk, several times faster) is
     tested against; both give the same Capture.
     """
     tracker = Tracker(keep=keep, emit=False)

@@ -288,7 +288,7 @@ class Tracker:
         """Number the connections in the order of their first frames, as tcp.stream does.
 
         Frames fed one by one create connections in that order already; the bulk
-        path (lab.inspect.bulk) meets them connection by connection, so it calls
+        path (lab.inspect.fast.bulk) meets them connection by connection, so it calls
         this at the end.
         """
         self.connections.sort(key=lambda conn: conn.first_frame)

@@ -30,10 +30,10 @@ from typing import Sequence
 from invoke import Context
 from invoke.exceptions import Exit
 
-from lab.docker import Docker
-from lab.image import say
-from lab.orchestrate import helper_run_args, require_up
-from lab.settings import Lab
+from lab.host.docker import Docker
+from lab.host.image import say
+from lab.host.orchestrate import helper_run_args, require_up
+from lab.host.settings import Lab
 
 TARGETS = ("server", "client")
 LOSS_COMMENT = "netlab-loss"

@@ -9,7 +9,7 @@ from typing import Callable
 from invoke import Context
 from invoke.exceptions import Exit, UnexpectedExit
 
-from lab.settings import Lab, from_config
+from lab.host.settings import Lab, from_config
 
 LAB_HELP = "act on the lab of this name (default: 'name' in invoke.yaml, INVOKE_LAB_NAME)"
 

@@ -31,9 +31,9 @@ from typing import Any, Sequence
 from invoke import Context
 from invoke.exceptions import Exit
 
-from lab.docker import Docker
-from lab.image import build, say
-from lab.settings import AUTO, AUTO_POOL, CONTAINER_ROLES, LABEL, ROLE_LABEL, Lab
+from lab.host.docker import Docker
+from lab.host.image import build, say
+from lab.host.settings import AUTO, AUTO_POOL, CONTAINER_ROLES, LABEL, ROLE_LABEL, Lab
 
 READY_TIMEOUT = 30.0
 
@@ -68,7 +68,7 @@ def server_run_args(lab: Lab) -> list[str]:
         "run", "--detach", "--name", lab.server, "--hostname", "server",
         "--network", lab.network, "--network-alias", "server",
         *labels(lab, "server"), *hardening(lab), lab.image,
-        "python3", "-m", "lab.server", "--host", "0.0.0.0", "--port", str(lab.port),
+        "python3", "-m", "lab.inside.server", "--host", "0.0.0.0", "--port", str(lab.port),
     ]
 
 
@@ -87,7 +87,7 @@ def client_run_args(lab: Lab, client_args: Sequence[str], tty: bool = False) -> 
         "run", "--rm", "--interactive", *(["--tty"] if tty else []),
         "--network", f"container:{lab.client}",
         *labels(lab, "client-run"), *hardening(lab), lab.image,
-        "python3", "-m", "lab.client", "--host", "server", "--port", str(lab.port), *client_args,
+        "python3", "-m", "lab.inside.client", "--host", "server", "--port", str(lab.port), *client_args,
     ]
 
 

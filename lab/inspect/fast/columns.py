@@ -2,7 +2,7 @@
 
 decode.py reads one frame at a time; this module reads the same fields of a whole
 :class:`~lab.inspect.reader.Batch` at once with numpy, for the bulk analysis
-(lab.inspect.bulk). The frame nearly every capture is made of (Ethernet, IPv4
+(lab.inspect.fast.bulk). The frame nearly every capture is made of (Ethernet, IPv4
 without options, TCP) is read a column at a time, through a numpy record type laid
 out like decode's ``_ether_ipv4_tcp`` struct. Every other frame that may carry TCP
 (VLAN tags, IPv6, IP options, other link types) goes through

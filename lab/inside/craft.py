@@ -11,8 +11,8 @@ a RST, and the server forgets the handshake. ``syn`` shows that RST happen;
 ``connect`` first drops the kernel's RSTs to the server with iptables (and removes
 the rule at the end), then does the handshake, one request, and the teardown.
 
-    python3 -m lab.craft syn [--server server] [--port 7000]
-    python3 -m lab.craft connect [--server server] [--port 7000] [--line 'ECHO crafted by hand']
+    python3 -m lab.inside.craft syn [--server server] [--port 7000]
+    python3 -m lab.inside.craft connect [--server server] [--port 7000] [--line 'ECHO crafted by hand']
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def wait_for(arrived: list, wanted, timeout: float):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m lab.craft", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m lab.inside.craft", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["syn", "connect"])
     parser.add_argument("--server", default="server")
     parser.add_argument("--port", type=int, default=7000)

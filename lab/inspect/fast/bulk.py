@@ -52,7 +52,7 @@ from typing import Iterable
 
 import numpy as np
 
-from lab.inspect.columns import TcpColumns, tcp_columns
+from lab.inspect.fast.columns import TcpColumns, tcp_columns
 from lab.inspect.decode import ACK, FIN, RST, SYN
 from lab.inspect.reader import Batch
 from lab.inspect.tcp import (KEEP_ALIVE, LOST_SEGMENT, MASK32, UNKNOWN_SCALE, WINDOW_FULL, WINDOW_UPDATE,

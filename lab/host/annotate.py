@@ -23,7 +23,7 @@ from lab.inspect.reader import read_records
 from lab.inspect.tcp import (ACK_LOST_SEGMENT, DUPLICATE_ACK, FAST_RETRANSMISSION, KEEP_ALIVE, LOST_SEGMENT,
                              OUT_OF_ORDER, RETRANSMISSION, SPURIOUS_RETRANSMISSION, WINDOW_FULL, ZERO_WINDOW,
                              Segment, Tracker)
-from lab.pcapng import PcapNgWriter
+from lab.host.pcapng import PcapNgWriter
 
 # What each analysis flag means, said once on the frame that carries it.
 FLAG_STORIES = (

@@ -62,11 +62,11 @@ def craft(what: str, line: str = "ECHO crafted by hand") -> str:
     iptables rule), like the lab's other helpers; the docker command is printed
     first, so it can be run by hand.
     """
-    from lab.orchestrate import helper_run_args
-    from lab.settings import from_config
+    from lab.host.orchestrate import helper_run_args
+    from lab.host.settings import from_config
 
     lab = from_config({"lab": {}}, lab_name())
-    command = ["docker", *helper_run_args(lab, lab.client, ["python3", "-m", "lab.craft", what, "--line", line],
+    command = ["docker", *helper_run_args(lab, lab.client, ["python3", "-m", "lab.inside.craft", what, "--line", line],
                                           capabilities=("NET_RAW", "NET_ADMIN"))]
     print("$ " + shlex.join(command))
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)

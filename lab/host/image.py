@@ -27,9 +27,9 @@ from pathlib import Path
 from invoke import Context
 from invoke.exceptions import Exit
 
-from lab.docker import Docker
+from lab.host.docker import Docker
 from lab.paths import PROJECT_ROOT as ROOT
-from lab.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, Lab
+from lab.host.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, Lab
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 

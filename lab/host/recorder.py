@@ -37,14 +37,14 @@ from typing import Sequence
 from invoke import Context
 from invoke.exceptions import Exit
 
-from lab import capture as engine
-from lab.annotate import annotate
-from lab.docker import Docker
-from lab.image import say
-from lab.livewatch import LiveView
-from lab.orchestrate import capability_options, is_ours, labels, require_up, send
+from lab.inside import capture as engine
+from lab.host.annotate import annotate
+from lab.host.docker import Docker
+from lab.host.image import say
+from lab.host.livewatch import LiveView
+from lab.host.orchestrate import capability_options, is_ours, labels, require_up, send
 from lab.paths import CAPTURES_DIR
-from lab.settings import Lab
+from lab.host.settings import Lab
 
 ENGINES = ("lab", "tcpdump")
 READY_TIMEOUT = 30.0
@@ -93,7 +93,7 @@ def capture_name(name: str | None) -> str:
 def engine_command(plan: Plan) -> list[str]:
     """The command the capture container runs."""
     if plan.engine == "lab":
-        return ["python3", "-m", "lab.capture", "--iface", "eth0",
+        return ["python3", "-m", "lab.inside.capture", "--iface", "eth0",
                 *(["--filter", plan.bpf] if plan.bpf else []),
                 *(["--count", str(plan.count)] if plan.count else []),
                 *(["--seconds", str(plan.seconds)] if plan.seconds else [])]

@@ -26,7 +26,7 @@ Output: a nanosecond pcap on stdout (the host writes it to a file and annotates
 it); on stderr, ``netlab-capture-ready`` once packets are being captured, and at
 the end a human line and ``netlab-capture-stats {json}`` for the host.
 
-    python3 -m lab.capture [--iface eth0] [--filter BPF] [--count N] [--seconds S]
+    python3 -m lab.inside.capture [--iface eth0] [--filter BPF] [--count N] [--seconds S]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def drain(ring: Ring, fd: int, limit: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m lab.capture", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m lab.inside.capture", description=__doc__.splitlines()[0])
     parser.add_argument("--iface", default="eth0", help="interface to capture on (default %(default)s)")
     parser.add_argument("--filter", dest="bpf", help="a BPF filter, as tcpdump takes it")
     parser.add_argument("--count", type=int, help="stop after N packets")

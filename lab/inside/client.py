@@ -1,0 +1,323 @@
+"""The lab's client: send requests to the server and show its replies.
+
+Plain blocking sockets on purpose: each call below is one thing a learner can find
+in the capture. ``create_connection`` is the three-way handshake, ``sendall`` puts a
+request in one or more segments, ``recv`` waits for the reply, ``shutdown(SHUT_WR)``
+sends our FIN and the final ``recv`` returning b"" is the server's FIN.
+
+Modes: one-shot (each MESSAGE is one request line), ``--interactive`` (a small
+REPL), ``--step`` (pause before each thing that puts packets on the wire, saying
+which), ``--bulk N`` (download N bytes and report throughput), ``--udp``.
+
+Exit codes, so scripts and the lab's tasks can tell failures apart:
+
+====  ==========================================================
+0     every request got an OK reply
+1     at least one reply was ERR
+2     bad command line
+3     connection refused (nothing listens on that port)
+4     timed out (no answer, or a UDP datagram or its reply lost)
+5     connection reset or closed by the server mid-reply
+6     host name could not be resolved
+7     the server broke the protocol, or another network error
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+from typing import Callable, Iterator
+
+from lab.inside import protocol
+from lab.inside.protocol import CLOSED, NEED_DATA, BulkData, BulkEnd, Err, Ok
+
+EXIT_OK, EXIT_ERR_REPLY, EXIT_USAGE = 0, 1, 2
+EXIT_REFUSED, EXIT_TIMEOUT, EXIT_RESET, EXIT_DNS, EXIT_PROTOCOL = 3, 4, 5, 6, 7
+RECV_SIZE = 256 * 1024
+
+
+class ClientError(Exception):
+    """A failure the user sees as one line, with the exit code that names it."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def request_from_line(line: str) -> tuple[protocol.Request | None, bytes]:
+    """The request a typed line stands for (None if the server will say ERR), and its bytes.
+
+    The line is sent as typed, even when it is not a valid request: seeing the
+    server's ERR is part of learning the protocol.
+    """
+    if "\n" in line:
+        raise ClientError(f"a message must be one line, got {line!r}", EXIT_USAGE)
+    data = line.encode("utf-8") + b"\n"
+    parsed = protocol.parse_request_line(data[:-1])
+    return (None if isinstance(parsed, protocol.BadRequest) else parsed), data
+
+
+class Pauser:
+    """--step: say what the next step puts on the wire, then wait for Enter."""
+
+    def __init__(self, enabled: bool, prompt: Callable[[str], str] = input) -> None:
+        self.enabled = enabled
+        self._prompt = prompt
+
+    def __call__(self, what: str) -> None:
+        if self.enabled:
+            print(f"next: {what}", flush=True)
+            self._prompt("      press Enter to go on ")
+            if not sys.stdin.isatty():
+                print()  # a terminal echoes the Enter; a pipe does not
+
+
+class Client:
+    """One TCP connection to the lab server, speaking lab.protocol."""
+
+    def __init__(self, host: str, port: int, timeout: float, pause: Pauser | None = None) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.pause = pause or Pauser(False)
+        self.sock: socket.socket | None = None
+        self.decoder = protocol.ReplyDecoder()
+
+    def connect(self) -> None:
+        self.pause(f"connect to {self.host}:{self.port} (SYN ->, <- SYN/ACK, ACK ->)")
+        self.sock = _network_call(
+            lambda: socket.create_connection((self.host, self.port), timeout=self.timeout),
+            self.host, self.port,
+        )
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_line(self, line: str) -> protocol.Reply:
+        """Send one request line and return the reply (BULK data is read and dropped)."""
+        request, data = request_from_line(line)
+        self.pause(f"send {data!r} ({len(data)} bytes in a segment with PSH ->, then <- the reply)")
+        reply, _ = self.exchange(request, data)
+        return reply
+
+    def exchange(self, request: protocol.Request | None, data: bytes,
+                 on_bulk: Callable[[bytes], None] | None = None) -> tuple[protocol.Reply, int]:
+        """Send ``data`` and read the whole reply; return it and how many BULK bytes came."""
+        assert self.sock is not None, "connect() first"
+        if request is not None:
+            self.decoder.expect(request)
+        _network_call(lambda: self.sock.sendall(data), self.host, self.port)
+        reply: protocol.Reply | None = None
+        bulk_bytes = 0
+        for event in self._events():
+            if isinstance(event, BulkData):
+                bulk_bytes += len(event.data)
+                if on_bulk is not None:
+                    on_bulk(event.data)
+                continue
+            if isinstance(event, BulkEnd):
+                return reply, bulk_bytes
+            reply = event
+            if not (isinstance(request, protocol.Bulk) and isinstance(reply, Ok)):
+                return reply, bulk_bytes
+        raise ClientError("the server closed the connection before replying", EXIT_RESET)
+
+    def _events(self) -> Iterator[object]:
+        while True:
+            event = self.decoder.next_event()
+            if event is CLOSED:
+                return
+            if event is not NEED_DATA:
+                yield event
+                continue
+            data = _network_call(lambda: self.sock.recv(RECV_SIZE), self.host, self.port)
+            try:
+                self.decoder.receive_data(data)
+            except protocol.RemoteProtocolError as exc:
+                raise ClientError(f"the server broke the protocol: {exc}", EXIT_PROTOCOL) from None
+
+    def close(self) -> None:
+        """Send our FIN and wait for the server's, so the teardown is complete on the wire."""
+        if self.sock is None:
+            return
+        self.pause("close (FIN ->, <- FIN, ACK ->)")
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            while self.sock.recv(RECV_SIZE):
+                pass
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+            self.sock = None
+
+
+def _network_call(call, host: str, port: int):
+    """Run a socket call, turning its failures into one-line ClientErrors."""
+    try:
+        return call()
+    except socket.gaierror:
+        raise ClientError(f"cannot resolve host {host!r} (check the name, or use an IP address)", EXIT_DNS) from None
+    except ConnectionRefusedError:
+        raise ClientError(f"connection refused by {host}:{port} (is the server running on that port?)", EXIT_REFUSED) from None
+    except (socket.timeout, TimeoutError):
+        raise ClientError(f"no answer from {host}:{port} in time (server down, or packets dropped?)", EXIT_TIMEOUT) from None
+    except (ConnectionResetError, BrokenPipeError):
+        raise ClientError(f"connection to {host}:{port} was reset by the server", EXIT_RESET) from None
+    except OSError as exc:
+        raise ClientError(f"network error talking to {host}:{port}: {exc.strerror or exc}", EXIT_PROTOCOL) from None
+
+
+def show(reply: protocol.Reply) -> int:
+    """Print a reply as the server sent it; return the exit code it stands for."""
+    if isinstance(reply, Ok):
+        print(f"OK {reply.text}", flush=True)
+        return EXIT_OK
+    print(f"ERR {reply.reason}", flush=True)
+    return EXIT_ERR_REPLY
+
+
+def run_messages(client: Client, messages: list[str]) -> int:
+    status = EXIT_OK
+    client.connect()
+    try:
+        for message in messages:
+            status = max(status, show(client.send_line(message)))
+            if message.strip().upper() == "QUIT":
+                break
+    finally:
+        client.close()
+    return status
+
+
+def run_interactive(client: Client, read_line: Callable[[str], str] = input) -> int:
+    print(f"connected to {client.host}:{client.port}; type requests "
+          f"({', '.join(protocol.VERBS)}), Ctrl-D to quit", flush=True)
+    status = EXIT_OK
+    client.connect()
+    try:
+        while True:
+            try:
+                line = read_line("> ")
+            except EOFError:
+                print()
+                break
+            if not line.strip():
+                continue
+            status = max(status, show(client.send_line(line)))
+            if line.strip().upper() == "QUIT":
+                break
+    finally:
+        client.close()
+    return status
+
+
+def run_bulk(client: Client, nbytes: int) -> int:
+    """Download nbytes, check every byte against the pattern, report throughput."""
+    offset = 0
+    corrupt_at: int | None = None
+
+    def check(chunk: bytes) -> None:
+        nonlocal offset, corrupt_at
+        if corrupt_at is None and chunk != protocol.bulk_pattern(offset, len(chunk)):
+            corrupt_at = offset
+        offset += len(chunk)
+
+    client.connect()
+    try:
+        request = protocol.Bulk(nbytes)
+        data = protocol.encode_request(request)
+        client.pause(f"send {data!r}, then <- {nbytes} bytes of data")
+        started = time.monotonic()
+        reply, received = client.exchange(request, data, on_bulk=check)
+        elapsed = time.monotonic() - started
+    finally:
+        client.close()
+    if isinstance(reply, Err):
+        return show(reply)
+    if received != nbytes or corrupt_at is not None:
+        where = f"first bad byte at {corrupt_at}" if corrupt_at is not None else f"got {received}"
+        raise ClientError(f"BULK {nbytes}: data did not match the pattern ({where})", EXIT_PROTOCOL)
+    rate = received / elapsed / 1e6 if elapsed > 0 else float("inf")
+    print(f"OK received {received} bytes in {elapsed:.3f} s ({rate:.1f} MB/s, {rate * 8:.0f} Mbit/s)", flush=True)
+    return EXIT_OK
+
+
+def run_udp(host: str, port: int, timeout: float, messages: list[str]) -> int:
+    """Each message is one datagram; each reply must come back within the timeout."""
+    status = EXIT_OK
+    family_addr = _network_call(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0], host, port)
+    family, _, _, _, address = family_addr
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        for message in messages:
+            _, data = request_from_line(message)
+            _network_call(lambda: sock.sendto(data, address), host, port)
+            try:
+                payload, _ = sock.recvfrom(RECV_SIZE)
+            except (socket.timeout, TimeoutError):
+                raise ClientError(f"no UDP reply from {host}:{port} within {timeout:g} s "
+                                  "(UDP does not retransmit: the datagram or its reply was lost, "
+                                  "or nothing listens)", EXIT_TIMEOUT) from None
+            except ConnectionRefusedError:
+                raise ClientError(f"{host}:{port} answered with ICMP port unreachable "
+                                  "(nothing listens on that UDP port)", EXIT_REFUSED) from None
+            try:
+                reply = protocol.parse_reply_line(payload.rstrip(b"\n"))
+            except protocol.RemoteProtocolError as exc:
+                raise ClientError(f"the server broke the protocol: {exc}", EXIT_PROTOCOL) from None
+            status = max(status, show(reply))
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.client",
+        description="Send requests to the lab server and print its replies.",
+        epilog="Example: python -m lab.client --port 7000 'ECHO hello' 'UPPER tcp' TIME",
+    )
+    parser.add_argument("messages", nargs="*", metavar="MESSAGE", help="a request line, e.g. 'ECHO hello'")
+    parser.add_argument("--host", default="127.0.0.1", help="server name or address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=7000, help="server port (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for connect and each reply (default %(default)s)")
+    parser.add_argument("--udp", action="store_true", help="send each MESSAGE as one UDP datagram")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--interactive", "-i", action="store_true", help="type requests one by one")
+    mode.add_argument("--bulk", type=int, metavar="N", help="download N bytes with BULK and report throughput")
+    parser.add_argument("--step", action="store_true", help="pause before connect, each send and close, saying what goes on the wire")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 < args.port <= 65535:
+        parser.error(f"--port must be 1..65535, got {args.port}")
+    if args.timeout <= 0:
+        parser.error("--timeout must be > 0")
+    if args.bulk is not None and args.bulk < 0:
+        parser.error("--bulk needs a byte count >= 0")
+    if args.udp and (args.interactive or args.bulk is not None or args.step):
+        parser.error("--udp sends MESSAGEs only (no --interactive, --bulk or --step)")
+    if not (args.messages or args.interactive or args.bulk is not None):
+        parser.error("give at least one MESSAGE, or --interactive, or --bulk N")
+    if args.messages and (args.interactive or args.bulk is not None):
+        parser.error("MESSAGEs cannot be combined with --interactive or --bulk")
+    try:
+        if args.udp:
+            return run_udp(args.host, args.port, args.timeout, args.messages)
+        client = Client(args.host, args.port, args.timeout, Pauser(args.step))
+        if args.interactive:
+            return run_interactive(client)
+        if args.bulk is not None:
+            return run_bulk(client, args.bulk)
+        return run_messages(client, args.messages)
+    except ClientError as exc:
+        print(f"lab.client: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lab.client: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

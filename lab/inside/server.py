@@ -1,0 +1,498 @@
+"""The lab's server: the protocol of lab.protocol over TCP and, on the same port, UDP.
+
+Read it next to a capture: a connection is accepted (the handshake already happened
+in the kernel), lines are received and answered, and the connection is closed by the
+client (its FIN arrives as end-of-file), by QUIT (right after the reply we shut our
+side, which sends our FIN), or by one of the limits below.
+
+Why asyncio rather than selectors: a coroutine per connection reads top to bottom
+like the lesson (receive, answer, repeat), while a selectors loop would hide it
+inside a hand-written state machine per socket. asyncio also gives us timeouts and
+shutdown as cancellation, and keeps thousands of idle connections cheap (no thread
+each).
+
+Why the loop's socket calls (``sock_accept``, ``sock_recv``, ``sock_sendall``)
+rather than asyncio's streams: they are the socket API a networking course teaches,
+so each line names what it does to the connection (``shutdown(SHUT_WR)`` sends our
+FIN, ``close()`` releases the socket); and streams put a transport, a protocol, a
+reader and a writer around every connection, which cost a third more CPU per
+connection (measured from the server's CPU time under bench/server.py's load),
+enough to make it slower than the textbook echo server. All protocol rules stay in lab.protocol;
+this module only moves bytes.
+
+Limits, each enforced in one place:
+
+* idle timeout: a connection with no complete request for ``idle_timeout`` seconds
+  is closed, so forgotten ``nc`` sessions do not pile up;
+* connection cap: the connection over ``max_connections`` gets ``ERR busy`` and is
+  closed at once, politely, instead of being left waiting;
+* line and BULK limits: lab.protocol;
+* shutdown (SIGTERM, SIGINT): stop accepting, close idle connections, let replies in
+  flight finish, and cancel what still runs after ``shutdown_grace`` seconds, so the
+  process exits 0 within 2 s (Docker's ``stop`` waits 10 s, a learner less).
+
+One log line per TCP connection (and per UDP datagram), as ``key=value`` pairs so
+it is both readable and greppable::
+
+    2026-11-24T09:14:03.512 conn proto=tcp peer=172.28.0.3:41234 bytes_in=12 bytes_out=9 duration_ms=1.8 close=client
+
+These access-log lines are written straight to stderr (:class:`AccessLog`); the
+server's own messages (listening, shutting down) go through ``logging`` in the
+same format, as a web server keeps an access log beside its error log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from lab.inside import protocol
+from lab.inside.protocol import (
+    CLOSED,
+    NEED_DATA,
+    BadRequest,
+    Bulk,
+    Echo,
+    Err,
+    Ok,
+    Quit,
+    Reply,
+    Request,
+    Time,
+    Upper,
+)
+
+log = logging.getLogger("lab.server")
+
+BULK_CHUNK = 256 * 1024
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # of every log line, then milliseconds
+READ_SIZE = 64 * 1024
+LINGER_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server can be told on its command line."""
+
+    host: str = "127.0.0.1"
+    port: int = 7000
+    max_line: int = protocol.DEFAULT_MAX_LINE
+    bulk_cap: int = protocol.DEFAULT_BULK_CAP
+    idle_timeout: float = 120.0
+    max_connections: int = 512
+    shutdown_grace: float = 1.5
+
+
+@dataclasses.dataclass
+class ConnectionRecord:
+    """What the log line of one connection says."""
+
+    proto: str
+    peer: tuple  # the socket address; formatted only when the line is written
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    close: str = "open"
+
+    def log_line(self) -> str:
+        duration_ms = (time.monotonic() - self.started) * 1000
+        return (
+            f"conn proto={self.proto} peer={format_peer(self.peer)} bytes_in={self.bytes_in} "
+            f"bytes_out={self.bytes_out} duration_ms={duration_ms:.1f} close={self.close}"
+        )
+
+
+class AccessLog:
+    """Writes the one line per connection to a stream, time first, as it happens.
+
+    Not through ``logging``: measured from the server's CPU time under a stream of
+    one-request connections, a ``log.info`` call cost about 15 µs per connection,
+    more than the rest of a short connection's bookkeeping together; a direct write
+    costs about 1 µs. Each line is flushed so that ``docker logs -f`` shows it at
+    once. A log that cannot be written (its reader gone) is dropped: serving
+    matters more than logging.
+    """
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+
+    def write(self, record: ConnectionRecord) -> None:
+        now = time.time()
+        stamp = time.strftime(TIME_FORMAT, time.localtime(now))
+        try:
+            self.stream.write(f"{stamp}.{int(now * 1000) % 1000:03d} {record.log_line()}\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a broken pipe, or a closed stream
+            pass
+
+
+def reply_to(request: Request) -> Reply:
+    """The answer to one request (for BULK, the header line before its data)."""
+    if isinstance(request, Echo):
+        return Ok(request.text)
+    if isinstance(request, Upper):
+        return Ok(request.text.upper())
+    if isinstance(request, Time):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return Ok(now.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    if isinstance(request, Bulk):
+        return protocol.bulk_header(request.nbytes)
+    if isinstance(request, Quit):
+        return Ok("bye")
+    raise TypeError(f"not a request: {request!r}")
+
+
+def format_peer(address: tuple) -> str:
+    """``ip:port``, with IPv6 addresses in brackets as in a URL."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class LabServer:
+    """Serves TCP connections and UDP datagrams until :meth:`shutdown` is called."""
+
+    def __init__(self, config: ServerConfig, access_log: AccessLog | None = None) -> None:
+        self.config = config
+        self.access_log = access_log or AccessLog()
+        self._listeners: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._idle: dict[asyncio.Task, float] = {}  # tasks waiting in recv, and since when
+        self._sweeper: asyncio.Task | None = None
+        self._timed_out: set[asyncio.Task] = set()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        assert self._listeners, "start() first"
+        return self._listeners[0].getsockname()[1]
+
+    async def start(self) -> None:
+        """Listen on TCP, then bind UDP on the same port number."""
+        cfg = self.config
+        self._listeners = listen(cfg.host, cfg.port)
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _DatagramService(cfg, self.access_log), local_addr=(cfg.host, self.port)
+        )
+        self._acceptors = [loop.create_task(self._accept_forever(listener)) for listener in self._listeners]
+        self._sweeper = loop.create_task(self._sweep_idle())
+        log.info("listening on tcp and udp %s port %d", cfg.host, self.port)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def shutdown(self) -> None:
+        """Stop accepting and let the connections finish (see the module docstring)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("shutting down: %d connection(s) open", len(self._connections))
+        for task in (*self._acceptors, self._sweeper, *self._idle):
+            if task is not None:
+                task.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        asyncio.get_running_loop().create_task(self._finish())
+
+    async def _finish(self) -> None:
+        if self._connections:
+            _, late = await asyncio.wait(self._connections, timeout=self.config.shutdown_grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=0.3)
+        self._stopped.set()
+
+    async def _accept_forever(self, listener: socket.socket) -> None:
+        """Accept connections and give each its own task, or turn it away when full."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    conn, address = await loop.sock_accept(listener)
+                except ConnectionAbortedError:  # the client gave up before we got to it
+                    continue
+                except OSError as exc:  # out of file descriptors or memory, for now
+                    log.warning("cannot accept: %s; trying again in 1 s", exc.strerror)
+                    await asyncio.sleep(1)
+                    continue
+                if len(self._connections) >= self.config.max_connections:
+                    self._turn_away(conn, address)
+                    continue
+                # Nagle's algorithm would hold a small reply back until the client ACKs
+                # the previous one, and the client's delayed ACK makes that up to 40 ms.
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                task = loop.create_task(self._on_connection(conn, address))
+                self._connections.add(task)
+                task.add_done_callback(self._connections.discard)
+        finally:
+            listener.close()  # from now on a SYN to our port gets RST: connection refused
+
+    def _turn_away(self, conn: socket.socket, address: tuple) -> None:
+        """Say ``ERR busy`` and close; a few bytes into an empty send buffer never block."""
+        record = ConnectionRecord("tcp", address, close="busy")
+        message = protocol.encode_reply(Err("busy, try again later"))
+        try:
+            record.bytes_out = conn.send(message)
+        except OSError:
+            record.close = "reset"
+        conn.close()
+        self.access_log.write(record)
+
+    async def _on_connection(self, conn: socket.socket, address: tuple) -> None:
+        record = ConnectionRecord("tcp", address)
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            record.close = await self._converse(conn, record, task)
+        except asyncio.CancelledError:
+            record.close = "idle-timeout" if task in self._timed_out else "shutdown"
+        except (ConnectionResetError, BrokenPipeError):
+            record.close = "reset"
+        finally:
+            self._timed_out.discard(task)
+            conn.close()
+            self.access_log.write(record)
+
+    async def _converse(self, conn: socket.socket, record: ConnectionRecord, task: asyncio.Task) -> str:
+        """Read requests and answer them; return how the conversation ended."""
+        decoder = protocol.RequestDecoder(self.config.max_line, self.config.bulk_cap)
+        while True:
+            event = decoder.next_event()
+            if event is NEED_DATA:
+                if self._stopping:
+                    return "shutdown"
+                data = await self._recv(conn, task)
+                record.bytes_in += len(data)
+                decoder.receive_data(data)
+            elif event is CLOSED:
+                return "client"
+            elif isinstance(event, BadRequest):
+                record.bytes_out += await _send(conn, Err(event.reason))
+                if event.fatal:
+                    await _linger(conn)
+                    return "line-too-long"
+            else:
+                record.bytes_out += await self._answer(conn, event)
+                if isinstance(event, Quit):
+                    await _linger(conn)
+                    return "quit"
+
+    async def _recv(self, conn: socket.socket, task: asyncio.Task) -> bytes:
+        """Wait for the next bytes; the idle sweeper and shutdown may cancel this wait."""
+        self._idle[task] = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().sock_recv(conn, READ_SIZE)
+        finally:
+            del self._idle[task]
+
+    async def _sweep_idle(self) -> None:
+        """Cancel reads that have waited longer than the idle timeout.
+
+        One sweeper for the whole server rather than a timer per read: on Python
+        3.11 ``asyncio.wait_for`` wraps every read in a new Task, and even a bare
+        timer handle per read showed in bench/server.py. The price is precision:
+        a connection is closed between 1x and 1.25x the timeout.
+        """
+        period = min(1.0, self.config.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            deadline = time.monotonic() - self.config.idle_timeout
+            for task, since in list(self._idle.items()):
+                if since <= deadline:
+                    self._timed_out.add(task)
+                    task.cancel()
+
+    async def _answer(self, conn: socket.socket, request: Request) -> int:
+        """Send the reply to one request; return the bytes sent.
+
+        ``sock_sendall`` returns once the kernel has taken every byte, so a client
+        that reads BULK slowly slows the loop below down instead of filling our memory.
+        """
+        sent = await _send(conn, reply_to(request))
+        if isinstance(request, Bulk):
+            loop = asyncio.get_running_loop()
+            offset = 0
+            while offset < request.nbytes:
+                chunk = protocol.bulk_pattern(offset, min(BULK_CHUNK, request.nbytes - offset))
+                await loop.sock_sendall(conn, chunk)
+                offset += len(chunk)
+            sent += offset + await _send(conn, protocol.BulkEnd(protocol.BULK_TERMINATOR))
+        return sent
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Non-blocking listening TCP sockets on every address ``host`` names, on one port.
+
+    A name may stand for several addresses (``localhost`` is often 127.0.0.1 and
+    ::1), and a client may try any of them, so, as ``asyncio.start_server`` does,
+    we listen on each; with port 0 the first socket picks the port and the others
+    take the same one.
+    """
+    listeners: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if any(listener.getsockname()[0] == address[0] for listener in listeners):
+                continue
+            if listeners:
+                address = (address[0], listeners[0].getsockname()[1], *address[2:])
+            # The kernel's largest accept queue: a burst of clients waits there
+            # instead of being refused, and the cap above answers them one by one.
+            listener = socket.create_server(address, family=family, backlog=socket.SOMAXCONN)
+            listener.setblocking(False)
+            listeners.append(listener)
+    except OSError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+async def _send(conn: socket.socket, reply) -> int:
+    data = protocol.encode_reply(reply)
+    await asyncio.get_running_loop().sock_sendall(conn, data)
+    return len(data)
+
+
+async def _linger(conn: socket.socket) -> None:
+    """Close our side first, then read and drop what the client still sends.
+
+    Closing a socket whose receive buffer still holds data makes the kernel send
+    RST instead of FIN, and an RST can destroy our last reply before the client
+    has read it (a client that pipelined after QUIT, or sent a line too long).
+    So, as web servers do ("lingering close"): FIN first, then wait, at most
+    ``LINGER_SECONDS``, for the client's FIN.
+    """
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(_drop_until_eof(conn), LINGER_SECONDS)
+    except (asyncio.TimeoutError, OSError):
+        pass
+
+
+async def _drop_until_eof(conn: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    while await loop.sock_recv(conn, READ_SIZE):
+        pass
+
+
+class _DatagramService(asyncio.DatagramProtocol):
+    """UDP: one datagram is one request, answered by one datagram."""
+
+    def __init__(self, config: ServerConfig, access_log: AccessLog | None = None) -> None:
+        self.config = config
+        self.access_log = access_log or AccessLog()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        record = ConnectionRecord("udp", addr, bytes_in=len(data), close="datagram")
+        reply = self.reply_to_datagram(data)
+        payload = protocol.encode_reply(reply)
+        assert self.transport is not None
+        self.transport.sendto(payload, addr)
+        record.bytes_out = len(payload)
+        self.access_log.write(record)
+
+    def reply_to_datagram(self, data: bytes) -> Reply:
+        line = data[:-1] if data.endswith(b"\n") else data
+        if len(data) > self.config.max_line:
+            return Err(f"line longer than {self.config.max_line} bytes")
+        if b"\n" in line:
+            return Err("one request per datagram")
+        request = protocol.parse_request_line(line, self.config.bulk_cap)
+        if isinstance(request, BadRequest):
+            return Err(request.reason)
+        if isinstance(request, Bulk):
+            return Err("BULK needs TCP: its reply does not fit in one datagram")
+        return reply_to(request)
+
+
+async def serve(config: ServerConfig, ready=None) -> None:
+    """Run a server until SIGTERM or SIGINT; call ``ready(server)`` once it listens."""
+    server = LabServer(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.shutdown)
+    if ready is not None:
+        ready(server)
+    await server.wait_stopped()
+    log.info("stopped")
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    defaults = ServerConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.server",
+        description="Serve the lab protocol (ECHO, UPPER, TIME, BULK, QUIT) over TCP and UDP.",
+    )
+    parser.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="TCP and UDP port (default %(default)s)")
+    parser.add_argument("--max-line", type=int, default=defaults.max_line, help="longest request line in bytes (default %(default)s)")
+    parser.add_argument("--bulk-cap", type=int, default=defaults.bulk_cap, help="largest BULK in bytes (default %(default)s)")
+    parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds a connection may stay silent (default %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections, help="connections served at once; the next gets ERR busy (default %(default)s)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be 0..65535, got {args.port}")
+    if args.max_line < 16 or args.bulk_cap < 0 or args.idle_timeout <= 0 or args.max_connections < 1:
+        parser.error("--max-line >= 16, --bulk-cap >= 0, --idle-timeout > 0 and --max-connections >= 1")
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_line=args.max_line,
+        bulk_cap=args.bulk_cap,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s.%(msecs)03d %(message)s",
+        datefmt=TIME_FORMAT,
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"lab.server: cannot listen on {config.host} port {config.port}: {listen_error(exc)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def listen_error(exc: OSError) -> str:
+    """Why listening failed, and what to do about it, in one line."""
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        advice = "give --host a name or address of this machine, such as 127.0.0.1 or 0.0.0.0"
+    elif exc.errno == errno.EACCES:
+        advice = "ports below 1024 need root; pick another --port"
+    else:
+        advice = "pick another --port or stop what uses it"
+    reason = exc.strerror if isinstance(exc, socket.gaierror) else os.strerror(exc.errno or 0)
+    return f"{reason} ({advice})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
