@@ -10,3 +10,8 @@ def console():
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def say(message: str) -> None:
+    """Narrate a step as it happens (Mininet's ``*** Starting controller``)."""
+    print(f"*** {message}", flush=True)

@@ -1,9 +1,14 @@
 """Fixtures shared by the suite, and the rule for tests that need more than Python.
 
 A ``docker`` test needs a Docker engine; a ``needs("tshark")`` test needs that
-command. Without it the test is skipped with the reason, unless
-NETLAB_REQUIRE_DOCKER=1 (CI sets it, after .ci/setup installed everything): then
-the missing piece fails the test, so a green CI run means every test really ran.
+command. Without it the test is skipped with the reason, unless the run requires
+everything (TCPLAB_REQUIRE_DOCKER=1, the older NETLAB_REQUIRE_DOCKER=1, or CI=true,
+which .ci/run sets after .ci/setup installed everything): then the missing piece
+fails the test, so a green CI run means every test really ran.
+
+The check is made in ``pytest_runtest_setup``, before any fixture of the test is
+set up: a module-scoped fixture that starts a lab would otherwise run first and
+turn a skip into an error.
 """
 
 from __future__ import annotations
@@ -15,7 +20,16 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, remove_test_images
+
+
+MISSING = pytest.StashKey[str]()
+
+
+def everything_required() -> bool:
+    """True when a missing engine or tool must fail a test instead of skipping it."""
+    return ("1" in (os.environ.get("TCPLAB_REQUIRE_DOCKER"), os.environ.get("NETLAB_REQUIRE_DOCKER"))
+            or os.environ.get("CI", "").lower() == "true")
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,27 +47,45 @@ def engine_problem() -> str | None:
     return None
 
 
-def missing_piece(request) -> str | None:
+def missing_piece(item: pytest.Item) -> str | None:
     """Why this test cannot run here (no engine, a missing command), or None."""
-    if request.node.get_closest_marker("docker") is not None:
+    if item.get_closest_marker("docker") is not None:
         problem = engine_problem()
         if problem:
             return problem
-    for marker in request.node.iter_markers("needs"):
+    for marker in item.iter_markers("needs"):
         for tool in marker.args:
             if shutil.which(tool) is None:
                 return f"{tool} is not installed (bash .ci/setup --test installs it)"
     return None
 
 
-@pytest.fixture(autouse=True)
-def _run_or_skip(request):
-    problem = missing_piece(request)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    problem = missing_piece(item)
     if problem is None:
         return
-    if os.environ.get("NETLAB_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{problem}, and NETLAB_REQUIRE_DOCKER=1 requires every test to run")
+    if everything_required():
+        item.stash[MISSING] = problem
+        pytest.fail(f"{problem}, and this run requires every test to run (TCPLAB_REQUIRE_DOCKER=1 or CI=true)",
+                    pytrace=False)
     pytest.skip(problem)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A required piece that is missing fails the test itself: pytest would count a
+    failure in setup as an error of a fixture, which it is not."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "setup" and report.failed and MISSING in item.stash:
+        report.when = "call"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove the images the docker tests built for their labs (nlt-*)."""
+    if engine_problem() is None:
+        remove_test_images()
 
 
 @pytest.fixture
@@ -66,14 +98,13 @@ def server():
 
 def pytest_terminal_summary(terminalreporter):
     """Precision and recall of each analysis flag against tshark, when the corpus ran."""
-    import sys
+    from tests.corpus_scores import SCORES
 
-    corpus = sys.modules.get("tests.test_inspect_corpus")
-    if corpus is None or not corpus.SCORES:
+    if not SCORES:
         return
     terminalreporter.section("lab.inspect vs tshark: analysis flags over the corpus")
     terminalreporter.write_line(f"{'flag':26} {'tshark':>7} {'ours':>7} {'precision':>10} {'recall':>7}")
-    for name, (hits, ours, theirs) in corpus.SCORES.items():
+    for name, (hits, ours, theirs) in SCORES.items():
         precision = hits / ours if ours else 1.0
         recall = hits / theirs if theirs else 1.0
         terminalreporter.write_line(f"{name:26} {theirs:7} {ours:7} {precision:10.3f} {recall:7.3f}")

@@ -44,6 +44,12 @@ class ServerProcess:
     def connect(self, timeout: float = 10.0) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.terminate()
+
     def terminate(self, timeout: float = 5.0) -> int:
         """SIGTERM, then the exit code; the rest of the log goes to log_lines."""
         if self.proc.poll() is None:
@@ -76,12 +82,6 @@ def exchange(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
         return recv_until(sock, b"\x00never\x00")
 
 
-def lab_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
            stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run ``invoke ARGS`` in the project, as a user would."""
@@ -105,3 +105,18 @@ def labelled(kind: str, lab: str) -> list[str]:
     result = subprocess.run(["docker", *listing, "--filter", f"label=org.netlab.lab={lab}"],
                             capture_output=True, text=True, timeout=60)
     return result.stdout.split()
+
+
+TEST_LAB_PREFIX = "nlt-"
+"""Every lab a test brings up is named nlt-*; its image is tagged <repo>:nlt-*."""
+
+
+def remove_test_images() -> None:
+    """Remove the images the tests built for their labs (and only those)."""
+    from lab.host.settings import DEFAULTS
+
+    listing = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", DEFAULTS["image"]],
+                             capture_output=True, text=True, timeout=60)
+    tags = [tag for tag in listing.stdout.split() if tag.split(":", 1)[1].startswith(TEST_LAB_PREFIX)]
+    if tags:
+        subprocess.run(["docker", "rmi", *tags], capture_output=True, timeout=300)

@@ -246,7 +246,7 @@ def test_delay_needs_netem_and_says_so_where_the_kernel_lacks_it(lab, name):
 
 def test_capture_when_the_lab_is_down_is_one_line():
     result = invoke("capture", "--send", "ECHO x", "--lab", "nlt-never-up")
-    assert result.returncode == 1 and result.stderr.strip() == "lab 'nlt-never-up' is not up: run 'invoke up' first"
+    assert result.returncode == 1 and result.stderr.strip() == "lab 'nlt-never-up' is not up: run 'invoke up --lab nlt-never-up' first"
 
 
 def _packed(ip: str) -> bytes:

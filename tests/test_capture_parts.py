@@ -7,10 +7,11 @@ import struct
 from pathlib import Path
 
 import pytest
-from invoke.exceptions import Exit
 
 from lab.inside import capture
+from lab.errors import LabError
 from lab.host import impair, recorder, settings
+from lab.host.topology import describe
 from lab.host.annotate import annotate
 from lab.inspect import analyze, read_records, stream_segments
 from lab.host.livewatch import RateLimit, other_line, tcp_line
@@ -22,7 +23,7 @@ LAB = settings.from_config({"lab": {}}, None)
 
 
 def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespace():
-    args = recorder.capture_run_args(LAB, recorder.plan())
+    args = recorder.capture_run_args(describe(LAB), recorder.capture_request())
     joined = " ".join(args)
     assert "--network container:netlab-server" in joined
     assert "--cap-drop ALL --cap-add NET_RAW" in joined and joined.count("--cap-add") == 1
@@ -33,15 +34,15 @@ def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespac
 
 
 def test_tcpdump_gets_the_capabilities_it_drops_root_with_and_can_still_be_stopped():
-    args = recorder.capture_run_args(LAB, recorder.plan(engine_name="tcpdump", count="10", seconds="5"))
+    args = recorder.capture_run_args(describe(LAB), recorder.capture_request(engine_name="tcpdump", count="10", seconds="5"))
     joined = " ".join(args)
     assert "--cap-add NET_RAW --cap-add SETUID --cap-add SETGID --cap-add KILL" in joined
     assert "timeout -s INT 5.0 tcpdump" in joined and "-c 10" in joined and "-w -" in joined
 
 
 def test_the_engine_command_carries_filter_count_and_time():
-    plan = recorder.plan(seconds="2.5", count="100", bpf="tcp port 7000")
-    assert recorder.engine_command(plan)[-6:] == ["--filter", "tcp port 7000", "--count", "100", "--seconds", "2.5"]
+    request = recorder.capture_request(seconds="2.5", count="100", bpf="tcp port 7000")
+    assert recorder.engine_command(request)[-6:] == ["--filter", "tcp port 7000", "--count", "100", "--seconds", "2.5"]
 
 
 @pytest.mark.parametrize("options, message", [
@@ -51,8 +52,8 @@ def test_the_engine_command_carries_filter_count_and_time():
     ({"name": "../etc/passwd"}, "is not a usable file name"),
 ])
 def test_bad_capture_options_are_one_line_errors(options, message):
-    with pytest.raises(Exit, match=message):
-        recorder.plan(**options)
+    with pytest.raises(LabError, match=message):
+        recorder.capture_request(**options)
 
 
 def test_a_capture_name_defaults_to_the_time_and_drops_a_pcapng_suffix():
@@ -149,7 +150,7 @@ def test_the_rate_limit_lets_a_burst_through_then_holds():
     ({}, "nothing to do"),
 ])
 def test_bad_impairments_are_one_line_errors(options, message):
-    with pytest.raises(Exit, match=message):
+    with pytest.raises(LabError, match=message):
         impair.parse(**options)
 
 
@@ -167,7 +168,7 @@ def test_status_reads_impairments_from_tc_and_iptables_output():
              "qdisc tbf 2: parent 1:1 rate 1Mbit burst 4Kb lat 400ms\n---\n-P INPUT ACCEPT\n"
              "-A INPUT -s 10.77.0.3/32 -m statistic --mode random --probability 0.05000000000 "
              "-m comment --comment netlab-loss -j DROP\n")
-    described = impair.describe(shown, {"10.77.0.3": "netlab-client"})
+    described = impair.describe_rules(shown, {"10.77.0.3": "netlab-client"})
     assert described == {"self": "netem delay 100ms 20ms loss 5%, tbf rate 1Mbit",
                          "netlab-client": "loss 5% (iptables)"}
-    assert impair.describe("qdisc noqueue 0: root refcnt 2\n---\n-P INPUT ACCEPT\n", {}) == {}
+    assert impair.describe_rules("qdisc noqueue 0: root refcnt 2\n---\n-P INPUT ACCEPT\n", {}) == {}

@@ -1,13 +1,12 @@
 """lab.inspect against tshark on captures of real programs (tests/corpus/README.md).
 
 tshark is the judge: for every corpus file we ask it about every frame and compare.
-Precision and recall of each analysis flag, over the whole corpus, are printed in
-pytest's summary; the goal is 1.0, and below 0.99 fails.
+Every flag must mark exactly the frames tshark marks, file by file; the precision
+and recall of each flag over the whole corpus are printed in pytest's summary.
 """
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,12 @@ from lab.inspect import analyze, follow, rtt_samples, stream_segments
 from lab.inspect.decode import address_text
 from lab.inspect.report import si_size
 from tests import tshark
+from tests.corpus_scores import SCORES
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.pcap"))
 IDS = [path.stem for path in CORPUS]
 
 pytestmark = pytest.mark.needs("tshark")
-
-# flag -> [true positives, ours, tshark's], summed over the corpus for the summary.
-SCORES: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
 
 
 def test_the_corpus_is_there():
@@ -48,8 +45,9 @@ def test_each_analysis_flag_marks_the_frames_tshark_marks(path):
     assert not mismatched
 
 
-def test_every_flag_scores_at_least_099_over_the_corpus():
-    """Precision and recall per flag over all files (printed in pytest's summary)."""
+def test_the_corpus_exercises_every_flag():
+    """Each flag is marked somewhere in the corpus (else its exact test above proves nothing);
+    the counts are kept for the precision and recall printed in pytest's summary."""
     SCORES.clear()
     for path in CORPUS:
         capture = analyze(path)
@@ -60,10 +58,6 @@ def test_every_flag_scores_at_least_099_over_the_corpus():
             score[0] += len(ours & theirs)
             score[1] += len(ours)
             score[2] += len(theirs)
-    for name, (hits, ours, theirs) in SCORES.items():
-        precision = hits / ours if ours else 1.0
-        recall = hits / theirs if theirs else 1.0
-        assert precision >= 0.99 and recall >= 0.99, f"{name}: precision {precision:.3f} recall {recall:.3f}"
     seen = {name for name, (_, _, theirs) in SCORES.items() if theirs}
     assert seen == set(tshark.FLAGS), "the corpus exists to exercise every flag"
 

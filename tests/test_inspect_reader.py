@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.inspect import CaptureFileError, analyze, iter_segments, read_records, reader
-from lab.inspect.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, datagram
+from lab.inspect.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, ip_packet
 from tests import tshark
 from tests.capture_files import block, enhanced_packet, interface, pad, pcap_bytes, pcapng_bytes, section_header
 
@@ -37,7 +37,7 @@ def segment_view(path: Path) -> list[tuple]:
 def test_the_corpus_holds_every_link_type_and_both_ip_versions():
     linktypes = {records(CORPUS / name)[0].linktype for name in ("lab.pcap", "sll.pcap", "sll2.pcap")}
     assert linktypes == {LINKTYPE_ETHERNET, LINKTYPE_SLL, LINKTYPE_SLL2}
-    versions = {len(datagram(r.linktype, r.data).src) for r in records(LAB) if datagram(r.linktype, r.data)}
+    versions = {len(ip_packet(r.linktype, r.data).src) for r in records(LAB) if ip_packet(r.linktype, r.data)}
     assert versions == {4, 16}  # IPv4 and IPv6 addresses
 
 

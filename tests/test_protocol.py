@@ -180,6 +180,42 @@ def test_a_connection_closed_mid_bulk_is_reported():
         decoder.receive_data(b"")
 
 
+def test_a_server_that_announces_another_byte_count_is_caught_and_the_error_sticks():
+    decoder = ReplyDecoder()
+    decoder.expect(Bulk(100))
+    decoder.expect(Echo("after"))
+    with pytest.raises(protocol.RemoteProtocolError, match="announced 5 bytes for BULK 100"):
+        decoder.receive_data(b"OK 5 bytes follow\n" + protocol.bulk_pattern(0, 5) + b"OK end of bulk\nOK after\n")
+    assert decoder.state == ReplyDecoder.ERROR
+    with pytest.raises(protocol.RemoteProtocolError, match="the stream is broken"):
+        decoder.receive_data(b"OK more\n")
+    with pytest.raises(protocol.RemoteProtocolError, match="the stream is broken"):
+        decoder.next_event()
+
+
+@pytest.mark.parametrize("header", [b"OK here it comes\n", b"OK 100 bytes\n", b"OK -100 bytes follow\n"])
+def test_a_bulk_header_that_says_no_count_is_the_servers_fault(header):
+    decoder = ReplyDecoder()
+    decoder.expect(Bulk(100))
+    with pytest.raises(protocol.RemoteProtocolError, match="is not 'OK <nbytes> bytes follow'"):
+        decoder.receive_data(header)
+
+
+def test_the_count_comes_from_the_header_and_data_is_taken_as_data():
+    decoder = ReplyDecoder()
+    decoder.expect(Bulk(20))
+    decoder.receive_data(b"OK 20 bytes follow\n" + b"OK looks like a lin\n" + b"OK end of bulk\n")
+    assert drain(decoder) == [Ok("20 bytes follow"), BulkData(b"OK looks like a lin\n"), BulkEnd("end of bulk")]
+
+
+def test_every_error_of_the_module_shares_its_root():
+    with pytest.raises(protocol.ProtocolError):
+        protocol.LineSplitter(1)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.LineSplitter(4).feed(b"toolong")
+    assert issubclass(protocol.LineTooLong, protocol.RemoteProtocolError)
+
+
 # --- property: chunking never changes the outcome, and the buffer stays bounded ---
 
 LIMIT = 24

@@ -47,20 +47,16 @@ def test_bulk_streams_exactly_n_bytes_of_the_pattern_then_a_terminator(server):
 
 
 def test_an_over_long_line_is_answered_then_closed():
-    srv = ServerProcess("--max-line", "100")
-    try:
+    with ServerProcess("--max-line", "100") as srv:
         with srv.connect() as sock:
             sock.sendall(b"ECHO first\n" + b"x" * 200)
             reply = recv_until(sock, b"\x00")
         assert reply == b"OK first\nERR line longer than 100 bytes\n"
-    finally:
-        srv.terminate()
     assert any("close=line-too-long" in line for line in srv.log_lines)
 
 
 def test_the_connection_over_the_cap_gets_a_polite_busy():
-    srv = ServerProcess("--max-connections", "2")
-    try:
+    with ServerProcess("--max-connections", "2") as srv:
         first, second = srv.connect(), srv.connect()
         for sock in (first, second):
             sock.sendall(b"ECHO held\n")
@@ -69,13 +65,10 @@ def test_the_connection_over_the_cap_gets_a_polite_busy():
             assert recv_until(third, b"\x00") == b"ERR busy, try again later\n"
         first.close()
         second.close()
-    finally:
-        srv.terminate()
 
 
 def test_running_out_of_file_descriptors_pauses_accepting_and_does_not_stop_it():
-    srv = ServerProcess(max_open_files=24)
-    try:
+    with ServerProcess(max_open_files=24) as srv:
         held = [srv.connect() for _ in range(30)]  # more than the server can open
         deadline = time.monotonic() + 10
         while not any("cannot accept" in line for line in srv.log_lines) and time.monotonic() < deadline:
@@ -83,20 +76,15 @@ def test_running_out_of_file_descriptors_pauses_accepting_and_does_not_stop_it()
         for sock in held:
             sock.close()
         assert exchange(srv.port, b"ECHO accepting again\n") == b"OK accepting again\n"
-    finally:
-        srv.terminate()
     assert any("cannot accept: Too many open files" in line for line in srv.log_lines)
 
 
 def test_an_idle_connection_is_closed_after_the_timeout():
-    srv = ServerProcess("--idle-timeout", "0.3")
-    try:
+    with ServerProcess("--idle-timeout", "0.3") as srv:
         with srv.connect() as sock:
             started = time.monotonic()
             assert sock.recv(100) == b""
             assert time.monotonic() - started < 5
-    finally:
-        srv.terminate()
     assert any("close=idle-timeout" in line for line in srv.log_lines)
 
 

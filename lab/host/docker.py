@@ -1,8 +1,9 @@
 """The one place the lab calls docker: each command is echoed, each failure is one line.
 
-Every docker command goes through :class:`Docker`, which runs it with an invoke
-Context (so tests can hand it an ``invoke.MockContext``) and echoes it, so a
-learner can copy any step and run it by hand. Docker's own errors are turned into
+Every docker command of the lab (the tasks, the image build, the notebooks' live
+cells) goes through :class:`Docker`, which runs it with an invoke Context (so tests
+can hand it an ``invoke.MockContext``) and echoes it, so a learner can copy any
+step and run it by hand. Docker's own errors are turned into
 one line that says what to do (engine not running, no permission, subnet in use,
 ...); anything unrecognised shows docker's last line of error output.
 """
@@ -17,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Iterable, Sequence
 
 from invoke import Context
-from invoke.exceptions import Exit
 from invoke.runners import Result
+
+from lab.errors import LabError
 
 NOT_INSTALLED = ("the docker command is not installed: install Docker "
                  "(Debian: apt-get install docker.io) and start its engine")
@@ -41,11 +43,8 @@ KNOWN_ERRORS = [
 _ECHO_LOCK = threading.Lock()
 
 
-class DockerError(Exit):
+class DockerError(LabError):
     """A docker command failed; the message is one line for the user."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message, code)
 
 
 def explain(stderr: str, command: str) -> str:
@@ -109,6 +108,21 @@ class Docker:
                                     stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
+
+    def import_tree(self, folder: str, changes: Sequence[str], tag: str) -> None:
+        """``tar -C FOLDER -c . | docker import --change ... - TAG``: a folder becomes an image."""
+        args = ["import", *(option for change in changes for option in ("--change", change)), "-", tag]
+        self._echo(f"tar -C {shlex.quote(folder)} -c . | {shlex.join(['docker', *args])}")
+        tar = subprocess.Popen(["tar", "-C", folder, "-c", "."], stdout=subprocess.PIPE)
+        try:
+            result = subprocess.run(["docker", *args], stdin=tar.stdout, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise DockerError(NOT_INSTALLED) from None
+        finally:
+            tar.stdout.close()
+            tar.wait()
+        if result.returncode != 0 or tar.returncode != 0:
+            raise DockerError(explain(result.stderr, f"docker import ... {tag}"))
 
     def run_parallel(self, commands: Iterable[Sequence[str]]) -> list[Result]:
         """Run independent docker commands at once (the engine handles them in parallel)."""

@@ -17,6 +17,7 @@ The choice, in order, each one cheaper than the next:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -25,17 +26,15 @@ import tempfile
 from pathlib import Path
 
 from invoke import Context
-from invoke.exceptions import Exit
 
+from lab.errors import LabError
 from lab.host.docker import Docker
+from lab.host.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, SOURCE_LABEL, Lab
 from lab.paths import PROJECT_ROOT as ROOT
-from lab.host.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, Lab
+from lab.terminal import say
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-
-
-def say(message: str) -> None:
-    print(f"*** {message}", flush=True)
+INSIDE = ROOT / "lab" / "inside"
 
 
 def present_images(docker: Docker, names: list[str]) -> set[str]:
@@ -61,11 +60,11 @@ def choose_base(c: Context, lab: Lab, docker: Docker) -> str:
         return SLIM_IMAGE
     problem = bootstrap_problem()
     if problem:
-        raise Exit(f"no base image: Docker cannot pull {SLIM_IMAGE} (no registry answers) and "
+        raise LabError(f"no base image: Docker cannot pull {SLIM_IMAGE} (no registry answers) and "
                    f"the lab cannot build one from Debian's packages here ({problem}); fix either one")
     say(f"base image: no registry answers, so building {BASE_IMAGE} from Debian's packages "
         "with debootstrap (about a minute)")
-    bootstrap_base(c, lab, apt_mirror(lab))
+    bootstrap_base(c, lab, docker, apt_mirror(lab))
     return BASE_IMAGE
 
 
@@ -95,25 +94,41 @@ def apt_mirror(lab: Lab) -> str:
     return DEFAULT_MIRROR
 
 
-def bootstrap_base(c: Context, lab: Lab, mirror: str) -> None:
+def bootstrap_base(c: Context, lab: Lab, docker: Docker, mirror: str) -> None:
     """debootstrap a minimal bookworm and docker import it as BASE_IMAGE."""
     rootfs = tempfile.mkdtemp(prefix="netlab-base-")
     try:
         c.run(f"debootstrap --variant=minbase bookworm {shlex.quote(rootfs)} {shlex.quote(mirror)}",
               echo=True, in_stream=False)
-        changes = " ".join(f"--change {shlex.quote(f'LABEL {key}={value}')}"
-                           for key, value in ((LABEL, lab.name), (ROLE_LABEL, "base")))
-        c.run(f"tar -C {shlex.quote(rootfs)} -c . | docker import {changes} - {BASE_IMAGE}",
-              echo=True, hide="out", in_stream=False)
+        docker.import_tree(rootfs, [f"LABEL {LABEL}={lab.name}", f"LABEL {ROLE_LABEL}=base"], BASE_IMAGE)
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
 
 
+def source_digest() -> str:
+    """A digest of what the image is built from: the Dockerfile and lab/inside (the build context)."""
+    digest = hashlib.sha256()
+    for path in [ROOT / "docker" / "Dockerfile", ROOT / "lab" / "__init__.py", *sorted(INSIDE.glob("*.py"))]:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def is_current(image: dict) -> bool:
+    """True when ``image`` (docker inspect's) was built from the code as it is now."""
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    return labels.get(SOURCE_LABEL) == source_digest()
+
+
 def build(c: Context, lab: Lab, docker: Docker) -> None:
-    """Build the lab's image on a base found or made by choose_base (cached layers reused)."""
+    """Build the lab's image on a base found or made by choose_base (cached layers reused).
+
+    The image is labelled with the digest of its sources, so that `up` can tell an
+    image built from older code (after a git pull) and build it again.
+    """
     base = choose_base(c, lab, docker)
     say(f"building {lab.image} from docker/Dockerfile on {base}")
     docker.run(["build", "--file", str(ROOT / "docker" / "Dockerfile"), "--build-arg", f"BASE={base}",
-                "--label", lab.label, "--tag", lab.image, str(ROOT)], show_stderr=True)
+                "--label", lab.label, "--label", f"{SOURCE_LABEL}={source_digest()}",
+                "--tag", lab.image, str(ROOT)], show_stderr=True)
     say(f"image {lab.image} is ready")
 

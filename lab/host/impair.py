@@ -28,14 +28,15 @@ import shlex
 from typing import Sequence
 
 from invoke import Context
-from invoke.exceptions import Exit
 
+from lab.errors import LabError
 from lab.host.docker import Docker
-from lab.host.image import say
-from lab.host.orchestrate import helper_run_args, require_up
+from lab.host.options import number
 from lab.host.settings import Lab
+from lab.host.state import Found, address_of, require_up
+from lab.host.topology import Topology, describe
+from lab.terminal import say
 
-TARGETS = ("server", "client")
 LOSS_COMMENT = "netlab-loss"
 NO_NETEM = ("specified qdisc kind is unknown", "unknown qdisc")
 _RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.I)
@@ -62,26 +63,15 @@ class Impairment:
 
 
 def parse(delay=None, jitter=None, loss=None, rate=None) -> Impairment:
-    """An Impairment from the task's options (strings), or a one-line Exit saying what is wrong."""
-    def number(value, flag: str, low: float, high: float) -> float | None:
-        if value is None:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            raise Exit(f"{flag} takes a number, got {value!r}") from None
-        if not low <= number <= high:
-            raise Exit(f"{flag} must be between {low:g} and {high:g}, got {number:g}")
-        return number
-
-    impairment = Impairment(number(delay, "--delay", 0, 60_000), number(jitter, "--jitter", 0, 60_000),
-                            number(loss, "--loss", 0, 100), rate)
+    """An Impairment from the task's options (strings), or a one-line LabError saying what is wrong."""
+    impairment = Impairment(number(delay, "--delay", high=60_000), number(jitter, "--jitter", high=60_000),
+                            number(loss, "--loss", high=100), rate)
     if impairment.jitter_ms and impairment.delay_ms is None:
-        raise Exit("--jitter varies a delay: give --delay too (e.g. --delay 100 --jitter 20)")
+        raise LabError("--jitter varies a delay: give --delay too (e.g. --delay 100 --jitter 20)")
     if rate is not None and not _RATE.match(rate):
-        raise Exit(f"--rate {rate!r} is not a rate tc understands: use e.g. 500kbit, 10mbit, 1gbit")
+        raise LabError(f"--rate {rate!r} is not a rate tc understands: use e.g. 500kbit, 10mbit, 1gbit")
     if impairment == Impairment():
-        raise Exit("nothing to do: give --delay, --jitter, --loss or --rate (or --clear)")
+        raise LabError("nothing to do: give --delay, --jitter, --loss or --rate (or --clear)")
     return impairment
 
 
@@ -126,16 +116,16 @@ def shell(*commands: Sequence[str] | str) -> list[str]:
 # --- doing it ---------------------------------------------------------------------------
 
 
-def namespaces(lab: Lab, target: str) -> tuple[str, str]:
-    """(the target's container, the other one) for a target role."""
-    if target not in TARGETS:
-        raise Exit(f"--target must be server or client, got {target!r}")
-    return (lab.server, lab.client) if target == "server" else (lab.client, lab.server)
+def helper(topology: Topology, container: str, command: list[str]) -> list[str]:
+    return topology.run_args("helper", command=command, joins=container)
 
 
-def address_of(found: dict, container: str, lab: Lab) -> str:
-    networks = found[container].get("NetworkSettings", {}).get("Networks") or {}
-    return (networks.get(lab.network) or {}).get("IPAddress") or ""
+def namespaces(topology: Topology, target: str) -> tuple[str, list[str]]:
+    """(the target's container, the other hosts' containers) for a target role."""
+    hosts = [role.name for role in topology.hosts]
+    if target not in hosts:
+        raise LabError(f"--target must be {' or '.join(hosts)}, got {target!r}")
+    return topology.container(target), [topology.container(host) for host in hosts if host != target]
 
 
 def impair(c: Context, lab: Lab, target: str, impairment: Impairment) -> None:
@@ -144,29 +134,30 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment) -> None:
     Nothing is removed before the new impairment is known to be possible: netem
     is tried first with ``tc qdisc replace``, which changes nothing if it fails.
     """
-    own, other = namespaces(lab, target)
+    topology = describe(lab)
+    own, others = namespaces(topology, target)
     docker = Docker(c)
-    found = require_up(docker, lab)
+    found = require_up(docker, topology)
     if impairment.delay_ms is not None or impairment.loss_pct is not None:
         commands = [netem_command(impairment)]
         if impairment.rate:
             commands.append(tbf_command(impairment.rate, parent="1:1"))
-        result = docker.run(helper_run_args(lab, own, shell(*commands)), quiet=True, check=False)
+        result = docker.run(helper(topology, own, shell(*commands)), quiet=True, check=False)
         if result.exited == 0:
-            docker.run(helper_run_args(lab, other, shell(CLEAR_LOSS)), quiet=True)
+            docker.run_parallel(helper(topology, other, shell(CLEAR_LOSS)) for other in others)
             say(f"{target} link: {impairment} (tc netem{' + tbf' if impairment.rate else ''})")
             return
         if not any(text in result.stderr.lower() for text in NO_NETEM):
-            raise Exit(f"tc could not impair the {target}'s link: {result.stderr.strip().splitlines()[-1]}")
+            raise LabError(f"tc could not impair the {target}'s link: {result.stderr.strip().splitlines()[-1]}")
         if impairment.delay_ms is not None:
-            raise Exit("this kernel lacks sch_netem, which delay and jitter need; --loss and --rate work "
-                       "without it (load it with 'modprobe sch_netem' where the kernel has the module)")
+            raise LabError("this kernel lacks sch_netem, which delay and jitter need; --loss and --rate work "
+                           "without it (load it with 'modprobe sch_netem' where the kernel has the module)")
     clear(c, lab, target, quiet=True, docker=docker)
     if impairment.rate:
-        docker.run(helper_run_args(lab, own, tbf_command(impairment.rate)), quiet=True)
+        docker.run(helper(topology, own, tbf_command(impairment.rate)), quiet=True)
     if impairment.loss_pct is not None:
-        docker.run(helper_run_args(lab, other, loss_rule(address_of(found, own, lab), impairment.loss_pct)),
-                   quiet=True)
+        rule = loss_rule(address_of(found, own, topology), impairment.loss_pct)
+        docker.run_parallel(helper(topology, other, rule) for other in others)
     how = ["tbf"] if impairment.rate else []
     how += ["iptables statistic, where the packets arrive"] if impairment.loss_pct is not None else []
     say(f"{target} link: {impairment} ({' + '.join(how)}"
@@ -174,21 +165,23 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment) -> None:
 
 
 def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, docker: Docker | None = None) -> None:
-    """Remove the impairments of one target's link, or of both."""
-    roles = [target] if target else list(TARGETS)
+    """Remove the impairments of one target's link, or of every host's."""
+    topology = describe(lab)
+    roles = [target] if target else [role.name for role in topology.hosts]
     for role in roles:
-        namespaces(lab, role)          # a bad --target is said before anything runs
+        namespaces(topology, role)          # a bad --target is said before anything runs
     docker = docker or Docker(c)
-    require_up(docker, lab)
+    require_up(docker, topology)
     for role in roles:
-        own, other = namespaces(lab, role)
-        docker.run_parallel([helper_run_args(lab, own, shell(CLEAR_QDISC)),
-                             helper_run_args(lab, other, shell(CLEAR_LOSS))])
+        own, others = namespaces(topology, role)
+        docker.run_parallel([helper(topology, own, shell(CLEAR_QDISC)),
+                             *(helper(topology, other, shell(CLEAR_LOSS)) for other in others)])
     if not quiet:
-        say(f"impairments cleared on the {target or 'server and client'} link{'s' if not target else ''}")
+        hosts = " and ".join(roles)
+        say(f"impairments cleared on the {hosts} link{'s' if len(roles) > 1 else ''}")
 
 
-def describe(qdiscs_and_rules: str, sources: dict[str, str]) -> dict[str, str]:
+def describe_rules(qdiscs_and_rules: str, sources: dict[str, str]) -> dict[str, str]:
     """What ``SHOW`` printed in one namespace, as {container: impairments}.
 
     Its qdiscs impair its own link; its loss rules impair the link of the
@@ -225,14 +218,14 @@ def netem_words(words: list[str]) -> list[str]:
     return kept
 
 
-def active(c: Context, lab: Lab, found: dict) -> dict[str, str]:
+def active(c: Context, topology: Topology, found: Found) -> dict[str, str]:
     """Impairments in force now, by container name (read from the kernel, not remembered)."""
     docker = Docker(c)
-    names = [name for name in (lab.server, lab.client) if name in found]
-    sources = {address_of(found, name, lab): name for name in names}
-    outputs = docker.run_parallel(helper_run_args(lab, name, shell(SHOW)) for name in names)
+    names = [name for name in (topology.container(role.name) for role in topology.hosts) if name in found]
+    sources = {address_of(found, name, topology): name for name in names}
+    outputs = docker.run_parallel(helper(topology, name, shell(SHOW)) for name in names)
     impaired: dict[str, list[str]] = {}
     for name, output in zip(names, outputs):
-        for who, what in describe(output.stdout, sources).items():
+        for who, what in describe_rules(output.stdout, sources).items():
             impaired.setdefault(name if who == "self" else who, []).append(what)
     return {name: ", ".join(what) for name, what in impaired.items()}

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from lab.inspect.decode import PROTO_UDP, address_text, datagram, flags_names
+from lab.inspect.decode import ACK, address_text, ip_packet, tcp_flags_text, udp_datagram
 from lab.inspect.ladder import payload_preview
 from lab.inspect.reader import CaptureFileError, read_records
 from lab.inspect.tcp import Segment, Tracker, wireshark_labels
@@ -70,8 +70,8 @@ class RateLimit:
 
 def tcp_line(seg: Segment) -> str:
     """The words of one TCP packet's line (without time and direction)."""
-    parts = [f"{flags_names(seg.flags):<8}", f"seq={seg.rel_seq:<8}"]
-    parts.append(f"ack={seg.rel_ack:<8}" if seg.flags & 0x10 else " " * 12)
+    parts = [f"{tcp_flags_text(seg.flags):<8}", f"seq={seg.rel_seq:<8}"]
+    parts.append(f"ack={seg.rel_ack:<8}" if seg.flags & ACK else " " * 12)
     parts.append(f"len={seg.length:<5}")
     if seg.payload:
         parts.append(payload_preview(seg.payload, 24))
@@ -83,17 +83,16 @@ def tcp_line(seg: Segment) -> str:
 
 def other_line(linktype: int, data: bytes) -> str:
     """A short summary of a frame that is not TCP."""
-    ip = datagram(linktype, data)
+    udp = udp_datagram(linktype, data)
+    if udp is not None:
+        return (f"UDP {address_text(udp.src)}:{udp.sport} -> {address_text(udp.dst)}:{udp.dport} "
+                f"len={len(udp.payload)} {payload_preview(udp.payload, 24)}")
+    ip = ip_packet(linktype, data)
     if ip is None:
         kind = {b"\x08\x06": "ARP"}.get(data[12:14], f"ethertype 0x{data[12:14].hex()}")
         return f"{kind} (no IP)"
-    src, dst = address_text(ip.src), address_text(ip.dst)
-    if ip.proto == PROTO_UDP and len(data) >= ip.offset + 8:
-        sport, dport = int.from_bytes(data[ip.offset:ip.offset + 2], "big"), int.from_bytes(data[ip.offset + 2:ip.offset + 4], "big")
-        payload = data[ip.offset + 8:ip.offset + ip.length]
-        return f"UDP {src}:{sport} -> {dst}:{dport} len={len(payload)} {payload_preview(payload, 24)}"
     names = {1: "ICMP", 58: "ICMPv6", 2: "IGMP"}
-    return f"{names.get(ip.proto, f'IP protocol {ip.proto}')} {src} -> {dst}"
+    return f"{names.get(ip.proto, f'IP protocol {ip.proto}')} {address_text(ip.src)} -> {address_text(ip.dst)}"
 
 
 class LiveView:

@@ -1,55 +1,66 @@
-"""What every invoke task shares: the lab it acts on, and errors as one line."""
+"""Task options, from the strings invoke hands us to what the lab needs, or a one-line LabError.
+
+Options that take numbers are declared as strings in tasks.py: invoke's own parser
+shows a traceback when an int-typed option gets something else, so every number
+is read here, by :func:`number`, with one wording for every mistake.
+"""
 
 from __future__ import annotations
 
-import functools
-import logging
-from typing import Callable
+import math
+from typing import Sequence
 
-from invoke import Context
-from invoke.exceptions import Exit, UnexpectedExit
-
-from lab.host.settings import Lab, from_config
-
-LAB_HELP = "act on the lab of this name (default: 'name' in invoke.yaml, INVOKE_LAB_NAME)"
+from lab.errors import LabError
 
 
-def lab_of(c: Context, lab: str | None) -> Lab:
-    return from_config(c.config, lab)
+def number(value: str | int | float | None, flag: str, *, whole: bool = False, low: float = 0,
+           high: float | None = None, above: bool = False, default: float | None = None):
+    """``value`` as an int (``whole``) or a finite float within [low, high]; None gives ``default``.
 
-
-def whole_number(value: str | int | None, flag: str, default: int | None = None) -> int | None:
-    """A task option's number, or a one-line Exit.
-
-    Options that take numbers are declared as strings: invoke's own parser shows a
-    traceback when an int-typed option gets something else.
+    ``above`` makes ``low`` itself unacceptable (a duration of 0 s means nothing).
     """
     if value is None:
         return default
     try:
-        number = int(value)
-    except ValueError:
-        raise Exit(f"{flag} takes a whole number, got {value!r}") from None
-    if number < 0:
-        raise Exit(f"{flag} must be 0 or more, got {number}")
-    return number
+        parsed = int(value) if whole else float(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if whole else "a number"
+        raise LabError(f"{flag} takes {kind}, got {value!r}") from None
+    if not math.isfinite(parsed):
+        raise LabError(f"{flag} takes a finite number, got {value!r}")
+    if high is not None and not low <= parsed <= high:
+        raise LabError(f"{flag} must be between {low:g} and {high:g}, got {parsed:g}")
+    if above and parsed <= low:
+        raise LabError(f"{flag} must be more than {low:g}, got {parsed:g}")
+    if parsed < low:
+        raise LabError(f"{flag} must be {low:g} or more, got {parsed:g}")
+    return parsed
 
 
-def one_line_errors(task_body: Callable) -> Callable:
-    """Turn an unexpected exception into one line; ``invoke --debug`` shows the traceback."""
+def whole_number(value: str | int | None, flag: str, default: int | None = None) -> int | None:
+    """A count or a size: a whole number, 0 or more."""
+    return number(value, flag, whole=True, default=default)
 
-    @functools.wraps(task_body)
-    def wrapper(c, *args, **kwargs):
-        try:
-            return task_body(c, *args, **kwargs)
-        except (Exit, UnexpectedExit):
-            raise
-        except KeyboardInterrupt:
-            raise Exit("interrupted", 130) from None
-        except Exception as exc:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                raise
-            raise Exit(f"unexpected error: {type(exc).__name__}: {exc} "
-                       "(run 'invoke --debug ...' to see the traceback)") from None
 
-    return wrapper
+def client_options(messages: Sequence[str], udp: bool = False, step: bool = False) -> list[str]:
+    """lab.inside.client's command line for the send task's options."""
+    messages = [m for m in messages if m]
+    if not messages:
+        raise LabError("nothing to send: give a request line, e.g. invoke send 'ECHO hello'")
+    if udp and step:
+        raise LabError("--step works over TCP only (UDP has no connection to step through)")
+    return [*(["--udp"] if udp else []), *(["--step"] if step else []), *messages]
+
+
+def bulk_options(nbytes: str | int) -> list[str]:
+    """lab.inside.client's command line for downloading ``nbytes``."""
+    return ["--bulk", str(whole_number(nbytes, "NBYTES"))]
+
+
+def exchange_options(send: Sequence[str] | None, bulk: str | None) -> list[str]:
+    """The client run a capture records: --send's requests or --bulk's download (not both), or none."""
+    if send and bulk is not None:
+        raise LabError("--send and --bulk cannot be combined: the client does one or the other")
+    if send:
+        return client_options(send)
+    return bulk_options(bulk) if bulk is not None else []

@@ -1,27 +1,13 @@
-"""What one lab is called and made of: names, labels and addresses, from invoke's config.
+"""What one lab is called and configured with: its name, subnet, port, image and limits.
 
-Naming scheme (every name derives from the lab name, so two labs never collide):
+The names of its containers follow from its roles (lab.host.topology); the names
+here are the lab-wide ones: the network ``<lab>-net``, the image ``<image>:<lab>``
+and the label ``org.netlab.lab=<lab>`` that marks everything the lab creates.
 
-    network         <lab>-net          a user-defined bridge, --internal by default
-    server          <lab>-server       runs lab.server; DNS alias "server" on the network
-    client host     <lab>-client       the client's network identity (its IP, MAC and
-                                       namespace); each `invoke send` runs the client
-                                       program in a fresh container that joins it
-    capture         <lab>-capture      `invoke capture`'s engine, in the server's namespace
-    (helpers)       unnamed, --rm      short-lived NET_ADMIN containers that set
-                                       offloads and impairments in a namespace
-    image           <image>:<lab>      built from docker/Dockerfile
-    base image      netlab/base:bookworm   debian:bookworm-slim's stand-in where no
-                                       registry answers (built with debootstrap)
-
-Every resource carries the label ``org.netlab.lab=<lab>``, and containers also
-``org.netlab.role=<role>``: the lab touches nothing without its label. (Containers
-inherit their image's labels, so for a container the role must be one the lab
-sets: see CONTAINER_ROLES.)
-
-Configuration comes the invoke way: defaults in tasks.py, ``invoke.yaml`` beside
-it, ``INVOKE_LAB_<KEY>`` environment variables, ``invoke -f FILE``, then the
-``--lab`` option every task takes.
+``DEFAULTS`` below is the one place the defaults live: tasks.py hands them to
+invoke, and each can be overridden the invoke way: a file ``invoke.yaml`` beside
+tasks.py, ``INVOKE_LAB_<KEY>`` environment variables, ``invoke -f FILE``, then the
+``--lab NAME`` option every task takes (README, "Configuration").
 """
 
 from __future__ import annotations
@@ -31,14 +17,11 @@ import ipaddress
 import re
 from typing import Any
 
-from invoke.exceptions import Exit
+from lab.errors import LabError
 
 LABEL = "org.netlab.lab"
 ROLE_LABEL = "org.netlab.role"
-# Roles the lab's own `docker run` commands set. Containers inherit their image's
-# labels, so a container someone else starts from our image carries our lab label
-# too (with the image's role, "image"): only these roles make a container ours.
-CONTAINER_ROLES = ("server", "client", "client-run", "capture", "helper")
+SOURCE_LABEL = "org.netlab.source"      # on the image: the digest of the code it was built from
 BASE_IMAGE = "netlab/base:bookworm"
 SLIM_IMAGE = "debian:bookworm-slim"
 AUTO = "auto"
@@ -46,6 +29,7 @@ AUTO = "auto"
 # 192.168.0.0/16), from which "auto" picks the first free /24.
 AUTO_POOL = ipaddress.ip_network("10.77.0.0/16")
 
+# Each key's meaning is in the README's "Configuration" table.
 DEFAULTS: dict[str, Any] = {
     "name": "netlab",
     "subnet": AUTO,
@@ -57,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "pids": 128,
 }
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,30}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,18 +62,6 @@ class Lab:
         return f"{self.name}-net"
 
     @property
-    def server(self) -> str:
-        return f"{self.name}-server"
-
-    @property
-    def client(self) -> str:
-        return f"{self.name}-client"
-
-    @property
-    def capture(self) -> str:
-        return f"{self.name}-capture"
-
-    @property
     def image(self) -> str:
         return f"{self.image_repo}:{self.name}"
 
@@ -103,20 +75,20 @@ def from_config(config: Any, lab: str | None = None) -> Lab:
     """Build a Lab from invoke's ``config.lab`` section, with the ``--lab`` override."""
     section = {**DEFAULTS, **dict(config.get("lab", {}) or {})}
     name = lab or section["name"]
-    if not _NAME.match(str(name)):
-        raise Exit(f"lab name {name!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
+    if not _NAME.fullmatch(str(name)):
+        raise LabError(f"lab name {name!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
     try:
         port = int(section["port"])
     except (TypeError, ValueError):
-        raise Exit(f"lab port {section['port']!r} is not a number: fix it in invoke.yaml or INVOKE_LAB_PORT") from None
+        raise LabError(f"lab port {section['port']!r} is not a number: fix it in invoke.yaml or INVOKE_LAB_PORT") from None
     if not 1 <= port <= 65535:
-        raise Exit(f"lab port {port} is out of range: use 1024..65535 (the server runs without root)")
+        raise LabError(f"lab port {port} is out of range: use 1024..65535 (the server runs without root)")
     subnet = str(section["subnet"])
     if subnet != AUTO:
         try:
             subnet = str(ipaddress.ip_network(subnet, strict=True))
         except ValueError:
-            raise Exit(f"subnet {subnet!r} is not a network like 10.77.0.0/24: fix it in invoke.yaml or INVOKE_LAB_SUBNET") from None
+            raise LabError(f"subnet {subnet!r} is not a network like 10.77.0.0/24: fix it in invoke.yaml or INVOKE_LAB_SUBNET") from None
     internal = section["internal"]
     if isinstance(internal, str):
         internal = internal.strip().lower() not in ("0", "false", "no", "off")
@@ -131,16 +103,3 @@ def from_config(config: Any, lab: str | None = None) -> Lab:
         pids=int(section["pids"]),
     )
 
-
-def pick_subnet(used: list[str]) -> str:
-    """The first /24 of AUTO_POOL that overlaps none of the ``used`` subnets."""
-    taken = []
-    for text in used:
-        try:
-            taken.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            continue
-    for candidate in AUTO_POOL.subnets(new_prefix=24):
-        if not any(candidate.overlaps(net) for net in taken if net.version == 4):
-            return str(candidate)
-    raise Exit(f"every /24 in {AUTO_POOL} is in use: set a subnet with INVOKE_LAB_SUBNET or in invoke.yaml")

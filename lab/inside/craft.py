@@ -104,7 +104,7 @@ def connect(server: str, port: int, line: str) -> None:
         ack = reply[TCP].seq + len(reply[Raw].load)
         print(f"the server answered: {reply[Raw].load.decode(errors='replace').strip()!r}")
         send_say(ip / TCP(sport=sport, dport=port, flags="FA", seq=seq, ack=ack))
-        fin = wait_for(arrived, lambda p: p[TCP].flags & 0x01, 3)
+        fin = wait_for(arrived, lambda p: p[TCP].flags.F, 3)
         if fin is not None:
             say("<-", fin)
             send_say(ip / TCP(sport=sport, dport=port, flags="A", seq=seq + 1, ack=fin[TCP].seq + 1))

@@ -32,8 +32,9 @@ Rules, and why:
 4. BULK is the one reply that is not a line: after the header line come exactly
    ``nbytes`` bytes of a deterministic pattern (lines of printable ASCII, so ``nc``
    shows them and a receiver can check every byte), then a terminator line. The
-   client knows how many raw bytes to expect because it parsed the header of the
-   reply to the BULK it sent; that is why the client side is a small state machine.
+   client knows how many raw bytes to expect from the header of the reply
+   (``OK <nbytes> bytes follow``), checked against the BULK it sent; that is why
+   the client side is a small state machine.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ class LineSplitter:
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         if max_line < 2:
-            raise ValueError(f"max_line must be at least 2 bytes, got {max_line}")
+            raise LocalProtocolError(f"max_line must be at least 2 bytes, got {max_line}")
         self.max_line = max_line
         self._tail = bytearray()
         self.overflowed = False
@@ -310,8 +311,8 @@ class LineSplitter:
         raise LineTooLong(lines, self.max_line)
 
 
-class LineTooLong(Exception):
-    """Raised by LineSplitter.feed; carries the good lines that came before."""
+class LineTooLong(RemoteProtocolError):
+    """Raised by LineSplitter.feed: the peer sent a line over the limit; carries the good lines before it."""
 
     def __init__(self, lines: list[bytes], max_line: int) -> None:
         super().__init__(f"line longer than {max_line} bytes")
@@ -369,17 +370,31 @@ class ReplyDecoder:
     """The client's side: bytes in, replies out, knowing which replies carry BULK data.
 
     The client tells the decoder what it sent (``expect(request)``), because only
-    the request says whether the reply's header is followed by raw bytes.
+    the request says whether a reply's header is followed by raw bytes. The number
+    of raw bytes comes from the reply's header (``OK <nbytes> bytes follow``), and
+    must be the number the request asked for: a server that answers ``BULK 100``
+    with ``OK 5 bytes follow`` has broken the protocol, and the decoder says so
+    instead of reading the next reply out of the data.
+
+    States (h11's rule: an error state that sticks)::
+
+        REPLY      waiting for a reply line
+        BULK_DATA  taking the raw bytes a BULK header announced
+        BULK_END   waiting for the line that ends the BULK data
+        CLOSED     the server closed between replies
+        ERROR      the server broke the protocol: every later call raises again
     """
+
+    REPLY, BULK_DATA, BULK_END, CLOSED, ERROR = "REPLY", "BULK_DATA", "BULK_END", "CLOSED", "ERROR"
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.max_line = max_line
+        self.state = self.REPLY
         self._pending: deque[Request] = deque()
         self._buffer = bytearray()
         self._events: deque[Reply | BulkData | BulkEnd] = deque()
         self._bulk_left = 0
-        self._want_terminator = False
-        self._closed = False
+        self._error: RemoteProtocolError | None = None
 
     def expect(self, request: Request) -> None:
         """Record that ``request`` was sent, so its reply is decoded the right way."""
@@ -387,21 +402,34 @@ class ReplyDecoder:
 
     def receive_data(self, data: bytes) -> None:
         """Take the next bytes from the server; ``b""`` marks the end of the stream."""
-        if not data:
-            if self._bulk_left or self._buffer:
-                raise RemoteProtocolError("connection closed in the middle of a reply")
-            self._closed = True
-            return
-        self._buffer += data
-        self._parse()
+        self._raise_if_broken()
+        try:
+            if not data:
+                if self.state != self.REPLY or self._buffer:
+                    raise RemoteProtocolError("connection closed in the middle of a reply")
+                self.state = self.CLOSED
+                return
+            if self.state == self.CLOSED:
+                raise RemoteProtocolError("bytes arrived after the end of the stream")
+            self._buffer += data
+            self._parse()
+        except RemoteProtocolError as exc:
+            self.state, self._error = self.ERROR, exc
+            raise
+
+    def _raise_if_broken(self) -> None:
+        if self.state == self.ERROR:
+            raise RemoteProtocolError(f"the stream is broken: {self._error}")
 
     def _parse(self) -> None:
         while self._buffer:
-            if self._bulk_left:
+            if self.state == self.BULK_DATA:
                 take = min(self._bulk_left, len(self._buffer))
                 self._events.append(BulkData(bytes(self._buffer[:take])))
                 del self._buffer[:take]
                 self._bulk_left -= take
+                if not self._bulk_left:
+                    self.state = self.BULK_END
                 continue
             newline = self._buffer.find(b"\n")
             if newline < 0:
@@ -414,18 +442,30 @@ class ReplyDecoder:
 
     def _on_line(self, line: bytes) -> None:
         reply = parse_reply_line(line)
-        if self._want_terminator:
-            self._want_terminator = False
+        if self.state == self.BULK_END:
+            self.state = self.REPLY
             self._events.append(BulkEnd(reply.text if isinstance(reply, Ok) else reply.reason))
             return
         request = self._pending.popleft() if self._pending else None
-        self._events.append(reply)
         if isinstance(request, Bulk) and isinstance(reply, Ok):
-            self._bulk_left = request.nbytes
-            self._want_terminator = True
+            self._bulk_left = announced_bytes(reply, request)
+            self.state = self.BULK_DATA if self._bulk_left else self.BULK_END
+        self._events.append(reply)
 
     def next_event(self) -> Reply | BulkData | BulkEnd | _Sentinel:
         """The next decoded event, NEED_DATA, or CLOSED once the server has closed."""
         if self._events:
             return self._events.popleft()
-        return CLOSED if self._closed else NEED_DATA
+        self._raise_if_broken()
+        return CLOSED if self.state == self.CLOSED else NEED_DATA
+
+
+def announced_bytes(header: Ok, request: Bulk) -> int:
+    """The byte count in a BULK reply's header, which must be the one the request asked for."""
+    count, _, rest = header.text.partition(" ")
+    if rest != bulk_header(0).text.partition(" ")[2] or not (count.isascii() and count.isdigit()):
+        raise RemoteProtocolError(f"the reply to BULK {request.nbytes} is not 'OK <nbytes> bytes follow': "
+                                  f"{header.text[:60]!r}")
+    if int(count) != request.nbytes:
+        raise RemoteProtocolError(f"the server announced {int(count)} bytes for BULK {request.nbytes}")
+    return int(count)

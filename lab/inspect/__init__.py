@@ -23,10 +23,10 @@ the tests hold the two to the same answers on every frame.
 from lab.inspect.analysis import Capture, analyze, follow, iter_segments, stream_segments
 from lab.inspect.reader import CaptureFileError, Record, read_records
 from lab.inspect.rtt import RttSample, rtt_samples, stream_rtt
-from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, flag_names, wireshark_labels
+from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, analysis_flag_names, wireshark_labels
 
 __all__ = [
     "Capture", "CaptureFileError", "Connection", "FLAG_NAMES", "Record", "RttSample", "Segment",
-    "analyze", "flag_names", "follow", "iter_segments", "read_records", "rtt_samples",
+    "analyze", "analysis_flag_names", "follow", "iter_segments", "read_records", "rtt_samples",
     "stream_rtt", "stream_segments", "wireshark_labels",
 ]

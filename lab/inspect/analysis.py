@@ -18,7 +18,7 @@ from typing import Iterator
 
 from lab.inspect.fast.bulk import consume as consume_in_bulk
 from lab.inspect.reader import CaptureFileError, read_batches, read_records
-from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, Tracker, flag_names
+from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, Tracker, analysis_flag_names
 
 SHORT_CONNECTION = 60
 """Connections with at most this many frames keep their segments by default
@@ -38,7 +38,7 @@ class Capture:
 
     def flags_of(self, frame: int) -> list[str]:
         """Names of the analysis flags of a frame (1-based, as in Wireshark)."""
-        return flag_names(self.flagged.get(frame, 0))
+        return analysis_flag_names(self.flagged.get(frame, 0))
 
     def frames_with(self, name: str) -> list[int]:
         """Frames carrying the analysis flag ``name`` (a key of FLAG_NAMES)."""

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lab.errors import LabError
 from lab.inspect.analysis import SHORT_CONNECTION, analyze
 from lab.inspect.reader import CaptureFileError
 from lab.inspect.report import print_report, write_csv, write_json
@@ -47,9 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
         ladders: int = SHORT_CONNECTION, width: int = 100, stream: int | None = None) -> int:
-    """Print the chosen output for one capture; return the exit code (1 for a damaged file)."""
+    """Print the chosen output for one capture; return the exit code (1 for a damaged file).
+
+    Mistakes (a missing file, a stream the capture lacks, options that do not go
+    together) raise a LabError with one line saying what to do.
+    """
     from lab.terminal import console
 
+    if stream is not None and as_json:
+        raise LabError("--stream picks a connection for the report or --csv; --json lists every connection", code=2)
+    if as_json and as_csv:
+        raise LabError("--json and --csv are two different outputs: choose one", code=2)
     path = Path(pcap) if pcap else newest_capture()
     if as_csv:
         write_csv(path, sys.stdout, stream)
@@ -74,15 +83,13 @@ def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.stream is not None and args.json:
-        parser.error("--stream picks a connection for the report or --csv; --json lists every connection")
     try:
         return run(args.pcap, args.json, args.csv, args.ladders, args.width, args.stream)
-    except CaptureFileError as exc:
+    except LabError as exc:
         if args.debug:
             raise
         print(f"lab.inspect: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
     except BrokenPipeError:       # the reader went away (| head): not an error of ours
         sys.stderr.close()
         return 0

@@ -27,12 +27,12 @@ _ipv4 = struct.Struct("!BxH5xB2x4s4s").unpack_from  # ver/ihl, total length, pro
 _tcp = struct.Struct("!HHIIBBH").unpack_from
 # Ethernet + IPv4 without options + TCP, the frames of nearly every capture, in one
 # call: ethertype, version/IHL, total length, fragment field, protocol, addresses,
-# then the TCP header. Anything else takes the general path (datagram()).
+# then the TCP header. Anything else takes the general path (ip_packet()).
 _ether_ipv4_tcp = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBBH").unpack_from
 ETHER_IPV4_TCP_LENGTH = 14 + 20 + 20
 
 
-class Datagram(NamedTuple):
+class IpPacket(NamedTuple):
     """The network layer of a frame: addresses (packed bytes), protocol, where its payload is."""
 
     src: bytes
@@ -67,7 +67,7 @@ def network_offset(linktype: int, data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def datagram(linktype: int, data: bytes) -> Datagram | None:
+def ip_packet(linktype: int, data: bytes) -> IpPacket | None:
     """The IP layer of a frame, or None when the frame is not (whole-header) IP."""
     found = network_offset(linktype, data)
     if found is None:
@@ -80,8 +80,8 @@ def datagram(linktype: int, data: bytes) -> Datagram | None:
         header = (version_ihl & 0x0F) * 4
         fragment = _u16(data, offset + 6)[0]
         if fragment & 0x1FFF:  # a later fragment carries no transport header
-            return Datagram(src, dst, -proto, offset + header, total - header)
-        return Datagram(src, dst, proto, offset + header, total - header)
+            return IpPacket(src, dst, -proto, offset + header, total - header)
+        return IpPacket(src, dst, proto, offset + header, total - header)
     if len(data) < offset + 40:
         return None
     payload_length, proto = _u16(data, offset + 4)[0], data[offset + 6]
@@ -93,12 +93,31 @@ def datagram(linktype: int, data: bytes) -> Datagram | None:
         next_proto = data[position]
         if proto == IPV6_FRAGMENT:
             if _u16(data, position + 2)[0] & 0xFFF8:
-                return Datagram(src, dst, -next_proto, position + 8, end - position - 8)
+                return IpPacket(src, dst, -next_proto, position + 8, end - position - 8)
             size = 8
         else:
             size = (data[position + 1] + 1) * 8
         proto, position = next_proto, position + size
-    return Datagram(src, dst, proto, position, end - position)
+    return IpPacket(src, dst, proto, position, end - position)
+
+
+class UdpDatagram(NamedTuple):
+    """A UDP datagram of a frame: its IP addresses (packed bytes), ports and payload."""
+
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    payload: bytes
+
+
+def udp_datagram(linktype: int, data: bytes) -> UdpDatagram | None:
+    """The UDP datagram a frame carries, or None when it carries none (whole-header)."""
+    ip = ip_packet(linktype, data)
+    if ip is None or ip.proto != PROTO_UDP or len(data) < ip.offset + 8:
+        return None
+    sport, dport = _u16(data, ip.offset)[0], _u16(data, ip.offset + 2)[0]
+    return UdpDatagram(ip.src, ip.dst, sport, dport, data[ip.offset + 8:ip.offset + ip.length])
 
 
 class TcpHeader(NamedTuple):
@@ -131,7 +150,7 @@ def tcp_header(linktype: int, data: bytes) -> TcpHeader | None:
             # tuple.__new__: a NamedTuple's own __new__ costs 9x more, once per packet.
             return tuple.__new__(TcpHeader, (src, dst, sport, dport, seq, ack, flags, window,
                                              34, 34 + header, total - 20 - header))
-    ip = datagram(linktype, data)
+    ip = ip_packet(linktype, data)
     if ip is None or ip.proto != PROTO_TCP or len(data) < ip.offset + 20:
         return None
     sport, dport, seq, ack, offset_byte, flag_byte, window = _tcp(data, ip.offset)
@@ -200,12 +219,12 @@ FLAG_LETTERS = ((NS, "N"), (CWR, "C"), (ECE, "E"), (URG, "U"), (ACK, "A"), (PSH,
                 (RST, "R"), (SYN, "S"), (FIN, "F"))
 
 
-def flags_str(flags: int) -> str:
+def tcp_flags_column(flags: int) -> str:
     """Wireshark's ``tcp.flags.str``: 12 positions, a letter where a flag is set."""
     return "···" + "".join(letter if flags & bit else "·" for bit, letter in FLAG_LETTERS)
 
 
-def flags_names(flags: int) -> str:
+def tcp_flags_text(flags: int) -> str:
     """Flags as a learner reads them: SYN, SYN/ACK, PSH/ACK, FIN/ACK, RST, ..."""
     names = [name for bit, name in ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"),
                                     (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))

@@ -19,11 +19,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from lab.inspect.rtt import RttSample, rtt_samples
-from lab.inspect.tcp import ACK, FLAG_NAMES, Segment
+from lab.inspect.rtt import ALPHA, RttSample, estimated_rtts, rtt_samples
+from lab.inspect.tcp import ACK, RETRANSMITTED, Segment
 
-RETRANSMITTED = FLAG_NAMES["retransmission"] | FLAG_NAMES["out_of_order"]
-ALPHA = 0.125
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +88,8 @@ def throughput(segments: Sequence[Segment], interval_s: float | None = None,
 
 
 def estimated_rtt(samples: Sequence[RttSample], alpha: float = ALPHA) -> list[float]:
-    """EstimatedRTT after each sample: (1 - alpha) * previous + alpha * sample (RFC 6298)."""
-    estimates: list[float] = []
-    for sample in samples:
-        previous = estimates[-1] if estimates else sample.rtt_ms
-        estimates.append((1 - alpha) * previous + alpha * sample.rtt_ms)
-    return estimates
+    """EstimatedRTT after each sample (lab.inspect.rtt.estimated_rtts)."""
+    return estimated_rtts((sample.rtt_ms for sample in samples), alpha)
 
 
 def _axes(ax, size=(10, 4.5)):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from lab.inspect.decode import SYN, endpoint_text, flags_names
+from lab.inspect.decode import ACK, SYN, endpoint_text, tcp_flags_text
 from lab.inspect.tcp import Connection, Segment, wireshark_labels
 
 PREVIEW = 18
@@ -58,8 +58,8 @@ def payload_preview(payload: bytes, limit: int = PREVIEW) -> str:
 
 
 def rung(segment: Segment, start_ns: int) -> Rung:
-    parts = [flags_names(segment.flags), f"seq={segment.rel_seq}"]
-    if segment.flags & 0x10:
+    parts = [tcp_flags_text(segment.flags), f"seq={segment.rel_seq}"]
+    if segment.flags & ACK:
         parts.append(f"ack={segment.rel_ack}")
     parts.append(f"win={segment.window}")
     if segment.length:

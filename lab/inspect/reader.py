@@ -30,6 +30,8 @@ from typing import BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 
+from lab.errors import LabError
+
 CHUNK = 4 << 20
 MAX_RECORD = 0x4000000   # larger claims are damage, not packets (tshark's limit is 256 KiB)
 
@@ -46,7 +48,7 @@ EPB_OVERHEAD = EPB_HEADER + 4
 OPT_END, OPT_COMMENT, OPT_IF_TSRESOL = 0, 1, 9
 
 
-class CaptureFileError(Exception):
+class CaptureFileError(LabError):
     """The file is missing, not a capture, or damaged at byte ``offset``."""
 
     def __init__(self, message: str, offset: int | None = None) -> None:

@@ -12,9 +12,9 @@ import os
 from typing import IO, Any
 
 from lab.inspect.analysis import Capture, iter_segments, stream_segments
-from lab.inspect.decode import address_text, endpoint_text, flags_str
+from lab.inspect.decode import address_text, endpoint_text, tcp_flags_column
 from lab.inspect.ladder import ladder_text
-from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, Segment, flag_names
+from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, Segment, analysis_flag_names
 
 CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
 MAX_ROWS = 50       # connections listed in the report's table
@@ -117,8 +117,8 @@ def write_csv(path: str | os.PathLike, out: IO[str], stream: int | None = None) 
         if stream is not None and seg.stream != stream:
             continue
         writer.writerow([seg.frame, seg.stream, address_text(seg.src), seg.sport, address_text(seg.dst),
-                         seg.dport, flags_str(seg.flags), seg.length, seg.rel_seq, seg.rel_ack,
-                         ";".join(flag_names(seg.analysis))])
+                         seg.dport, tcp_flags_column(seg.flags), seg.length, seg.rel_seq, seg.rel_ack,
+                         ";".join(analysis_flag_names(seg.analysis))])
 
 
 def si_size(size: int) -> str:

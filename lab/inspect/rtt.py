@@ -26,6 +26,7 @@ from lab.inspect.decode import FIN, SYN
 from lab.inspect.tcp import MASK32, RETRANSMISSION, Segment, gt_seq
 
 MAX_UNACKED = 10_000
+ALPHA = 0.125        # RFC 6298's weight of a new sample, what textbooks use for EstimatedRTT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,3 +93,11 @@ def stream_rtt(path: str | os.PathLike, stream: int) -> list[RttSample]:
     from lab.inspect.analysis import stream_segments
 
     return rtt_samples(stream_segments(path, stream))
+
+
+def estimated_rtts(samples_ms: Iterable[float], alpha: float = ALPHA) -> list[float]:
+    """EstimatedRTT after each sample: (1 - alpha) * previous + alpha * sample, from the first (RFC 6298)."""
+    estimates: list[float] = []
+    for sample in samples_ms:
+        estimates.append((1 - alpha) * estimates[-1] + alpha * sample if estimates else sample)
+    return estimates

@@ -65,6 +65,9 @@ FLAG_NAMES = {
 """The reported flags, each with the bits that set it. As in tshark, a fast or
 spurious retransmission is also a retransmission."""
 
+RETRANSMITTED = RETRANSMISSION | OUT_OF_ORDER
+"""A copy of bytes sent before: what Karn's rule leaves out and the graphs mark."""
+
 WIRESHARK_LABELS = (
     (FAST_RETRANSMISSION, "TCP Fast Retransmission"),
     (SPURIOUS_RETRANSMISSION, "TCP Spurious Retransmission"),
@@ -90,7 +93,7 @@ UNKNOWN_SCALE, NO_SCALE = -1, -2
 
 
 
-def flag_names(bits: int) -> list[str]:
+def analysis_flag_names(bits: int) -> list[str]:
     """Names of the analysis flags set in ``bits``."""
     return [name for name, mask in FLAG_NAMES.items() if bits & mask]
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lab.inspect import analyze, read_records, stream_segments
-from lab.inspect.decode import ACK, FIN, PROTO_UDP, SYN, datagram, endpoint_text
-from lab.inspect.graphs import ALPHA
-from lab.inspect.tcp import FLAG_NAMES, Segment
+from lab.inspect.decode import ACK, FIN, SYN, endpoint_text, udp_datagram
+from lab.inspect.rtt import estimated_rtts
+from lab.inspect.tcp import RETRANSMITTED, Segment
 
 FIRST = 6     # "the first six segments", as in the Kurose-Ross lab
 
@@ -43,7 +43,7 @@ class Verdict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Datagram:
+class UdpMessage:
     """A UDP datagram of the lab's protocol, seen from the server's port."""
 
     frame: int
@@ -58,7 +58,7 @@ class Question:
     prompt: str
     truth: Callable[["Exercises"], Any]
     hint: str
-    kind: str = "exact"      # exact, text, number (relative tolerance), list
+    kind: str = "exact"      # exact, text, number (relative tolerance), list, either (one of several numbers)
     tolerance: float = 0.0
 
 
@@ -101,9 +101,8 @@ class Exercises:
 
     def data(self, from_client: bool) -> list[Segment]:
         """First transmissions of data in one direction."""
-        retransmitted = FLAG_NAMES["retransmission"] | FLAG_NAMES["out_of_order"]
         return [s for s in self.segments if s.from_client == from_client and s.length
-                and not s.analysis & retransmitted]
+                and not s.analysis & RETRANSMITTED]
 
     @property
     def sender_is_client(self) -> bool:
@@ -120,10 +119,7 @@ class Exercises:
         return samples
 
     def estimated_rtt(self, samples: list[float]) -> float:
-        estimate = samples[0]
-        for sample in samples[1:]:
-            estimate = (1 - ALPHA) * estimate + ALPHA * sample
-        return round(estimate, 3)
+        return round(estimated_rtts(samples)[-1], 3)
 
     def receiver_windows(self) -> list[int]:
         """Windows (bytes, scaled) the data receiver advertised after the handshake."""
@@ -155,27 +151,22 @@ class Exercises:
         return round(sum(s.length for s in data) * 8 / seconds / 1e6, 3)
 
     def first_loss_s(self) -> float:
-        retransmitted = FLAG_NAMES["retransmission"] | FLAG_NAMES["out_of_order"]
-        lost = next(s for s in self.segments if s.analysis & retransmitted)
+        lost = next(s for s in self.segments if s.analysis & RETRANSMITTED)
         return round((lost.time_ns - self.segments[0].time_ns) / 1e9, 6)
 
     def fins(self) -> list[Segment]:
         return [s for s in self.segments if s.flags & FIN]
 
-    def udp(self) -> list["Datagram"]:
+    def udp(self) -> list[UdpMessage]:
         """The UDP datagrams to and from the server's port, in capture order."""
         found = []
         with self.path.open("rb") as stream:
             for frame, record in enumerate(read_records(stream), 1):
-                ip = datagram(record.linktype, record.data)
-                if ip is None or ip.proto != PROTO_UDP or len(record.data) < ip.offset + 8:
-                    continue
-                sport = int.from_bytes(record.data[ip.offset:ip.offset + 2], "big")
-                dport = int.from_bytes(record.data[ip.offset + 2:ip.offset + 4], "big")
-                if self.port in (sport, dport):
-                    payload = record.data[ip.offset + 8:ip.offset + ip.length]
-                    found.append(Datagram(frame, record.time_ns, dport == self.port,
-                                          sport if dport == self.port else dport, payload))
+                udp = udp_datagram(record.linktype, record.data)
+                if udp is not None and self.port in (udp.sport, udp.dport):
+                    to_server = udp.dport == self.port
+                    found.append(UdpMessage(frame, record.time_ns, to_server,
+                                            udp.sport if to_server else udp.dport, udp.payload))
         return found
 
     def udp_unanswered(self) -> int:

@@ -10,12 +10,10 @@ print one line saying so and what to run, instead of failing.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
-from lab.inspect.decode import ACK, FIN, RST, SYN, flags_names
+from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
 from lab.paths import PROJECT_ROOT
@@ -34,17 +32,45 @@ def capture_path(given: str | None, bundled: str) -> Path:
 
 
 def lab_name() -> str:
-    return os.environ.get("INVOKE_LAB_NAME", "netlab")
+    """The lab the live cells act on: INVOKE_LAB_NAME, as for the tasks, else the default lab."""
+    from lab.host.settings import DEFAULTS
+
+    return os.environ.get("INVOKE_LAB_NAME") or DEFAULTS["name"]
+
+
+def _lab(name: str | None = None):
+    """The lab's description (lab.host.topology) for ``name`` or :func:`lab_name`."""
+    from lab.host.settings import from_config
+    from lab.host.topology import describe
+
+    return describe(from_config({"lab": {}}, name or lab_name()))
+
+
+def _docker(echo: bool = True):
+    """lab.host.docker's Docker on a plain invoke Context: the tasks' one way to call docker.
+
+    ``echo`` prints each command first, so the learner can run it by hand; questions
+    the learner did not ask (is the lab up?) are not echoed.
+    """
+    from invoke import Context
+
+    from lab.host.docker import Docker
+
+    return Docker(Context(), echo=echo)
 
 
 def lab_is_up(name: str | None = None) -> bool:
-    """True when the lab's server and client containers run (False without Docker)."""
-    name = name or lab_name()
+    """True when every long-lived container of the lab runs (False without Docker)."""
+    from lab.errors import LabError
+    from lab.host.state import existing, is_up
+
     if shutil.which("docker") is None:
         return False
-    result = subprocess.run(["docker", "inspect", "--format", "{{.State.Running}}", f"{name}-server", f"{name}-client"],
-                            capture_output=True, text=True, timeout=30)
-    return result.returncode == 0 and result.stdout.split() == ["true", "true"]
+    topology = _lab(name)
+    try:
+        return is_up(existing(_docker(echo=False), topology), topology)
+    except LabError:
+        return False
 
 
 def needs_lab(what: str) -> bool:
@@ -55,21 +81,22 @@ def needs_lab(what: str) -> bool:
     return False
 
 
+def in_client(script: str) -> str:
+    """Run a shell ``script`` in the client host (``docker exec``); return what it printed."""
+    result = _docker().run(["exec", _lab().container("client"), "sh", "-c", script], quiet=True, check=False)
+    return result.stdout + result.stderr
+
+
 def craft(what: str, line: str = "ECHO crafted by hand") -> str:
-    """Run lab.craft (``syn`` or ``connect``) in the client's namespace; return what it printed.
+    """Run lab.inside.craft (``syn`` or ``connect``) in the client's namespace; return what it printed.
 
-    A short-lived container, root with NET_RAW (raw packets) and NET_ADMIN (its
-    iptables rule), like the lab's other helpers; the docker command is printed
-    first, so it can be run by hand.
+    A short-lived helper container, root with NET_RAW (raw packets) and NET_ADMIN
+    (its iptables rule); the docker command is printed first, so it can be run by hand.
     """
-    from lab.host.orchestrate import helper_run_args
-    from lab.host.settings import from_config
-
-    lab = from_config({"lab": {}}, lab_name())
-    command = ["docker", *helper_run_args(lab, lab.client, ["python3", "-m", "lab.inside.craft", what, "--line", line],
-                                          capabilities=("NET_RAW", "NET_ADMIN"))]
-    print("$ " + shlex.join(command))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    topology = _lab()
+    args = topology.run_args("helper", command=["python3", "-m", "lab.inside.craft", what, "--line", line],
+                             joins=topology.container("client"), capabilities=("NET_RAW", "NET_ADMIN"))
+    result = _docker().run(args, quiet=True, check=False)
     return result.stdout + result.stderr
 
 
@@ -151,6 +178,6 @@ def tcp_states(segments: list[Segment]) -> list[tuple[int, str, str, str]]:
             sender = _AFTER.get((sender, "sent", kind.split("/")[0]), sender)
             receiver = _received(receiver, kind)
             client, server = (sender, receiver) if segment.from_client else (receiver, sender)
-        shown = flags_names(segment.flags) + (f" len={segment.length}" if segment.length else "")
+        shown = tcp_flags_text(segment.flags) + (f" len={segment.length}" if segment.length else "")
         rows.append((segment.frame, shown, client, server))
     return rows

@@ -124,8 +124,8 @@ def _frames_for_the_rules(columns: TcpColumns) -> tuple[np.ndarray, list[int]]:
 def _around_awkward_frames(tracker: Tracker, columns: TcpColumns, frames: np.ndarray, first_frame: int,
                            known: tuple[Connection, Flow, Flow]) -> int:
     """One connection's frames in a batch: the awkward ones through the rules, each stretch between
-    them as a _Connection of its own (so its running maxima start from the rules' state)."""
-    whole = _Connection(tracker, columns, frames, first_frame, *known)
+    them as a _Stretch of its own (so its running maxima start from the rules' state)."""
+    whole = _Stretch(tracker, columns, frames, first_frame, *known)
     awkward = whole.awkward()
     if not awkward:
         return whole.analyse()
@@ -133,7 +133,7 @@ def _around_awkward_frames(tracker: Tracker, columns: TcpColumns, frames: np.nda
     for stop in [*awkward, len(frames)]:
         stretch = frames[start:stop]
         if len(stretch) >= MIN_BULK:
-            in_bulk += _Connection(tracker, columns, stretch, first_frame, *known).analyse()
+            in_bulk += _Stretch(tracker, columns, stretch, first_frame, *known).analyse()
         else:
             _one_by_one(tracker, columns, stretch, first_frame)
         _one_by_one(tracker, columns, frames[stop:stop + 1], first_frame)
@@ -175,7 +175,7 @@ def _shifted(values: np.ndarray, first) -> np.ndarray:
     return np.concatenate([[first], values[:-1]])
 
 
-class _Connection:
+class _Stretch:
     """One connection's frames in one batch (or one stretch of them): the regular-frame test for
     all, then the walk.
 

@@ -1,6 +1,6 @@
-"""Command construction and decisions of the orchestration, with invoke's MockContext.
+"""Commands built from the lab's description, and the decisions of bring-up and tear-down.
 
-These check what the lab asks Docker to do; tests/test_docker_lab.py checks that a
+With invoke's MockContext, these check what the lab asks Docker to do; tests/test_docker_lab.py checks that a
 real engine does it.
 """
 
@@ -11,13 +11,15 @@ import re
 
 import pytest
 from invoke import Config, MockContext
-from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from lab.host import orchestrate, settings
+from lab.errors import LabError
+from lab.host import client_runs, lifecycle, options, settings, state
 from lab.host.docker import Docker, explain
+from lab.host.topology import describe
 
 LAB = settings.from_config({"lab": {}}, None)
+TOPO = describe(LAB)
 
 
 def mock(responses: dict[str, Result]) -> MockContext:
@@ -30,8 +32,8 @@ def commands(c: MockContext) -> list[str]:
     return [call.args[0] for call in c.run.call_args_list]
 
 
-@pytest.mark.parametrize("args", [orchestrate.server_run_args(LAB), orchestrate.client_host_run_args(LAB),
-                                  orchestrate.client_run_args(LAB, ["ECHO x"])])
+@pytest.mark.parametrize("args", [TOPO.run_args("server"), TOPO.run_args("client"),
+                                  TOPO.run_args("client-run", "ECHO x")])
 def test_server_and_client_containers_are_hardened(args):
     joined = " ".join(args)
     for option in ("--user lab", "--cap-drop ALL", "--security-opt no-new-privileges", "--read-only",
@@ -41,31 +43,32 @@ def test_server_and_client_containers_are_hardened(args):
     assert "--network host" not in joined
 
 
-@pytest.mark.parametrize("args", [orchestrate.server_run_args(LAB), orchestrate.client_host_run_args(LAB),
-                                  orchestrate.client_run_args(LAB, ["ECHO x"]),
-                                  orchestrate.network_create_args(LAB, "10.77.0.0/24")])
+@pytest.mark.parametrize("args", [TOPO.run_args("server"), TOPO.run_args("client"),
+                                  TOPO.run_args("client-run", "ECHO x"),
+                                  TOPO.network_create_args("10.77.0.0/24")])
 def test_every_resource_the_lab_creates_carries_its_label(args):
     assert args[args.index("--label") + 1] == "org.netlab.lab=netlab"
 
 
 def test_the_network_is_an_internal_bridge_with_an_explicit_subnet():
-    args = orchestrate.network_create_args(LAB, "10.77.3.0/24")
+    args = TOPO.network_create_args("10.77.3.0/24")
     assert args[:2] == ["network", "create"]
     assert "--internal" in args and args[args.index("--subnet") + 1] == "10.77.3.0/24"
     assert args[-1] == "netlab-net"
 
 
 def test_the_client_finds_the_server_by_its_dns_name():
-    server = orchestrate.server_run_args(LAB)
+    server = TOPO.run_args("server")
     assert server[server.index("--network-alias") + 1] == "server"
-    client = orchestrate.client_run_args(LAB, ["ECHO x"])
+    client = TOPO.run_args("client-run", "ECHO x")
     assert client[client.index("--host") + 1] == "server"
     assert client[client.index("--network") + 1] == "container:netlab-client"
 
 
 def test_lab_names_derive_every_resource_name():
     other = settings.from_config({"lab": {"port": 7100}}, "second")
-    assert (other.network, other.server, other.client, other.image) == (
+    topology = describe(other)
+    assert (other.network, topology.container("server"), topology.container("client"), other.image) == (
         "second-net", "second-server", "second-client", "netlab/lab:second")
     assert other.label == "org.netlab.lab=second"
 
@@ -77,7 +80,7 @@ def test_lab_names_derive_every_resource_name():
     ({"subnet": "10.77.0.1/24"}, None, "is not a network"),
 ])
 def test_bad_settings_are_one_line_errors(section, lab, message):
-    with pytest.raises(Exit, match=message):
+    with pytest.raises(LabError, match=message):
         settings.from_config({"lab": section}, lab)
 
 
@@ -86,14 +89,14 @@ def test_auto_subnet_takes_the_next_24_when_one_overlaps():
         r"docker network create .*10\.77\.0\.0/24": Result(stderr="Pool overlaps with other one on this address space", exited=1),
         r"docker network create .*": Result(""),
     })
-    assert orchestrate.create_network(Docker(c), LAB) == "10.77.1.0/24"
+    assert lifecycle.create_network(Docker(c), TOPO) == "10.77.1.0/24"
 
 
 def test_an_explicit_subnet_that_overlaps_is_a_one_line_error():
     lab = settings.from_config({"lab": {"subnet": "10.9.0.0/24"}}, None)
     c = mock({r"docker network create": Result(stderr="Error response from daemon: Pool overlaps with other one on this address space", exited=1)})
-    with pytest.raises(Exit, match="overlaps a network that exists"):
-        orchestrate.create_network(Docker(c), lab)
+    with pytest.raises(LabError, match="overlaps a network that exists"):
+        lifecycle.create_network(Docker(c), describe(lab))
 
 
 def test_up_refuses_a_foreign_container_that_has_our_name():
@@ -102,8 +105,8 @@ def test_up_refuses_a_foreign_container_that_has_our_name():
         r"docker inspect --type=image": Result(json.dumps([{"RepoTags": ["netlab/lab:netlab"]}])),
         r"docker inspect netlab-net": Result(json.dumps(foreign), exited=1),
     })
-    with pytest.raises(Exit, match="was not made by lab 'netlab'"):
-        orchestrate.up(c, LAB)
+    with pytest.raises(LabError, match="was not made by lab 'netlab'"):
+        lifecycle.up(c, LAB)
     assert not any(cmd.startswith(("docker rm", "docker run", "docker network create")) for cmd in commands(c))
 
 
@@ -113,7 +116,7 @@ def test_down_removes_exactly_the_labelled_resources():
         r"docker network ls -q --filter label=org.netlab.lab=netlab": Result("nnn\n"),
         r"docker (rm|network rm)": Result(""),
     })
-    orchestrate.down(c, LAB)
+    lifecycle.down(c, LAB)
     removals = [cmd for cmd in commands(c) if " rm " in cmd]
     assert removals == ["docker rm --force aaa bbb", "docker network rm nnn"]
 
@@ -121,14 +124,14 @@ def test_down_removes_exactly_the_labelled_resources():
 def test_a_container_started_by_hand_from_our_image_is_not_ours():
     inherited = {"Name": "/netlab-server", "State": {"Running": True},
                  "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "image"}}}
-    assert not orchestrate.is_ours(inherited, LAB)
+    assert not state.is_ours(inherited, TOPO)
     inherited["Config"]["Labels"]["org.netlab.role"] = "server"
-    assert orchestrate.is_ours(inherited, LAB)
+    assert state.is_ours(inherited, TOPO)
 
 
 def test_down_with_nothing_labelled_removes_nothing():
     c = mock({r"docker (ps|network ls)": Result("")})
-    orchestrate.down(c, LAB)
+    lifecycle.down(c, LAB)
     assert not any(" rm " in cmd for cmd in commands(c))
 
 
@@ -143,16 +146,16 @@ def test_clean_keeps_the_base_image_unless_asked():
         r"docker inspect --type=image": Result(json.dumps(images)),
         r"docker rmi": Result(""),
     })
-    orchestrate.clean(c, LAB)
+    lifecycle.clean(c, LAB)
     assert [cmd for cmd in commands(c) if "rmi" in cmd] == ["docker rmi netlab/lab:netlab"]
-    orchestrate.clean(c, LAB, base=True)
+    lifecycle.clean(c, LAB, base=True)
     assert [cmd for cmd in commands(c) if "rmi" in cmd][-1] == "docker rmi netlab/lab:netlab netlab/base:bookworm"
 
 
 def test_send_when_the_lab_is_down_says_to_run_up():
     c = mock({r"docker inspect": Result("[]", exited=1)})
-    with pytest.raises(Exit, match="run 'invoke up' first"):
-        orchestrate.send(c, LAB, ["ECHO x"])
+    with pytest.raises(LabError, match="run 'invoke up' first"):
+        client_runs.send(c, LAB, ["ECHO x"])
 
 
 @pytest.mark.parametrize("stderr, advice", [
@@ -169,7 +172,7 @@ def test_docker_errors_become_one_actionable_line(stderr, advice):
 
 def test_a_missing_docker_command_is_named():
     c = mock({r"docker": Result(stderr="sh: 1: docker: not found", exited=127)})
-    with pytest.raises(Exit, match="not installed"):
+    with pytest.raises(LabError, match="not installed"):
         Docker(c).run(["ps"])
 
 
@@ -185,13 +188,13 @@ def test_every_docker_command_is_echoed(capsys):
     (["ECHO a"], False, True, ["--step", "ECHO a"]),
 ])
 def test_send_options_become_client_arguments(messages, udp, step, expected):
-    assert orchestrate.client_options(messages, udp=udp, step=step) == expected
+    assert options.client_options(messages, udp=udp, step=step) == expected
 
 
 def test_send_option_mistakes_are_one_line_errors():
-    with pytest.raises(Exit, match="nothing to send"):
-        orchestrate.client_options([""])
-    with pytest.raises(Exit, match="TCP only"):
-        orchestrate.client_options(["ECHO a"], udp=True, step=True)
-    with pytest.raises(Exit, match="whole number"):
-        orchestrate.bulk_options("lots")
+    with pytest.raises(LabError, match="nothing to send"):
+        options.client_options([""])
+    with pytest.raises(LabError, match="TCP only"):
+        options.client_options(["ECHO a"], udp=True, step=True)
+    with pytest.raises(LabError, match="whole number"):
+        options.bulk_options("lots")

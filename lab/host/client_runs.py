@@ -1,0 +1,38 @@
+"""Running the client program: one fresh container per `invoke send`, `bulk` or `chat`.
+
+Each run joins the client host's network namespace (lab.host.topology's
+"client-run" role), so every run speaks from the same address; the client's exit
+code (lab.inside.client's table) becomes the task's.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from invoke import Context
+
+from lab.errors import LabError
+from lab.host.docker import Docker
+from lab.host.settings import Lab
+from lab.host.state import require_up
+from lab.host.topology import describe
+
+
+def send(c: Context, lab: Lab, client_args: Sequence[str], tty: bool = False) -> None:
+    """Run the client once in a fresh container; its exit code becomes ours."""
+    topology = describe(lab)
+    docker = Docker(c)
+    require_up(docker, topology)
+    result = docker.run(topology.run_args("client-run", *client_args, tty=tty), check=False, pty=tty)
+    if result.exited != 0:
+        if not tty and result.stderr.strip():
+            print(result.stderr.strip().splitlines()[-1], file=sys.stderr)
+        raise LabError(code=result.exited)
+
+
+def chat(c: Context, lab: Lab) -> None:
+    """An interactive client on the user's terminal."""
+    if not sys.stdin.isatty():
+        raise LabError("chat needs a terminal; to send requests from a script use: invoke send 'ECHO hi'")
+    send(c, lab, ["--interactive"], tty=True)

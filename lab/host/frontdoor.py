@@ -1,0 +1,52 @@
+"""Where the lab meets invoke: the task class that turns the lab's errors into one line and an exit code.
+
+Library code raises :class:`lab.errors.LabError` and never exits (a notebook gets
+an exception, not invoke's CLI exit type). Every task in tasks.py is made with
+``@task`` from here, whose class (``LabTask``) turns, once for all tasks:
+
+* a LabError into invoke's ``Exit`` with its message and code;
+* Ctrl-C into "interrupted" and exit code 130;
+* anything unexpected into one line, unless ``invoke --debug`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from invoke import Context, Task
+from invoke import task as invoke_task
+from invoke.exceptions import Exit, UnexpectedExit
+
+from lab.errors import LabError
+from lab.host.settings import Lab, from_config
+
+LAB_HELP = "act on the lab of this name (default: 'name' in the configuration, INVOKE_LAB_NAME)"
+
+
+class LabTask(Task):
+    """An invoke Task whose failures reach the user as one line (see the module docstring)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except LabError as exc:
+            raise Exit(exc.message or None, exc.code) from None
+        except (Exit, UnexpectedExit):
+            raise
+        except KeyboardInterrupt:
+            raise Exit("interrupted", 130) from None
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            raise Exit(f"unexpected error: {type(exc).__name__}: {exc} "
+                       "(run 'invoke --debug ...' to see the traceback)") from None
+
+
+task = functools.partial(invoke_task, klass=LabTask)
+"""invoke's ``@task``, making LabTasks."""
+
+
+def lab_of(c: Context, lab: str | None) -> Lab:
+    """The lab a task acts on: the configuration's, or the one ``--lab`` names."""
+    return from_config(c.config, lab)

@@ -1,0 +1,39 @@
+"""`invoke notebook`: JupyterLab on notebooks/, studying the learner's capture if one is named."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from invoke import Context
+
+from lab.errors import LabError
+from lab.host.options import number
+from lab.paths import PROJECT_ROOT
+
+
+def jupyter_command() -> str:
+    """The jupyter beside this Python (the venv's), else one on PATH, else a one-line LabError."""
+    beside = Path(sys.executable).with_name("jupyter")
+    if beside.exists():
+        return str(beside)
+    if shutil.which("jupyter-lab"):
+        return "jupyter"
+    raise LabError("JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'")
+
+
+def open_notebooks(c: Context, pcap: str | None = None, port: str | int | None = None) -> None:
+    """Run JupyterLab on notebooks/ in the foreground (Ctrl-C stops it)."""
+    port = number(port, "--port", whole=True, low=1, high=65535, default=8888)
+    env = {}
+    if pcap:
+        path = Path(pcap).expanduser().resolve()
+        if not path.is_file():
+            raise LabError(f"no capture at {pcap}: make one with invoke capture, or name an existing file")
+        env["NETLAB_PCAP"] = str(path)
+    jupyter = jupyter_command()
+    as_root = " --allow-root" if os.geteuid() == 0 else ""   # JupyterLab refuses root without it
+    c.run(f"{jupyter} lab --notebook-dir {PROJECT_ROOT / 'notebooks'} --port {port}{as_root}",
+          env=env, pty=True, echo=True)

@@ -1,0 +1,105 @@
+"""Reading what a lab has in Docker now, and telling the lab's resources from anyone else's.
+
+Ownership is by label, never by name alone: a network or container that carries
+the lab's name but not its labels (and, for a container, a role only the lab's own
+``docker run`` sets) is someone else's, reported and left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.errors import LabError
+from lab.host.docker import Docker
+from lab.host.settings import DEFAULTS, LABEL, ROLE_LABEL, Lab
+from lab.host.topology import Topology
+
+Found = dict[str, dict[str, Any]]
+"""What ``docker inspect`` said of the lab's objects that exist, by name."""
+
+
+def object_labels(obj: dict[str, Any]) -> dict[str, str]:
+    """Labels of a container or an image (under Config) or a network (at the top)."""
+    return (obj.get("Config") or {}).get("Labels") or obj.get("Labels") or {}
+
+
+def object_name(obj: dict[str, Any]) -> str:
+    return obj.get("Name", "").lstrip("/")
+
+
+def kind_of(obj: dict[str, Any]) -> str:
+    """What ``docker inspect`` described: a network, a container, an image or a volume."""
+    if "IPAM" in obj:
+        return "network"
+    if "RepoTags" in obj:
+        return "image"
+    if "Mountpoint" in obj:
+        return "volume"
+    return "container"
+
+
+def is_ours(obj: dict[str, Any], topology: Topology) -> bool:
+    """Our label, and for a container also a role only our `docker run` sets."""
+    found = object_labels(obj)
+    if found.get(LABEL) != topology.lab.name:
+        return False
+    return kind_of(obj) == "network" or found.get(ROLE_LABEL) in topology.role_names
+
+
+def our_containers(docker: Docker, topology: Topology) -> list[str]:
+    """IDs of every container of the lab, whatever its state."""
+    return docker.containers(topology.lab.label, ROLE_LABEL, topology.role_names)
+
+
+def existing(docker: Docker, topology: Topology, with_image: bool = False) -> Found:
+    """The lab's network and long-lived containers that exist, by name; foreign ones stop us.
+
+    ``with_image`` asks about the image in the same call, found under its tag. A
+    volume or an image that merely shares a container's name is not in the way
+    (``docker inspect`` without a type finds those too) and is left out.
+    """
+    lab = topology.lab
+    names = [lab.network, *(topology.container(role.name) for role in topology.long_lived)]
+    found: Found = {}
+    for obj in docker.inspect(names + ([lab.image] if with_image else [])):
+        kind = kind_of(obj)
+        if kind == "image":
+            if lab.image in (obj.get("RepoTags") or []):
+                found[lab.image] = obj
+            continue
+        name = object_name(obj)
+        if name not in names or kind != ("network" if name == lab.network else "container"):
+            continue
+        if not is_ours(obj, topology):
+            raise LabError(f"a {kind} named {name!r} exists but was not made by lab {lab.name!r} "
+                           "(its labels say so); rename or remove it yourself, or use --lab OTHER")
+        found[name] = obj
+    return found
+
+
+def running(obj: dict[str, Any] | None) -> bool:
+    return bool(obj) and obj.get("State", {}).get("Running", False)
+
+
+def is_up(found: Found, topology: Topology) -> bool:
+    """Every long-lived container of the lab runs."""
+    return all(running(found.get(topology.container(role.name))) for role in topology.long_lived)
+
+
+def require_up(docker: Docker, topology: Topology) -> Found:
+    """The lab's objects, or one line saying what to run to bring it up."""
+    found = existing(docker, topology)
+    if not is_up(found, topology):
+        raise LabError(f"lab {topology.lab.name!r} is not up: run 'invoke up{lab_option(topology.lab)}' first")
+    return found
+
+
+def lab_option(lab: Lab) -> str:
+    """`` --lab NAME`` for a command we tell the user to run, unless NAME is the default."""
+    return "" if lab.name == DEFAULTS["name"] else f" --lab {lab.name}"
+
+
+def address_of(found: Found, container: str, topology: Topology) -> str:
+    """A container's IPv4 address on the lab network ('' if it has none)."""
+    networks = found[container].get("NetworkSettings", {}).get("Networks") or {}
+    return (networks.get(topology.lab.network) or {}).get("IPAddress") or ""

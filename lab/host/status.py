@@ -1,0 +1,78 @@
+"""Looking at a lab: a table of its containers (`invoke status`) and their logs (`invoke logs`).
+
+Everything shown is read from Docker and the kernel at the moment of asking (the
+impairments too, by lab.host.impair), never remembered from an earlier task.
+"""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from lab.errors import LabError
+from lab.host import impair
+from lab.host.docker import Docker
+from lab.host.settings import ROLE_LABEL, Lab
+from lab.host.state import existing, is_up, lab_option, object_labels, object_name, our_containers
+from lab.host.topology import Topology, describe
+from lab.terminal import console, say
+
+COLUMNS = ("container", "role", "IP", "MAC", "ports", "state", "impairments")
+
+
+def container_rows(docker: Docker, topology: Topology, impaired: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """One row per container of the lab, for the status table."""
+    rows = []
+    impaired = impaired or {}
+    for obj in docker.inspect(our_containers(docker, topology), kind="container"):
+        network = (obj.get("NetworkSettings", {}).get("Networks") or {}).get(topology.lab.network) or {}
+        ports = sorted((obj.get("Config", {}).get("ExposedPorts") or {}).keys())
+        role = object_labels(obj).get(ROLE_LABEL, "?")
+        rows.append({
+            "container": object_name(obj),
+            "role": role,
+            "ip": network.get("IPAddress") or "-",
+            "mac": network.get("MacAddress") or "-",
+            "ports": ", ".join(ports) if role == "server" else "-",
+            "state": obj.get("State", {}).get("Status", "?"),
+            "impairments": impaired.get(object_name(obj), "-"),
+        })
+    return sorted(rows, key=lambda row: row["container"])
+
+
+def status(c: Context, lab: Lab) -> None:
+    """Print the table of the lab's containers and its network."""
+    from rich.table import Table
+
+    topology = describe(lab)
+    docker = Docker(c)
+    found = existing(docker, topology)
+    impaired = impair.active(c, topology, found) if is_up(found, topology) else None
+    rows = container_rows(docker, topology, impaired)
+    networks = [found[lab.network]] if lab.network in found else []
+    if not rows and not networks:
+        say(f"lab {lab.name!r} is down (nothing with label {lab.label})")
+        return
+    table = Table(title=f"lab {lab.name}")
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")  # wrap, never cut an address short
+    for row in rows:
+        table.add_row(*row.values())
+    console().print(table)
+    for net in networks:
+        subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
+        print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}")
+
+
+def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail: int | None = None) -> None:
+    """Print a long-lived container's log."""
+    topology = describe(lab)
+    roles = [r.name for r in topology.long_lived]
+    if role not in roles:
+        raise LabError(f"--role must be {' or '.join(roles)}, got {role!r}")
+    docker = Docker(c)
+    existing(docker, topology)
+    name = topology.container(role)
+    args = ["logs", *(["--follow"] if follow else []), *(["--tail", str(tail)] if tail else []), name]
+    result = docker.run(args, check=False, show_stderr=True)
+    if result.exited != 0:
+        raise LabError(f"no {role} container in lab {lab.name!r}: run 'invoke up{lab_option(lab)}' first")

@@ -1,0 +1,174 @@
+"""A lab described as data: its containers' roles, and every ``docker run`` that follows from them.
+
+Like Mininet's ``Topo``, the description comes first and does no I/O; the modules
+that act (lab.host.lifecycle brings a lab up and down, lab.host.recorder runs a
+capture, lab.host.impair runs helpers) take their ``docker run`` arguments from
+here. Adding a kind of container to a lab is an entry in ``ROLES`` plus the code
+of its own behaviour; names, labels, user, capabilities, network, limits, tmpfs
+and the hardening all follow from the entry.
+
+Naming scheme (every name derives from the lab name, so two labs never collide):
+
+    network         <lab>-net          a user-defined bridge, --internal by default
+    server          <lab>-server       runs lab.inside.server; DNS name "server" on the network
+    client host     <lab>-client       the client's network identity (its IP, MAC and
+                                       namespace); DNS name "client"
+    client run      unnamed, --rm      each `invoke send` runs lab.inside.client in a
+                                       fresh container that joins the client host
+    capture         <lab>-capture      `invoke capture`'s engine, in the server's namespace
+    helper          unnamed, --rm      short-lived NET_ADMIN containers that set
+                                       offloads and impairments in a namespace
+    image           <image>:<lab>      built from docker/Dockerfile
+
+Every container carries the labels ``<LABEL>=<lab>`` and ``<ROLE_LABEL>=<role>``.
+Containers inherit their image's labels, so a container someone else starts from
+our image carries our lab label too (with the image's role, "image"): only the
+roles named here make a container the lab's.
+
+The hardening, written once (:func:`hardening`): every container drops every
+capability and adds back only its role's, cannot gain privileges, has a read-only
+root filesystem with at most a small tmpfs, and memory and pids limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from lab.host.settings import ROLE_LABEL, Lab
+
+LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """One kind of container in a lab, as data: what its ``docker run`` says follows from it."""
+
+    name: str                                 # the role label's value, and the container's name suffix
+    purpose: str                              # one line, for people reading the table
+    named: bool = True                        # <lab>-<name>; False: anonymous, one at a time is not needed
+    long_lived: bool = False                  # started by `up` (--detach), removed by `down`; else --rm
+    on_network: bool = False                  # its own address on the lab network, DNS name = its name
+    joins: str | None = None                  # else the role whose network namespace it shares
+    user: str = "lab"                         # the image's unprivileged user, or "0"
+    capabilities: tuple[str, ...] = ()        # added back after --cap-drop ALL
+    memory: str | None = None                 # None: the lab's limit (invoke.yaml's memory)
+    pids: int | None = None                   # None: the lab's limit (pids)
+    tmpfs: str | None = LAB_TMPFS             # the one writable place; None: nothing is writable
+    keep_log: bool = True                     # False: stdout is data for us, not a log (--log-driver none)
+    interactive: bool = False                 # stdin attached (a client reading a terminal)
+    command: tuple[str, ...] = ()             # "{port}" stands for the lab's port
+
+
+ROLES: tuple[Role, ...] = (
+    Role("server", "serves the lab protocol on TCP and UDP", long_lived=True, on_network=True,
+         command=("python3", "-m", "lab.inside.server", "--host", "0.0.0.0", "--port", "{port}")),
+    Role("client", "the client host: holds the client's address and namespace", long_lived=True,
+         on_network=True, command=("sleep", "infinity")),
+    Role("client-run", "one run of the client program, in the client host's namespace",
+         named=False, joins="client", interactive=True,
+         command=("python3", "-m", "lab.inside.client", "--host", "server", "--port", "{port}")),
+    Role("capture", "the capture engine, in the server's namespace", joins="server", user="0",
+         capabilities=("NET_RAW",), memory="512m", pids=32, tmpfs=None, keep_log=False),
+    # /run is writable for iptables' lock file; nothing else is.
+    Role("helper", "does one thing in a namespace (offloads, impairments) and exits", named=False,
+         user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m"),
+)
+
+
+def capability_options(capabilities: Sequence[str]) -> list[str]:
+    """``--cap-add`` for each capability (after ``--cap-drop ALL``, the only ones a container has)."""
+    return [option for capability in capabilities for option in ("--cap-add", capability)]
+
+
+def hardening(role: Role, lab: Lab, capabilities: Sequence[str] | None = None) -> list[str]:
+    """The options that confine every container of the lab; ``capabilities`` replaces the role's."""
+    return [
+        "--user", role.user,
+        "--cap-drop", "ALL", *capability_options(role.capabilities if capabilities is None else capabilities),
+        "--security-opt", "no-new-privileges",
+        "--read-only", *(["--tmpfs", role.tmpfs] if role.tmpfs else []),
+        "--memory", role.memory or lab.memory, "--pids-limit", str(role.pids or lab.pids),
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """One lab's containers: the lab's settings and its roles, each a ``docker run`` away."""
+
+    lab: Lab
+    roles: tuple[Role, ...] = ROLES
+
+    def role(self, name: str) -> Role:
+        for role in self.roles:
+            if role.name == name:
+                return role
+        raise KeyError(f"no role {name!r} in this lab; its roles are {', '.join(self.role_names)}")
+
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        return tuple(role.name for role in self.roles)
+
+    @property
+    def long_lived(self) -> tuple[Role, ...]:
+        """The roles `up` starts and that make the lab "up", in the order they start."""
+        return tuple(role for role in self.roles if role.long_lived)
+
+    @property
+    def hosts(self) -> tuple[Role, ...]:
+        """The roles with an address of their own on the lab network (what impair can target)."""
+        return tuple(role for role in self.roles if role.on_network)
+
+    def container(self, role: str) -> str:
+        """The container name of a named role: <lab>-<role>."""
+        return f"{self.lab.name}-{role}"
+
+    def labels(self, role: str) -> list[str]:
+        return ["--label", self.lab.label, "--label", f"{ROLE_LABEL}={role}"]
+
+    def network_create_args(self, subnet: str) -> list[str]:
+        """The lab network: a bridge with an explicit subnet, --internal unless configured otherwise."""
+        args = ["network", "create", "--driver", "bridge", "--subnet", subnet, "--label", self.lab.label]
+        if self.lab.internal:
+            args.append("--internal")
+        return [*args, self.lab.network]
+
+    def run_args(self, role_name: str, *arguments: str, command: Sequence[str] | None = None,
+                 joins: str | None = None, capabilities: Sequence[str] | None = None,
+                 tty: bool = False) -> list[str]:
+        """``docker run`` arguments for one container of ``role_name``.
+
+        ``arguments`` are appended to the role's command (a client's requests);
+        ``command`` replaces it (a helper's one job, the capture engine);
+        ``joins`` names the container whose namespace a role without one of its own
+        shares (a helper's target); ``capabilities`` replaces the role's (crafting
+        packets needs NET_RAW beside NET_ADMIN); ``tty`` gives an interactive role a
+        terminal.
+        """
+        role = self.role(role_name)
+        args = ["run", "--detach" if role.long_lived else "--rm"]
+        if role.interactive:
+            args += ["--interactive", *(["--tty"] if tty else [])]
+        if role.named:
+            args += ["--name", self.container(role.name)]
+        if role.on_network:
+            args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
+        else:
+            target = joins or (self.container(role.joins) if role.joins else None)
+            if target is None:
+                raise ValueError(f"role {role.name!r} joins another container's namespace: say which")
+            args += ["--network", f"container:{target}"]
+        args += self.labels(role.name) + hardening(role, self.lab, capabilities)
+        if not role.keep_log:
+            args += ["--log-driver", "none"]
+        base = role.command if command is None else tuple(command)
+        return [*args, self.lab.image, *(part.replace("{port}", str(self.lab.port)) for part in base), *arguments]
+
+
+def describe(lab: Lab) -> Topology:
+    """The lab's description with the standard roles."""
+    return Topology(lab)
+
+
+CONTAINER_ROLES = tuple(role.name for role in ROLES)
+"""Roles the lab's own `docker run` commands set: only these make a container the lab's."""

@@ -1,0 +1,146 @@
+"""The tree keeps its shape: layers as folders, no import cycles, and a lab that takes new roles as data."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from lab.host.settings import from_config
+from lab.host.topology import ROLES, Role, Topology
+from tests.helpers import ROOT
+
+LAB_DIR = ROOT / "lab"
+INSIDE_ALLOWED = {"lab", "scapy"}   # besides the standard library: the image has nothing else
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth in the file (deferred imports count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def lab_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in LAB_DIR.rglob("*.py")}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the lab modules it imports (``from lab.x import y`` counts y only if y is a module)."""
+    modules = lab_modules()
+    return {name: {imported for imported in imports_of(path) if imported in modules and imported != name}
+            for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of imports in ``graph``, as a list of modules, or None.
+
+    A package's __init__ importing its own modules is how packages work, not a cycle.
+    """
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> list[str] | None:
+        if node in trail:
+            return trail[trail.index(node):] + [node]
+        if node in done:
+            return None
+        for imported in sorted(graph.get(node, ())):
+            if not imported.startswith(node + "."):
+                cycle = visit(imported, trail + [node])
+                if cycle:
+                    return cycle
+        done.add(node)
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def test_the_lab_package_has_no_import_cycle():
+    assert find_cycle(import_graph()) is None
+
+
+def test_the_cycle_finder_finds_the_cycle_this_tree_once_had():
+    graph = {"lab.host.impair": {"lab.host.orchestrate"}, "lab.host.orchestrate": {"lab.host.impair"},
+             "lab.host": {"lab.host.impair"}}
+    assert find_cycle(graph) == ["lab.host.impair", "lab.host.orchestrate", "lab.host.impair"]
+
+
+def test_what_runs_inside_the_containers_imports_only_the_standard_library_and_scapy():
+    inside = [LAB_DIR / "__init__.py", *sorted((LAB_DIR / "inside").glob("*.py"))]
+    assert len(inside) >= 6
+    for path in inside:
+        for imported in imports_of(path):
+            top = imported.split(".")[0]
+            if top == "lab":
+                assert imported == "lab" or imported.startswith("lab.inside"), f"{path.name} imports {imported}"
+            else:
+                assert top in sys.stdlib_module_names or top in INSIDE_ALLOWED, f"{path.name} imports {imported}"
+
+
+def test_the_boundary_check_catches_a_forbidden_import(tmp_path):
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text("def f():\n    import numpy\n    from lab.host import docker\n")
+    assert {"numpy", "lab.host", "lab.host.docker"} <= imports_of(sneaky)
+
+
+def test_the_image_copies_only_lab_inside():
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    copies = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert copies == ["lab/__init__.py", "lab/inside"]
+
+
+def test_the_speed_layer_is_a_folder_of_its_own_and_the_rules_do_not_need_it():
+    assert {path.name for path in (LAB_DIR / "inspect" / "fast").glob("*.py")} >= {"bulk.py", "columns.py"}
+    assert not any(name.startswith("lab.inspect.fast") for name in imports_of(LAB_DIR / "inspect" / "tcp.py"))
+
+
+def test_a_third_container_role_is_a_data_entry():
+    lab = from_config({"lab": {}}, "three")
+    sampler = Role("sampler", "samples the kernel's TCP state", joins="server", user="0",
+                   capabilities=("NET_ADMIN",), memory="64m", pids=16, command=("python3", "-m", "lab.inside.sampler"))
+    topology = Topology(lab, (*ROLES, sampler))
+    args = topology.run_args("sampler")
+    joined = " ".join(args)
+    assert args[:2] == ["run", "--rm"] and "--name three-sampler" in joined
+    assert "--network container:three-server" in joined
+    assert "--label org.netlab.lab=three --label org.netlab.role=sampler" in joined
+    assert "--user 0 --cap-drop ALL --cap-add NET_ADMIN --security-opt no-new-privileges --read-only" in joined
+    assert "--memory 64m --pids-limit 16" in joined
+    assert args[-4:] == ["netlab/lab:three", "python3", "-m", "lab.inside.sampler"]
+    assert "sampler" in topology.role_names and sampler not in topology.long_lived
+
+
+def test_a_long_lived_host_added_as_data_is_started_by_up_and_targetable():
+    lab = from_config({"lab": {}}, "three")
+    router = Role("router", "forwards between the two", long_lived=True, on_network=True, command=("sleep", "infinity"))
+    topology = Topology(lab, (*ROLES, router))
+    assert [role.name for role in topology.long_lived] == ["server", "client", "router"]
+    assert [role.name for role in topology.hosts] == ["server", "client", "router"]
+    args = topology.run_args("router")
+    assert args[:4] == ["run", "--detach", "--name", "three-router"]
+    assert "--network three-net --network-alias router" in " ".join(args)
+
+
+def test_every_container_of_the_lab_is_hardened_the_same_way():
+    topology = Topology(from_config({"lab": {}}, None))
+    for role in topology.roles:
+        args = topology.run_args(role.name, joins="x" if not (role.on_network or role.joins) else None)
+        joined = " ".join(args)
+        for option in ("--cap-drop ALL", "--security-opt no-new-privileges", "--read-only", "--memory ",
+                       "--pids-limit "):
+            assert option in joined, f"{role.name} lacks {option}"
+        assert "--privileged" not in joined
