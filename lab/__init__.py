@@ -1,10 +1,26 @@
-"""netlab: a Docker lab for seeing how TCP really works.
+"""tcplab: a Docker lab for seeing how TCP really works.
 
-The modules that run inside the lab's containers (protocol, server, client, capture)
-use only the standard library and scapy, because the container image carries
-Debian's python3 and python3-scapy and nothing from PyPI. The modules that run on
-the learner's machine (orchestrate, inspect, the invoke tasks) may use the
-dependencies declared in pyproject.toml.
+The package's folders are its layers (read them in this order):
+
+    inside/    what runs inside the lab's containers: the protocol (a sans-I/O codec),
+               the server, the client, the capture engine, packet crafting. The standard
+               library and scapy only, because the image carries Debian's python3 and
+               python3-scapy and nothing else; the image copies this folder alone, and
+               tests/test_structure.py fails when one of its modules imports anything more.
+    host/      what runs on the learner's machine around the containers: the lab as data
+               (topology: roles -> `docker run`), docker, the image, bring-up and tear-down,
+               status, impairments, the capture recorder (pcapng, annotations, live view),
+               and the task class the invoke tasks are made with (frontdoor).
+    inspect/   reading captures and explaining their TCP as Wireshark does; tcp.py is the
+               one statement of the rules, inspect/fast/ a speed layer a reader may skip.
+    teach/     what the notebooks use: the exercises and their checkers, notebook helpers.
+
+Beside them: errors (the one error root, LabError), paths, terminal. ``server.py``
+and ``client.py`` here only start lab.inside's, so that ``python -m lab.server``
+and ``python -m lab.client`` work as the README teaches.
+
+Data flows one way: tasks.py -> host (the lab's description -> docker) -> the
+containers (inside) -> captures/*.pcapng -> inspect -> the report, the notebooks.
 """
 
 __version__ = "0.1.0"

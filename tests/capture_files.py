@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import struct
 
-LINKTYPE_ETHERNET = 1
+from lab.inspect.formats import (BLOCK_EPB, BLOCK_IDB, BYTE_ORDER_MAGIC, LINKTYPE_ETHERNET, PCAP_MICROSECOND_MAGIC,
+                                 PCAP_NANOSECOND_MAGIC, PCAPNG_SHB, block, pad)
 
 
 def pcap_bytes(recs, endian: str = "<", nanoseconds: bool = False, linktype: int = LINKTYPE_ETHERNET) -> bytes:
     """A classic pcap file holding ``recs`` (Record tuples)."""
-    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
+    magic = PCAP_NANOSECOND_MAGIC if nanoseconds else PCAP_MICROSECOND_MAGIC
     out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
     for rec in recs:
         seconds, rest = divmod(rec.time_ns, 1_000_000_000)
@@ -23,22 +24,12 @@ def pcap_bytes(recs, endian: str = "<", nanoseconds: bool = False, linktype: int
     return b"".join(out)
 
 
-def pad(data: bytes) -> bytes:
-    return data + b"\0" * (-len(data) % 4)
-
-
-def block(kind: int, body: bytes, endian: str = "<") -> bytes:
-    """One pcapng block: type, length, body, length again."""
-    length = 12 + len(body)
-    return struct.pack(endian + "II", kind, length) + body + struct.pack(endian + "I", length)
-
-
 def section_header(endian: str = "<") -> bytes:
-    return block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)
+    return block(PCAPNG_SHB, struct.pack(endian + "IHHq", BYTE_ORDER_MAGIC, 1, 0, -1), endian)
 
 
 def interface(linktype: int = LINKTYPE_ETHERNET, endian: str = "<", options: bytes = b"") -> bytes:
-    return block(1, struct.pack(endian + "HHI", linktype, 0, 0) + options, endian)
+    return block(BLOCK_IDB, struct.pack(endian + "HHI", linktype, 0, 0) + options, endian)
 
 
 def enhanced_packet(rec, interface_id: int = 0, endian: str = "<", ticks: int | None = None,
@@ -47,7 +38,7 @@ def enhanced_packet(rec, interface_id: int = 0, endian: str = "<", ticks: int | 
     ticks = rec.time_ns // 1000 if ticks is None else ticks
     body = struct.pack(endian + "IIIII", interface_id, ticks >> 32, ticks & 0xFFFFFFFF, len(rec.data),
                        rec.wire_length) + pad(rec.data) + options
-    return block(6, body, endian)
+    return block(BLOCK_EPB, body, endian)
 
 
 def pcapng_bytes(recs, endian: str = "<") -> bytes:

@@ -1,0 +1,17 @@
+"""What runs on the learner's machine around the containers (the invoke tasks call into it).
+
+    settings     one lab's configuration: name, subnet, port, image, limits (and the defaults)
+    topology     the lab as data: its roles, and every `docker run` that follows from them
+    docker       the one place docker commands run: echoed, errors as one line
+    image        building the image, with or without a container registry
+    state        what exists in Docker now, and what of it is the lab's
+    lifecycle    up (build, network, containers, offloads, a real request) and down, clean
+    client_runs  one client container per send, bulk or chat
+    status       the status table and the logs
+    impair       delay, loss and rate on a lab link
+    recorder     one capture: the engine's container, the exchange, the annotated pcapng
+    livewatch    the live view of a capture; annotate, pcapng: the story comments, the writer
+    options      task options from strings to values, or one line saying what is wrong
+    frontdoor    the task class: the lab's errors become one line and an exit code
+    jupyter      invoke notebook; tour: invoke demo
+"""

@@ -29,7 +29,7 @@ import argparse
 import socket
 import sys
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from lab.inside import protocol
 from lab.inside.protocol import CLOSED, NEED_DATA, BulkData, BulkEnd, Err, Ok
@@ -176,39 +176,37 @@ def show(reply: protocol.Reply) -> int:
     return EXIT_ERR_REPLY
 
 
-def run_messages(client: Client, messages: list[str]) -> int:
+def run_lines(client: Client, lines: Iterable[str]) -> int:
+    """One connection: each line a request, each reply shown; QUIT ends it early."""
     status = EXIT_OK
     client.connect()
     try:
-        for message in messages:
-            status = max(status, show(client.send_line(message)))
-            if message.strip().upper() == "QUIT":
-                break
-    finally:
-        client.close()
-    return status
-
-
-def run_interactive(client: Client, read_line: Callable[[str], str] = input) -> int:
-    print(f"connected to {client.host}:{client.port}; type requests "
-          f"({', '.join(protocol.VERBS)}), Ctrl-D to quit", flush=True)
-    status = EXIT_OK
-    client.connect()
-    try:
-        while True:
-            try:
-                line = read_line("> ")
-            except EOFError:
-                print()
-                break
-            if not line.strip():
-                continue
+        for line in lines:
             status = max(status, show(client.send_line(line)))
             if line.strip().upper() == "QUIT":
                 break
     finally:
         client.close()
     return status
+
+
+def typed_lines(read_line: Callable[[str], str] = input) -> Iterator[str]:
+    """The lines a person types at the prompt, without blank ones, until Ctrl-D."""
+    while True:
+        try:
+            line = read_line("> ")
+        except EOFError:
+            print()
+            return
+        if line.strip():
+            yield line
+
+
+def run_interactive(client: Client, read_line: Callable[[str], str] = input) -> int:
+    """The REPL: requests typed one by one on one connection."""
+    print(f"connected to {client.host}:{client.port}; type requests "
+          f"({', '.join(protocol.VERBS)}), Ctrl-D to quit", flush=True)
+    return run_lines(client, typed_lines(read_line))
 
 
 def run_bulk(client: Client, nbytes: int) -> int:
@@ -310,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_interactive(client)
         if args.bulk is not None:
             return run_bulk(client, args.bulk)
-        return run_messages(client, args.messages)
+        return run_lines(client, args.messages)
     except ClientError as exc:
         print(f"lab.client: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -2,11 +2,14 @@
 
 Layers, each a module with one job (read bottom-up):
 
+    formats   the numbers of pcap and pcapng, and a pcapng block's framing
     reader    pcap and pcapng files -> batches of records (time, link type, bytes), constant memory
-    decode    a record's bytes -> IP and TCP header fields (struct, no dissection)
-    tcp       connection tracking (tcp.stream) and Wireshark 4.0's analysis flags, frame by frame
-    columns   a batch of records -> columns of TCP header fields (numpy), and each frame's connection
-    bulk      tcp's rules a batch at a time: the frames no rule can touch in bulk, the rest frame by frame
+    decode    a record's bytes -> IP, UDP and TCP header fields (struct, no dissection)
+    tcp       connection tracking (tcp.stream) and Wireshark 4.0's analysis flags, frame by frame:
+              the one statement of the rules
+    fast/     the speed layer, which a reader learning the rules can skip:
+      columns   a batch of records -> columns of TCP header fields (numpy), and each frame's connection
+      bulk      tcp's rules a batch at a time: the frames no rule can touch in bulk, the rest frame by frame
     analysis  a whole file -> Capture; one stream's segments; Follow TCP Stream
     rtt       round-trip samples as Wireshark's tcp.analysis.ack_rtt
     ladder    ladder diagrams (text and matplotlib)
@@ -16,7 +19,7 @@ Layers, each a module with one job (read bottom-up):
 
 Scapy stays the tool for looking at one packet closely (the notebooks use it); the
 bulk path here parses headers itself, which is what makes it faster than tshark.
-To learn the rules, read tcp.py: bulk.py only decides where they cannot fire, and
+To learn the rules, read tcp.py: fast/bulk.py only decides where they cannot fire, and
 the tests hold the two to the same answers on every frame.
 """
 

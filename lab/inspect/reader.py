@@ -17,6 +17,10 @@ else. Memory stays the size of one chunk, whatever the file's size.
 
 A damaged file raises :class:`CaptureFileError` naming the byte offset of the bad
 record; every record before it has already been handed out.
+
+To learn the formats, read ``_read_pcap`` and ``_read_pcapng`` (the numbers are in
+lab.inspect.formats); the helpers marked "speed layer" below only make the
+length-following loop cheap, and a reader may skip them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 import numpy as np
 
 from lab.errors import LabError
+from lab.inspect.formats import BLOCK_EPB, BLOCK_IDB, BLOCK_SPB, IF_TSRESOL, OPT_COMMENT, OPT_END, PCAPNG_SHB
 
 CHUNK = 4 << 20
 MAX_RECORD = 0x4000000   # larger claims are damage, not packets (tshark's limit is 256 KiB)
@@ -41,11 +46,8 @@ PCAP_MAGICS = {
     b"\x4d\x3c\xb2\xa1": ("<", 1),      # little-endian, nanoseconds
     b"\xa1\xb2\x3c\x4d": (">", 1),
 }
-PCAPNG_SHB = 0x0A0D0D0A
-BLOCK_IDB, BLOCK_SPB, BLOCK_EPB = 1, 3, 6
 EPB_HEADER = 28          # type, length, interface, time high, time low, caplen, wire length
 EPB_OVERHEAD = EPB_HEADER + 4
-OPT_END, OPT_COMMENT, OPT_IF_TSRESOL = 0, 1, 9
 
 
 class CaptureFileError(LabError):
@@ -177,6 +179,9 @@ def read_records(stream: BinaryIO) -> Iterator[Record]:
         yield from batch.records()
 
 
+# --- speed layer: word views and byte windows, so that one cheap loop per record does the work ---
+
+
 def _words(buffer: bytes, endian: str) -> list:
     """``words[p & 3][p >> 2]`` is the 32-bit number at byte p of buffer, in the file's byte order.
 
@@ -207,6 +212,9 @@ def windows(buffer: bytes, width: int) -> np.ndarray:
 def _gather(buffer: bytes, positions: np.ndarray, width: int, dtype: np.dtype) -> np.ndarray:
     """The ``width`` bytes at each position, as a row of ``dtype`` values (one row per position)."""
     return windows(buffer, width)[positions].view(dtype)
+
+
+# --- the formats ---
 
 
 def _read_pcap(chunks: _Chunks, endian: str, ns_per_unit: int) -> Iterator[Batch]:
@@ -333,7 +341,7 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Batch]:
             linktype, _, snaplen = struct.unpack_from(endian + "HHI", body)
             interface = _Interface(linktype, snaplen)
             for code, value in _options(body[8:], endian):
-                if code == OPT_IF_TSRESOL and value:
+                if code == IF_TSRESOL and value:
                     exponent = value[0] & 0x7F
                     interface.multiply = 10 ** 9
                     interface.divide = 2 ** exponent if value[0] & 0x80 else 10 ** exponent
