@@ -4,17 +4,18 @@ Each task is a few lines: it reads its options and calls into the lab package
 (lab/host for the lab's containers, lab/inspect for captures), which takes the
 invoke Context so it can be tested with MockContext. ``@task`` comes from
 lab.host.frontdoor: it turns the lab's errors into one line and an exit code.
+Tasks that read captures import their modules when they run: the analysis brings
+numpy, which `invoke up` and `invoke --list` need not wait for.
 """
 
 from invoke import Collection
 
-from lab.host import image, impair as impairments, jupyter, lifecycle, recorder, status as looking, tour
+from lab.host import image, impair as impairments, lifecycle, status as looking
 from lab.host.client_runs import chat as chat_with_server, send as run_client
 from lab.host.docker import Docker
 from lab.host.frontdoor import LAB_HELP, lab_of, task
 from lab.host.options import bulk_options, client_options, exchange_options, whole_number
 from lab.host.settings import DEFAULTS
-from lab.terminal import console
 
 
 @task(help={"lab": LAB_HELP})
@@ -97,6 +98,9 @@ def clean(c, base=False, lab=None):
 )
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
+    from lab.host import recorder
+    from lab.terminal import console
+
     request = recorder.capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine)
     recorder.capture(c, lab_of(c, lab), request, console())
 
@@ -120,11 +124,13 @@ def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=
 
 
 @task(help={
-    "pcap": "a capture the notebooks study instead of the bundled ones (sets NETLAB_PCAP)",
+    "pcap": "a capture the notebooks study instead of the bundled ones (sets TCPLAB_PCAP)",
     "port": "the port JupyterLab listens on (default 8888)",
 })
 def notebook(c, pcap=None, port=None):
     """Open the study notebooks in JupyterLab (needs the notebooks extra)."""
+    from lab.host import jupyter
+
     jupyter.open_notebooks(c, pcap, port)
 
 
@@ -149,6 +155,8 @@ def inspect(c, pcap=None, json=False, csv=False, ladders=None, stream=None):
                                   "lab": LAB_HELP})
 def demo(c, message=None, lab=None):
     """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
+    from lab.host import tour
+
     tour.demo(c, lab_of(c, lab), message)
 
 

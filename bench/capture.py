@@ -33,7 +33,7 @@ from common import median, table  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
 LAB = "benchcap"
-IMAGE = f"netlab/lab:{LAB}"
+IMAGE = f"tcplab/lab:{LAB}"
 # PID 1 of each engine container: runs the engine, passes SIGINT on, then reports
 # the engine's CPU seconds on stderr.
 WRAPPER = ("import resource, signal, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
@@ -77,7 +77,7 @@ class Engine:
         self.reader.start()
 
     def wait_ready(self) -> None:
-        marker = "netlab-capture-ready" if self.kind == "lab" else "listening on"
+        marker = "tcplab-capture-ready" if self.kind == "lab" else "listening on"
         deadline = time.monotonic() + 30
         while not any(marker in line for line in list(self.err)):
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -90,7 +90,7 @@ class Engine:
         self.reader.join(5)
         text = "".join(self.err)
         if self.kind == "lab":
-            dropped = json.loads(text.split("netlab-capture-stats", 1)[1].splitlines()[0])["dropped"]
+            dropped = json.loads(text.split("tcplab-capture-stats", 1)[1].splitlines()[0])["dropped"]
         else:
             found = re.search(r"(\d+) packets? dropped by kernel", text)
             assert found, text

@@ -26,14 +26,14 @@ from common import median, table  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 LAB = "benchlab"
 FLOOR = "benchfloor"
-IMAGE = f"netlab/lab:{LAB}"
+IMAGE = f"tcplab/lab:{LAB}"
 
 HARDENING = ("--user lab --cap-drop ALL --security-opt no-new-privileges --read-only "
              "--tmpfs /tmp:rw,nosuid,nodev,size=16m --memory 256m --pids-limit 128")
 FLOOR_UP = f"""
 docker network create --internal --subnet 10.77.250.0/24 {FLOOR}-net >/dev/null
 docker run -d --name {FLOOR}-server --network {FLOOR}-net --network-alias server {HARDENING} \
-    {IMAGE} python3 -m lab.server --host 0.0.0.0 --port 7000 >/dev/null &
+    {IMAGE} python3 -m lab.inside.server --host 0.0.0.0 --port 7000 >/dev/null &
 docker run -d --name {FLOOR}-client --network {FLOOR}-net {HARDENING} {IMAGE} sleep infinity >/dev/null &
 wait
 for c in server client; do
@@ -76,7 +76,7 @@ def main() -> None:
         rows.append([f"invoke {step}", f"{ours:.3f}", f"{floor:.3f}", f"{ours / floor:.2f}x"])
     rows.append(["invoke --version", f"{median(times['start']):.3f}", "-", "-"])
     table(f"warm lab up/down vs bare docker (median of {args.runs})",
-          ["step", "netlab s", "bare docker s", "ratio"], rows)
+          ["step", "tcplab s", "bare docker s", "ratio"], rows)
 
 
 if __name__ == "__main__":

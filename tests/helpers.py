@@ -102,7 +102,7 @@ def labelled(kind: str, lab: str) -> list[str]:
     """IDs of the containers/networks/images labelled for ``lab``."""
     listing = {"container": ["ps", "-a", "-q"], "network": ["network", "ls", "-q"],
                "image": ["image", "ls", "-q"]}[kind]
-    result = subprocess.run(["docker", *listing, "--filter", f"label=org.netlab.lab={lab}"],
+    result = subprocess.run(["docker", *listing, "--filter", f"label=org.tcplab.lab={lab}"],
                             capture_output=True, text=True, timeout=60)
     return result.stdout.split()
 

@@ -115,7 +115,7 @@ def test_a_50_mb_bulk_equals_a_tcpdump_sidecar_with_no_drops_and_wire_sized_segm
         tcpdump = subprocess.Popen(
             ["docker", "run", "--rm", "--name", f"{LAB}-sidecar", "--network", f"container:{SERVER}", "--user", "0",
              "--cap-drop", "ALL", "--cap-add", "NET_RAW", "--cap-add", "SETUID", "--cap-add", "SETGID",
-             "--log-driver", "none", f"netlab/lab:{LAB}",
+             "--log-driver", "none", f"tcplab/lab:{LAB}",
              "tcpdump", "-i", "eth0", "-s", "0", "-B", "65536", "-U", "--immediate-mode", "-w", "-"],
             stdout=out, stderr=err)
     try:

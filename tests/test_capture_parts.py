@@ -26,11 +26,11 @@ LAB = settings.from_config({"lab": {}}, None)
 def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespace():
     args = recorder.capture_run_args(describe(LAB), recorder.capture_request())
     joined = " ".join(args)
-    assert "--network container:netlab-server" in joined
+    assert "--network container:tcplab-server" in joined
     assert "--cap-drop ALL --cap-add NET_RAW" in joined and joined.count("--cap-add") == 1
     assert "--security-opt no-new-privileges" in joined and "--read-only" in joined
     assert "--privileged" not in joined and "--log-driver none" in joined
-    assert args[args.index("--label") + 1] == "org.netlab.lab=netlab"
+    assert args[args.index("--label") + 1] == "org.tcplab.lab=tcplab"
     assert args[-5:] == ["python3", "-m", "lab.inside.capture", "--iface", "eth0"]
 
 
@@ -171,8 +171,8 @@ def test_status_reads_impairments_from_tc_and_iptables_output():
     shown = ("qdisc netem 1: root refcnt 2 limit 1000 delay 100ms  20ms loss 5%\n"
              "qdisc tbf 2: parent 1:1 rate 1Mbit burst 4Kb lat 400ms\n---\n-P INPUT ACCEPT\n"
              "-A INPUT -s 10.77.0.3/32 -m statistic --mode random --probability 0.05000000000 "
-             "-m comment --comment netlab-loss -j DROP\n")
-    described = impair.describe_rules(shown, {"10.77.0.3": "netlab-client"})
+             "-m comment --comment tcplab-loss -j DROP\n")
+    described = impair.describe_rules(shown, {"10.77.0.3": "tcplab-client"})
     assert described == {"self": "netem delay 100ms 20ms loss 5%, tbf rate 1Mbit",
-                         "netlab-client": "loss 5% (iptables)"}
+                         "tcplab-client": "loss 5% (iptables)"}
     assert impair.describe_rules("qdisc noqueue 0: root refcnt 2\n---\n-P INPUT ACCEPT\n", {}) == {}

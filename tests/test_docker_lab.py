@@ -76,7 +76,7 @@ def test_up_twice_and_down_twice_are_no_ops(lab_a):
 
 def test_a_foreign_container_named_like_ours_survives_down_and_blocks_up(lab_a):
     # Started by hand from our own image: it inherits the image's labels, yet is not ours.
-    subprocess.run(["docker", "run", "-d", "--name", f"{A}-server", f"netlab/lab:{A}", "sleep", "300"],
+    subprocess.run(["docker", "run", "-d", "--name", f"{A}-server", f"tcplab/lab:{A}", "sleep", "300"],
                    check=True, capture_output=True)
     try:
         result = invoke("up", "--lab", A)

@@ -47,14 +47,14 @@ def test_server_and_client_containers_are_hardened(args):
                                   TOPO.run_args("client-run", "ECHO x"),
                                   TOPO.network_create_args("10.77.0.0/24")])
 def test_every_resource_the_lab_creates_carries_its_label(args):
-    assert args[args.index("--label") + 1] == "org.netlab.lab=netlab"
+    assert args[args.index("--label") + 1] == "org.tcplab.lab=tcplab"
 
 
 def test_the_network_is_an_internal_bridge_with_an_explicit_subnet():
     args = TOPO.network_create_args("10.77.3.0/24")
     assert args[:2] == ["network", "create"]
     assert "--internal" in args and args[args.index("--subnet") + 1] == "10.77.3.0/24"
-    assert args[-1] == "netlab-net"
+    assert args[-1] == "tcplab-net"
 
 
 def test_the_client_finds_the_server_by_its_dns_name():
@@ -62,15 +62,15 @@ def test_the_client_finds_the_server_by_its_dns_name():
     assert server[server.index("--network-alias") + 1] == "server"
     client = TOPO.run_args("client-run", "ECHO x")
     assert client[client.index("--host") + 1] == "server"
-    assert client[client.index("--network") + 1] == "container:netlab-client"
+    assert client[client.index("--network") + 1] == "container:tcplab-client"
 
 
 def test_lab_names_derive_every_resource_name():
     other = settings.from_config({"lab": {"port": 7100}}, "second")
     topology = describe(other)
     assert (other.network, topology.container("server"), topology.container("client"), other.image) == (
-        "second-net", "second-server", "second-client", "netlab/lab:second")
-    assert other.label == "org.netlab.lab=second"
+        "second-net", "second-server", "second-client", "tcplab/lab:second")
+    assert other.label == "org.tcplab.lab=second"
 
 
 @pytest.mark.parametrize("section, lab, message", [
@@ -100,20 +100,20 @@ def test_an_explicit_subnet_that_overlaps_is_a_one_line_error():
 
 
 def test_up_refuses_a_foreign_container_that_has_our_name():
-    foreign = [{"Name": "/netlab-server", "Config": {"Labels": {"maintainer": "someone"}}, "State": {"Running": True}}]
+    foreign = [{"Name": "/tcplab-server", "Config": {"Labels": {"maintainer": "someone"}}, "State": {"Running": True}}]
     c = mock({
-        r"docker inspect --type=image": Result(json.dumps([{"RepoTags": ["netlab/lab:netlab"]}])),
-        r"docker inspect netlab-net": Result(json.dumps(foreign), exited=1),
+        r"docker inspect --type=image": Result(json.dumps([{"RepoTags": ["tcplab/lab:tcplab"]}])),
+        r"docker inspect tcplab-net": Result(json.dumps(foreign), exited=1),
     })
-    with pytest.raises(LabError, match="was not made by lab 'netlab'"):
+    with pytest.raises(LabError, match="was not made by lab 'tcplab'"):
         lifecycle.up(c, LAB)
     assert not any(cmd.startswith(("docker rm", "docker run", "docker network create")) for cmd in commands(c))
 
 
 def test_down_removes_exactly_the_labelled_resources():
     c = mock({
-        r"docker ps --all --filter label=org.netlab.lab=netlab": Result("aaa server\nbbb client\nccc image\n"),
-        r"docker network ls -q --filter label=org.netlab.lab=netlab": Result("nnn\n"),
+        r"docker ps --all --filter label=org.tcplab.lab=tcplab": Result("aaa server\nbbb client\nccc image\n"),
+        r"docker network ls -q --filter label=org.tcplab.lab=tcplab": Result("nnn\n"),
         r"docker (rm|network rm)": Result(""),
     })
     lifecycle.down(c, LAB)
@@ -122,10 +122,10 @@ def test_down_removes_exactly_the_labelled_resources():
 
 
 def test_a_container_started_by_hand_from_our_image_is_not_ours():
-    inherited = {"Name": "/netlab-server", "State": {"Running": True},
-                 "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "image"}}}
+    inherited = {"Name": "/tcplab-server", "State": {"Running": True},
+                 "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}}
     assert not state.is_ours(inherited, TOPO)
-    inherited["Config"]["Labels"]["org.netlab.role"] = "server"
+    inherited["Config"]["Labels"]["org.tcplab.role"] = "server"
     assert state.is_ours(inherited, TOPO)
 
 
@@ -137,8 +137,8 @@ def test_down_with_nothing_labelled_removes_nothing():
 
 def test_clean_keeps_the_base_image_unless_asked():
     images = [
-        {"Id": "sha256:lab", "RepoTags": ["netlab/lab:netlab"], "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "image"}}},
-        {"Id": "sha256:base", "RepoTags": ["netlab/base:bookworm"], "Config": {"Labels": {"org.netlab.lab": "netlab", "org.netlab.role": "base"}}},
+        {"Id": "sha256:lab", "RepoTags": ["tcplab/lab:tcplab"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
+        {"Id": "sha256:base", "RepoTags": ["tcplab/base:bookworm"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "base"}}},
     ]
     c = mock({
         r"docker (ps|network ls)": Result(""),
@@ -147,9 +147,9 @@ def test_clean_keeps_the_base_image_unless_asked():
         r"docker rmi": Result(""),
     })
     lifecycle.clean(c, LAB)
-    assert [cmd for cmd in commands(c) if "rmi" in cmd] == ["docker rmi netlab/lab:netlab"]
+    assert [cmd for cmd in commands(c) if "rmi" in cmd] == ["docker rmi tcplab/lab:tcplab"]
     lifecycle.clean(c, LAB, base=True)
-    assert [cmd for cmd in commands(c) if "rmi" in cmd][-1] == "docker rmi netlab/lab:netlab netlab/base:bookworm"
+    assert [cmd for cmd in commands(c) if "rmi" in cmd][-1] == "docker rmi tcplab/lab:tcplab tcplab/base:bookworm"
 
 
 def test_send_when_the_lab_is_down_says_to_run_up():

@@ -40,7 +40,7 @@ def test_there_are_six_numbered_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_each_notebook_runs_top_to_bottom_on_the_bundled_capture(path, monkeypatch):
-    monkeypatch.delenv("NETLAB_PCAP", raising=False)
+    monkeypatch.delenv("TCPLAB_PCAP", raising=False)
     monkeypatch.setenv("INVOKE_LAB_NAME", "nlt-no-such-lab")    # the lab-only cells must skip, not fail
     book = execute(path)
     out = text_of(book)
@@ -151,7 +151,7 @@ def test_notebooks_01_to_03_run_on_a_fresh_capture(path, lab, monkeypatch):
         result = invoke("capture", "--send", "ECHO my own capture", "--send", "TIME", "--name", name, "--lab", lab)
         assert result.returncode == 0, result.stderr
         capture = CAPTURES_DIR / f"{name}.pcapng"
-        monkeypatch.setenv("NETLAB_PCAP", str(capture))
+        monkeypatch.setenv("TCPLAB_PCAP", str(capture))
         monkeypatch.setenv("INVOKE_LAB_NAME", lab)
         out = text_of(execute(path))
         assert f"studying {capture}" in out and "(bundled;" not in out
@@ -161,7 +161,7 @@ def test_notebooks_01_to_03_run_on_a_fresh_capture(path, lab, monkeypatch):
 
 @pytest.mark.docker
 def test_the_crafting_notebook_crafts_with_the_lab_up(lab, monkeypatch):
-    monkeypatch.delenv("NETLAB_PCAP", raising=False)
+    monkeypatch.delenv("TCPLAB_PCAP", raising=False)
     monkeypatch.setenv("INVOKE_LAB_NAME", lab)
     out = text_of(execute(NOTEBOOKS[4]))
     assert "needs the running lab" not in out

@@ -117,10 +117,10 @@ def test_a_third_container_role_is_a_data_entry():
     joined = " ".join(args)
     assert args[:2] == ["run", "--rm"] and "--name three-sampler" in joined
     assert "--network container:three-server" in joined
-    assert "--label org.netlab.lab=three --label org.netlab.role=sampler" in joined
+    assert "--label org.tcplab.lab=three --label org.tcplab.role=sampler" in joined
     assert "--user 0 --cap-drop ALL --cap-add NET_ADMIN --security-opt no-new-privileges --read-only" in joined
     assert "--memory 64m --pids-limit 16" in joined
-    assert args[-4:] == ["netlab/lab:three", "python3", "-m", "lab.inside.sampler"]
+    assert args[-4:] == ["tcplab/lab:three", "python3", "-m", "lab.inside.sampler"]
     assert "sampler" in topology.role_names and sampler not in topology.long_lived
 
 

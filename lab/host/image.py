@@ -10,7 +10,7 @@ folder into an image. The same Dockerfile is then built on it.
 The choice, in order, each one cheaper than the next:
 
 1. ``debian:bookworm-slim`` already present;
-2. ``netlab/base:bookworm`` already present (bootstrapped earlier);
+2. ``tcplab/base:bookworm`` already present (bootstrapped earlier);
 3. ``docker pull debian:bookworm-slim``;
 4. debootstrap + docker import (about a minute; needs root and debootstrap).
 """
@@ -96,7 +96,7 @@ def apt_mirror(lab: Lab) -> str:
 
 def bootstrap_base(c: Context, lab: Lab, docker: Docker, mirror: str) -> None:
     """debootstrap a minimal bookworm and docker import it as BASE_IMAGE."""
-    rootfs = tempfile.mkdtemp(prefix="netlab-base-")
+    rootfs = tempfile.mkdtemp(prefix="tcplab-base-")
     try:
         c.run(f"debootstrap --variant=minbase bookworm {shlex.quote(rootfs)} {shlex.quote(mirror)}",
               echo=True, in_stream=False)

@@ -37,7 +37,7 @@ from lab.host.state import Found, address_of, require_up
 from lab.host.topology import Topology, describe
 from lab.terminal import say
 
-LOSS_COMMENT = "netlab-loss"
+LOSS_COMMENT = "tcplab-loss"
 NO_NETEM = ("specified qdisc kind is unknown", "unknown qdisc")
 _RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.I)
 

@@ -32,7 +32,7 @@ def open_notebooks(c: Context, pcap: str | None = None, port: str | int | None =
         path = Path(pcap).expanduser().resolve()
         if not path.is_file():
             raise LabError(f"no capture at {pcap}: make one with invoke capture, or name an existing file")
-        env["NETLAB_PCAP"] = str(path)
+        env["TCPLAB_PCAP"] = str(path)
     jupyter = jupyter_command()
     as_root = " --allow-root" if os.geteuid() == 0 else ""   # JupyterLab refuses root without it
     c.run(f"{jupyter} lab --notebook-dir {PROJECT_ROOT / 'notebooks'} --port {port}{as_root}",

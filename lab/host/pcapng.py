@@ -26,7 +26,7 @@ class PcapNgWriter:
     """Writes one section with one interface; call :meth:`packet` for each frame."""
 
     def __init__(self, out: BinaryIO, linktype: int, ifname: str = "eth0",
-                 application: str = "netlab", snaplen: int = 0) -> None:
+                 application: str = "tcplab", snaplen: int = 0) -> None:
         self.out = out
         section = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1)
         out.write(block(PCAPNG_SHB, section + options([(SHB_USERAPPL, application.encode())])))

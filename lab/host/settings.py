@@ -2,7 +2,7 @@
 
 The names of its containers follow from its roles (lab.host.topology); the names
 here are the lab-wide ones: the network ``<lab>-net``, the image ``<image>:<lab>``
-and the label ``org.netlab.lab=<lab>`` that marks everything the lab creates.
+and the label ``org.tcplab.lab=<lab>`` that marks everything the lab creates.
 
 ``DEFAULTS`` below is the one place the defaults live: tasks.py hands them to
 invoke, and each can be overridden the invoke way: a file ``invoke.yaml`` beside
@@ -19,10 +19,10 @@ from typing import Any
 
 from lab.errors import LabError
 
-LABEL = "org.netlab.lab"
-ROLE_LABEL = "org.netlab.role"
-SOURCE_LABEL = "org.netlab.source"      # on the image: the digest of the code it was built from
-BASE_IMAGE = "netlab/base:bookworm"
+LABEL = "org.tcplab.lab"
+ROLE_LABEL = "org.tcplab.role"
+SOURCE_LABEL = "org.tcplab.source"      # on the image: the digest of the code it was built from
+BASE_IMAGE = "tcplab/base:bookworm"
 SLIM_IMAGE = "debian:bookworm-slim"
 AUTO = "auto"
 # A pool outside Docker's default address pools (172.17-31.0.0/16 and
@@ -31,10 +31,10 @@ AUTO_POOL = ipaddress.ip_network("10.77.0.0/16")
 
 # Each key's meaning is in the README's "Configuration" table.
 DEFAULTS: dict[str, Any] = {
-    "name": "netlab",
+    "name": "tcplab",
     "subnet": AUTO,
     "port": 7000,
-    "image": "netlab/lab",
+    "image": "tcplab/lab",
     "internal": True,
     "mirror": AUTO,
     "memory": "256m",

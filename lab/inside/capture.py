@@ -23,8 +23,8 @@ Why a ring rather than ``recv`` with a large socket buffer: a buffer above
 costs more than the Python around it. The ring needs neither.
 
 Output: a nanosecond pcap on stdout (the host writes it to a file and annotates
-it); on stderr, ``netlab-capture-ready`` once packets are being captured, and at
-the end a human line and ``netlab-capture-stats {json}`` for the host.
+it); on stderr, ``tcplab-capture-ready`` once packets are being captured, and at
+the end a human line and ``tcplab-capture-stats {json}`` for the host.
 
     python3 -m lab.inside.capture [--iface eth0] [--filter BPF] [--count N] [--seconds S]
 """
@@ -57,8 +57,8 @@ POLL_MS = 100
 IOV_MAX = 1024                 # the most pieces one writev takes (Linux's UIO_MAXIOV)
 F_SETPIPE_SZ = 1031
 
-READY = "netlab-capture-ready"
-STATS = "netlab-capture-stats"
+READY = "tcplab-capture-ready"
+STATS = "tcplab-capture-stats"
 
 # tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status,
 # num_pkts, offset_to_first_pkt (we read the last three).

@@ -1,6 +1,6 @@
 """What the study notebooks share: which capture to read, whether a lab is up, small views.
 
-Each notebook reads one capture: the learner's own when ``NETLAB_PCAP`` names it
+Each notebook reads one capture: the learner's own when ``TCPLAB_PCAP`` names it
 (or the notebook's parameters cell does), otherwise the capture bundled in
 ``notebooks/data/`` (made by the lab itself; notebooks/data/README.md says how).
 Cells that need the running lab ask :func:`lab_is_up` first and, when it is not,
@@ -22,12 +22,12 @@ DATA = PROJECT_ROOT / "notebooks" / "data"
 
 
 def capture_path(given: str | None, bundled: str) -> Path:
-    """The capture to study: ``given`` (the parameters cell), else $NETLAB_PCAP, else the bundled one."""
-    chosen = given or os.environ.get("NETLAB_PCAP")
+    """The capture to study: ``given`` (the parameters cell), else $TCPLAB_PCAP, else the bundled one."""
+    chosen = given or os.environ.get("TCPLAB_PCAP")
     path = Path(chosen).expanduser() if chosen else DATA / bundled
     if not path.exists():
-        raise FileNotFoundError(f"no capture at {path}: make one with invoke capture, or unset NETLAB_PCAP")
-    print(f"studying {path}" + ("" if chosen else " (bundled; set NETLAB_PCAP=yours.pcapng to study your own)"))
+        raise FileNotFoundError(f"no capture at {path}: make one with invoke capture, or unset TCPLAB_PCAP")
+    print(f"studying {path}" + ("" if chosen else " (bundled; set TCPLAB_PCAP=yours.pcapng to study your own)"))
     return path
 
 

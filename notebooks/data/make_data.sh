@@ -41,7 +41,7 @@ inv impair --clear
 crafting() {
     for what in syn connect; do
         docker run --rm --network "container:$lab-client" --user 0 --cap-drop ALL --cap-add NET_RAW \
-            --cap-add NET_ADMIN --tmpfs /run "netlab/lab:$lab" python3 -m lab.inside.craft "$what"
+            --cap-add NET_ADMIN --tmpfs /run "tcplab/lab:$lab" python3 -m lab.inside.craft "$what"
     done
 }
 capture_while crafted 8 crafting
