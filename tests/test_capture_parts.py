@@ -150,7 +150,9 @@ def test_the_rate_limit_lets_a_burst_through_then_holds():
     ({"jitter": "10"}, "give --delay too"),
     ({"loss": "120"}, "between 0 and 100"),
     ({"delay": "soon"}, "takes a number"),
-    ({"rate": "fast"}, "not a rate tc understands"),
+    ({"rate": "fast"}, "is not a rate: use bits per second"),
+    ({"rate": "1mbps"}, "bytes per second"),
+    ({"rate": "0bit"}, "give a rate above 0"),
     ({}, "nothing to do"),
 ])
 def test_bad_impairments_are_one_line_errors(options, message):

@@ -152,6 +152,22 @@ def test_clean_keeps_the_base_image_unless_asked():
     assert [cmd for cmd in commands(c) if "rmi" in cmd][-1] == "docker rmi tcplab/lab:tcplab tcplab/base:bookworm"
 
 
+def test_clean_leaves_an_image_built_from_ours_which_inherited_our_labels():
+    images = [
+        {"Id": "sha256:lab", "RepoTags": ["tcplab/lab:tcplab"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
+        {"Id": "sha256:theirs", "RepoTags": ["mine:latest"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
+        {"Id": "sha256:untagged", "RepoTags": [], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
+    ]
+    c = mock({
+        r"docker (ps|network ls)": Result(""),
+        r"docker image ls": Result("sha256:lab\nsha256:theirs\nsha256:untagged\n"),
+        r"docker inspect --type=image": Result(json.dumps(images)),
+        r"docker rmi": Result(""),
+    })
+    lifecycle.clean(c, LAB, base=True)
+    assert [cmd for cmd in commands(c) if "rmi" in cmd] == ["docker rmi tcplab/lab:tcplab"]
+
+
 def test_send_when_the_lab_is_down_says_to_run_up():
     c = mock({r"docker inspect": Result("[]", exited=1)})
     with pytest.raises(LabError, match="run 'invoke up' first"):

@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -272,3 +273,88 @@ def test_a_host_name_with_two_addresses_is_served_on_both(monkeypatch):
             await server.wait_stopped()
 
     assert asyncio.run(scenario()) == [b"OK via 127.0.0.1\n", b"OK via ::1\n"]
+
+
+# --- hostile clients: the limits hold (issue: a client must not get the server killed or locked) ---
+
+
+def server_rss_kb(srv: ServerProcess) -> int:
+    with open(f"/proc/{srv.proc.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_client_trickling_bytes_without_a_newline_is_still_idle():
+    with ServerProcess("--idle-timeout", "0.5") as srv:
+        with srv.connect() as sock:
+            started = time.monotonic()
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                while time.monotonic() - started < 5:
+                    sock.sendall(b"E")          # never a whole request
+                    time.sleep(0.1)
+            assert time.monotonic() - started < 2.5
+    assert any("close=idle-timeout" in line for line in srv.log_lines)
+
+
+def stalled_bulk_reader(srv: ServerProcess, nbytes: int = 100_000_000) -> socket.socket:
+    """A client that asks for BULK with a tiny receive buffer and never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(f"BULK {nbytes}\n".encode())
+    return sock
+
+
+def test_a_reader_that_never_reads_is_closed_after_the_stall_timeout_and_frees_its_slot():
+    with ServerProcess("--stall-timeout", "0.5", "--max-connections", "3") as srv:
+        stalled = [stalled_bulk_reader(srv) for _ in range(3)]
+        with srv.connect() as turned_away:
+            assert recv_until(turned_away, b"\n") == b"ERR busy, try again later\n"
+        time.sleep(2.5)
+        assert exchange(srv.port, b"ECHO my turn\n") == b"OK my turn\n"
+        for sock in stalled:
+            sock.close()
+    assert sum("close=stalled" in line for line in srv.log_lines) == 3
+
+
+def test_a_slow_reader_that_pauses_less_than_the_stall_timeout_gets_everything():
+    n = 200_000_000          # more than the socket buffers hold: each pause stops the server
+    with ServerProcess("--stall-timeout", "1.5") as srv:
+        with srv.connect() as sock:
+            sock.sendall(f"BULK {n}\n".encode())
+            received = 0
+            for _ in range(3):
+                time.sleep(0.8)                       # the window fills, the server waits
+                received += len(sock.recv(1 << 20))
+            expected = n + len(f"OK {n} bytes follow\nOK end of bulk\n")
+            while received < expected and (chunk := sock.recv(1 << 20)):
+                received += len(chunk)
+            assert received == expected
+    assert not any("close=stalled" in line for line in srv.log_lines)
+
+
+def test_many_stalled_bulk_readers_that_reset_do_not_grow_the_servers_memory():
+    """The OOM attack, scaled down: rounds of BULK readers that never read, then reset."""
+    with ServerProcess("--stall-timeout", "30") as srv:
+        exchange(srv.port, b"BULK 1000000\n")        # warm up: one BULK served whole
+        before = server_rss_kb(srv)
+        for _ in range(4):
+            stalled = [stalled_bulk_reader(srv, 1 << 30) for _ in range(100)]
+            time.sleep(0.3)
+            for sock in stalled:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()                          # RST
+            time.sleep(0.3)
+        after = server_rss_kb(srv)
+        assert exchange(srv.port, b"ECHO still here\n") == b"OK still here\n"
+    assert after - before < 12_000, f"server RSS grew from {before} to {after} kB"
+
+
+def test_a_udp_reply_too_long_for_a_datagram_is_an_err_and_the_log_says_so(server):
+    text = "\u0149" * 32_000                            # 2 bytes each; upper case: 3 bytes each
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(f"UPPER {text}\n".encode(), ("127.0.0.1", server.port))
+        reply, _ = sock.recvfrom(70_000)
+    assert reply == b"ERR the reply would not fit in one datagram: send less\n"
+    server.terminate()
+    assert any("proto=udp" in line and "close=reply-too-long" in line for line in server.log_lines)

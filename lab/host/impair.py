@@ -39,7 +39,8 @@ from lab.terminal import say
 
 LOSS_COMMENT = "tcplab-loss"
 NO_NETEM = ("specified qdisc kind is unknown", "unknown qdisc")
-_RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", re.I)
+_RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)", re.I)
+_BYTE_RATE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)bps", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +69,30 @@ def parse(delay=None, jitter=None, loss=None, rate=None) -> Impairment:
                             number(loss, "--loss", high=100), rate)
     if impairment.jitter_ms and impairment.delay_ms is None:
         raise LabError("--jitter varies a delay: give --delay too (e.g. --delay 100 --jitter 20)")
-    if rate is not None and not _RATE.match(rate):
-        raise LabError(f"--rate {rate!r} is not a rate tc understands: use e.g. 500kbit, 10mbit, 1gbit")
+    if rate is not None:
+        check_rate(rate)
     if impairment == Impairment():
         raise LabError("nothing to do: give --delay, --jitter, --loss or --rate (or --clear)")
     return impairment
+
+
+def check_rate(rate: str) -> None:
+    """A rate in bits per second as tc writes it (500kbit, 10mbit), above 0, or a one-line LabError.
+
+    tc reads "bps" as *bytes* per second (1mbps is 8 Mbit/s), a trap for anyone who
+    reads it as bits: such rates are refused with what they would have meant.
+    """
+    byte_rate = _BYTE_RATE.fullmatch(rate)
+    if byte_rate:
+        number, prefix = byte_rate.groups()
+        raise LabError(f"--rate {rate}: tc reads 'bps' as bytes per second ({float(number) * 8:g} "
+                       f"{prefix.upper()}bit/s); write bits: {number}{prefix.lower()}bit for {number} "
+                       f"{prefix.upper()}bit/s")
+    bit_rate = _RATE.fullmatch(rate)
+    if bit_rate is None:
+        raise LabError(f"--rate {rate!r} is not a rate: use bits per second, e.g. 500kbit, 10mbit, 1gbit")
+    if float(bit_rate.group(1)) <= 0:
+        raise LabError(f"--rate {rate} stops the link altogether: give a rate above 0, e.g. 100kbit")
 
 
 # --- commands (pure, tested without Docker) ---------------------------------------------

@@ -15,12 +15,17 @@ from lab.paths import PROJECT_ROOT
 
 
 def jupyter_command() -> str:
-    """The jupyter beside this Python (the venv's), else one on PATH, else a one-line LabError."""
-    beside = Path(sys.executable).with_name("jupyter")
+    """JupyterLab beside this Python (the venv's), else on PATH, else a one-line LabError.
+
+    ``jupyter`` alone is not enough: jupyter_core (which the test extra brings)
+    installs it without JupyterLab, and ``jupyter lab`` then fails in many lines.
+    """
+    beside = Path(sys.executable).with_name("jupyter-lab")
     if beside.exists():
         return str(beside)
-    if shutil.which("jupyter-lab"):
-        return "jupyter"
+    found = shutil.which("jupyter-lab")
+    if found:
+        return found
     raise LabError("JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'")
 
 
@@ -35,5 +40,5 @@ def open_notebooks(c: Context, pcap: str | None = None, port: str | int | None =
         env["TCPLAB_PCAP"] = str(path)
     jupyter = jupyter_command()
     as_root = " --allow-root" if os.geteuid() == 0 else ""   # JupyterLab refuses root without it
-    c.run(f"{jupyter} lab --notebook-dir {PROJECT_ROOT / 'notebooks'} --port {port}{as_root}",
+    c.run(f"{jupyter} --notebook-dir {PROJECT_ROOT / 'notebooks'} --port {port}{as_root}",
           env=env, pty=True, echo=True)

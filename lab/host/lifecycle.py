@@ -10,8 +10,9 @@
    client's address and namespace: each ``send`` or ``chat`` runs the client
    program in a fresh container that joins it, so the client keeps one IP across
    runs and the capture and impair helpers can be pointed at it);
-4. TSO/GSO/GRO offloads turned off in each new namespace by short-lived helpers,
-   so that captures show wire-sized segments;
+4. each new namespace prepared by a short-lived helper: TSO/GSO/GRO offloads off,
+   so that captures show wire-sized segments; and the host shut out (see
+   :func:`namespace_setup`);
 5. a real request through the network (``ECHO ready`` from the client host), which
    is how ``up`` knows the lab works: no fixed sleeps.
 
@@ -20,6 +21,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import shlex
 import time
 
 from invoke import Context
@@ -27,8 +30,8 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host.docker import Docker
 from lab.host.image import build, is_current
-from lab.host.settings import AUTO, AUTO_POOL, ROLE_LABEL, Lab
-from lab.host.state import existing, object_labels, our_containers, running
+from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
+from lab.host.state import existing, our_containers, running
 from lab.host.topology import Topology, describe
 from lab.terminal import say
 
@@ -38,6 +41,38 @@ READY_TIMEOUT = 30.0
 # every captured segment is at most one MSS, as on a real link. Checksum offload
 # (tx) off too, so the captured checksums are the ones on the wire, not placeholders.
 OFFLOADS_OFF = ["ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off", "tx", "off"]
+ISOLATION_COMMENT = "tcplab-isolation"
+
+
+def namespace_setup(network: dict) -> list[str]:
+    """The helper's command for a new lab namespace: offloads off, and no way to the host.
+
+    An --internal network keeps packets from leaving the bridge, but Docker still
+    gives each container a default route to the bridge's gateway address, which is
+    the host itself, and the host's INPUT chain lets them in: any service on the
+    host that listens on 0.0.0.0 would be one `nc` away from every lab. The lab
+    needs only its subnet, so the default route goes, and what on the subnet
+    reaches the host (its gateway address, and broadcast and multicast, which the
+    host hears too) is dropped on the way out. The lab's containers have no
+    NET_ADMIN and cannot undo either; the host's own firewall is left as it is.
+    """
+    gateway, broadcast = gateway_of(network)
+    drops = [["iptables", "-A", "OUTPUT", "-d", address, "-m", "comment", "--comment", ISOLATION_COMMENT, "-j", "DROP"]
+             for address in (gateway, broadcast, "255.255.255.255", "224.0.0.0/4")]
+    return ["sh", "-c", " && ".join([shlex.join(OFFLOADS_OFF), "{ ip route del default 2>/dev/null; true; }",
+                                     *map(shlex.join, drops)])]
+
+
+def gateway_of(network: dict) -> tuple[str, str]:
+    """The lab network's gateway address (the host's address on it) and its broadcast address."""
+    for config in network.get("IPAM", {}).get("Config") or []:
+        if config.get("Subnet"):
+            subnet = ipaddress.ip_network(config["Subnet"], strict=False)
+            # Docker's default, which it records only when it was given (lab networks give it).
+            gateway = config.get("Gateway") or str(subnet.network_address + 1)
+            return gateway.split("/")[0], str(subnet.broadcast_address)
+    raise LabError(f"the network {network.get('Name', '?')} has no subnet: remove it (invoke down) "
+                   "and bring the lab up again")
 PROBE_REPLY = "OK ready"
 
 
@@ -87,8 +122,10 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     if to_start:
         docker.run_parallel(topology.run_args(role) for role in to_start)
         started = [topology.container(role) for role in to_start]
-        docker.run_parallel(topology.run_args("helper", command=OFFLOADS_OFF, joins=name) for name in started)
-        say(f"offloads off on eth0 of {', '.join(started)}: captures show wire-sized segments")
+        setup = namespace_setup(docker.inspect([lab.network], kind="network")[0])
+        docker.run_parallel(topology.run_args("helper", command=setup, joins=name) for name in started)
+        say(f"offloads off on eth0 of {', '.join(started)} (captures show wire-sized segments); "
+            "no route to the host")
     wait_ready(docker, topology)
     say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}")
 
@@ -129,14 +166,17 @@ def down(c: Context, lab: Lab) -> None:
 
 
 def clean(c: Context, lab: Lab, base: bool = False) -> None:
-    """down, then the lab's images (the bootstrapped base too with ``base``)."""
+    """down, then the lab's image (and the base it bootstrapped, with ``base``).
+
+    An image is the lab's by its tag, not by its labels: an image someone built
+    FROM the lab's image inherits every label of it, and is theirs.
+    """
     down(c, lab)
     docker = Docker(c)
+    ours = {lab.image} | ({BASE_IMAGE} if base else set())
     images = []
     for image in docker.inspect(docker.ids("image", lab.label), kind="image"):
-        if object_labels(image).get(ROLE_LABEL) == "base" and not base:
-            continue
-        images.extend(image.get("RepoTags") or [image["Id"]])
+        images.extend(sorted(ours & set(image.get("RepoTags") or [])))
     if images:
         docker.run(["rmi", *images], quiet=True)
         say(f"removed image(s): {', '.join(images)}")

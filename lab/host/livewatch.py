@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from lab.inspect.decode import ACK, address_text, ip_packet, tcp_flags_text, udp_datagram
 from lab.inspect.ladder import payload_preview
 from lab.inspect.reader import CaptureFileError, read_records
@@ -74,7 +76,7 @@ def tcp_line(seg: Segment) -> str:
     parts.append(f"ack={seg.rel_ack:<8}" if seg.flags & ACK else " " * 12)
     parts.append(f"len={seg.length:<5}")
     if seg.payload:
-        parts.append(payload_preview(seg.payload, 24))
+        parts.append(escape(payload_preview(seg.payload, 24)))
     labels = wireshark_labels(seg.analysis, seg.dupack_num)
     if labels:
         parts.append("[bold red][" + ", ".join(labels) + "][/]")
@@ -139,7 +141,7 @@ class LiveView:
 
     def line(self, segment: Segment | None, record, seconds: float) -> str:
         if segment is None:
-            return f"[dim]{seconds:10.6f}  {other_line(record.linktype, record.data)}[/]"
+            return f"[dim]{seconds:10.6f}  {escape(other_line(record.linktype, record.data))}[/]"
         arrow = "client [cyan]->[/] server" if segment.from_client else "client [green]<-[/] server"
         return f"{seconds:10.6f}  {arrow}  {tcp_line(segment)}"
 

@@ -33,10 +33,31 @@ def container_rows(docker: Docker, topology: Topology, impaired: dict[str, str] 
             "ip": network.get("IPAddress") or "-",
             "mac": network.get("MacAddress") or "-",
             "ports": ", ".join(ports) if role == "server" else "-",
-            "state": obj.get("State", {}).get("Status", "?"),
+            "state": obj.get("State", {}).get("Status", "?") + fork_state(docker, obj),
             "impairments": impaired.get(object_name(obj), "-"),
         })
     return sorted(rows, key=lambda row: row["container"])
+
+
+def tasks_in_use(docker: Docker, container: str) -> int | None:
+    """How many processes and threads run in a container (what its pids limit counts), or None."""
+    result = docker.run(["top", container, "-L", "-o", "pid,lwp"], quiet=True, check=False)
+    return len(result.stdout.splitlines()) - 1 if result.exited == 0 else None
+
+
+def fork_state(docker: Docker, obj: dict) -> str:
+    """' (cannot fork: N of M pids)' for a running container at (or a hair from) its pids limit, else ''.
+
+    A container whose processes fill its pids limit still "runs", but a request
+    that needs a process, a `docker exec`, a helper joining it, all fail.
+    """
+    limit = (obj.get("HostConfig") or {}).get("PidsLimit") or 0
+    if limit <= 0 or not obj.get("State", {}).get("Running"):
+        return ""
+    used = tasks_in_use(docker, object_name(obj))
+    if used is None or used < limit - max(1, limit // 20):
+        return ""
+    return f" (cannot fork: {used} of {limit} pids in use)"
 
 
 def status(c: Context, lab: Lab) -> None:

@@ -33,6 +33,7 @@ root filesystem with at most a small tmpfs, and memory and pids limits.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import Sequence
 
 from lab.host.settings import ROLE_LABEL, Lab
@@ -56,15 +57,21 @@ class Role:
     pids: int | None = None                   # None: the lab's limit (pids)
     tmpfs: str | None = LAB_TMPFS             # the one writable place; None: nothing is writable
     keep_log: bool = True                     # False: stdout is data for us, not a log (--log-driver none)
+    log_limit: str | None = None              # a kept log's size on the host's disk, at most (twice: 2 files)
+    init: bool = False                        # an init as PID 1 reaps orphaned processes (--init)
     interactive: bool = False                 # stdin attached (a client reading a terminal)
     command: tuple[str, ...] = ()             # "{port}" stands for the lab's port
 
 
 ROLES: tuple[Role, ...] = (
+    # The long-lived containers log one line per connection (about 190 bytes), for as
+    # long as the lab is up: their logs are capped. Processes orphaned inside them
+    # (a learner's `docker exec ... &`) are reaped by Docker's init, not left as zombies.
     Role("server", "serves the lab protocol on TCP and UDP", long_lived=True, on_network=True,
+         log_limit="1m", init=True,
          command=("python3", "-m", "lab.inside.server", "--host", "0.0.0.0", "--port", "{port}")),
     Role("client", "the client host: holds the client's address and namespace", long_lived=True,
-         on_network=True, command=("sleep", "infinity")),
+         on_network=True, log_limit="1m", init=True, command=("sleep", "infinity")),
     Role("client-run", "one run of the client program, in the client host's namespace",
          named=False, joins="client", interactive=True,
          command=("python3", "-m", "lab.inside.client", "--host", "server", "--port", "{port}")),
@@ -128,7 +135,9 @@ class Topology:
 
     def network_create_args(self, subnet: str) -> list[str]:
         """The lab network: a bridge with an explicit subnet, --internal unless configured otherwise."""
-        args = ["network", "create", "--driver", "bridge", "--subnet", subnet, "--label", self.lab.label]
+        gateway = ipaddress.ip_network(subnet).network_address + 1    # the host's address on it
+        args = ["network", "create", "--driver", "bridge", "--subnet", subnet, "--gateway", str(gateway),
+                "--label", self.lab.label]
         if self.lab.internal:
             args.append("--internal")
         return [*args, self.lab.network]
@@ -161,6 +170,10 @@ class Topology:
         args += self.labels(role.name) + hardening(role, self.lab, capabilities)
         if not role.keep_log:
             args += ["--log-driver", "none"]
+        elif role.log_limit:
+            args += ["--log-driver", "json-file", "--log-opt", f"max-size={role.log_limit}", "--log-opt", "max-file=2"]
+        if role.init:
+            args.append("--init")
         base = role.command if command is None else tuple(command)
         return [*args, self.lab.image, *(part.replace("{port}", str(self.lab.port)) for part in base), *arguments]
 

@@ -47,6 +47,7 @@ DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_BULK_CAP = 1 << 30
 VERBS = ("ECHO", "UPPER", "TIME", "BULK", "QUIT")
 BULK_TERMINATOR = "end of bulk"
+BULK_VIEW_MAX = 256 * 1024
 
 # 63 printable characters and a newline: BULK data is this block repeated.
 PATTERN_BLOCK = b"".join(
@@ -202,6 +203,18 @@ def bulk_pattern(offset: int, size: int) -> bytes:
     start = offset % block
     repeats = (start + size) // block + 1
     return (PATTERN_BLOCK * repeats)[start:start + size]
+
+
+_BULK_SOURCE = memoryview(PATTERN_BLOCK * (BULK_VIEW_MAX // len(PATTERN_BLOCK) + 2))
+
+
+def bulk_view(offset: int, size: int) -> memoryview:
+    """Bytes ``offset .. offset+size`` of the pattern (size up to BULK_VIEW_MAX), as a view of one
+    buffer shared by every caller: sending BULK data allocates nothing per connection."""
+    if size > BULK_VIEW_MAX:
+        raise LocalProtocolError(f"bulk_view gives at most {BULK_VIEW_MAX} bytes at once, asked {size}")
+    start = offset % len(PATTERN_BLOCK)
+    return _BULK_SOURCE[start:start + size]
 
 
 def parse_request_line(line: bytes, bulk_cap: int = DEFAULT_BULK_CAP) -> Request | BadRequest:

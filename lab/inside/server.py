@@ -11,19 +11,29 @@ inside a hand-written state machine per socket. asyncio also gives us timeouts a
 shutdown as cancellation, and keeps thousands of idle connections cheap (no thread
 each).
 
-Why the loop's socket calls (``sock_accept``, ``sock_recv``, ``sock_sendall``)
-rather than asyncio's streams: they are the socket API a networking course teaches,
+Why the loop's socket calls (``sock_accept``, ``sock_recv``, and ``send`` with a
+wait for room in the send buffer) rather than asyncio's streams: they are the socket API a networking course teaches,
 so each line names what it does to the connection (``shutdown(SHUT_WR)`` sends our
 FIN, ``close()`` releases the socket); and streams put a transport, a protocol, a
 reader and a writer around every connection, which cost a third more CPU per
 connection (measured from the server's CPU time under bench/server.py's load),
-enough to make it slower than the textbook echo server. All protocol rules stay in lab.protocol;
-this module only moves bytes.
+enough to make it slower than the textbook echo server. All protocol rules stay in
+lab.inside.protocol; this module only moves bytes.
 
-Limits, each enforced in one place:
+Limits, each enforced in one place (the sweeper, :meth:`LabServer._sweep`, closes a
+connection that waits longer than its bound):
 
 * idle timeout: a connection with no complete request for ``idle_timeout`` seconds
-  is closed, so forgotten ``nc`` sessions do not pile up;
+  is closed, so forgotten ``nc`` sessions do not pile up; bytes that do not finish
+  a request do not count (a client trickling one byte a second is still idle);
+* stall timeout: a reply the client does not take in (it stopped reading, its
+  window stays at zero) may make no progress for ``stall_timeout`` seconds, then
+  the connection is closed. A slow reader is fine, and so is a pause of a few
+  seconds (the zero-window lesson makes one); a reader that never reads would
+  otherwise hold its slot, and its socket, forever;
+* memory: BULK data is sent from one pattern buffer shared by every connection
+  (slices of it, never a copy), so a connection costs its socket buffers and a
+  few objects, however much it asked for;
 * connection cap: the connection over ``max_connections`` gets ``ERR busy`` and is
   closed at once, politely, instead of being left waiting;
 * line and BULK limits: lab.protocol;
@@ -48,11 +58,15 @@ import asyncio
 import dataclasses
 import datetime
 import errno
+import fcntl
 import logging
+import math
 import os
 import signal
 import socket
+import struct
 import sys
+import termios
 import time
 
 from lab.inside import protocol
@@ -73,10 +87,11 @@ from lab.inside.protocol import (
 
 log = logging.getLogger("lab.server")
 
-BULK_CHUNK = 256 * 1024
+BULK_CHUNK = protocol.BULK_VIEW_MAX
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # of every log line, then milliseconds
 READ_SIZE = 64 * 1024
 LINGER_SECONDS = 1.0
+MAX_DATAGRAM = 65507     # the most a UDP datagram carries over IPv4 (65535 - 20 - 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +103,7 @@ class ServerConfig:
     max_line: int = protocol.DEFAULT_MAX_LINE
     bulk_cap: int = protocol.DEFAULT_BULK_CAP
     idle_timeout: float = 120.0
+    stall_timeout: float = 60.0
     max_connections: int = 512
     shutdown_grace: float = 1.5
 
@@ -167,9 +183,11 @@ class LabServer:
         self._acceptors: list[asyncio.Task] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task] = set()
-        self._idle: dict[asyncio.Task, float] = {}  # tasks waiting in recv, and since when
+        # Tasks waiting (for a request, or for the client to take a reply): until when, and why.
+        self._waiting: dict[asyncio.Task, tuple[float, str]] = {}
         self._sweeper: asyncio.Task | None = None
-        self._timed_out: set[asyncio.Task] = set()
+        self._timed_out: dict[asyncio.Task, str] = {}
+        self._unsent: dict[asyncio.Task, tuple[socket.socket, int]] = {}   # send waits: the queue then
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -188,7 +206,7 @@ class LabServer:
             lambda: _DatagramService(cfg, self.access_log), local_addr=(cfg.host, self.port)
         )
         self._acceptors = [loop.create_task(self._accept_forever(listener)) for listener in self._listeners]
-        self._sweeper = loop.create_task(self._sweep_idle())
+        self._sweeper = loop.create_task(self._sweep())
         log.info("listening on tcp and udp %s port %d", cfg.host, self.port)
 
     async def wait_stopped(self) -> None:
@@ -200,7 +218,8 @@ class LabServer:
             return
         self._stopping = True
         log.info("shutting down: %d connection(s) open", len(self._connections))
-        for task in (*self._acceptors, self._sweeper, *self._idle):
+        between_requests = [task for task, (_, reason) in self._waiting.items() if reason == "idle-timeout"]
+        for task in (*self._acceptors, self._sweeper, *between_requests):
             if task is not None:
                 task.cancel()
         if self._udp is not None:
@@ -259,79 +278,128 @@ class LabServer:
         try:
             record.close = await self._converse(conn, record, task)
         except asyncio.CancelledError:
-            record.close = "idle-timeout" if task in self._timed_out else "shutdown"
+            record.close = self._timed_out.get(task, "shutdown")
         except (ConnectionResetError, BrokenPipeError):
             record.close = "reset"
         finally:
-            self._timed_out.discard(task)
+            self._timed_out.pop(task, None)
             conn.close()
             self.access_log.write(record)
 
     async def _converse(self, conn: socket.socket, record: ConnectionRecord, task: asyncio.Task) -> str:
         """Read requests and answer them; return how the conversation ended."""
         decoder = protocol.RequestDecoder(self.config.max_line, self.config.bulk_cap)
+        request_due = time.monotonic() + self.config.idle_timeout   # the next complete request, by then
         while True:
             event = decoder.next_event()
             if event is NEED_DATA:
                 if self._stopping:
                     return "shutdown"
-                data = await self._recv(conn, task)
+                data = await self._recv(conn, task, request_due)
                 record.bytes_in += len(data)
                 decoder.receive_data(data)
-            elif event is CLOSED:
+                continue
+            if event is CLOSED:
                 return "client"
-            elif isinstance(event, BadRequest):
-                record.bytes_out += await _send(conn, Err(event.reason))
+            if isinstance(event, BadRequest):
+                await self._send(conn, task, protocol.encode_reply(Err(event.reason)), record)
                 if event.fatal:
                     await _linger(conn)
                     return "line-too-long"
             else:
-                record.bytes_out += await self._answer(conn, event)
+                await self._answer(conn, task, event, record)
                 if isinstance(event, Quit):
                     await _linger(conn)
                     return "quit"
+            request_due = time.monotonic() + self.config.idle_timeout
 
-    async def _recv(self, conn: socket.socket, task: asyncio.Task) -> bytes:
-        """Wait for the next bytes; the idle sweeper and shutdown may cancel this wait."""
-        self._idle[task] = time.monotonic()
+    async def _recv(self, conn: socket.socket, task: asyncio.Task, request_due: float) -> bytes:
+        """Wait for the next bytes; the sweeper cancels this wait after ``request_due``."""
+        self._waiting[task] = (request_due, "idle-timeout")
         try:
             return await asyncio.get_running_loop().sock_recv(conn, READ_SIZE)
         finally:
-            del self._idle[task]
+            del self._waiting[task]
 
-    async def _sweep_idle(self) -> None:
-        """Cancel reads that have waited longer than the idle timeout.
+    async def _send(self, conn: socket.socket, task: asyncio.Task, data, record: ConnectionRecord) -> None:
+        """Hand ``data`` to the kernel, waiting while the client does not read; count what was taken.
 
-        One sweeper for the whole server rather than a timer per read: on Python
+        asyncio's ``sock_sendall`` cannot say whether a long wait made progress, so
+        this is its loop, with the stall bound: every wait for room in the send
+        buffer may last at most ``stall_timeout`` (the sweeper ends it), and room
+        can only come from the client taking bytes in.
+        """
+        view = memoryview(data)
+        while view:
+            try:
+                sent = conn.send(view)
+            except BlockingIOError:
+                sent = 0
+            if sent:
+                view = view[sent:]
+                record.bytes_out += sent
+            else:
+                await self._writable(conn, task)
+
+    async def _writable(self, conn: socket.socket, task: asyncio.Task) -> None:
+        loop = asyncio.get_running_loop()
+        room = loop.create_future()
+        loop.add_writer(conn.fileno(), lambda: room.done() or room.set_result(None))
+        self._waiting[task] = (time.monotonic() + self.config.stall_timeout, "stalled")
+        self._unsent[task] = (conn, unsent_bytes(conn))
+        try:
+            await room
+        finally:
+            loop.remove_writer(conn.fileno())
+            del self._waiting[task]
+            del self._unsent[task]
+
+    async def _sweep(self) -> None:
+        """Cancel the waits that passed their bound (idle timeout, stall timeout).
+
+        One sweeper for the whole server rather than a timer per wait: on Python
         3.11 ``asyncio.wait_for`` wraps every read in a new Task, and even a bare
         timer handle per read showed in bench/server.py. The price is precision:
-        a connection is closed between 1x and 1.25x the timeout.
+        a connection is closed up to a quarter of its bound late (at most 1 s).
+
+        A wait for room in the send buffer can outlast its bound while the client
+        reads: the kernel says "writable" only once a third of the buffer is free,
+        and a reader taking a little at a time frees less. So a send wait that
+        expires is ended only if the queue of bytes not yet taken by the client
+        (SIOCOUTQ) has not shrunk since the wait began or was last extended.
         """
-        period = min(1.0, self.config.idle_timeout / 4)
+        period = min(1.0, self.config.idle_timeout / 4, self.config.stall_timeout / 4)
         while True:
             await asyncio.sleep(period)
-            deadline = time.monotonic() - self.config.idle_timeout
-            for task, since in list(self._idle.items()):
-                if since <= deadline:
-                    self._timed_out.add(task)
-                    task.cancel()
+            now = time.monotonic()
+            for task, (until, reason) in list(self._waiting.items()):
+                if until > now:
+                    continue
+                if task in self._unsent:
+                    conn, before = self._unsent[task]
+                    left = unsent_bytes(conn)
+                    if left < before:
+                        self._unsent[task] = (conn, left)
+                        self._waiting[task] = (now + self.config.stall_timeout, reason)
+                        continue
+                self._timed_out[task] = reason
+                task.cancel()
 
-    async def _answer(self, conn: socket.socket, request: Request) -> int:
-        """Send the reply to one request; return the bytes sent.
+    async def _answer(self, conn: socket.socket, task: asyncio.Task, request: Request,
+                      record: ConnectionRecord) -> None:
+        """Send the reply to one request (BULK: its header, its data, its end line).
 
-        ``sock_sendall`` returns once the kernel has taken every byte, so a client
-        that reads BULK slowly slows the loop below down instead of filling our memory.
+        BULK data goes out in slices of one pattern buffer shared by every
+        connection (protocol.bulk_view): no connection allocates its own.
         """
-        sent = await _send(conn, reply_to(request))
+        await self._send(conn, task, protocol.encode_reply(reply_to(request)), record)
         if isinstance(request, Bulk):
-            loop = asyncio.get_running_loop()
             offset = 0
             while offset < request.nbytes:
-                chunk = protocol.bulk_pattern(offset, min(BULK_CHUNK, request.nbytes - offset))
-                await loop.sock_sendall(conn, chunk)
-                offset += len(chunk)
-            sent += offset + await _send(conn, protocol.BulkEnd(protocol.BULK_TERMINATOR))
-        return sent
+                size = min(BULK_CHUNK, request.nbytes - offset)
+                await self._send(conn, task, protocol.bulk_view(offset, size), record)
+                offset += size
+            await self._send(conn, task, protocol.encode_reply(protocol.BulkEnd(protocol.BULK_TERMINATOR)), record)
 
 
 def listen(host: str, port: int) -> list[socket.socket]:
@@ -363,10 +431,12 @@ def listen(host: str, port: int) -> list[socket.socket]:
     return listeners
 
 
-async def _send(conn: socket.socket, reply) -> int:
-    data = protocol.encode_reply(reply)
-    await asyncio.get_running_loop().sock_sendall(conn, data)
-    return len(data)
+def unsent_bytes(conn: socket.socket) -> int:
+    """Bytes in the socket's send queue that the peer has not acknowledged yet (SIOCOUTQ)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except OSError:
+        return 0
 
 
 async def _linger(conn: socket.socket) -> None:
@@ -404,11 +474,16 @@ class _DatagramService(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         record = ConnectionRecord("udp", addr, bytes_in=len(data), close="datagram")
-        reply = self.reply_to_datagram(data)
-        payload = protocol.encode_reply(reply)
+        payload = protocol.encode_reply(self.reply_to_datagram(data))
+        if len(payload) > MAX_DATAGRAM:   # UPPER can lengthen a text: some letters grow in upper case
+            payload = protocol.encode_reply(Err("the reply would not fit in one datagram: send less"))
+            record.close = "reply-too-long"
         assert self.transport is not None
-        self.transport.sendto(payload, addr)
-        record.bytes_out = len(payload)
+        try:
+            self.transport.sendto(payload, addr)
+            record.bytes_out = len(payload)
+        except OSError:
+            record.close = "send-failed"
         self.access_log.write(record)
 
     def reply_to_datagram(self, data: bytes) -> Reply:
@@ -449,18 +524,22 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--max-line", type=int, default=defaults.max_line, help="longest request line in bytes (default %(default)s)")
     parser.add_argument("--bulk-cap", type=int, default=defaults.bulk_cap, help="largest BULK in bytes (default %(default)s)")
     parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds a connection may stay silent (default %(default)s)")
+    parser.add_argument("--stall-timeout", type=float, default=defaults.stall_timeout, help="seconds a reply may wait for the client to read before the connection is closed (default %(default)s)")
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections, help="connections served at once; the next gets ERR busy (default %(default)s)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
-    if args.max_line < 16 or args.bulk_cap < 0 or args.idle_timeout <= 0 or args.max_connections < 1:
-        parser.error("--max-line >= 16, --bulk-cap >= 0, --idle-timeout > 0 and --max-connections >= 1")
+    if (args.max_line < 16 or args.bulk_cap < 0 or not 0 < args.idle_timeout < math.inf
+            or not 0 < args.stall_timeout < math.inf or args.max_connections < 1):
+        parser.error("--max-line >= 16, --bulk-cap >= 0, --idle-timeout and --stall-timeout > 0 (finite) "
+                     "and --max-connections >= 1")
     return ServerConfig(
         host=args.host,
         port=args.port,
         max_line=args.max_line,
         bulk_cap=args.bulk_cap,
         idle_timeout=args.idle_timeout,
+        stall_timeout=args.stall_timeout,
         max_connections=args.max_connections,
     )
 

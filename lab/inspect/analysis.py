@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import select
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -53,14 +55,45 @@ class Capture:
         return segments
 
 
+PIPE_WAIT_S = 2.0
+
+
 def open_capture(path: str | os.PathLike):
-    """Open a capture file, with a one-line error for the usual mistakes."""
+    """Open a capture file, with a one-line error for the usual mistakes.
+
+    Only a regular file or a pipe that has data is read: a FIFO nobody writes to
+    would block forever, and a device (``/dev/zero``) never ends.
+    """
     path = Path(path)
-    if not path.exists():
-        raise CaptureFileError(f"no such file: {path}")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CaptureFileError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise CaptureFileError(f"cannot open {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
         raise CaptureFileError(f"{path} is a folder, not a capture file")
-    return path.open("rb")
+    if stat.S_ISFIFO(mode):
+        return _open_pipe(path)
+    if not stat.S_ISREG(mode):
+        raise CaptureFileError(f"{path} is not a regular file (a device or a socket): give a capture file")
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise CaptureFileError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def _open_pipe(path: Path):
+    """A named pipe, once something has been written to it (at most PIPE_WAIT_S)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not any(events & select.POLLIN for _, events in poller.poll(PIPE_WAIT_S * 1000)):
+        os.close(fd)
+        raise CaptureFileError(f"{path} is a pipe and nothing was written to it in {PIPE_WAIT_S:g} s: "
+                               "start the program that writes the capture first")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: bool = True) -> Capture:

@@ -182,12 +182,17 @@ class TcpOptions(NamedTuple):
     sack_permitted: bool = False
     timestamps: bool = False
     sack_blocks: int = 0
+    cut: bool = False          # the capture's snap length cut the options short (read up to the cut)
 
 
 def tcp_options(data: bytes, start: int, end: int) -> TcpOptions:
+    """The options between ``start`` and ``end`` (the header's length); those the snap length
+    cut off are not there to read, and ``cut`` says so, as Wireshark does."""
     mss = scale = None
     sack_permitted = timestamps = False
     sack_blocks = 0
+    cut = end > len(data)
+    end = min(end, len(data))
     position = start
     while position < end:
         kind = data[position]
@@ -200,7 +205,7 @@ def tcp_options(data: bytes, start: int, end: int) -> TcpOptions:
             break
         length = data[position + 1]
         if length < 2 or position + length > end:
-            break
+            break   # malformed, or cut: what came before is kept
         if kind == 2 and length == 4:
             mss = _u16(data, position + 2)[0]
         elif kind == 3 and length == 3:
@@ -212,7 +217,7 @@ def tcp_options(data: bytes, start: int, end: int) -> TcpOptions:
         elif kind == 8:
             timestamps = True
         position += length
-    return TcpOptions(mss, scale, sack_permitted, timestamps, sack_blocks)
+    return TcpOptions(mss, scale, sack_permitted, timestamps, sack_blocks, cut)
 
 
 FLAG_LETTERS = ((NS, "N"), (CWR, "C"), (ECE, "E"), (URG, "U"), (ACK, "A"), (PSH, "P"),

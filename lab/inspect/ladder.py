@@ -48,6 +48,8 @@ def options_text(segment: Segment) -> str:
         words.append("SACK_PERM")
     if options.timestamps:
         words.append("TS")
+    if options.cut:
+        words.append("(options cut by the capture's snap length)")
     return " ".join(words)
 
 

@@ -141,7 +141,10 @@ class _Chunks:
             pieces = [self.buffer[self.pos:]]
         have = sum(map(len, pieces))
         while have < size:
-            more = self.stream.read(max(CHUNK, size - have))
+            try:
+                more = self.stream.read(max(CHUNK, size - have))
+            except OSError as exc:
+                raise CaptureFileError(f"cannot read the file: {exc.strerror or exc}", self.offset + have) from None
             if not more:
                 break
             pieces.append(more)
@@ -332,12 +335,16 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Batch]:
         chunks.pos = pos + length
         body = buffer[pos + 8:pos + length - 4]
         if block_type == BLOCK_SPB:
+            if len(body) < 4:
+                raise CaptureFileError(f"simple packet block of only {length} bytes", block_offset)
             interface = _interface(interfaces, 0, block_offset)
             wire_length = struct.unpack_from(endian + "I", body)[0]
             caplen = min(wire_length, interface.snaplen or wire_length, len(body) - 4)
             yield Batch(buffer, np.array([pos + 12]), np.array([caplen]), np.array([wire_length]),
                         np.zeros(1, np.int64), np.array([interface.linktype]))
         elif block_type == BLOCK_IDB:
+            if len(body) < 8:
+                raise CaptureFileError(f"interface description block of only {length} bytes", block_offset)
             linktype, _, snaplen = struct.unpack_from(endian + "HHI", body)
             interface = _Interface(linktype, snaplen)
             for code, value in _options(body[8:], endian):

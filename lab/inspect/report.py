@@ -146,12 +146,15 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int = 100,
     A terminal is not a place for thousands of rows: the table stops after
     MAX_ROWS connections and the ladders after MAX_LADDERS, each saying what it
     left out and where to find it. With ``stream``, the report is about that
-    connection alone: its row, its ladder and its flags.
+    connection alone: its row, its ladder and its flags. Nothing from the file
+    (its name, its bytes) is read as rich markup.
     """
-    console.print(f"[bold]{capture.path}[/]: {capture.frames} frames, "
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(capture.path)}[/]: {capture.frames} frames, "
                   f"{len(capture.connections)} TCP connection(s)")
     if capture.error is not None:
-        console.print(f"[yellow]warning: the file is damaged ({capture.error}); "
+        console.print(f"[yellow]warning: the file is damaged ({escape(str(capture.error))}); "
                       f"showing the {capture.frames} frames before it[/]")
     if stream is not None:
         _print_one_connection(capture, console, capture.connections[stream], ladders, width)
