@@ -10,8 +10,11 @@ numpy, which `invoke up` and `invoke --list` need not wait for.
 
 from invoke import Collection
 
-from lab.host import image, impair as impairments, lifecycle, status as looking
-from lab.host.client_runs import chat as chat_with_server, send as run_client
+from lab.host import image, lifecycle
+from lab.host import impair as impairments
+from lab.host import status as looking
+from lab.host.client_runs import chat as chat_with_server
+from lab.host.client_runs import send as run_client
 from lab.host.docker import Docker
 from lab.host.frontdoor import LAB_HELP, lab_of, task
 from lab.host.options import bulk_options, client_options, exchange_options, whole_number
@@ -99,9 +102,10 @@ def clean(c, base=False, lab=None):
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
     from lab.host import recorder
+    from lab.host.capture_request import capture_request
     from lab.terminal import console
 
-    request = recorder.capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine)
+    request = capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine)
     recorder.capture(c, lab_of(c, lab), request, console())
 
 

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import struct
 
-from lab.inspect.formats import (BLOCK_EPB, BLOCK_IDB, BYTE_ORDER_MAGIC, LINKTYPE_ETHERNET, PCAP_MICROSECOND_MAGIC,
-                                 PCAP_NANOSECOND_MAGIC, PCAPNG_SHB, block, pad)
+from lab.inspect.formats import (
+    BLOCK_EPB,
+    BLOCK_IDB,
+    BYTE_ORDER_MAGIC,
+    LINKTYPE_ETHERNET,
+    PCAP_MICROSECOND_MAGIC,
+    PCAP_NANOSECOND_MAGIC,
+    PCAPNG_SHB,
+    block,
+    pad,
+)
 
 
 def pcap_bytes(recs, endian: str = "<", nanoseconds: bool = False, linktype: int = LINKTYPE_ETHERNET) -> bytes:

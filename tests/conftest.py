@@ -22,7 +22,6 @@ import pytest
 
 from tests.helpers import ServerProcess, remove_test_images
 
-
 MISSING = pytest.StashKey[str]()
 
 

@@ -120,3 +120,27 @@ def remove_test_images() -> None:
     tags = [tag for tag in listing.stdout.split() if tag.split(":", 1)[1].startswith(TEST_LAB_PREFIX)]
     if tags:
         subprocess.run(["docker", "rmi", *tags], capture_output=True, timeout=300)
+
+
+class BackgroundCapture:
+    """`invoke capture ARGS --lab LAB` running in the background, its output read as it comes."""
+
+    def __init__(self, lab: str, *args: str) -> None:
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "invoke", "capture", *args, "--lab", lab], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in list(self.lines)):
+            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        code = self.proc.wait(timeout)
+        self.reader.join(5)
+        return code, "".join(self.lines)

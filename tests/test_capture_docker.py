@@ -6,8 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from lab.inspect import analyze, follow, read_records, stream_segments
 from lab.paths import CAPTURES_DIR
 from tests import tshark
-from tests.helpers import ROOT, docker_json, invoke
+from tests.helpers import BackgroundCapture, docker_json, invoke
 
 pytestmark = pytest.mark.docker
 
@@ -54,28 +52,6 @@ def address(container: str) -> str:
 
 def lab_connections(path: Path):
     return [c for c in analyze(path).connections if c.server.port == 7000]
-
-
-class Background:
-    """`invoke capture ...` running in the background, its output read as it comes."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "invoke", "capture", *args, "--lab", LAB], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
-        self.reader.start()
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in list(self.lines)):
-            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
-
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
-        code = self.proc.wait(timeout)
-        self.reader.join(5)
-        return code, "".join(self.lines)
 
 
 def test_a_send_exchange_is_captured_whole_and_annotated(lab, name):
@@ -138,7 +114,7 @@ def test_a_50_mb_bulk_equals_a_tcpdump_sidecar_with_no_drops_and_wire_sized_segm
 
 
 def test_ctrl_c_leaves_a_valid_file_of_what_was_captured(lab, name):
-    running = Background("--name", name)
+    running = BackgroundCapture(LAB, "--name", name)
     running.wait_for("capturing on")
     ok(invoke("send", "ECHO before the interrupt", "--lab", lab))
     time.sleep(0.5)
@@ -151,7 +127,7 @@ def test_ctrl_c_leaves_a_valid_file_of_what_was_captured(lab, name):
 
 
 def test_the_server_dying_mid_capture_ends_it_with_a_clear_message_and_a_valid_file(lab, name):
-    running = Background("--name", name)
+    running = BackgroundCapture(LAB, "--name", name)
     try:
         running.wait_for("capturing on")
         ok(invoke("send", "ECHO last words", "--lab", lab))
@@ -166,7 +142,7 @@ def test_the_server_dying_mid_capture_ends_it_with_a_clear_message_and_a_valid_f
 
 
 def test_count_stops_the_capture_by_itself(lab, name):
-    running = Background("--count", "4", "--name", name)
+    running = BackgroundCapture(LAB, "--count", "4", "--name", name)
     running.wait_for("capturing on")
     ok(invoke("send", "ECHO count me", "--lab", lab))
     code, out = running.finish()

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from lab.inside import capture
 from lab.errors import LabError
-from lab.host import impair, recorder, settings
-from lab.host.topology import describe
+from lab.host import capture_request as recorder
+from lab.host import impair, settings
 from lab.host.annotate import annotate
-from lab.inspect import analyze, read_records, stream_segments
 from lab.host.livewatch import RateLimit, other_line, tcp_line
 from lab.host.pcapng import PcapNgWriter
+from lab.host.topology import describe
+from lab.inside import capture
+from lab.inspect import analyze, read_records, stream_segments
 from tests import tshark
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -154,3 +156,14 @@ def test_bad_command_lines_exit_2_without_traceback(args):
     result = run_client(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_in_the_middle_of_a_bulk_stops_at_once_without_reading_the_rest(server):
+    proc = subprocess.Popen([sys.executable, "-m", "lab.client", "--port", str(server.port), "--bulk", str(1 << 30)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(5) == 130
+    server.terminate()
+    [line] = [line for line in server.log_lines if "conn proto=tcp" in line]
+    assert "close=reset" in line and f"bytes_out={(1 << 30) + 40}" not in line, line

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fuzzing import run_cases, snap_cut, seeds
+from tests.fuzzing import run_cases, seeds, snap_cut
 
 CASES = 400
 
@@ -18,8 +18,8 @@ def test_the_seeds_include_captures_cut_by_a_snap_length():
 
 
 def test_a_snap_length_cut_keeps_every_record_and_cuts_its_bytes():
-    from tests.capture_files import pcap_bytes
     from lab.inspect.reader import Record
+    from tests.capture_files import pcap_bytes
 
     records = [Record(1_000_000_000 * i, 1, bytes(range(100)), 100, ()) for i in range(3)]
     cut = snap_cut(pcap_bytes(records), 60)

@@ -112,7 +112,7 @@ def test_up_refuses_a_foreign_container_that_has_our_name():
 
 def test_down_removes_exactly_the_labelled_resources():
     c = mock({
-        r"docker ps --all --filter label=org.tcplab.lab=tcplab": Result("aaa server\nbbb client\nccc image\n"),
+        r"docker ps --all --filter label=org.tcplab.lab=tcplab": Result("aaa\tserver\t\nbbb\tclient\t\nccc\timage\t\n"),
         r"docker network ls -q --filter label=org.tcplab.lab=tcplab": Result("nnn\n"),
         r"docker (rm|network rm)": Result(""),
     })

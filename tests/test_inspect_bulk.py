@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lab.inspect import analyze, reader
-from lab.inspect.fast import bulk
 from lab.inspect.analysis import open_capture
+from lab.inspect.fast import bulk
 from lab.inspect.tcp import Flow, Tracker
 from tests import tcp_traces
 from tests.capture_files import enhanced_packet, interface, pad, pcap_bytes, pcapng_bytes, section_header

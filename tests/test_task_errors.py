@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import invoke
+from tests.helpers import ROOT, invoke
 
 
 @pytest.mark.parametrize("args, message", [
@@ -20,10 +20,20 @@ from tests.helpers import invoke
     (["capture", "--count", "-3", "--lab", "nlt-never-up"], "--count must be more than 0, got -3"),
     (["bulk", "lots", "--lab", "nlt-never-up"], "NBYTES takes a whole number, got 'lots'"),
     (["inspect", "--pcap", "/nonexistent.pcap"], "no such file: /nonexistent.pcap"),
+    (["up", "--lab", "rel9\n"], "lab name 'rel9\\n' is not usable"),
+    (["capture", "--seconds", "nan", "--lab", "nlt-never-up"], "--seconds takes a finite number, got 'nan'"),
+    (["capture", "--seconds", "inf", "--lab", "nlt-never-up"], "--seconds takes a finite number, got 'inf'"),
+    (["capture", "--seconds", "1e309", "--lab", "nlt-never-up"], "--seconds takes a finite number, got '1e309'"),
+    (["capture", "--name", "ok\n", "--lab", "nlt-never-up"], "is not a usable file name"),
+    (["capture", "--name", "[/]", "--lab", "nlt-never-up"], "is not a usable file name"),
+    (["notebook", "--port", "99999"], "--port must be between 1 and 65535, got 99999"),
+    (["impair", "--rate", "0bit", "--lab", "nlt-never-up"], "give a rate above 0"),
+    (["impair", "--rate", "1mbps", "--lab", "nlt-never-up"], "tc reads 'bps' as bytes per second"),
+    (["inspect", "--json", "--stream", "1", "--pcap", "notebooks/data/exchange.pcapng"], "--json lists every connection"),
 ])
 def test_bad_input_is_one_line(args, message):
     result = invoke(*args)
-    assert result.returncode == 1
+    assert result.returncode in (1, 2)
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
@@ -42,3 +52,11 @@ def test_a_missing_docker_command_is_one_line(tmp_path):
     result = invoke("status", env={"PATH": str(tmp_path)})
     assert result.returncode == 1
     assert "docker command is not installed" in result.stderr
+
+
+def test_notebook_without_jupyterlab_is_one_line():
+    result = invoke("notebook", env={"PATH": "/nonexistent"})
+    if shutil.which("jupyter-lab") or (ROOT / ".venv" / "bin" / "jupyter-lab").exists():
+        pytest.skip("JupyterLab is installed here")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'"

@@ -13,17 +13,30 @@ capture.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
+from typing import BinaryIO
 
+from lab.host.pcapng import PcapNgWriter
 from lab.inspect.decode import ACK, FIN, RST, SYN, endpoint_text
 from lab.inspect.ladder import payload_preview
 from lab.inspect.reader import read_records
-from lab.inspect.tcp import (ACK_LOST_SEGMENT, DUPLICATE_ACK, FAST_RETRANSMISSION, KEEP_ALIVE, LOST_SEGMENT,
-                             OUT_OF_ORDER, RETRANSMISSION, SPURIOUS_RETRANSMISSION, WINDOW_FULL, ZERO_WINDOW,
-                             Segment, Tracker)
-from lab.host.pcapng import PcapNgWriter
+from lab.inspect.tcp import (
+    ACK_LOST_SEGMENT,
+    DUPLICATE_ACK,
+    FAST_RETRANSMISSION,
+    KEEP_ALIVE,
+    LOST_SEGMENT,
+    OUT_OF_ORDER,
+    RETRANSMISSION,
+    SPURIOUS_RETRANSMISSION,
+    WINDOW_FULL,
+    ZERO_WINDOW,
+    Segment,
+    Tracker,
+)
 
 # What each analysis flag means, said once on the frame that carries it.
 FLAG_STORIES = (
@@ -106,8 +119,9 @@ class Annotated:
     comments: int
 
 
-def annotate(raw: str | os.PathLike, out: str | os.PathLike, ifname: str = "eth0") -> Annotated:
-    """Write ``raw`` (pcap or pcapng) to ``out`` as pcapng with story comments.
+def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: str = "eth0") -> Annotated:
+    """Write ``raw`` (pcap or pcapng) to ``out`` (a path, or a file open for writing) as pcapng
+    with story comments.
 
     A raw file cut short (a capture stopped mid-write) is annotated up to the cut.
     """
@@ -116,7 +130,8 @@ def annotate(raw: str | os.PathLike, out: str | os.PathLike, ifname: str = "eth0
     tracker = Tracker(keep=False, emit=True)
     teller = Storyteller(tracker)
     packets = comments = 0
-    with Path(raw).open("rb") as source, Path(out).open("wb") as target:
+    opened = None if hasattr(out, "write") else Path(out).open("wb")
+    with Path(raw).open("rb") as source, opened or contextlib.nullcontext(out) as target:
         writer = None
         try:
             for frame, record in enumerate(read_records(source), 1):

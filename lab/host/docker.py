@@ -41,6 +41,7 @@ KNOWN_ERRORS = [
 
 
 _ECHO_LOCK = threading.Lock()
+INTERRUPTED = (-2, 130)   # a docker command ended by SIGINT (killed by it, or exited 128 + 2)
 
 
 class DockerError(LabError):
@@ -82,6 +83,8 @@ class Docker:
                             in_stream=None if pty else False)
         if result.exited == 127:
             raise DockerError(NOT_INSTALLED)
+        if result.exited in INTERRUPTED and not (result.stderr or "").strip():
+            raise KeyboardInterrupt      # Ctrl-C reached docker too: the task says "interrupted", not "failed"
         if check and result.exited != 0:
             raise DockerError(explain(result.stderr, command))
         if not check:
@@ -96,16 +99,22 @@ class Docker:
             with _ECHO_LOCK:
                 print(self.c.config.run.echo_format.format(command=command), flush=True)
 
-    def popen(self, args: Sequence[str], stdout: IO[bytes], stdout_name: str) -> subprocess.Popen:
-        """Start ``docker ARGS`` with its stdout going to a file (too much for memory, or binary).
+    def popen(self, args: Sequence[str], stdout: IO[bytes] | None = None, stdout_name: str | None = None,
+              stderr: int | None = subprocess.PIPE) -> subprocess.Popen:
+        """Start ``docker ARGS`` in the background and return at once.
 
-        The echo shows the redirection, so the command can still be run by hand.
-        Its stderr is a pipe for the caller to read.
+        ``stdout`` may be a file (a capture: too much for memory, and binary; the
+        echo then shows the redirection to ``stdout_name``, so the command can
+        still be run by hand); by default the output is the user's. stderr is a
+        pipe for the caller to read unless ``stderr=None``. It runs in a session
+        of its own, so a Ctrl-C at the terminal reaches the lab, not it: the lab
+        stops it the way it must be stopped (the engine hands over its ring first).
         """
-        self._echo(f"{shlex.join(['docker', *args])} > {shlex.quote(stdout_name)}")
+        redirect = f" > {shlex.quote(stdout_name)}" if stdout_name else ""
+        self._echo(f"{shlex.join(['docker', *args])}{redirect}")
         try:
-            return subprocess.Popen(["docker", *args], stdout=stdout, stderr=subprocess.PIPE,
-                                    stdin=subprocess.DEVNULL)
+            return subprocess.Popen(["docker", *args], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
 
@@ -151,9 +160,18 @@ class Docker:
         result = self.run([*listing, "--filter", f"label={label}"], quiet=True)
         return sorted(set(result.stdout.split()))
 
-    def containers(self, label: str, role_label: str, roles: Sequence[str]) -> list[str]:
-        """IDs of the containers with ``label`` whose ``role_label`` is one of ``roles``."""
-        result = self.run(["ps", "--all", "--filter", f"label={label}",
-                           "--format", f'{{{{.ID}}}} {{{{.Label "{role_label}"}}}}'], quiet=True)
-        found = (line.split(maxsplit=1) for line in result.stdout.splitlines() if line.strip())
-        return sorted({fields[0] for fields in found if len(fields) == 2 and fields[1] in roles})
+    def containers(self, label: str, role_label: str, roles: Sequence[str],
+                   also: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+        """The containers with ``label`` whose ``role_label`` is one of ``roles``: id -> {label: value}
+        of the role label and the ``also`` labels."""
+        wanted = [role_label, *also]
+        fields = "\t".join(f'{{{{.Label "{name}"}}}}' for name in wanted)
+        result = self.run(["ps", "--all", "--filter", f"label={label}", "--format", f"{{{{.ID}}}}\t{fields}"],
+                          quiet=True)
+        found = {}
+        for line in result.stdout.splitlines():
+            container, *values = line.split("\t")
+            labels = dict(zip(wanted, values))
+            if labels.get(role_label) in roles:
+                found[container] = labels
+        return dict(sorted(found.items()))

@@ -30,7 +30,8 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host.docker import Docker
 from lab.host.image import build, is_current
-from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
+from lab.host.safe_files import remove_partial_capture
+from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
 from lab.host.state import existing, our_containers, running
 from lab.host.topology import Topology, describe
 from lab.terminal import say
@@ -154,9 +155,11 @@ def down(c: Context, lab: Lab) -> None:
     topology = describe(lab)
     docker = Docker(c)
     containers, networks = docker.gather(
-        lambda: our_containers(docker, topology), lambda: docker.ids("network", lab.label))
+        lambda: our_containers(docker, topology, PART_LABEL), lambda: docker.ids("network", lab.label))
     if containers:
         docker.run(["rm", "--force", *containers], quiet=True)
+        for labels in containers.values():          # an orphaned capture's partial file goes with it
+            remove_partial_capture(labels.get(PART_LABEL, ""))
     if networks:
         docker.run(["network", "rm", *networks], quiet=True)
     if containers or networks:

@@ -17,9 +17,19 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
-from lab.inspect.formats import (BLOCK_EPB, BLOCK_IDB, BYTE_ORDER_MAGIC, IF_NAME, IF_TSRESOL, OPT_COMMENT,
-                                 PCAPNG_SHB, SHB_USERAPPL, block, options, pad)
-
+from lab.inspect.formats import (
+    BLOCK_EPB,
+    BLOCK_IDB,
+    BYTE_ORDER_MAGIC,
+    IF_NAME,
+    IF_TSRESOL,
+    OPT_COMMENT,
+    PCAPNG_SHB,
+    SHB_USERAPPL,
+    block,
+    options,
+    pad,
+)
 
 
 class PcapNgWriter:

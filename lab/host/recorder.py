@@ -2,32 +2,39 @@
 
 The steps, each where a learner can see it:
 
-1. the capture container joins the server's network namespace
-   (``--network container:<lab>-server``), as root with NET_RAW and nothing else,
-   and runs the engine (lab.inside.capture, or tcpdump with ``--engine tcpdump``); its
-   stdout, a pcap stream, goes straight into ``captures/.NAME.pcap.part``;
-2. once the engine says it is capturing, the live view (lab.livewatch) follows
-   that file, and the exchange runs: ``--send`` and ``--bulk`` start a client
-   container as ``invoke send`` does; without them the learner makes the traffic,
-   until Ctrl-C, ``--count`` or ``--seconds``;
+1. the capture container (lab.host.capture_request) joins the server's network
+   namespace (``--network container:<lab>-server``), as root with NET_RAW and
+   nothing else, and runs the engine (lab.inside.capture, or tcpdump with
+   ``--engine tcpdump``); its stdout, a pcap stream, goes straight into
+   ``captures/.NAME.<random>.pcap.part``, a file made new for this capture alone
+   (lab.host.safe_files);
+2. once the engine says it is capturing, the live view (lab.host.livewatch)
+   follows that file, and the exchange runs: ``--send`` and ``--bulk`` start a
+   client container as ``invoke send`` does; without them the learner makes the
+   traffic, until Ctrl-C, ``--count`` or ``--seconds``;
 3. the engine is stopped with SIGINT (it hands over what is still in its ring,
    and reports the kernel's drop counter), or stops by itself;
 4. the raw file becomes ``captures/NAME.pcapng`` with the story in packet
-   comments (lab.annotate), written to a temporary name and renamed, so the file
-   under the final name is always complete; the raw file is removed only then.
+   comments (lab.host.annotate), written to a new temporary file and linked to its
+   final name, so the file under that name is always complete and nothing that
+   appeared there meanwhile is replaced; the raw file is removed only then.
 
-Ctrl-C at any point, or the server container dying, still ends at step 4 with a
-valid file of what was captured.
+Ctrl-C at any moment ends with a valid file of what was captured or, before the
+engine captured anything, with nothing; either way with no container left. The
+server container dying ends at step 4 too, and so does the engine dying, which
+is said. A capture container whose `invoke capture` was killed (kill -9) is an
+orphan: the next capture, or `down`, removes it and its partial file; its label
+names the process that started it, which is how a live capture is told apart.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import json
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import threading
 import time
@@ -37,86 +44,29 @@ from typing import Sequence
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.annotate import annotate
-from lab.host.client_runs import send
+from lab.host.annotate import Annotated, annotate
+from lab.host.capture_request import CaptureRequest, capture_name, capture_run_args
 from lab.host.docker import Docker
 from lab.host.livewatch import LiveView
-from lab.host.options import number
-from lab.host.settings import Lab
-from lab.host.state import is_ours, require_up
+from lab.host.safe_files import (
+    PART_SUFFIX,
+    give_to_invoking_user,
+    new_private_file,
+    place,
+    remove_if_regular,
+    remove_partial_capture,
+)
+from lab.host.settings import OWNER_LABEL, PART_LABEL, Lab
+from lab.host.state import is_ours, object_labels, require_up
 from lab.host.topology import Topology, describe
 from lab.inside import capture as ring_engine
 from lab.paths import CAPTURES_DIR
 from lab.terminal import say
 
-ENGINES = ("lab", "tcpdump")
 READY_TIMEOUT = 30.0
 SETTLE_S = 0.2           # after the client's last packet, before stopping the engine
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}")
+CLIENT_STOP_S = 5.0      # after Ctrl-C, how long the client may take to stop by itself
 _TCPDUMP_COUNTS = re.compile(r"(\d+) packets? (captured|received by filter|dropped by kernel)")
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptureRequest:
-    """What the learner asked `invoke capture` for."""
-
-    name: str | None = None
-    seconds: float | None = None
-    count: int | None = None
-    bpf: str | None = None
-    client_args: tuple[str, ...] = ()     # lab.inside.client's options for --send/--bulk, or none
-    engine: str = "lab"
-
-
-def capture_request(seconds=None, count=None, bpf=None, client_args: Sequence[str] = (), name=None,
-                    engine_name: str = "lab") -> CaptureRequest:
-    """A CaptureRequest from the task's options (strings from the command line), or a one-line LabError."""
-    if engine_name not in ENGINES:
-        raise LabError(f"--engine must be one of {', '.join(ENGINES)}, got {engine_name!r}")
-    seconds = number(seconds, "--seconds", above=True)
-    count = number(count, "--count", whole=True, above=True)
-    return CaptureRequest(capture_name(name), seconds, count, bpf or None, tuple(client_args), engine_name)
-
-
-def capture_name(name: str | None) -> str:
-    """A safe file name: the one given, or the time now (2026-11-24T07-40-12)."""
-    if name is None:
-        return datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    name = name.removesuffix(".pcapng")
-    if not _NAME.fullmatch(name):
-        raise LabError(f"--name {name!r} is not a usable file name: use letters, digits, '-', '_' and '.'")
-    return name
-
-
-def engine_command(request: CaptureRequest) -> list[str]:
-    """The command the capture container runs."""
-    if request.engine == "lab":
-        return ["python3", "-m", "lab.inside.capture", "--iface", "eth0",
-                *(["--filter", request.bpf] if request.bpf else []),
-                *(["--count", str(request.count)] if request.count else []),
-                *(["--seconds", str(request.seconds)] if request.seconds else [])]
-    # tcpdump: whole packets, each written at once, a 64 MiB buffer like our ring;
-    # timeout(1) gives it a time limit with SIGINT. It drops from root to its own
-    # user once the socket is open.
-    command = ["tcpdump", "-i", "eth0", "-s", "0", "-B", "65536", "-U", "--immediate-mode", "-w", "-",
-               *(["-c", str(request.count)] if request.count else []), *([request.bpf] if request.bpf else [])]
-    return (["timeout", "-s", "INT", str(request.seconds)] + command) if request.seconds else command
-
-
-def engine_capabilities(engine_name: str) -> list[str]:
-    """NET_RAW opens the packet socket. Debian's tcpdump always drops root for its own
-    user (even with -Z root), which takes SETUID and SETGID; and then KILL, so that
-    timeout(1), still root, can pass it SIGINT."""
-    return ["NET_RAW"] + (["SETUID", "SETGID", "KILL"] if engine_name == "tcpdump" else [])
-
-
-def capture_run_args(topology: Topology, request: CaptureRequest) -> list[str]:
-    """The capture container ("capture" role): in the server's namespace, root with NET_RAW only.
-
-    Its stdout is a binary stream for us, not a log to keep (the role says so).
-    """
-    return topology.run_args("capture", command=engine_command(request),
-                             capabilities=engine_capabilities(request.engine))
 
 
 class EngineLog(threading.Thread):
@@ -167,49 +117,50 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     docker = Docker(c)
     require_up(docker, topology)
     engine_container = topology.container("capture")
-    for other in docker.inspect([engine_container], kind="container"):
-        if is_ours(other, topology):
-            raise LabError(f"a capture is already running in lab {lab.name!r}: stop it with Ctrl-C in its "
-                           f"terminal, or docker rm -f {engine_container}")
-        raise LabError(f"a container named {engine_container!r} exists but was not made by lab {lab.name!r}: "
-                       "rename or remove it yourself, or use --lab OTHER")
+    remove_orphan(docker, topology, engine_container)
     CAPTURES_DIR.mkdir(exist_ok=True)
-    name = request.name or capture_name(None)
-    final = CAPTURES_DIR / f"{name}.pcapng"
-    if final.exists():
+    final = CAPTURES_DIR / f"{request.name or capture_name(None)}.pcapng"
+    if final.exists() or final.is_symlink():
         raise LabError(f"{final} exists: choose another --name, or move that file away first")
-    raw = CAPTURES_DIR / f".{name}.pcap.part"
-    with raw.open("wb") as sink:
-        proc = docker.popen(capture_run_args(topology, request), sink, str(raw.relative_to(CAPTURES_DIR.parent)))
+    fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
+    with os.fdopen(fd, "wb") as sink:
+        proc = docker.popen(capture_run_args(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
+                            sink, str(raw.relative_to(CAPTURES_DIR.parent)))
     engine_log = EngineLog(proc.stderr, request.engine)
     engine_log.start()
-    engine_log.decided.wait(READY_TIMEOUT)
-    if not engine_log.capturing.is_set() or proc.poll() is not None:
-        finish_engine(docker, engine_container, proc)
-        engine_log.join(2)
-        raw.unlink(missing_ok=True)
-        raise LabError(f"the capture did not start: {engine_log.complaint()}")
-    say(f"capturing on {topology.container('server')}'s eth0 with the {request.engine} engine"
-        + ("; press Ctrl-C to stop" if not request.client_args and not request.count and not request.seconds
-           else ""))
-    view = LiveView(raw, console).start()
-    outcome, client_exit = "", None
+    outcome, client_exit, view = "", 0, None
     try:
-        if request.client_args:
-            client_exit = run_client(c, lab, request.client_args)
-            time.sleep(SETTLE_S)
-            stop_engine(docker, engine_container)
-        proc.wait()
+        engine_log.decided.wait(READY_TIMEOUT)
+        if engine_log.capturing.is_set():
+            say(f"capturing on {topology.container('server')}'s eth0 with the {request.engine} engine"
+                + ("; press Ctrl-C to stop" if not (request.client_args or request.count or request.seconds)
+                   else ""))
+            view = LiveView(raw, console).start()
+            if request.client_args:
+                client_exit = run_client(docker, topology, request.client_args)
+                time.sleep(SETTLE_S)
+                stop_engine(docker, engine_container)
+            proc.wait()
     except KeyboardInterrupt:
         outcome = "interrupted: "
-        stop_engine(docker, engine_container)
     finally:
+        stop_engine(docker, engine_container)
         finish_engine(docker, engine_container, proc)
         engine_log.join(5)
-        view.finish()
+        if view is not None:
+            view.finish()
+        if not engine_log.capturing.is_set():
+            remove_if_regular(raw)          # nothing was captured: nothing is left
+    if not engine_log.capturing.is_set():
+        if outcome:
+            raise LabError("interrupted before the capture started: nothing was saved", code=130)
+        raise LabError(f"the capture did not start: {engine_log.complaint()}")
     stats = engine_log.stats or engine_log.tcpdump_stats() or {}
-    result = finalize(raw, final)
+    final, result = finalize(raw, final)
     report(final, result, stats, request, outcome)
+    if not stats and not outcome:
+        raise LabError(f"the capture engine died (exit {proc.returncode}) before it finished: {final.name} "
+                       f"holds the {result.packets} packets it had written")
     if stats.get("reason") == "interface-gone":
         raise LabError(code=1)
     if client_exit:
@@ -217,15 +168,66 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     return final
 
 
-def run_client(c: Context, lab: Lab, client_args: Sequence[str]) -> int:
-    """The exchange to record, as `invoke send` runs it; its exit code (0: all OK)."""
+def owner_token(pid: int | None = None) -> str:
+    """host:pid:start time of a process: which `invoke capture` started a capture container.
+
+    The start time (clock ticks since boot, from /proc/PID/stat) tells a live
+    owner from a later process that was given the same pid.
+    """
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
+
+
+def process_start(pid: int) -> str:
     try:
-        send(c, lab, client_args)
-    except LabError as exc:
-        if exc.message:
-            print(exc.message)
-        return exc.code or 1
-    return 0
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_alive(token: str) -> bool:
+    """True if the process a capture container's owner label names still runs, on this host."""
+    host, _, rest = token.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or started == "?":
+        return False
+    return process_start(int(pid)) == started
+
+
+def remove_orphan(docker: Docker, topology: Topology, engine_container: str) -> None:
+    """Refuse when a capture runs; remove one whose `invoke capture` is gone, and its partial file."""
+    for other in docker.inspect([engine_container], kind="container"):
+        if not is_ours(other, topology):
+            raise LabError(f"a container named {engine_container!r} exists but was not made by lab "
+                           f"{topology.lab.name!r}: rename or remove it yourself, or use --lab OTHER")
+        labels = object_labels(other)
+        if owner_alive(labels.get(OWNER_LABEL, "")):
+            raise LabError(f"a capture is already running in lab {topology.lab.name!r}: stop it with Ctrl-C in "
+                           f"its terminal (or docker rm -f {engine_container})")
+        docker.run(["rm", "--force", engine_container], quiet=True, check=False)
+        removed = remove_partial_capture(labels.get(PART_LABEL, ""))
+        say("removed the container of a capture whose invoke was killed"
+            + (f", and its partial file {removed}" if removed else ""))
+
+
+def run_client(docker: Docker, topology: Topology, client_args: Sequence[str]) -> int:
+    """The exchange to record, in a client container as `invoke send` runs it; its exit code.
+
+    Ctrl-C is passed on to the client, which stops at once (without reading the
+    rest of a BULK); if it has not stopped after CLIENT_STOP_S, it is killed.
+    """
+    client = docker.popen(topology.run_args("client-run", *client_args), stderr=None)
+    try:
+        return client.wait()
+    except KeyboardInterrupt:
+        client.send_signal(signal.SIGINT)      # docker run passes it on to the client in the container
+        try:
+            client.wait(CLIENT_STOP_S)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            client.wait()
+        raise
 
 
 def stop_engine(docker: Docker, container: str) -> None:
@@ -242,27 +244,28 @@ def finish_engine(docker: Docker, container: str, proc: subprocess.Popen, timeou
         proc.wait(timeout)
 
 
-def finalize(raw: Path, final: Path):
-    """The raw pcap becomes the annotated pcapng, atomically; the raw file goes last."""
-    temporary = final.with_name(f".{final.name}.tmp")
+def finalize(raw: Path, final: Path) -> tuple[Path, Annotated]:
+    """The raw pcap becomes the annotated pcapng, never replacing a file; the raw file goes last.
+
+    Returns the name the capture got (``final``, or final-2 and so on if that name
+    was taken meanwhile) and what annotate did.
+    """
+    fd, temporary = new_private_file(final.parent, f".{final.stem}.", ".pcapng.tmp")
     try:
-        result = annotate(raw, temporary)
-    except Exception:
-        temporary.unlink(missing_ok=True)
-        keep = final.with_suffix(".pcap")
-        raw.rename(keep)
-        raise LabError(f"could not annotate the capture; the packets are kept, unannotated, in {keep}") from None
-    give_to_invoking_user(temporary)
-    temporary.rename(final)
-    raw.unlink()
-    return result
-
-
-def give_to_invoking_user(path: Path) -> None:
-    """Under sudo, a file we write belongs to the user who ran sudo, not to root."""
-    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if os.geteuid() == 0 and uid and gid:
-        os.chown(path, int(uid), int(gid))
+        with os.fdopen(fd, "wb") as out:
+            result = annotate(raw, out)
+            give_to_invoking_user(out.fileno())
+    except (Exception, KeyboardInterrupt) as exc:
+        remove_if_regular(temporary)
+        keep = place(raw, final.with_suffix(".pcap"))      # the raw file is a whole pcap of its own
+        why = "interrupted while annotating" if isinstance(exc, KeyboardInterrupt) else "could not annotate the capture"
+        raise LabError(f"{why}: the packets are kept, unannotated, in {keep}",
+                       code=130 if isinstance(exc, KeyboardInterrupt) else 1) from None
+    placed = place(temporary, final)
+    remove_if_regular(raw)
+    if placed != final:
+        say(f"{final.name} appeared while capturing and is left as it was; this capture is {placed.name}")
+    return placed, result
 
 
 def report(final: Path, result, stats: dict, request: CaptureRequest, outcome: str) -> None:

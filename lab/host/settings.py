@@ -22,6 +22,8 @@ from lab.errors import LabError
 LABEL = "org.tcplab.lab"
 ROLE_LABEL = "org.tcplab.role"
 SOURCE_LABEL = "org.tcplab.source"      # on the image: the digest of the code it was built from
+PART_LABEL = "org.tcplab.capture-file"  # on a capture container: the raw file it writes in captures/
+OWNER_LABEL = "org.tcplab.capture-owner"  # on a capture container: host:pid:start of its `invoke capture`
 BASE_IMAGE = "tcplab/base:bookworm"
 SLIM_IMAGE = "debian:bookworm-slim"
 AUTO = "auto"

@@ -46,9 +46,9 @@ def is_ours(obj: dict[str, Any], topology: Topology) -> bool:
     return kind_of(obj) == "network" or found.get(ROLE_LABEL) in topology.role_names
 
 
-def our_containers(docker: Docker, topology: Topology) -> list[str]:
-    """IDs of every container of the lab, whatever its state."""
-    return docker.containers(topology.lab.label, ROLE_LABEL, topology.role_names)
+def our_containers(docker: Docker, topology: Topology, *labels: str) -> dict[str, dict[str, str]]:
+    """Every container of the lab, whatever its state: id -> its role and the ``labels`` asked for."""
+    return docker.containers(topology.lab.label, ROLE_LABEL, topology.role_names, labels)
 
 
 def existing(docker: Docker, topology: Topology, with_image: bool = False) -> Found:

@@ -23,7 +23,7 @@ def container_rows(docker: Docker, topology: Topology, impaired: dict[str, str] 
     """One row per container of the lab, for the status table."""
     rows = []
     impaired = impaired or {}
-    for obj in docker.inspect(our_containers(docker, topology), kind="container"):
+    for obj in docker.inspect(list(our_containers(docker, topology)), kind="container"):
         network = (obj.get("NetworkSettings", {}).get("Networks") or {}).get(topology.lab.network) or {}
         ports = sorted((obj.get("Config", {}).get("ExposedPorts") or {}).keys())
         role = object_labels(obj).get(ROLE_LABEL, "?")
@@ -91,9 +91,8 @@ def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail:
     if role not in roles:
         raise LabError(f"--role must be {' or '.join(roles)}, got {role!r}")
     docker = Docker(c)
-    existing(docker, topology)
     name = topology.container(role)
-    args = ["logs", *(["--follow"] if follow else []), *(["--tail", str(tail)] if tail else []), name]
-    result = docker.run(args, check=False, show_stderr=True)
-    if result.exited != 0:
+    if name not in existing(docker, topology):
         raise LabError(f"no {role} container in lab {lab.name!r}: run 'invoke up{lab_option(lab)}' first")
+    args = ["logs", *(["--follow"] if follow else []), *(["--tail", str(tail)] if tail else []), name]
+    docker.run(args, check=False, show_stderr=True)

@@ -144,7 +144,7 @@ class Topology:
 
     def run_args(self, role_name: str, *arguments: str, command: Sequence[str] | None = None,
                  joins: str | None = None, capabilities: Sequence[str] | None = None,
-                 tty: bool = False) -> list[str]:
+                 tty: bool = False, labels: dict[str, str] | None = None) -> list[str]:
         """``docker run`` arguments for one container of ``role_name``.
 
         ``arguments`` are appended to the role's command (a client's requests);
@@ -152,7 +152,7 @@ class Topology:
         ``joins`` names the container whose namespace a role without one of its own
         shares (a helper's target); ``capabilities`` replaces the role's (crafting
         packets needs NET_RAW beside NET_ADMIN); ``tty`` gives an interactive role a
-        terminal.
+        terminal; ``labels`` are more labels for this one run (a capture's file).
         """
         role = self.role(role_name)
         args = ["run", "--detach" if role.long_lived else "--rm"]
@@ -168,6 +168,8 @@ class Topology:
                 raise ValueError(f"role {role.name!r} joins another container's namespace: say which")
             args += ["--network", f"container:{target}"]
         args += self.labels(role.name) + hardening(role, self.lab, capabilities)
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
         if not role.keep_log:
             args += ["--log-driver", "none"]
         elif role.log_limit:

@@ -7,6 +7,7 @@ from typing import Sequence
 from invoke import Context
 
 from lab.host import lifecycle, recorder, status
+from lab.host.capture_request import capture_name, capture_request
 from lab.host.options import client_options
 from lab.host.settings import Lab
 from lab.terminal import console
@@ -19,8 +20,7 @@ def demo(c: Context, lab: Lab, messages: Sequence[str] | None = None) -> None:
     from lab.inspect.cli import run as explain
 
     lifecycle.up(c, lab)
-    request = recorder.capture_request(client_args=client_options(messages or TOUR),
-                                       name=f"demo-{recorder.capture_name(None)}")
+    request = capture_request(client_args=client_options(messages or TOUR), name=f"demo-{capture_name(None)}")
     path = recorder.capture(c, lab, request, console())
     explain(str(path))
     status.status(c, lab)

@@ -26,6 +26,7 @@ Exit codes, so scripts and the lab's tasks can tell failures apart:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 import time
@@ -135,6 +136,28 @@ class Client:
             except protocol.RemoteProtocolError as exc:
                 raise ClientError(f"the server broke the protocol: {exc}", EXIT_PROTOCOL) from None
 
+    @contextlib.contextmanager
+    def conversation(self) -> Iterator["Client"]:
+        """Connected for the block: closed politely after it, dropped at once if it fails.
+
+        A polite close reads until the server's FIN; after Ctrl-C in the middle of
+        a BULK that would mean reading the rest of it first, so a block that ends
+        in an exception (Ctrl-C, a protocol error) only closes the socket.
+        """
+        self.connect()
+        try:
+            yield self
+        except BaseException:
+            self.abort()
+            raise
+        self.close()
+
+    def abort(self) -> None:
+        """Close at once, without waiting for the server (unread data makes the kernel send RST)."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
     def close(self) -> None:
         """Send our FIN and wait for the server's, so the teardown is complete on the wire."""
         if self.sock is None:
@@ -179,14 +202,11 @@ def show(reply: protocol.Reply) -> int:
 def run_lines(client: Client, lines: Iterable[str]) -> int:
     """One connection: each line a request, each reply shown; QUIT ends it early."""
     status = EXIT_OK
-    client.connect()
-    try:
+    with client.conversation():
         for line in lines:
             status = max(status, show(client.send_line(line)))
             if line.strip().upper() == "QUIT":
                 break
-    finally:
-        client.close()
     return status
 
 
@@ -220,16 +240,13 @@ def run_bulk(client: Client, nbytes: int) -> int:
             corrupt_at = offset
         offset += len(chunk)
 
-    client.connect()
-    try:
+    with client.conversation():
         request = protocol.Bulk(nbytes)
         data = protocol.encode_request(request)
         client.pause(f"send {data!r}, then <- {nbytes} bytes of data")
         started = time.monotonic()
         reply, received = client.exchange(request, data, on_bulk=check)
         elapsed = time.monotonic() - started
-    finally:
-        client.close()
     if isinstance(reply, Err):
         return show(reply)
     if received != nbytes or corrupt_at is not None:

@@ -78,13 +78,17 @@ def syn(server: str, port: int) -> None:
 
 def connect(server: str, port: int, line: str) -> None:
     """Handshake, one request and its reply, teardown: every segment made here."""
-    from scapy.all import IP, TCP, AsyncSniffer, Raw
+    from scapy.all import IP, TCP, AsyncSniffer, Raw, conf
 
     numbers_not_names()
     ip = IP(dst=socket.gethostbyname(server))
     sport, seq = random.randint(40000, 60000), random.getrandbits(32)
     arrived: list = []     # what the server sends us, as the sniffer sees it
-    arriving = AsyncSniffer(filter=f"tcp and src port {port} and dst port {sport}", prn=arrived.append, store=False)
+    # Listen where the route to the server goes: the lab's namespaces have no default
+    # route, and scapy's default interface follows that one.
+    iface = conf.route.route(ip.dst)[0]
+    arriving = AsyncSniffer(iface=iface, filter=f"tcp and src port {port} and dst port {sport}",
+                            prn=arrived.append, store=False)
     with kernel_rsts_dropped(ip.dst, port):
         arriving.start()
         time.sleep(0.3)

@@ -23,7 +23,6 @@ from lab.inspect.rtt import ALPHA, RttSample, estimated_rtts, rtt_samples
 from lab.inspect.tcp import ACK, RETRANSMITTED, Segment
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SeqPoint:
     """A data segment in the time-sequence graph."""

@@ -52,11 +52,22 @@ from typing import Iterable
 
 import numpy as np
 
-from lab.inspect.fast.columns import TcpColumns, tcp_columns
 from lab.inspect.decode import ACK, FIN, RST, SYN
+from lab.inspect.fast.columns import TcpColumns, tcp_columns
 from lab.inspect.reader import Batch
-from lab.inspect.tcp import (KEEP_ALIVE, LOST_SEGMENT, MASK32, UNKNOWN_SCALE, WINDOW_FULL, WINDOW_UPDATE,
-                             ZERO_WINDOW, ZERO_WINDOW_PROBE, Connection, Flow, Tracker)
+from lab.inspect.tcp import (
+    KEEP_ALIVE,
+    LOST_SEGMENT,
+    MASK32,
+    UNKNOWN_SCALE,
+    WINDOW_FULL,
+    WINDOW_UPDATE,
+    ZERO_WINDOW,
+    ZERO_WINDOW_PROBE,
+    Connection,
+    Flow,
+    Tracker,
+)
 
 MIN_BULK = 32          # fewer frames of a connection in a batch: not worth the numpy calls
 UNWRAP_LIMIT = 1 << 30

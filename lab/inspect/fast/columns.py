@@ -17,8 +17,17 @@ from typing import Iterator
 
 import numpy as np
 
-from lab.inspect.decode import (ETHER_IPV4_TCP_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ,
-                                ETHERTYPE_VLAN, LINKTYPE_ETHERNET, PROTO_TCP, TcpHeader, tcp_header)
+from lab.inspect.decode import (
+    ETHER_IPV4_TCP_LENGTH,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_QINQ,
+    ETHERTYPE_VLAN,
+    LINKTYPE_ETHERNET,
+    PROTO_TCP,
+    TcpHeader,
+    tcp_header,
+)
 from lab.inspect.reader import Batch, windows
 
 # Ethernet + IPv4 without options + TCP, as decode._ether_ipv4_tcp reads it.
