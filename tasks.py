@@ -111,20 +111,25 @@ def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name
 
 @task(help={
     "target": "server or client: whose outgoing packets are impaired (default server; --clear: both)",
-    "delay": "add this many milliseconds of delay (needs sch_netem)",
-    "jitter": "vary the delay by up to this many milliseconds (needs --delay)",
+    "delay": "add this many milliseconds of delay",
+    "jitter": "vary the delay by this many milliseconds (needs --delay; never reorders)",
+    "distribution": "of the jitter: normal (default; jitter is one standard deviation) or uniform (+/- jitter)",
     "loss": "lose this percentage of packets, e.g. 5",
-    "rate": "limit the rate, e.g. 1mbit or 500kbit",
+    "reorder": "send this percentage of packets without the delay, so they overtake (needs --delay)",
+    "rate": "limit the rate, in bits per second: e.g. 1mbit or 500kbit",
+    "seed": "the same seed loses, delays and reorders the same packets (nfqueue engine)",
+    "engine": "auto (default: netem where the kernel has it, else nfqueue), netem, or nfqueue (the lab's own)",
     "clear": "remove the impairments instead",
     "lab": LAB_HELP,
 })
-def impair(c, target=None, delay=None, jitter=None, loss=None, rate=None, clear=False, lab=None):
-    """Impair a lab link: delay, jitter, loss or a rate limit on what the target sends."""
+def impair(c, target=None, delay=None, jitter=None, distribution=None, loss=None, reorder=None, rate=None,
+           seed=None, engine="auto", clear=False, lab=None):
+    """Impair a lab link: delay, jitter, loss, reordering or a rate limit on what the target sends."""
     if clear:
         impairments.clear(c, lab_of(c, lab), target)
     else:
-        impairment = impairments.parse(delay, jitter, loss, rate)
-        impairments.impair(c, lab_of(c, lab), target or "server", impairment)
+        impairment = impairments.parse(delay, jitter, loss, rate, reorder, distribution, seed)
+        impairments.impair(c, lab_of(c, lab), target or "server", impairment, engine)
 
 
 @task(help={

@@ -154,6 +154,9 @@ def test_the_rate_limit_lets_a_burst_through_then_holds():
     ({"rate": "fast"}, "is not a rate: use bits per second"),
     ({"rate": "1mbps"}, "bytes per second"),
     ({"rate": "0bit"}, "give a rate above 0"),
+    ({"delay": "10", "distribution": "pareto"}, "--distribution must be one of normal, uniform"),
+    ({"reorder": "5"}, "give --delay too"),
+    ({"delay": "10", "seed": "-1"}, "--seed must be between 0"),
     ({}, "nothing to do"),
 ])
 def test_bad_impairments_are_one_line_errors(options, message):
@@ -163,19 +166,31 @@ def test_bad_impairments_are_one_line_errors(options, message):
 
 def test_impairment_commands():
     both = impair.parse(delay="100", jitter="20", loss="5", rate="1mbit")
-    assert impair.netem_command(both)[-6:] == ["netem", "delay", "100ms", "20ms", "loss", "5%"]
+    assert impair.netem_command(both)[-8:] == ["netem", "delay", "100ms", "20ms", "distribution", "normal", "loss", "5%"]
     assert impair.tbf_command("1mbit", parent="1:1")[5:7] == ["parent", "1:1"]
-    rule = impair.loss_rule("10.77.0.2", 5)
-    assert rule[:5] == ["iptables", "-A", "INPUT", "-s", "10.77.0.2"] and "0.050000" in rule
-    assert str(both) == "delay 100 ms +/- 20 ms, loss 5%, rate 1mbit"
+    seeded = impair.parse(delay="40", jitter="5", distribution="uniform", loss="2", reorder="10", seed="7")
+    assert impair.emulator_options("10.77.0.2", seeded) == [
+        "--source", "10.77.0.2", "--delay-ms", "40", "--jitter-ms", "5", "--distribution", "uniform",
+        "--loss", "2", "--reorder", "10", "--seed", "7"]
+    assert str(both) == "delay 100 ms +/- 20 ms (normal), loss 5%, rate 1mbit"
 
 
-def test_status_reads_impairments_from_tc_and_iptables_output():
-    shown = ("qdisc netem 1: root refcnt 2 limit 1000 delay 100ms  20ms loss 5%\n"
-             "qdisc tbf 2: parent 1:1 rate 1Mbit burst 4Kb lat 400ms\n---\n-P INPUT ACCEPT\n"
-             "-A INPUT -s 10.77.0.3/32 -m statistic --mode random --probability 0.05000000000 "
-             "-m comment --comment tcplab-loss -j DROP\n")
+def test_the_emulator_runs_in_the_receivers_namespace_with_net_admin_only():
+    topology = describe(LAB)
+    args = topology.run_args("link", "--source", "10.77.0.2", joins="tcplab-client", instance="server-to-client")
+    joined = " ".join(args)
+    assert args[:3] == ["run", "--detach", "--rm"] and "--name tcplab-link-server-to-client" in joined
+    assert "--network container:tcplab-client" in joined
+    assert "--cap-drop ALL --cap-add NET_ADMIN --security-opt" in joined and joined.count("--cap-add") == 1
+    assert args[-5:] == ["python3", "-m", "lab.inside.linkemu", "--source", "10.77.0.2"]
+
+
+def test_status_reads_impairments_from_tc_and_the_emulators_rules():
+    shown = ("qdisc netem 1: root refcnt 2 limit 1000 delay 100ms  20ms loss 5% reorder 10%\n"
+             "qdisc tbf 2: parent 1:1 rate 1Mbit burst 4Kb lat 400ms\n---\n-P PREROUTING ACCEPT\n"
+             '-A PREROUTING -s 10.77.0.3/32 -m comment --comment "tcplab-link delay 40ms loss 2% seed 7" '
+             "-j NFQUEUE --queue-num 7 --queue-bypass\n")
     described = impair.describe_rules(shown, {"10.77.0.3": "tcplab-client"})
-    assert described == {"self": "netem delay 100ms 20ms loss 5%, tbf rate 1Mbit",
-                         "tcplab-client": "loss 5% (iptables)"}
-    assert impair.describe_rules("qdisc noqueue 0: root refcnt 2\n---\n-P INPUT ACCEPT\n", {}) == {}
+    assert described == {"self": "netem delay 100ms 20ms loss 5% reorder 10%, tbf rate 1Mbit",
+                         "tcplab-client": "delay 40ms loss 2% seed 7 (nfqueue)"}
+    assert impair.describe_rules("qdisc noqueue 0: root refcnt 2\n---\n-P PREROUTING ACCEPT\n", {}) == {}

@@ -1,23 +1,26 @@
-"""Link impairments: delay, jitter, loss and a rate limit on a lab container's link.
+"""Link impairments: delay, jitter, loss, reordering and a rate limit on a lab container's link.
 
 ``--target`` names the container whose link is impaired (server or client); every
-impairment applies to the packets that container *sends*. The tools are the
-kernel's: ``tc`` with netem (delay, jitter, loss) and tbf (rate), set from a
-short-lived NET_ADMIN helper in the target's namespace (lab.orchestrate).
+impairment applies to the packets that container *sends*. Two engines emulate the
+link, and `invoke impair` says which one it used:
 
-Where the kernel has no sch_netem (the machines this lab is built on lack it;
-Ubuntu and Docker Desktop kernels have it):
+* **netem** (``tc qdisc ... netem``), the kernel's, where it has sch_netem (Ubuntu
+  and Docker Desktop kernels do): on the target's way out, set from a short-lived
+  NET_ADMIN helper in the target's namespace (the "helper" role of lab.host.topology);
+* **nfqueue**, our own (lab.inside.linkemu), where the kernel lacks sch_netem (this
+  project's machines, many CI and cloud kernels): a sidecar container (the "link"
+  role) in the namespace where the target's packets *arrive* takes them from a
+  netfilter queue and gives each its verdict after the emulated delay, or drops it.
+  At the receiver, not the sender: a packet held on its sender's way out counts
+  against the sending socket, and TCP Small Queues throttles the sender. A drop
+  there is a real loss too (a drop on the way out is reported to the sending TCP,
+  which sends again at once). A capture on the server then shows, for the server's
+  packets, the original and later its retransmission (with netem, which works
+  before the capture point, a gap first).
 
-* loss falls back to iptables' ``statistic`` match, dropping a share of the
-  target's packets where they *arrive*, in the other container's INPUT chain.
-  Dropping them on the way out does not work: the sending TCP is told of a local
-  drop at once and simply sends again, so nothing is ever lost on the wire. A
-  capture on the server then shows the original and, later, its retransmission
-  (with netem, which drops before the capture point, it shows a gap first);
-* rate uses tbf, which every kernel has;
-* delay and jitter stop with a clear message: nothing else can do them.
-
-``--clear`` removes all of it; ``down`` does too (the namespaces go away).
+``--engine`` picks one (auto: netem where it exists). The rate limit is tbf on the
+target's way out with either engine. ``status`` reads what is in force from the
+kernel; ``--clear`` removes all of it, and ``down`` does too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+import time
 from typing import Sequence
 
 from invoke import Context
@@ -35,10 +39,14 @@ from lab.host.options import number
 from lab.host.settings import Lab
 from lab.host.state import Found, address_of, require_up
 from lab.host.topology import Topology, describe
+from lab.inside.linkemu import READY as EMULATOR_READY
+from lab.inside.linkemu import RULE_COMMENT
 from lab.terminal import say
 
-LOSS_COMMENT = "tcplab-loss"
+ENGINES = ("auto", "netem", "nfqueue")
+DISTRIBUTIONS = ("normal", "uniform")
 NO_NETEM = ("specified qdisc kind is unknown", "unknown qdisc")
+EMULATOR_START_S = 15.0
 _RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)", re.I)
 _BYTE_RATE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)bps", re.I)
 
@@ -51,28 +59,46 @@ class Impairment:
     jitter_ms: float | None = None
     loss_pct: float | None = None
     rate: str | None = None
+    reorder_pct: float | None = None
+    distribution: str = "normal"
+    seed: int | None = None
+
+    @property
+    def emulated(self) -> bool:
+        """Anything besides the rate: what netem or the NFQUEUE emulator does."""
+        return any(value is not None for value in (self.delay_ms, self.jitter_ms, self.loss_pct, self.reorder_pct))
 
     def __str__(self) -> str:
         parts = []
         if self.delay_ms is not None:
-            parts.append(f"delay {self.delay_ms:g} ms" + (f" +/- {self.jitter_ms:g} ms" if self.jitter_ms else ""))
+            parts.append(f"delay {self.delay_ms:g} ms" + (f" +/- {self.jitter_ms:g} ms ({self.distribution})"
+                                                           if self.jitter_ms else ""))
         if self.loss_pct is not None:
             parts.append(f"loss {self.loss_pct:g}%")
+        if self.reorder_pct is not None:
+            parts.append(f"reorder {self.reorder_pct:g}%")
         if self.rate is not None:
             parts.append(f"rate {self.rate}")
+        if self.seed is not None:
+            parts.append(f"seed {self.seed}")
         return ", ".join(parts) or "nothing"
 
 
-def parse(delay=None, jitter=None, loss=None, rate=None) -> Impairment:
+def parse(delay=None, jitter=None, loss=None, rate=None, reorder=None, distribution=None, seed=None) -> Impairment:
     """An Impairment from the task's options (strings), or a one-line LabError saying what is wrong."""
+    if distribution is not None and distribution not in DISTRIBUTIONS:
+        raise LabError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
     impairment = Impairment(number(delay, "--delay", high=60_000), number(jitter, "--jitter", high=60_000),
-                            number(loss, "--loss", high=100), rate)
+                            number(loss, "--loss", high=100), rate, number(reorder, "--reorder", high=100),
+                            distribution or "normal", number(seed, "--seed", whole=True, high=2**31 - 1))
     if impairment.jitter_ms and impairment.delay_ms is None:
         raise LabError("--jitter varies a delay: give --delay too (e.g. --delay 100 --jitter 20)")
+    if impairment.reorder_pct and not impairment.delay_ms:
+        raise LabError("--reorder sends some packets without the delay, so that they overtake: give --delay too")
     if rate is not None:
         check_rate(rate)
-    if impairment == Impairment():
-        raise LabError("nothing to do: give --delay, --jitter, --loss or --rate (or --clear)")
+    if not impairment.emulated and impairment.rate is None:
+        raise LabError("nothing to do: give --delay, --jitter, --loss, --reorder or --rate (or --clear)")
     return impairment
 
 
@@ -84,9 +110,9 @@ def check_rate(rate: str) -> None:
     """
     byte_rate = _BYTE_RATE.fullmatch(rate)
     if byte_rate:
-        number, prefix = byte_rate.groups()
-        raise LabError(f"--rate {rate}: tc reads 'bps' as bytes per second ({float(number) * 8:g} "
-                       f"{prefix.upper()}bit/s); write bits: {number}{prefix.lower()}bit for {number} "
+        number_, prefix = byte_rate.groups()
+        raise LabError(f"--rate {rate}: tc reads 'bps' as bytes per second ({float(number_) * 8:g} "
+                       f"{prefix.upper()}bit/s); write bits: {number_}{prefix.lower()}bit for {number_} "
                        f"{prefix.upper()}bit/s")
     bit_rate = _RATE.fullmatch(rate)
     if bit_rate is None:
@@ -99,14 +125,16 @@ def check_rate(rate: str) -> None:
 
 
 def netem_command(impairment: Impairment) -> list[str]:
-    """tc netem as the root qdisc, with delay/jitter/loss; tbf hangs below it if a rate is set."""
+    """tc netem as the root qdisc, with delay/jitter/loss/reorder; tbf hangs below it if a rate is set."""
     command = ["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "netem"]
     if impairment.delay_ms is not None:
         command += ["delay", f"{impairment.delay_ms:g}ms"]
         if impairment.jitter_ms:
-            command += [f"{impairment.jitter_ms:g}ms"]
+            command += [f"{impairment.jitter_ms:g}ms", "distribution", impairment.distribution]
     if impairment.loss_pct is not None:
         command += ["loss", f"{impairment.loss_pct:g}%"]
+    if impairment.reorder_pct is not None:
+        command += ["reorder", f"{impairment.reorder_pct:g}%"]
     return command
 
 
@@ -117,16 +145,25 @@ def tbf_command(rate: str, parent: str = "root") -> list[str]:
             "rate", rate, "burst", "32kbit", "latency", "400ms"]
 
 
-def loss_rule(source_ip: str, loss_pct: float, action: str = "-A") -> list[str]:
-    """The iptables fallback: drop a share of what ``source_ip`` sends, where it arrives."""
-    return ["iptables", action, "INPUT", "-s", source_ip, "-m", "statistic", "--mode", "random",
-            "--probability", f"{loss_pct / 100:.6f}", "-m", "comment", "--comment", LOSS_COMMENT, "-j", "DROP"]
+def emulator_options(source: str, impairment: Impairment) -> list[str]:
+    """lab.inside.linkemu's command line for delaying what ``source`` sends."""
+    options = ["--source", source, "--delay-ms", f"{impairment.delay_ms or 0:g}"]
+    if impairment.jitter_ms:
+        options += ["--jitter-ms", f"{impairment.jitter_ms:g}", "--distribution", impairment.distribution]
+    if impairment.loss_pct:
+        options += ["--loss", f"{impairment.loss_pct:g}"]
+    if impairment.reorder_pct:
+        options += ["--reorder", f"{impairment.reorder_pct:g}"]
+    if impairment.seed is not None:
+        options += ["--seed", str(impairment.seed)]
+    return options
 
 
 CLEAR_QDISC = "tc qdisc del dev eth0 root 2>/dev/null; true"
-CLEAR_LOSS = (f"iptables -S INPUT | grep -- '--comment {LOSS_COMMENT}' | sed 's/^-A /-D /' "
-              "| while read -r rule; do iptables $rule; done; true")
-SHOW = "tc qdisc show dev eth0; echo ---; iptables -S INPUT"
+# A rule the emulator could not remove (it was killed): its comment has spaces, hence eval.
+CLEAR_LINK_RULES = (f"iptables -t raw -S PREROUTING | grep -- '{RULE_COMMENT}' | sed 's/^-A /-D /' "
+                    "| while read -r rule; do eval iptables -t raw \"$rule\"; done; true")
+SHOW = "tc qdisc show dev eth0; echo ---; iptables -t raw -S PREROUTING"
 
 
 def shell(*commands: Sequence[str] | str) -> list[str]:
@@ -148,40 +185,79 @@ def namespaces(topology: Topology, target: str) -> tuple[str, list[str]]:
     return topology.container(target), [topology.container(host) for host in hosts if host != target]
 
 
-def impair(c: Context, lab: Lab, target: str, impairment: Impairment) -> None:
-    """Replace whatever impaired the target's link with ``impairment``.
+def emulator_instance(target: str, receiver: str, topology: Topology) -> str:
+    """The link container's instance name: the sender's role and the receiver's."""
+    return f"{target}-to-{receiver.removeprefix(topology.lab.name + '-')}"
+
+
+def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: str = "auto") -> None:
+    """Replace whatever impaired the target's link with ``impairment``, with netem or the emulator.
 
     Nothing is removed before the new impairment is known to be possible: netem
     is tried first with ``tc qdisc replace``, which changes nothing if it fails.
     """
+    if engine not in ENGINES:
+        raise LabError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     topology = describe(lab)
     own, others = namespaces(topology, target)
     docker = Docker(c)
     found = require_up(docker, topology)
-    if impairment.delay_ms is not None or impairment.loss_pct is not None:
+    if impairment.emulated and engine in ("auto", "netem"):
         commands = [netem_command(impairment)]
         if impairment.rate:
             commands.append(tbf_command(impairment.rate, parent="1:1"))
         result = docker.run(helper(topology, own, shell(*commands)), quiet=True, check=False)
         if result.exited == 0:
-            docker.run_parallel(helper(topology, other, shell(CLEAR_LOSS)) for other in others)
-            say(f"{target} link: {impairment} (tc netem{' + tbf' if impairment.rate else ''})")
+            remove_emulators(docker, topology, target, others)
+            say(f"{target} link: {impairment} (engine netem{' + tbf' if impairment.rate else ''}"
+                + ("; --seed is for the nfqueue engine, netem's randomness is its own)" if impairment.seed is not None
+                   else ")"))
             return
         if not any(text in result.stderr.lower() for text in NO_NETEM):
             raise LabError(f"tc could not impair the {target}'s link: {result.stderr.strip().splitlines()[-1]}")
-        if impairment.delay_ms is not None:
-            raise LabError("this kernel lacks sch_netem, which delay and jitter need; --loss and --rate work "
-                           "without it (load it with 'modprobe sch_netem' where the kernel has the module)")
+        if engine == "netem":
+            raise LabError("this kernel lacks sch_netem: use --engine nfqueue (or auto), the lab's own emulator")
     clear(c, lab, target, quiet=True, docker=docker)
     if impairment.rate:
         docker.run(helper(topology, own, tbf_command(impairment.rate)), quiet=True)
-    if impairment.loss_pct is not None:
-        rule = loss_rule(address_of(found, own, topology), impairment.loss_pct)
-        docker.run_parallel(helper(topology, other, rule) for other in others)
-    how = ["tbf"] if impairment.rate else []
-    how += ["iptables statistic, where the packets arrive"] if impairment.loss_pct is not None else []
-    say(f"{target} link: {impairment} ({' + '.join(how)}"
-        + ("; this kernel lacks sch_netem)" if impairment.loss_pct is not None else ")"))
+    if impairment.emulated:
+        start_emulators(docker, topology, target, address_of(found, own, topology), others, impairment)
+    how = (["tbf"] if impairment.rate else []) + (["engine nfqueue, where the packets arrive"]
+                                                 if impairment.emulated else [])
+    said = "; this kernel lacks sch_netem" if impairment.emulated and engine == "auto" else ""
+    say(f"{target} link: {impairment} ({' + '.join(how)}{said})")
+
+
+def start_emulators(docker: Docker, topology: Topology, target: str, source: str, receivers: list[str],
+                    impairment: Impairment) -> None:
+    """A link emulator in each receiver's namespace; return once each has its rule in place."""
+    names = []
+    for receiver in receivers:
+        instance = emulator_instance(target, receiver, topology)
+        docker.run(topology.run_args("link", *emulator_options(source, impairment), joins=receiver,
+                                     instance=instance), quiet=True)
+        names.append(topology.container("link", instance))
+    deadline = time.monotonic() + EMULATOR_START_S
+    waiting = list(names)
+    while waiting:
+        name = waiting[0]
+        log = docker.run(["logs", name], quiet=True, check=False)
+        if EMULATOR_READY in log.stdout:
+            waiting.pop(0)
+            continue
+        running = docker.inspect([name], kind="container")
+        if not running or not running[0].get("State", {}).get("Running") or time.monotonic() > deadline:
+            complaint = (log.stderr.strip().splitlines() or ["no message"])[-1]
+            docker.run(["rm", "--force", *names], quiet=True, check=False)
+            raise LabError(f"the link emulator did not start: {complaint}")
+        time.sleep(0.1)
+
+
+def remove_emulators(docker: Docker, topology: Topology, target: str, receivers: list[str]) -> None:
+    """The emulators delaying what ``target`` sends, and any rule one of them left behind."""
+    names = [topology.container("link", emulator_instance(target, receiver, topology)) for receiver in receivers]
+    docker.run(["rm", "--force", *names], quiet=True, check=False)
+    docker.run_parallel(helper(topology, receiver, shell(CLEAR_LINK_RULES)) for receiver in receivers)
 
 
 def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, docker: Docker | None = None) -> None:
@@ -194,8 +270,8 @@ def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, 
     require_up(docker, topology)
     for role in roles:
         own, others = namespaces(topology, role)
-        docker.run_parallel([helper(topology, own, shell(CLEAR_QDISC)),
-                             *(helper(topology, other, shell(CLEAR_LOSS)) for other in others)])
+        docker.run(helper(topology, own, shell(CLEAR_QDISC)), quiet=True)
+        remove_emulators(docker, topology, role, others)
     if not quiet:
         hosts = " and ".join(roles)
         say(f"impairments cleared on the {hosts} link{'s' if len(roles) > 1 else ''}")
@@ -204,7 +280,7 @@ def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, 
 def describe_rules(qdiscs_and_rules: str, sources: dict[str, str]) -> dict[str, str]:
     """What ``SHOW`` printed in one namespace, as {container: impairments}.
 
-    Its qdiscs impair its own link; its loss rules impair the link of the
+    Its qdiscs impair its own link; its emulator rules impair the link of the
     container whose address they name (``sources``: ip -> container).
     """
     qdiscs, _, rules = qdiscs_and_rules.partition("---")
@@ -218,23 +294,23 @@ def describe_rules(qdiscs_and_rules: str, sources: dict[str, str]) -> dict[str, 
             own.append(f"tbf rate {words[words.index('rate') + 1]}")
     found["self"] = own
     for line in rules.splitlines():
-        if LOSS_COMMENT in line and "-s " in line:
+        if RULE_COMMENT in line and "-s " in line:
             source = line.split("-s ")[1].split()[0].split("/")[0]
-            probability = float(line.split("--probability ")[1].split()[0])
-            found.setdefault(sources.get(source, source), []).append(f"loss {probability * 100:g}% (iptables)")
+            said = line.split(RULE_COMMENT, 1)[1].split('"')[0].strip()
+            found.setdefault(sources.get(source, source), []).append(f"{said} (nfqueue)")
     return {who: ", ".join(what) for who, what in found.items() if what}
 
 
 def netem_words(words: list[str]) -> list[str]:
-    """From ``tc qdisc show``'s netem line, the delay (and jitter) and loss it applies."""
+    """From ``tc qdisc show``'s netem line, the delay (and jitter), loss and reorder it applies."""
     kept = []
     for at, word in enumerate(words):
         if word == "delay":
             kept += ["delay", words[at + 1]]
             if at + 2 < len(words) and words[at + 2][:1].isdigit():
                 kept.append(words[at + 2])
-        elif word == "loss":
-            kept += ["loss", words[at + 1]]
+        elif word in ("loss", "reorder"):
+            kept += [word, words[at + 1]]
     return kept
 
 

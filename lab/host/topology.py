@@ -49,6 +49,7 @@ class Role:
     purpose: str                              # one line, for people reading the table
     named: bool = True                        # <lab>-<name>; False: anonymous, one at a time is not needed
     long_lived: bool = False                  # started by `up` (--detach), removed by `down`; else --rm
+    detach: bool = False                      # runs in the background though `up` does not start it
     on_network: bool = False                  # its own address on the lab network, DNS name = its name
     joins: str | None = None                  # else the role whose network namespace it shares
     user: str = "lab"                         # the image's unprivileged user, or "0"
@@ -80,6 +81,9 @@ ROLES: tuple[Role, ...] = (
     # /run is writable for iptables' lock file; nothing else is.
     Role("helper", "does one thing in a namespace (offloads, impairments) and exits", named=False,
          user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m"),
+    Role("link", "the NFQUEUE link emulator, where a sender's packets arrive (impair without netem)",
+         detach=True, user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m", memory="64m", pids=16,
+         log_limit="1m", command=("python3", "-m", "lab.inside.linkemu")),
 )
 
 
@@ -126,9 +130,10 @@ class Topology:
         """The roles with an address of their own on the lab network (what impair can target)."""
         return tuple(role for role in self.roles if role.on_network)
 
-    def container(self, role: str) -> str:
-        """The container name of a named role: <lab>-<role>."""
-        return f"{self.lab.name}-{role}"
+    def container(self, role: str, instance: str | None = None) -> str:
+        """The container name of a named role: <lab>-<role>, or <lab>-<role>-<instance> where a
+        role has one container per something (a link emulator per direction)."""
+        return f"{self.lab.name}-{role}" + (f"-{instance}" if instance else "")
 
     def labels(self, role: str) -> list[str]:
         return ["--label", self.lab.label, "--label", f"{ROLE_LABEL}={role}"]
@@ -144,7 +149,7 @@ class Topology:
 
     def run_args(self, role_name: str, *arguments: str, command: Sequence[str] | None = None,
                  joins: str | None = None, capabilities: Sequence[str] | None = None,
-                 tty: bool = False, labels: dict[str, str] | None = None) -> list[str]:
+                 tty: bool = False, labels: dict[str, str] | None = None, instance: str | None = None) -> list[str]:
         """``docker run`` arguments for one container of ``role_name``.
 
         ``arguments`` are appended to the role's command (a client's requests);
@@ -152,14 +157,16 @@ class Topology:
         ``joins`` names the container whose namespace a role without one of its own
         shares (a helper's target); ``capabilities`` replaces the role's (crafting
         packets needs NET_RAW beside NET_ADMIN); ``tty`` gives an interactive role a
-        terminal; ``labels`` are more labels for this one run (a capture's file).
+        terminal; ``labels`` are more labels for this one run (a capture's file);
+        ``instance`` tells apart the containers of a role that has several.
         """
         role = self.role(role_name)
-        args = ["run", "--detach" if role.long_lived else "--rm"]
+        args = ["run", *(["--detach"] if role.long_lived or role.detach else []),
+                *([] if role.long_lived else ["--rm"])]
         if role.interactive:
             args += ["--interactive", *(["--tty"] if tty else [])]
         if role.named:
-            args += ["--name", self.container(role.name)]
+            args += ["--name", self.container(role.name, instance)]
         if role.on_network:
             args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
         else:
