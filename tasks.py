@@ -27,10 +27,11 @@ def build(c, lab=None):
     image.build(c, lab_of(c, lab), Docker(c))
 
 
-@task(help={"lab": LAB_HELP})
-def up(c, lab=None):
+@task(help={"cc": "the TCP congestion control of the server and client (e.g. cubic, reno, bbr: what the kernel "
+                  "offers; default: the kernel's own)", "lab": LAB_HELP})
+def up(c, cc=None, lab=None):
     """Start the lab: network, server and client host; returns when the server answers."""
-    lifecycle.up(c, lab_of(c, lab))
+    lifecycle.up(c, lab_of(c, lab, cc=cc))
 
 
 @task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.host.settings import from_config
+from lab.host.topology import describe
 from lab.inspect import analyze, follow, read_records, stream_segments
 from lab.paths import CAPTURES_DIR
 from tests import tshark
@@ -244,3 +247,23 @@ def _packed(ip: str) -> bytes:
     import ipaddress
 
     return ipaddress.ip_address(ip).packed
+
+
+def test_the_kernel_sampler_runs_beside_the_server_with_no_capability(lab):
+    topology = describe(from_config({"lab": {}}, LAB))
+    args = topology.run_args("sampler")
+    assert "--cap-add" not in args and "--network" in args and f"container:{SERVER}" in args
+    proc = subprocess.Popen(["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stderr.readline().strip() == "tcplab-sampler-ready"
+        ok(invoke("impair", "--rate", "20mbit", "--lab", lab))       # long enough to be seen sampling
+        ok(invoke("bulk", "2000000", "--lab", lab))
+    finally:
+        invoke("impair", "--clear", "--lab", lab)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    samples = [json.loads(line) for line in out.splitlines()]
+    sending = [s for s in samples if s["local"].endswith(":7000") and s["state"] == "ESTABLISHED" and s.get("cwnd")]
+    assert len(sending) >= 20, err
+    assert max(s["bytes_acked"] for s in sending) >= 1_000_000 and all(s["srtt_us"] > 0 for s in sending)

@@ -148,3 +148,14 @@ def test_logs_show_one_line_per_connection(lab_a):
     result = invoke("logs", "--lab", A)
     out = ok(result) + result.stderr  # docker logs keeps the server's stderr as stderr
     assert "conn proto=tcp" in out and "close=client" in out
+
+
+def test_up_sets_the_congestion_control_and_turns_ipv6_off(lab_b):
+    ok(invoke("up", "--cc", "reno", "--lab", B))
+    for container in (f"{B}-server", f"{B}-client"):
+        settings = subprocess.run(["docker", "exec", container, "cat", "/proc/sys/net/ipv4/tcp_congestion_control",
+                                   "/proc/sys/net/ipv6/conf/all/disable_ipv6"], capture_output=True, text=True)
+        assert settings.stdout.split() == ["reno", "1"], container
+    assert "TCP congestion control: reno; IPv6 off" in ok(invoke("status", "--lab", B))
+    other = invoke("up", "--cc", "cubic", "--lab", B)
+    assert other.returncode == 1 and "is up with congestion control reno: run 'invoke down --lab nlt-b' first" in other.stderr

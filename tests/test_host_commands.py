@@ -168,6 +168,36 @@ def test_clean_leaves_an_image_built_from_ours_which_inherited_our_labels():
     assert [cmd for cmd in commands(c) if "rmi" in cmd] == ["docker rmi tcplab/lab:tcplab"]
 
 
+def test_the_hosts_namespaces_get_the_congestion_control_and_no_ipv6_at_creation():
+    args = describe(settings.from_config({"lab": {}}, None, cc="reno")).run_args("server")
+    assert ["--sysctl", "net.ipv4.tcp_congestion_control=reno"] == args[args.index("--sysctl"):][:2]
+    assert "net.ipv6.conf.all.disable_ipv6=1" in args
+    joining = describe(settings.from_config({"lab": {}}, None, cc="reno")).run_args("client-run", "ECHO x")
+    assert "--sysctl" not in joining          # a container that joins a namespace cannot set its sysctls
+    assert "--sysctl" in TOPO.run_args("client") and "tcp_congestion_control" not in " ".join(TOPO.run_args("client"))
+    with_ipv6 = describe(settings.from_config({"lab": {"ipv6": "true"}}, None)).run_args("client")
+    assert "--sysctl" not in with_ipv6
+
+
+def test_a_congestion_control_the_kernel_lacks_is_one_line(monkeypatch, tmp_path):
+    offered = tmp_path / "available"
+    offered.write_text("reno cubic\n")
+    monkeypatch.setattr(settings, "CONGESTION_CONTROLS", offered)
+    with pytest.raises(LabError, match="offers the congestion controls reno, cubic, not 'bbr'"):
+        settings.from_config({"lab": {}}, None, cc="bbr")
+
+
+def test_up_with_another_congestion_control_than_the_running_lab_says_to_go_down_first():
+    running = [{"Name": f"/tcplab-{role}", "State": {"Running": True},
+                "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": role}},
+                "HostConfig": {"Sysctls": {"net.ipv4.tcp_congestion_control": "cubic"}}} for role in ("server", "client")]
+    image = {"Id": "sha256:x", "RepoTags": ["tcplab/lab:tcplab"], "Config": {"Labels": {}}}
+    c = mock({r"docker inspect": Result(json.dumps([*running, image]))})
+    with pytest.raises(LabError, match="is up with congestion control cubic: run 'invoke down' first, "
+                                       "then 'invoke up --cc reno'"):
+        lifecycle.up(c, settings.from_config({"lab": {}}, None, cc="reno"))
+
+
 def test_send_when_the_lab_is_down_says_to_run_up():
     c = mock({r"docker inspect": Result("[]", exited=1)})
     with pytest.raises(LabError, match="run 'invoke up' first"):

@@ -110,18 +110,18 @@ def test_the_speed_layer_is_a_folder_of_its_own_and_the_rules_do_not_need_it():
 
 def test_a_third_container_role_is_a_data_entry():
     lab = from_config({"lab": {}}, "three")
-    sampler = Role("sampler", "samples the kernel's TCP state", joins="server", user="0",
-                   capabilities=("NET_ADMIN",), memory="64m", pids=16, command=("python3", "-m", "lab.inside.sampler"))
-    topology = Topology(lab, (*ROLES, sampler))
-    args = topology.run_args("sampler")
+    observer = Role("observer", "watches the server", joins="server", user="0",
+                   capabilities=("NET_ADMIN",), memory="64m", pids=16, command=("python3", "-m", "lab.inside.observer"))
+    topology = Topology(lab, (*ROLES, observer))
+    args = topology.run_args("observer")
     joined = " ".join(args)
-    assert args[:2] == ["run", "--rm"] and "--name three-sampler" in joined
+    assert args[:2] == ["run", "--rm"] and "--name three-observer" in joined
     assert "--network container:three-server" in joined
-    assert "--label org.tcplab.lab=three --label org.tcplab.role=sampler" in joined
+    assert "--label org.tcplab.lab=three --label org.tcplab.role=observer" in joined
     assert "--user 0 --cap-drop ALL --cap-add NET_ADMIN --security-opt no-new-privileges --read-only" in joined
     assert "--memory 64m --pids-limit 16" in joined
-    assert args[-4:] == ["tcplab/lab:three", "python3", "-m", "lab.inside.sampler"]
-    assert "sampler" in topology.role_names and sampler not in topology.long_lived
+    assert args[-4:] == ["tcplab/lab:three", "python3", "-m", "lab.inside.observer"]
+    assert "observer" in topology.role_names and observer not in topology.long_lived
 
 
 def test_a_long_lived_host_added_as_data_is_started_by_up_and_targetable():

@@ -53,8 +53,9 @@ def explain(stderr: str, command: str) -> str:
     for needle, advice in KNOWN_ERRORS:
         if needle.lower() in stderr.lower():
             return advice
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    last = lines[-1] if lines else "no error message"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()
+             and not line.strip().startswith(("Run 'docker", "See 'docker"))]    # docker's usage hint says nothing
+    last = lines[-1].removeprefix("docker: ") if lines else "no error message"
     return f"'{command}' failed: {last}"
 
 

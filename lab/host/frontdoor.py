@@ -47,6 +47,7 @@ task = functools.partial(invoke_task, klass=LabTask)
 """invoke's ``@task``, making LabTasks."""
 
 
-def lab_of(c: Context, lab: str | None) -> Lab:
-    """The lab a task acts on: the configuration's, or the one ``--lab`` names."""
-    return from_config(c.config, lab)
+def lab_of(c: Context, lab: str | None, **options) -> Lab:
+    """The lab a task acts on: the configuration's, or the one ``--lab`` names; ``options``
+    are the task's own settings of it (``cc=``), None where not given."""
+    return from_config(c.config, lab, **options)

@@ -28,11 +28,11 @@ import time
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker
+from lab.host.docker import Docker, explain
 from lab.host.image import build, is_current
 from lab.host.safe_files import remove_partial_capture
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
-from lab.host.state import existing, our_containers, running
+from lab.host.state import existing, lab_option, our_containers, running
 from lab.host.topology import Topology, describe
 from lab.terminal import say
 
@@ -107,6 +107,7 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     topology = topology or describe(lab)
     docker = Docker(c)
     found = existing(docker, topology, with_image=True)
+    refuse_another_congestion_control(found, topology)
     if lab.image not in found:
         build(c, lab, docker)
     elif not is_current(found[lab.image]):
@@ -124,11 +125,42 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         docker.run_parallel(topology.run_args(role) for role in to_start)
         started = [topology.container(role) for role in to_start]
         setup = namespace_setup(docker.inspect([lab.network], kind="network")[0])
-        docker.run_parallel(topology.run_args("helper", command=setup, joins=name) for name in started)
+        results = docker.gather(*(lambda name=name: docker.run(topology.run_args("helper", command=setup, joins=name),
+                                                             quiet=True, check=False) for name in started))
+        for name, result in zip(started, results):
+            if result.exited != 0:
+                raise LabError(stopped_container(docker, name) or explain(result.stderr, f"docker run ... {name}"))
         say(f"offloads off on eth0 of {', '.join(started)} (captures show wire-sized segments); "
             "no route to the host")
     wait_ready(docker, topology)
-    say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}")
+    say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}"
+        + (f"; congestion control {lab.cc}" if lab.cc != AUTO else ""))
+
+
+def refuse_another_congestion_control(found: dict, topology: Topology) -> None:
+    """A namespace's congestion control is set when it is made: a running lab keeps its own."""
+    lab = topology.lab
+    if lab.cc == AUTO:
+        return
+    for role in topology.hosts:
+        obj = found.get(topology.container(role.name))
+        if running(obj):
+            now = ((obj.get("HostConfig") or {}).get("Sysctls") or {}).get("net.ipv4.tcp_congestion_control", "the default")
+            if now != lab.cc:
+                raise LabError(f"lab {lab.name!r} is up with congestion control {now}: run 'invoke down"
+                               f"{lab_option(lab)}' first, then 'invoke up --cc {lab.cc}{lab_option(lab)}'")
+
+
+def stopped_container(docker: Docker, name: str) -> str | None:
+    """'the X container stopped: <its last log line>' if ``name`` is not running, else None."""
+    inspected = docker.inspect([name], kind="container")
+    if running(inspected[0] if inspected else None):
+        return None
+    tail = docker.run(["logs", "--tail", "1", name], quiet=True, check=False)
+    last = (tail.stderr or tail.stdout).strip().splitlines()
+    state = (inspected[0].get("State", {}) if inspected else {})
+    why = last[-1] if last else f"exit {state.get('ExitCode', '?')}{', out of memory' if state.get('OOMKilled') else ''}"
+    return f"the {name} container stopped: {why} (see: docker logs {name})"
 
 
 def wait_ready(docker: Docker, topology: Topology) -> None:
@@ -139,12 +171,9 @@ def wait_ready(docker: Docker, topology: Topology) -> None:
         probe = docker.run(probe_args(topology), quiet=True, check=False)
         if probe.exited == 0 and probe.stdout.strip() == PROBE_REPLY:
             return
-        inspected = docker.inspect([server], kind="container")
-        if not running(inspected[0] if inspected else None):
-            tail = docker.run(["logs", "--tail", "1", server], quiet=True, check=False)
-            last = (tail.stderr or tail.stdout).strip().splitlines()
-            raise LabError(f"the server container stopped: {last[-1] if last else 'no log'} "
-                           f"(see: invoke logs --lab {topology.lab.name})")
+        stopped = stopped_container(docker, server)
+        if stopped:
+            raise LabError(stopped)
         if time.monotonic() > deadline:
             raise LabError(f"the server did not answer within {READY_TIMEOUT:.0f} s: "
                            f"{(probe.stderr or probe.stdout).strip() or 'no reply'}")

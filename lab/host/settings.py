@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
@@ -41,7 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "mirror": AUTO,
     "memory": "256m",
     "pids": 128,
+    "cc": AUTO,
+    "ipv6": False,
 }
+CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
 
@@ -58,6 +62,17 @@ class Lab:
     mirror: str
     memory: str
     pids: int
+    cc: str = AUTO           # the hosts' TCP congestion control; auto: the kernel's default
+    ipv6: bool = False       # an IPv4 lesson: no IPv6 (router solicitations, MLD) unless asked
+
+    @property
+    def sysctls(self) -> dict[str, str]:
+        """Settings of each host's network namespace, made at its creation (docker --sysctl,
+        no capability needed): the congestion control, and IPv6 off unless asked for."""
+        found = {} if self.cc == AUTO else {"net.ipv4.tcp_congestion_control": self.cc}
+        if not self.ipv6:
+            found["net.ipv6.conf.all.disable_ipv6"] = "1"
+        return found
 
     @property
     def network(self) -> str:
@@ -73,9 +88,11 @@ class Lab:
         return f"{LABEL}={self.name}"
 
 
-def from_config(config: Any, lab: str | None = None) -> Lab:
-    """Build a Lab from invoke's ``config.lab`` section, with the ``--lab`` override."""
-    section = {**DEFAULTS, **dict(config.get("lab", {}) or {})}
+def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
+    """Build a Lab from invoke's ``config.lab`` section, with the ``--lab`` override and a
+    task's own options (``cc=``) where given."""
+    section = {**DEFAULTS, **dict(config.get("lab", {}) or {}),
+               **{key: value for key, value in overrides.items() if value is not None}}
     name = lab or section["name"]
     if not _NAME.fullmatch(str(name)):
         raise LabError(f"lab name {name!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
@@ -91,17 +108,41 @@ def from_config(config: Any, lab: str | None = None) -> Lab:
             subnet = str(ipaddress.ip_network(subnet, strict=True))
         except ValueError:
             raise LabError(f"subnet {subnet!r} is not a network like 10.77.0.0/24: fix it in invoke.yaml or INVOKE_LAB_SUBNET") from None
-    internal = section["internal"]
-    if isinstance(internal, str):
-        internal = internal.strip().lower() not in ("0", "false", "no", "off")
+    cc = str(section["cc"]).strip().lower()
+    if cc != AUTO:
+        check_congestion_control(cc)
     return Lab(
         name=str(name),
         subnet=subnet,
         port=port,
         image_repo=str(section["image"]),
-        internal=bool(internal),
+        internal=yes(section["internal"]),
         mirror=str(section["mirror"]),
         memory=str(section["memory"]),
         pids=int(section["pids"]),
+        cc=cc,
+        ipv6=yes(section["ipv6"]),
     )
+
+
+def yes(value: Any) -> bool:
+    """A setting's truth, however it was written (invoke.yaml's true, INVOKE_LAB_X=0, "no")."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
+def available_congestion_controls() -> list[str]:
+    """The TCP congestion control algorithms this kernel offers (reno, cubic, bbr, ...)."""
+    try:
+        return CONGESTION_CONTROLS.read_text().split()
+    except OSError:
+        return []
+
+
+def check_congestion_control(name: str) -> None:
+    offered = available_congestion_controls()
+    if offered and name not in offered:
+        raise LabError(f"this kernel offers the congestion controls {', '.join(offered)}, not {name!r}: "
+                       f"pick one of those with --cc (a module may add more: modprobe tcp_{name})")
 

@@ -82,6 +82,11 @@ def status(c: Context, lab: Lab) -> None:
     for net in networks:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
         print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}")
+    server = found.get(topology.container("server")) or {}
+    sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
+    if server:
+        print(f"TCP congestion control: {sysctls.get('net.ipv4.tcp_congestion_control', 'the kernel default')}; "
+              f"IPv6 {'off' if sysctls.get('net.ipv6.conf.all.disable_ipv6') == '1' else 'on'}")
 
 
 def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail: int | None = None) -> None:

@@ -81,6 +81,10 @@ ROLES: tuple[Role, ...] = (
     # /run is writable for iptables' lock file; nothing else is.
     Role("helper", "does one thing in a namespace (offloads, impairments) and exits", named=False,
          user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m"),
+    # sock_diag answers any process about its own namespace's sockets: no capability at all.
+    Role("sampler", "samples the kernel's TCP state of the lab's sockets (cwnd, ssthresh, RTO, states)",
+         named=False, joins="server", memory="64m", pids=16, keep_log=False,
+         command=("python3", "-m", "lab.inside.sampler", "--port", "{port}")),
     Role("link", "the NFQUEUE link emulator, where a sender's packets arrive (impair without netem)",
          detach=True, user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m", memory="64m", pids=16,
          log_limit="1m", command=("python3", "-m", "lab.inside.linkemu")),
@@ -169,6 +173,8 @@ class Topology:
             args += ["--name", self.container(role.name, instance)]
         if role.on_network:
             args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
+            for key, value in self.lab.sysctls.items():        # a namespace's own: only its creator sets them
+                args += ["--sysctl", f"{key}={value}"]
         else:
             target = joins or (self.container(role.joins) if role.joins else None)
             if target is None:

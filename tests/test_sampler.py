@@ -1,0 +1,78 @@
+"""The kernel-state sampler (lab/inside/sampler.py): its parsing, and real samples of a real BULK on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+from lab.inside import sampler
+from tests.helpers import ROOT
+
+
+def diag_message(state: int, info: bytes, cc: bytes = b"cubic\0") -> bytes:
+    head = sampler._diag_msg.pack(socket.AF_INET, state, 0, 0, socket.htons(7000), socket.htons(41234),
+                                  socket.inet_aton("10.77.0.2") + bytes(12), socket.inet_aton("10.77.0.3") + bytes(12),
+                                  0, b"", 0, 0, 0, 0, 0)
+    attributes = b""
+    for kind, value in ((sampler.INET_DIAG_INFO, info), (sampler.INET_DIAG_CONG, cc)):
+        attributes += sampler._rtattr.pack(4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
+    return head + attributes
+
+
+def tcp_info(**fields: int) -> bytes:
+    info = bytearray(232)
+    info[0], info[1] = 1, 0
+    for name, value in fields.items():
+        at, form = sampler.TCP_INFO_FIELDS[name]
+        form.pack_into(info, at, value)
+    return bytes(info)
+
+
+def test_a_sockets_kernel_state_is_read_from_its_tcp_info():
+    sample = sampler.parse_socket(diag_message(1, tcp_info(cwnd=42, ssthresh=30, srtt_us=40_000, rto_us=240_000,
+                                                           unacked=12, bytes_acked=123_456)))
+    assert sample["local"] == "10.77.0.2:7000" and sample["remote"] == "10.77.0.3:41234"
+    assert sample["state"] == "ESTABLISHED" and sample["cc"] == "cubic" and sample["ca_state"] == "open"
+    assert (sample["cwnd"], sample["ssthresh"], sample["srtt_us"], sample["rto_us"], sample["unacked"],
+            sample["bytes_acked"]) == (42, 30, 40_000, 240_000, 12, 123_456)
+
+
+def test_no_threshold_yet_is_none_not_two_billion():
+    assert sampler.parse_socket(diag_message(1, tcp_info(ssthresh=0x7FFFFFFF)))["ssthresh"] is None
+
+
+def test_the_dump_request_is_a_sock_diag_request_for_every_state_but_listen():
+    request = sampler.dump_request()
+    length, kind, flags, _, _ = struct.unpack_from("=IHHII", request)
+    assert length == len(request) == 16 + 56 and kind == sampler.SOCK_DIAG_BY_FAMILY
+    assert flags & sampler.NLM_F_DUMP == sampler.NLM_F_DUMP
+    states = struct.unpack_from("=I", request, 20)[0]
+    assert not states & (1 << 10) and states & (1 << 1) and states & (1 << 6)
+
+
+def test_a_real_bulk_is_sampled_with_the_kernels_window_and_states(server):
+    proc = subprocess.Popen([sys.executable, "-m", "lab.inside.sampler", "--port", str(server.port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().strip() == "tcplab-sampler-ready"
+    with server.connect() as sock:
+        sock.sendall(b"BULK 20000000\n")
+        received = 0
+        while received < 20_000_000:
+            received += len(sock.recv(1 << 16))
+            time.sleep(0.0002)          # a slow reader: the transfer lasts long enough to be seen
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    samples = [json.loads(line) for line in out.splitlines()]
+    senders = [s for s in samples if s["local"].endswith(f":{server.port}") and s["state"] == "ESTABLISHED"]
+    assert len(senders) >= 20, err
+    assert max(s["cwnd"] for s in senders) >= 10 and all(s["srtt_us"] > 0 and s["rto_us"] >= 200_000 for s in senders)
+    assert max(s["bytes_acked"] for s in senders) > 1_000_000
+    assert {s["state"] for s in samples} & {"FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"}
+    times = [s["t"] for s in samples]
+    assert times == sorted(times) and abs(times[0] / 1e9 - time.time()) < 60      # the wall clock, as captures have
