@@ -143,7 +143,9 @@ def test_ctrl_c_at_any_moment_leaves_a_valid_file_or_nothing_and_no_container(la
         if files:
             assert code == 0 and analyze(CAPTURES_DIR / files[0]).error is None, out
         else:   # interrupted before the engine captured: said, in one line (early: before any docker command)
-            assert code == 130 and ("nothing was saved" in out or out.strip().splitlines()[-1] == "interrupted"), out
+            # 130, or killed by the SIGINT itself (-2) when it lands in Python's own shutdown: a shell shows 130
+            assert code in (130, -signal.SIGINT), (code, out)
+            assert "nothing was saved" in out or out.strip().splitlines()[-1] == "interrupted", out
         assert no_engine_left(), f"run {run} left {ENGINE}: {out}"
 
 

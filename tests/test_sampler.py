@@ -64,7 +64,7 @@ def test_a_real_bulk_is_sampled_with_the_kernels_window_and_states(server):
         received = 0
         while received < 20_000_000:
             received += len(sock.recv(1 << 16))
-            time.sleep(0.0002)          # a slow reader: the transfer lasts long enough to be seen
+            time.sleep(0.001)           # a slow reader: the transfer lasts long enough to be seen (~0.3 s)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)

@@ -8,8 +8,10 @@
     lifecycle    up (build, network, containers, offloads, a real request) and down, clean
     client_runs  one client container per send, bulk or chat
     status       the status table and the logs
-    impair       delay, loss and rate on a lab link
+    impair       delay, jitter, loss, reordering and rate on a lab link (netem, or the NFQUEUE emulator)
+    capture_request  what `invoke capture` was asked, and the capture container (pure)
     recorder     one capture: the engine's container, the exchange, the annotated pcapng
+    safe_files   writing in captures/ without following links or replacing anything
     livewatch    the live view of a capture; annotate, pcapng: the story comments, the writer
     options      task options from strings to values, or one line saying what is wrong
     frontdoor    the task class: the lab's errors become one line and an exit code

@@ -8,6 +8,8 @@ because it carries Debian's python3 and python3-scapy and no PyPI packages:
     client     the lab's client on blocking sockets, one call per thing on the wire
     capture    the capture engine: a TPACKET_V3 ring written out as pcap
     craft      TCP by hand with scapy, for notebook 05
+    linkemu    the NFQUEUE link emulator: delay, jitter, loss, reordering where the kernel lacks netem
+    sampler    the kernel's TCP state of the lab's sockets (sock_diag), every millisecond
 
 tests/test_structure.py fails when a module here imports anything else.
 """
