@@ -154,8 +154,11 @@ def test_up_sets_the_congestion_control_and_turns_ipv6_off(lab_b):
     ok(invoke("up", "--cc", "reno", "--lab", B))
     for container in (f"{B}-server", f"{B}-client"):
         settings = subprocess.run(["docker", "exec", container, "cat", "/proc/sys/net/ipv4/tcp_congestion_control",
-                                   "/proc/sys/net/ipv6/conf/all/disable_ipv6"], capture_output=True, text=True)
-        assert settings.stdout.split() == ["reno", "1"], container
+                                   "/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"],
+                                  capture_output=True, text=True)
+        assert settings.stdout.split() == ["reno", "1", "1"], container
+        addresses = subprocess.run(["docker", "exec", container, "ip", "-6", "addr"], capture_output=True, text=True)
+        assert "inet6" not in addresses.stdout, addresses.stdout
     assert "TCP congestion control: reno; IPv6 off" in ok(invoke("status", "--lab", B))
     other = invoke("up", "--cc", "cubic", "--lab", B)
     assert other.returncode == 1 and "is up with congestion control reno: run 'invoke down --lab nlt-b' first" in other.stderr

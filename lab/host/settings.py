@@ -70,8 +70,9 @@ class Lab:
         """Settings of each host's network namespace, made at its creation (docker --sysctl,
         no capability needed): the congestion control, and IPv6 off unless asked for."""
         found = {} if self.cc == AUTO else {"net.ipv4.tcp_congestion_control": self.cc}
-        if not self.ipv6:
+        if not self.ipv6:     # "default" for eth0, which Docker adds after the sysctls are set
             found["net.ipv6.conf.all.disable_ipv6"] = "1"
+            found["net.ipv6.conf.default.disable_ipv6"] = "1"
         return found
 
     @property
