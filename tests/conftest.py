@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 
@@ -85,6 +86,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Remove the images the docker tests built for their labs (nlt-*)."""
     if engine_problem() is None:
         remove_test_images()
+
+
+@pytest.fixture
+def name(request):
+    """A capture name for this test (in captures/, like a learner's); its files are removed afterwards."""
+    from lab.paths import CAPTURES_DIR
+
+    stem = "nlt-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60]
+    yield stem
+    for leftover in CAPTURES_DIR.glob(f"*{stem}*"):
+        leftover.unlink()
 
 
 @pytest.fixture

@@ -63,6 +63,13 @@ class ServerProcess:
         return code
 
 
+def ok(result: subprocess.CompletedProcess) -> str:
+    """The stdout of an `invoke ...` that must succeed, and say nothing of a traceback."""
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stdout
+
+
 def recv_until(sock: socket.socket, marker: bytes, limit: int = 1 << 26) -> bytes:
     """Read until ``marker`` has arrived (or EOF); return everything read."""
     data = bytearray()

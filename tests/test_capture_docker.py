@@ -17,18 +17,12 @@ from lab.host.topology import describe
 from lab.inspect import analyze, follow, read_records, stream_segments
 from lab.paths import CAPTURES_DIR
 from tests import tshark
-from tests.helpers import BackgroundCapture, docker_json, invoke
+from tests.helpers import BackgroundCapture, docker_json, invoke, ok
 
 pytestmark = pytest.mark.docker
 
 LAB = "nlt-cap"
 SERVER, CLIENT = f"{LAB}-server", f"{LAB}-client"
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stdout + result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +31,6 @@ def lab():
     ok(invoke("up", "--lab", LAB))
     yield LAB
     invoke("down", "--lab", LAB)
-
-
-@pytest.fixture
-def name(request):
-    """A capture name for this test; its files are removed afterwards."""
-    stem = "nlt-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60]
-    yield stem
-    for leftover in CAPTURES_DIR.glob(f"*{stem}*"):
-        leftover.unlink()
 
 
 def address(container: str) -> str:

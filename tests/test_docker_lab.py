@@ -7,16 +7,11 @@ import subprocess
 
 import pytest
 
-from tests.helpers import docker_json, invoke, labelled
+from tests.helpers import docker_json, invoke, labelled, ok
 
 pytestmark = pytest.mark.docker
 
 A, B = "nlt-a", "nlt-b"
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

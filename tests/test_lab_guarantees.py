@@ -10,7 +10,6 @@ Ctrl-C stops a slow BULK at once.
 from __future__ import annotations
 
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 
 from lab.inspect import analyze
 from lab.paths import CAPTURES_DIR
-from tests.helpers import ROOT, BackgroundCapture, docker_json, invoke, labelled
+from tests.helpers import ROOT, BackgroundCapture, docker_json, invoke, labelled, ok
 
 pytestmark = pytest.mark.docker
 
@@ -29,24 +28,11 @@ LAB = "nlt-safe"
 SERVER, CLIENT, ENGINE = f"{LAB}-server", f"{LAB}-client", f"{LAB}-capture"
 
 
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def lab():
     ok(invoke("up", "--lab", LAB))
     yield LAB
     invoke("down", "--lab", LAB)
-
-
-@pytest.fixture
-def name(request):
-    stem = "nlt-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50]
-    yield stem
-    for leftover in CAPTURES_DIR.glob(f"*{stem}*"):
-        leftover.unlink()
 
 
 def gateway() -> str:

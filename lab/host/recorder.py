@@ -144,7 +144,8 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     except KeyboardInterrupt:
         outcome = "interrupted: "
     finally:
-        stop_engine(docker, engine_container)
+        if proc.poll() is None:             # still running: interrupted, or the wait failed
+            stop_engine(docker, engine_container)
         finish_engine(docker, engine_container, proc)
         engine_log.join(5)
         if view is not None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import heapq
 import math
 import os
@@ -58,6 +59,7 @@ NLMSG_ERROR = 2
 NF_DROP, NF_ACCEPT = 0, 1
 QUEUE_MAXLEN = 20_000           # packets the kernel may hold for us (a 100 ms, 100 Mbit/s link holds ~900)
 SOCKET_BUFFER = 8 << 20
+SO_RCVBUFFORCE = 33             # not in Python's socket module
 RULE_COMMENT = "tcplab-link"
 READY = "tcplab-link-ready"
 SPIN_S = 0.0005                 # how long before a release the emulator stays awake for it
@@ -165,7 +167,7 @@ class Queue:
         self.number = number
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, 33, SOCKET_BUFFER)     # SO_RCVBUFFORCE (NET_ADMIN)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCKET_BUFFER)     # past rmem_max: NET_ADMIN
         except OSError:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         self.sock.bind((0, 0))
@@ -193,9 +195,9 @@ class Queue:
             except BlockingIOError:
                 return ids
             except OSError as exc:        # ENOBUFS: the kernel could not tell us of some packets
-                self.overflows += 1
-                if exc.errno != 105:
+                if exc.errno != errno.ENOBUFS:
                     raise
+                self.overflows += 1
                 continue
             for kind, payload in messages(data):
                 if kind & 0xFF == NFQNL_MSG_PACKET:
