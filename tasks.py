@@ -97,16 +97,19 @@ def clean(c, base=False, lab=None):
         "bulk": "download NBYTES with BULK while capturing",
         "name": "file name in captures/ (default: the date and time)",
         "engine": "lab (the AF_PACKET ring engine, default) or tcpdump, for comparison",
+        "kernel": "also sample the kernel's TCP state (cwnd, ssthresh, RTO, states) of both hosts every 1 ms, "
+                  "into captures/NAME.kernel.jsonl",
         "lab": LAB_HELP,
     },
 )
-def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", lab=None):
+def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", kernel=False,
+            lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
     from lab.host import recorder
     from lab.host.capture_request import capture_request
     from lab.terminal import console
 
-    request = capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine)
+    request = capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine, kernel)
     recorder.capture(c, lab_of(c, lab), request, console())
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -234,21 +235,39 @@ def _packed(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
-def test_the_kernel_sampler_runs_beside_the_server_with_no_capability(lab):
+def test_the_kernel_sampler_runs_beside_each_host_with_no_capability():
     topology = describe(from_config({"lab": {}}, LAB))
-    args = topology.run_args("sampler")
-    assert "--cap-add" not in args and "--network" in args and f"container:{SERVER}" in args
-    proc = subprocess.Popen(["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    for host in ("server", "client"):
+        args = topology.run_args("sampler", joins=topology.container(host), instance=host)
+        assert "--cap-add" not in args and f"container:{LAB}-{host}" in args and f"{LAB}-sampler-{host}" in args
+
+
+def test_kernel_samples_sit_beside_the_capture_on_its_clock_and_agree_with_its_packets(lab, name):
+    """The server's unacked segments, sampled every millisecond, match the bytes in flight the packets show."""
+    from lab.inspect.kernel import connection_samples, kernel_file_of, read_kernel_file, unacked_agreement
+
     try:
-        assert proc.stderr.readline().strip() == "tcplab-sampler-ready"
-        ok(invoke("impair", "--rate", "20mbit", "--lab", lab))       # long enough to be seen sampling
-        ok(invoke("bulk", "2000000", "--lab", lab))
+        ok(invoke("impair", "--delay", "20", "--engine", "nfqueue", "--lab", lab))   # a transfer long enough to see
+        out = ok(invoke("capture", "--bulk", "1000000", "--kernel", "--name", name, "--lab", lab))
     finally:
-        invoke("impair", "--clear", "--lab", lab)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    samples = [json.loads(line) for line in out.splitlines()]
-    sending = [s for s in samples if s["local"].endswith(":7000") and s["state"] == "ESTABLISHED" and s.get("cwnd")]
-    assert len(sending) >= 20, err
-    assert max(s["bytes_acked"] for s in sending) >= 1_000_000 and all(s["srtt_us"] > 0 for s in sending)
+        ok(invoke("impair", "--clear", "--lab", lab))
+    pcap = CAPTURES_DIR / f"{name}.pcapng"
+    assert kernel_file_of(pcap) == CAPTURES_DIR / f"{name}.kernel.jsonl" and "kernel view:" in out, out
+    info = subprocess.run(["capinfos", str(pcap)], capture_output=True, text=True).stdout
+    assert f"kernel samples of this run: {name}.kernel.jsonl" in info, info      # Wireshark shows it too
+    capture = analyze(pcap, keep=True)
+    [conn] = [c for c in capture.connections if c.server.port == 7000]
+    series = connection_samples(read_kernel_file(kernel_file_of(pcap)), conn)
+    server, client = series["server"], series["client"]
+    assert {"ESTABLISHED"} <= {s.state for s in server} and "TIME_WAIT" in {s.state for s in client}
+    last_frame = conn.segments[-1].time_ns
+    assert conn.start_ns - 2e9 < server[0].time_ns and server[-1].time_ns < last_frame + 5e9   # the same clock
+    agreeing, disagreeing = unacked_agreement(server, conn.segments, from_client=False, slack_ns=1_000_000)
+    assert agreeing >= 20 and agreeing >= 0.9 * (agreeing + len(disagreeing)), (agreeing, disagreeing[:5])
+    assert max(s.cwnd for s in server if s.values.get("cwnd")) > 10         # it grew: slow start, seen by the kernel
+    report = ok(invoke("inspect", "--pcap", str(pcap)))
+    assert "the kernel's view" in report and "TIME_WAIT" in report
+    data = json.loads(subprocess.run([sys.executable, "-m", "lab.inspect", "--json", str(pcap)],
+                                     capture_output=True, text=True).stdout)
+    rows = [c for c in data["connections"] if c["server"].endswith(":7000")][0]["kernel"]["server"]
+    assert rows and all("t_s" in row and "cwnd" in row for row in rows if row.get("state") == "ESTABLISHED")

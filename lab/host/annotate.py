@@ -119,9 +119,10 @@ class Annotated:
     comments: int
 
 
-def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: str = "eth0") -> Annotated:
+def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: str = "eth0",
+             file_comment: str | None = None) -> Annotated:
     """Write ``raw`` (pcap or pcapng) to ``out`` (a path, or a file open for writing) as pcapng
-    with story comments.
+    with story comments, and ``file_comment`` as the file's own comment.
 
     A raw file cut short (a capture stopped mid-write) is annotated up to the cut.
     """
@@ -136,7 +137,7 @@ def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: 
         try:
             for frame, record in enumerate(read_records(source), 1):
                 if writer is None:
-                    writer = PcapNgWriter(target, record.linktype, ifname)
+                    writer = PcapNgWriter(target, record.linktype, ifname, comment=file_comment)
                 tracker.frames = frame
                 segment = tracker.analyse(frame, record)
                 told = teller.comments(segment) if segment is not None else ()
@@ -147,6 +148,6 @@ def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: 
             if packets == 0 and Path(raw).stat().st_size > 24:
                 raise
         if writer is None:
-            PcapNgWriter(target, 1, ifname)
+            PcapNgWriter(target, 1, ifname, comment=file_comment)
     return Annotated(packets, comments)
 

@@ -36,10 +36,12 @@ class PcapNgWriter:
     """Writes one section with one interface; call :meth:`packet` for each frame."""
 
     def __init__(self, out: BinaryIO, linktype: int, ifname: str = "eth0",
-                 application: str = "tcplab", snaplen: int = 0) -> None:
+                 application: str = "tcplab", snaplen: int = 0, comment: str | None = None) -> None:
+        """``comment`` is the file's own (Wireshark: Statistics > Capture File Properties)."""
         self.out = out
         section = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1)
-        out.write(block(PCAPNG_SHB, section + options([(SHB_USERAPPL, application.encode())])))
+        said = [(OPT_COMMENT, comment.encode())] if comment else []
+        out.write(block(PCAPNG_SHB, section + options([*said, (SHB_USERAPPL, application.encode())])))
         interface = struct.pack("<HHI", linktype, 0, snaplen)
         out.write(block(BLOCK_IDB, interface + options([(IF_NAME, ifname.encode()), (IF_TSRESOL, bytes([9]))])))
 

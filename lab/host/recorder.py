@@ -47,6 +47,7 @@ from lab.errors import LabError
 from lab.host.annotate import Annotated, annotate
 from lab.host.capture_request import CaptureRequest, capture_name, capture_run_args
 from lab.host.docker import Docker
+from lab.host.kernel_view import KernelSummary, KernelView
 from lab.host.livewatch import LiveView
 from lab.host.safe_files import (
     PART_SUFFIX,
@@ -122,6 +123,7 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     final = CAPTURES_DIR / f"{request.name or capture_name(None)}.pcapng"
     if final.exists() or final.is_symlink():
         raise LabError(f"{final} exists: choose another --name, or move that file away first")
+    kernel = start_kernel_view(docker, topology, final) if request.kernel else None
     fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
     with os.fdopen(fd, "wb") as sink:
         proc = docker.popen(capture_run_args(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
@@ -133,6 +135,7 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
         engine_log.decided.wait(READY_TIMEOUT)
         if engine_log.capturing.is_set():
             say(f"capturing on {topology.container('server')}'s eth0 with the {request.engine} engine"
+                + (" and the kernel's view of both hosts" if kernel else "")
                 + ("; press Ctrl-C to stop" if not (request.client_args or request.count or request.seconds)
                    else ""))
             view = LiveView(raw, console).start()
@@ -152,13 +155,20 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
             view.finish()
         if not engine_log.capturing.is_set():
             remove_if_regular(raw)          # nothing was captured: nothing is left
+        kernel_summary = None
+        if kernel is not None and engine_log.capturing.is_set():
+            kernel_summary = kernel.finish()
+        elif kernel is not None:
+            kernel.abandon()
     if not engine_log.capturing.is_set():
         if outcome:
             raise LabError("interrupted before the capture started: nothing was saved", code=130)
         raise LabError(f"the capture did not start: {engine_log.complaint()}")
     stats = engine_log.stats or engine_log.tcpdump_stats() or {}
-    final, result = finalize(raw, final)
+    final, result = finalize(raw, final, kernel_summary)
     report(final, result, stats, request, outcome)
+    if kernel_summary is not None:
+        say(f"kernel view: {kernel_summary}")
     if not stats and not outcome:
         raise LabError(f"the capture engine died (exit {proc.returncode}) before it finished: {final.name} "
                        f"holds the {result.packets} packets it had written")
@@ -245,8 +255,19 @@ def finish_engine(docker: Docker, container: str, proc: subprocess.Popen, timeou
         proc.wait(timeout)
 
 
-def finalize(raw: Path, final: Path) -> tuple[Path, Annotated]:
+def start_kernel_view(docker: Docker, topology: Topology, final: Path) -> KernelView:
+    """Samplers in both hosts' namespaces, sampling before the exchange starts."""
+    kernel = KernelView(docker, topology, final)
+    if not kernel.wait_ready():
+        kernel.abandon()
+        raise LabError(f"the kernel sampler did not start: {kernel.complaint()}")
+    return kernel
+
+
+def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None) -> tuple[Path, Annotated]:
     """The raw pcap becomes the annotated pcapng, never replacing a file; the raw file goes last.
+
+    The kernel's samples of the same run, if any, are named in the file's comment.
 
     Returns the name the capture got (``final``, or final-2 and so on if that name
     was taken meanwhile) and what annotate did.
@@ -254,7 +275,8 @@ def finalize(raw: Path, final: Path) -> tuple[Path, Annotated]:
     fd, temporary = new_private_file(final.parent, f".{final.stem}.", ".pcapng.tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            result = annotate(raw, out)
+            said = f"kernel samples of this run: {kernel.path.name} (tcplab)" if kernel else None
+            result = annotate(raw, out, file_comment=said)
             give_to_invoking_user(out.fileno())
     except (Exception, KeyboardInterrupt) as exc:
         remove_if_regular(temporary)

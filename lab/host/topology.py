@@ -83,7 +83,7 @@ ROLES: tuple[Role, ...] = (
          user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m"),
     # sock_diag answers any process about its own namespace's sockets: no capability at all.
     Role("sampler", "samples the kernel's TCP state of the lab's sockets (cwnd, ssthresh, RTO, states)",
-         named=False, joins="server", memory="64m", pids=16, keep_log=False,
+         joins="server", memory="64m", pids=16, keep_log=False,
          command=("python3", "-m", "lab.inside.sampler", "--port", "{port}")),
     Role("link", "the NFQUEUE link emulator, where a sender's packets arrive (impair without netem)",
          detach=True, user="0", capabilities=("NET_ADMIN",), tmpfs="/run:rw,size=1m", memory="64m", pids=16,

@@ -12,6 +12,12 @@ seconds since the connection's first frame.
   not new, so they do not count).
 * RTT: Wireshark's ``ack_rtt`` samples (lab.inspect.rtt) with the smoothed
   estimate of RFC 6298 (alpha 1/8), which is what textbooks call EstimatedRTT.
+
+Where the capture has the kernel's samples beside it (lab.inspect.kernel), the
+same pictures carry the sender's own view: its congestion window and ssthresh
+under the time-sequence graph, beside the bytes in flight the packets show; its
+smoothed RTT and retransmission timeout over the RTT samples; and each socket's
+TCP states as a timeline, to read beside the ladder.
 """
 
 from __future__ import annotations
@@ -142,8 +148,9 @@ def throughput_figure(segments: Sequence[Segment], interval_s: float | None = No
     return fig
 
 
-def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None):
-    """RTT samples of the sender's segments over time, with EstimatedRTT."""
+def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None, kernel=None):
+    """RTT samples of the sender's segments over time, with EstimatedRTT (and the kernel's
+    srtt and RTO when ``kernel``, the sender's samples, is given)."""
     if from_client is None:
         from_client = data_sender(segments)
     fig, ax = _axes(ax, (10, 3.5))
@@ -153,10 +160,79 @@ def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=
     ax.scatter(times, [s.rtt_ms for s in samples], s=8, color="tab:purple", label="SampleRTT")
     if samples:
         ax.plot(times, estimated_rtt(samples), color="black", linewidth=1, label="EstimatedRTT (alpha 1/8)")
+    if kernel:
+        timed = [((k.time_ns - start) / 1e9, k.values) for k in kernel if k.values.get("srtt_us")]
+        ax.step([t for t, _ in timed], [v["srtt_us"] / 1000 for _, v in timed], where="post", color="tab:green",
+                label="kernel srtt")
+        ax.step([t for t, _ in timed], [v["rto_us"] / 1000 for _, v in timed], where="post", color="tab:red",
+                linestyle="--", label="kernel RTO")
     ax.set_xlabel("time the segment was sent (s)")
     ax.set_ylabel("RTT (ms)")
     ax.set_title("Round-trip time of each acknowledged segment")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def kernel_window_figure(segments: Sequence[Segment], kernel, from_client: bool | None = None):
+    """The Stevens graph above; below it, on the same time axis, the sender's cwnd and
+    ssthresh (the kernel's, in bytes) beside the bytes in flight computed from the packets."""
+    import matplotlib.pyplot as plt
+
+    from lab.inspect.kernel import bytes_in_flight
+
+    if from_client is None:
+        from_client = data_sender(segments)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True, height_ratios=[3, 2])
+    time_sequence_figure(segments, from_client, ax=top)
+    start = _start(segments)
+    flight = bytes_in_flight(segments, from_client)
+    bottom.step([(t - start) / 1e9 for t, _ in flight], [b / 1000 for _, b in flight], where="post",
+                color="tab:blue", linewidth=1, label="bytes in flight (from the packets)")
+    for attribute, color, style, label in (("cwnd_bytes", "tab:orange", "-", "kernel cwnd"),
+                                            ("ssthresh_bytes", "tab:red", "--", "kernel ssthresh"),
+                                            ("unacked_bytes", "tab:gray", ":", "kernel unacked")):
+        points = [((k.time_ns - start) / 1e9, getattr(k, attribute)) for k in kernel
+                  if k.values.get("state") == "ESTABLISHED" and getattr(k, attribute) is not None]
+        if points:
+            bottom.step([t for t, _ in points], [v / 1000 for _, v in points], where="post", color=color,
+                        linestyle=style, linewidth=1.4, label=label)
+    bottom.set_xlabel("time since the first frame (s)")
+    bottom.set_ylabel("kB")
+    bottom.set_title("The sender's congestion window (its kernel) and what the packets show in flight")
+    bottom.legend(loc="upper left", fontsize=8)
+    bottom.grid(alpha=0.3)
+    top.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+STATE_COLORS = {"SYN_SENT": "tab:olive", "SYN_RECV": "tab:olive", "ESTABLISHED": "tab:green",
+                "FIN_WAIT1": "tab:orange", "FIN_WAIT2": "tab:orange", "CLOSE_WAIT": "tab:purple",
+                "LAST_ACK": "tab:purple", "CLOSING": "tab:red", "TIME_WAIT": "tab:gray"}
+
+
+def kernel_states_figure(series_by_host: dict, start_ns: int, until_s: float | None = None, ax=None):
+    """Each socket's TCP states as a timeline (one row per host), the kernel's own names,
+    to read beside the ladder: which side waits in which state, and for how long."""
+    from lab.inspect.kernel import state_spans
+
+    fig, ax = _axes(ax, (10, 2.2))
+    hosts = [host for host, series in series_by_host.items() if series]
+    for row, host in enumerate(hosts):
+        for begin, end, state in state_spans(series_by_host[host]):
+            left, right = (begin - start_ns) / 1e9, (end - start_ns) / 1e9
+            if until_s is not None:
+                if left > until_s:
+                    continue
+                right = min(right, until_s)
+            ax.broken_barh([(left, max(right - left, 1e-4))], (row - 0.35, 0.7),
+                           color=STATE_COLORS.get(state, "tab:blue"), alpha=0.8)
+            ax.text(left, row, f" {state}", va="center", fontsize=7, clip_on=True)
+    ax.set_yticks(range(len(hosts)), hosts)
+    ax.set_xlabel("time since the first frame (s)")
+    ax.set_title("TCP states, as each host's kernel had them")
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig

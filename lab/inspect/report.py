@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from lab.inspect.analysis import Capture, iter_segments, stream_segments
 from lab.inspect.decode import address_text, endpoint_text, tcp_flags_column
+from lab.inspect.kernel import connection_samples, kernel_file_of, read_kernel_file, series_json, state_spans
 from lab.inspect.ladder import ladder_text
 from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, Segment, analysis_flag_names
 
@@ -81,13 +82,20 @@ def connection_json(conn: Connection, first_time_ns: int) -> dict[str, Any]:
 
 
 def to_json(capture: Capture) -> dict[str, Any]:
-    """The ``--json`` object."""
+    """The ``--json`` object; with the kernel's samples of each connection where the capture has them."""
     result = {
         "file": capture.path,
         "packets": capture.frames,
         "connections": [connection_json(conn, capture.first_time_ns) for conn in capture.connections],
         "flags": {name: capture.frames_with(name) for name in FLAG_NAMES},
     }
+    kernel_path = kernel_file_of(capture.path)
+    if kernel_path is not None:
+        samples = read_kernel_file(kernel_path)
+        result["kernel_file"] = str(kernel_path)
+        for conn, row in zip(capture.connections, result["connections"]):
+            row["kernel"] = {host: series_json(series, capture.first_time_ns)
+                             for host, series in connection_samples(samples, conn).items()}
     if capture.error is not None:
         result["error"] = str(capture.error)
     return result
@@ -171,6 +179,7 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int = 100,
         console.print(f"\n... the ladders of {len(short) - MAX_LADDERS} more short connections are not drawn "
                       "(--stream N draws one)")
     _print_flags(console, {name: capture.frames_with(name) for name in FLAG_NAMES})
+    _print_kernel(capture, console, connections[:MAX_ROWS])
 
 
 def _print_one_connection(capture: Capture, console, conn: Connection, ladders: int, width: int) -> None:
@@ -184,6 +193,7 @@ def _print_one_connection(capture: Capture, console, conn: Connection, ladders: 
                       f"--ladders {ladders} frames (--ladders {len(segments)} draws it)")
     _print_flags(console, {name: [s.frame for s in segments if s.analysis & mask]
                            for name, mask in FLAG_NAMES.items()})
+    _print_kernel(capture, console, [conn])
 
 
 def _conversations(capture: Capture, connections: list[Connection]):
@@ -223,3 +233,38 @@ def _print_flags(console, frames_by_flag: dict[str, list[int]]) -> None:
     for name, frames in flagged.items():
         flags.add_row(name, str(len(frames)), ", ".join(map(str, frames[:8])) + (" ..." if len(frames) > 8 else ""))
     console.print(flags)
+
+
+def _print_kernel(capture: Capture, console, connections: list[Connection]) -> None:
+    """The kernel's view of each connection, where the capture has a kernel file beside it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    kernel_path = kernel_file_of(capture.path)
+    if kernel_path is None:
+        return
+    samples = read_kernel_file(kernel_path)
+    table = Table(title=f"the kernel's view ({escape(kernel_path.name)}: sampled in each host's namespace)")
+    for column in ("stream", "host", "states", "max cwnd", "min ssthresh", "last srtt ms", "max rto ms",
+                   "retransmitted", "cc"):
+        table.add_column(column, justify="left" if column in ("host", "states", "cc") else "right")
+    for conn in connections:
+        for host, series in connection_samples(samples, conn).items():
+            if not series:
+                continue
+            states = escape(" > ".join(state for _, _, state in state_spans(series)))
+            cwnds = [s.values["cwnd"] for s in series if s.values.get("cwnd") is not None]
+            thresholds = [s.values["ssthresh"] for s in series if s.values.get("ssthresh") is not None]
+            srtts = [s.values["srtt_us"] for s in series if s.values.get("srtt_us")]
+            rtos = [s.values["rto_us"] for s in series if s.values.get("rto_us")]
+            retransmitted = max((s.values.get("total_retrans") or 0 for s in series), default=0)
+            table.add_row(str(conn.stream), host, states, str(max(cwnds)) if cwnds else "-",
+                          str(min(thresholds)) if thresholds else "-",
+                          f"{srtts[-1] / 1000:.2f}" if srtts else "-", f"{max(rtos) / 1000:.0f}" if rtos else "-",
+                          str(retransmitted), escape(next((s.values["cc"] for s in reversed(series) if s.values.get("cc")), "-")))
+    if table.row_count:
+        console.print(table)
+        console.print("cwnd and ssthresh are in segments; the time series: --json, or lab.inspect.graphs in a "
+                      "notebook", highlight=False)
+    else:
+        console.print(f"\n{kernel_path.name}: no kernel samples of these connections", markup=False)

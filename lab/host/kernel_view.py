@@ -1,0 +1,159 @@
+"""The kernel's own view during a capture: samplers in the server's and the client's namespaces.
+
+`invoke capture --kernel` (and every scenario) starts one sampler container
+(lab.inside.sampler, the "sampler" role) joined to each host's namespace before
+the exchange runs, and stops them after it. Each writes JSON lines to a file of
+its own in captures/ (made new, never through a link: lab.host.safe_files); at
+the end the two become ``captures/NAME.kernel.jsonl``, each sample marked with
+the host it came from, in time order. The samples are stamped with the wall
+clock, the clock the capture's packets carry, so lab.inspect lines them up.
+
+What the sampler costs and achieves is measured, not assumed: its CPU seconds
+(from its own report) and the interval it really kept while a connection
+existed (the median gap between samples of one socket).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import statistics
+import subprocess
+import threading
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.host.docker import Docker
+from lab.host.safe_files import give_to_invoking_user, new_private_file, place, remove_if_regular
+from lab.host.state import is_ours
+from lab.host.topology import Topology
+
+HOSTS = ("server", "client")
+READY = "tcplab-sampler-ready"
+READY_TIMEOUT_S = 20.0
+KERNEL_SUFFIX = ".kernel.jsonl"
+_CPU = re.compile(r"(\d+) samples, ([\d.]+) s of CPU")
+
+
+@dataclasses.dataclass
+class KernelSummary:
+    """What the samplers recorded, and at what cost."""
+
+    path: Path
+    samples: int
+    cpu_s: float
+    interval_ms: float | None
+
+    def __str__(self) -> str:
+        interval = f"every {self.interval_ms:.2f} ms (median)" if self.interval_ms else "no connection seen"
+        return (f"{self.path.name}: {self.samples} kernel samples from the server and the client, {interval}, "
+                f"{self.cpu_s:.2f} s of the samplers' CPU")
+
+
+class Sampler:
+    """One sampler container, its output file and its stderr."""
+
+    def __init__(self, docker: Docker, topology: Topology, host: str, folder: Path, stem: str) -> None:
+        self.docker, self.host = docker, host
+        self.container = topology.container("sampler", host)
+        fd, self.part = new_private_file(folder, f".{stem}.{host}.", ".kernel.part")
+        with os.fdopen(fd, "wb") as sink:
+            self.proc = docker.popen(topology.run_args("sampler", joins=topology.container(host), instance=host),
+                                     sink, str(self.part))
+        self.ready = threading.Event()
+        self.report = ""
+        self.reader = threading.Thread(target=self._read_stderr, name=f"sampler-{host}", daemon=True)
+        self.reader.start()
+
+    def _read_stderr(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").strip()
+            if line == READY:
+                self.ready.set()
+            elif line:
+                self.report = line
+        self.ready.set()
+
+    def stop(self) -> None:
+        self.docker.run(["kill", "--signal", "INT", self.container], quiet=True, check=False)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.docker.run(["rm", "--force", self.container], quiet=True, check=False)
+            self.proc.wait(10)
+        self.reader.join(5)
+
+    def cpu_s(self) -> float:
+        found = _CPU.search(self.report)
+        return float(found.group(2)) if found else 0.0
+
+
+class KernelView:
+    """The samplers of one capture: start before the exchange, ``finish`` after it."""
+
+    def __init__(self, docker: Docker, topology: Topology, final: Path) -> None:
+        self.final = final.with_name(final.name.removesuffix(".pcapng") + KERNEL_SUFFIX)
+        remove_leftovers(docker, topology)
+        self.samplers = [Sampler(docker, topology, host, final.parent, final.stem) for host in HOSTS]
+
+    def wait_ready(self) -> bool:
+        """True once both samplers sample (they are then in the namespaces, before any packet of the run)."""
+        return all(sampler.ready.wait(READY_TIMEOUT_S) and sampler.proc.poll() is None for sampler in self.samplers)
+
+    def complaint(self) -> str:
+        return next((s.report for s in self.samplers if s.report), "no message")
+
+    def finish(self) -> KernelSummary | None:
+        """Stop the samplers; merge their files into the kernel file (None if nothing was sampled)."""
+        for sampler in self.samplers:
+            sampler.stop()
+        samples = []
+        for sampler in self.samplers:
+            with open(sampler.part, "rb") as part:
+                for line in part:
+                    try:
+                        sample = json.loads(line)
+                    except ValueError:
+                        continue           # a line cut short by the stop
+                    samples.append({"host": sampler.host, **sample})
+            remove_if_regular(sampler.part)
+        if not samples:
+            return None
+        samples.sort(key=lambda sample: sample["t"])
+        fd, temporary = new_private_file(self.final.parent, f".{self.final.stem}.", ".tmp")
+        with os.fdopen(fd, "w") as out:
+            out.writelines(json.dumps(sample, separators=(",", ":")) + "\n" for sample in samples)
+            give_to_invoking_user(out.fileno())
+        self.final = place(temporary, self.final)
+        return KernelSummary(self.final, len(samples), sum(s.cpu_s() for s in self.samplers),
+                             achieved_interval_ms(samples))
+
+    def abandon(self) -> None:
+        """Stop the samplers and keep nothing (the capture itself was not kept)."""
+        for sampler in self.samplers:
+            sampler.stop()
+            remove_if_regular(sampler.part)
+
+
+def achieved_interval_ms(samples: list[dict]) -> float | None:
+    """The median gap between successive samples of the same socket, in milliseconds."""
+    last: dict[tuple, int] = {}
+    gaps = []
+    for sample in samples:
+        key = (sample["host"], sample["local"], sample["remote"])
+        if key in last:
+            gaps.append(sample["t"] - last[key])
+        last[key] = sample["t"]
+    return statistics.median(gaps) / 1e6 if gaps else None
+
+
+def remove_leftovers(docker: Docker, topology: Topology) -> None:
+    """Samplers a killed `invoke capture` left running; a container of that name not ours is refused."""
+    names = [topology.container("sampler", host) for host in HOSTS]
+    for found in docker.inspect(names, kind="container"):
+        if not is_ours(found, topology):
+            raise LabError(f"a container named {found.get('Name', '').lstrip('/')!r} exists but was not made by "
+                           f"lab {topology.lab.name!r}: rename or remove it yourself, or use --lab OTHER")
+        docker.run(["rm", "--force", found["Id"]], quiet=True, check=False)
