@@ -10,6 +10,7 @@ numpy, which `invoke up` and `invoke --list` need not wait for.
 
 from invoke import Collection
 
+from lab.errors import LabError
 from lab.host import image, lifecycle
 from lab.host import impair as impairments
 from lab.host import status as looking
@@ -173,5 +174,35 @@ def demo(c, message=None, lab=None):
     tour.demo(c, lab_of(c, lab), message)
 
 
-ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, inspect, notebook)
+@task(
+    positional=["name"],
+    help={"name": "a bundled scenario (syn-loss, fast-retransmit, tail-loss-rto, reorder, slow-start, bufferbloat, "
+                  "zero-window) or a .toml file; 'list' lists them",
+          "seed": "your seed: it picks the lost segment and the link's numbers (default: the config's lab.seed, or 1)",
+          "lab": LAB_HELP},
+)
+def scenario(c, name, seed=None, lab=None):
+    """Run a scripted scenario: its link and packet events, the exchange captured with the kernel's view, checked."""
+    from lab.host import scenario as scenarios
+    from lab.terminal import console, say
+
+    if name == "list":
+        for bundled in scenarios.bundled():
+            say(f"{bundled}: {scenarios.load(bundled).title}")
+        return
+    chosen = scenarios.load(name, whole_number(seed, "--seed") if seed is not None else scenario_seed(c))
+    the_lab = lab_of(c, lab)
+    pcap = scenarios.run(c, the_lab, chosen, console())
+    verdicts, cc = scenarios.judge(pcap, chosen, the_lab.port)
+    if not scenarios.report(verdicts, chosen, cc, console()):
+        raise LabError(f"{pcap.name}: the capture does not show what {chosen.name} expects (see above)")
+
+
+def scenario_seed(c) -> int:
+    """The config's lab.seed (an instructor sets one per student), else 1."""
+    return whole_number(str(c.config.lab.seed), "lab.seed")
+
+
+ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, scenario, inspect,
+                notebook)
 ns.configure({"lab": DEFAULTS})

@@ -176,7 +176,14 @@ def test_the_hosts_namespaces_get_the_congestion_control_and_no_ipv6_at_creation
     assert "--sysctl" not in joining          # a container that joins a namespace cannot set its sysctls
     assert "--sysctl" in TOPO.run_args("client") and "tcp_congestion_control" not in " ".join(TOPO.run_args("client"))
     with_ipv6 = describe(settings.from_config({"lab": {"ipv6": "true"}}, None)).run_args("client")
-    assert "--sysctl" not in with_ipv6
+    assert "disable_ipv6" not in " ".join(with_ipv6)
+
+
+def test_the_syn_timer_backs_off_as_textbooks_say_where_the_kernel_would_not(monkeypatch, tmp_path):
+    monkeypatch.setattr(settings, "LINEAR_SYN_TIMEOUTS", tmp_path / "absent")
+    assert "tcp_syn_linear_timeouts" not in " ".join(TOPO.run_args("client"))
+    monkeypatch.setattr(settings, "LINEAR_SYN_TIMEOUTS", tmp_path)       # the kernel has the setting
+    assert "net.ipv4.tcp_syn_linear_timeouts=0" in describe(settings.from_config({"lab": {}}, None)).run_args("server")
 
 
 def test_a_congestion_control_the_kernel_lacks_is_one_line(monkeypatch, tmp_path):
@@ -185,6 +192,16 @@ def test_a_congestion_control_the_kernel_lacks_is_one_line(monkeypatch, tmp_path
     monkeypatch.setattr(settings, "CONGESTION_CONTROLS", offered)
     with pytest.raises(LabError, match="offers the congestion controls reno, cubic, not 'bbr'"):
         settings.from_config({"lab": {}}, None, cc="bbr")
+
+
+def test_a_congestion_control_the_host_does_not_allow_containers_is_one_line(monkeypatch, tmp_path):
+    (tmp_path / "available").write_text("reno bbr cubic\n")
+    (tmp_path / "allowed").write_text("reno bbr\n")
+    monkeypatch.setattr(settings, "CONGESTION_CONTROLS", tmp_path / "available")
+    monkeypatch.setattr(settings, "ALLOWED_CONGESTION_CONTROLS", tmp_path / "allowed")
+    with pytest.raises(LabError, match="has cubic but lets containers use only reno, bbr"):
+        settings.from_config({"lab": {}}, None, cc="cubic")
+    assert settings.from_config({"lab": {}}, None, cc="reno").cc == "reno"
 
 
 def test_up_with_another_congestion_control_than_the_running_lab_says_to_go_down_first():

@@ -221,21 +221,22 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: st
     if impairment.rate:
         docker.run(helper(topology, own, tbf_command(impairment.rate)), quiet=True)
     if impairment.emulated:
-        start_emulators(docker, topology, target, address_of(found, own, topology), others, impairment)
+        start_emulators(docker, topology, target, others,
+                        emulator_options(address_of(found, own, topology), impairment))
     how = (["tbf"] if impairment.rate else []) + (["engine nfqueue, where the packets arrive"]
                                                  if impairment.emulated else [])
     said = "; this kernel lacks sch_netem" if impairment.emulated and engine == "auto" else ""
     say(f"{target} link: {impairment} ({' + '.join(how)}{said})")
 
 
-def start_emulators(docker: Docker, topology: Topology, target: str, source: str, receivers: list[str],
-                    impairment: Impairment) -> None:
-    """A link emulator in each receiver's namespace; return once each has its rule in place."""
+def start_emulators(docker: Docker, topology: Topology, target: str, receivers: list[str],
+                    options: list[str]) -> None:
+    """A link emulator (lab.inside.linkemu with ``options``) in each receiver's namespace, for
+    what ``target`` sends; return once each has its rule in place."""
     names = []
     for receiver in receivers:
         instance = emulator_instance(target, receiver, topology)
-        docker.run(topology.run_args("link", *emulator_options(source, impairment), joins=receiver,
-                                     instance=instance), quiet=True)
+        docker.run(topology.run_args("link", *options, joins=receiver, instance=instance), quiet=True)
         names.append(topology.container("link", instance))
     deadline = time.monotonic() + EMULATOR_START_S
     waiting = list(names)
@@ -248,6 +249,10 @@ def start_emulators(docker: Docker, topology: Topology, target: str, source: str
         running = docker.inspect([name], kind="container")
         if not running or not running[0].get("State", {}).get("Running") or time.monotonic() > deadline:
             complaint = (log.stderr.strip().splitlines() or ["no message"])[-1]
+            if not running:         # it exited at once, and --rm took its log with it
+                complaint = ("it exited at once: run it by hand to see why (docker run ... python3 -m "
+                             "lab.inside.linkemu ...), or rebuild an image older than this code (invoke down, "
+                             "then invoke up)")
             docker.run(["rm", "--force", *names], quiet=True, check=False)
             raise LabError(f"the link emulator did not start: {complaint}")
         time.sleep(0.1)

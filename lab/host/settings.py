@@ -44,8 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "pids": 128,
     "cc": AUTO,
     "ipv6": False,
+    "seed": 1,              # a student's own: scenarios pick their lost segment and link numbers by it
 }
 CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+ALLOWED_CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+LINEAR_SYN_TIMEOUTS = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
 
@@ -68,8 +71,14 @@ class Lab:
     @property
     def sysctls(self) -> dict[str, str]:
         """Settings of each host's network namespace, made at its creation (docker --sysctl,
-        no capability needed): the congestion control, and IPv6 off unless asked for."""
+        no capability needed): the congestion control, IPv6 off unless asked for, and the
+        SYN timer of RFC 6298 (1 s, then doubling) where the kernel starts with linear ones."""
         found = {} if self.cc == AUTO else {"net.ipv4.tcp_congestion_control": self.cc}
+        if LINEAR_SYN_TIMEOUTS.exists():
+            # Linux 6.x retries a SYN every second four times before backing off (its
+            # default since 2025); the lab's lessons and scenarios show the backoff every
+            # textbook describes, so every learner's kernel does the same here.
+            found["net.ipv4.tcp_syn_linear_timeouts"] = "0"
         if not self.ipv6:     # "default" for eth0, which Docker adds after the sysctls are set
             found["net.ipv6.conf.all.disable_ipv6"] = "1"
             found["net.ipv6.conf.default.disable_ipv6"] = "1"
@@ -133,17 +142,24 @@ def yes(value: Any) -> bool:
     return bool(value)
 
 
-def available_congestion_controls() -> list[str]:
+def available_congestion_controls(path: Path | None = None) -> list[str]:
     """The TCP congestion control algorithms this kernel offers (reno, cubic, bbr, ...)."""
     try:
-        return CONGESTION_CONTROLS.read_text().split()
+        return (path or CONGESTION_CONTROLS).read_text().split()
     except OSError:
         return []
 
 
 def check_congestion_control(name: str) -> None:
+    """A container may choose only what the host allows (tcp_allowed_congestion_control): the
+    kernel refuses the others outside the host's own namespace, even when loaded."""
     offered = available_congestion_controls()
     if offered and name not in offered:
         raise LabError(f"this kernel offers the congestion controls {', '.join(offered)}, not {name!r}: "
                        f"pick one of those with --cc (a module may add more: modprobe tcp_{name})")
+    allowed = available_congestion_controls(ALLOWED_CONGESTION_CONTROLS)
+    if offered and allowed and name not in allowed:
+        raise LabError(f"this kernel has {name} but lets containers use only {', '.join(allowed)}: pick one of "
+                       f"those, or allow it on the host: sysctl -w net.ipv4.tcp_allowed_congestion_control="
+                       f"\"{' '.join(allowed)} {name}\"")
 

@@ -79,19 +79,34 @@ class Pauser:
 class Client:
     """One TCP connection to the lab server, speaking lab.protocol."""
 
-    def __init__(self, host: str, port: int, timeout: float, pause: Pauser | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float, pause: Pauser | None = None,
+                 receive_buffer: int | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.pause = pause or Pauser(False)
+        self.receive_buffer = receive_buffer
         self.sock: socket.socket | None = None
         self.decoder = protocol.ReplyDecoder()
 
     def connect(self) -> None:
         self.pause(f"connect to {self.host}:{self.port} (SYN ->, <- SYN/ACK, ACK ->)")
-        self.sock = _network_call(
-            lambda: socket.create_connection((self.host, self.port), timeout=self.timeout),
-            self.host, self.port,
-        )
+        self.sock = _network_call(self._open, self.host, self.port)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _open(self) -> socket.socket:
+        if self.receive_buffer is None:
+            return socket.create_connection((self.host, self.port), timeout=self.timeout)
+        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        # Before connect: the window the SYN offers, and its scale, follow the buffer; a
+        # buffer set by hand is also one the kernel no longer grows (no autotuning).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def send_line(self, line: str) -> protocol.Reply:
         """Send one request line and return the reply (BULK data is read and dropped)."""
@@ -229,16 +244,27 @@ def run_interactive(client: Client, read_line: Callable[[str], str] = input) -> 
     return run_lines(client, typed_lines(read_line))
 
 
-def run_bulk(client: Client, nbytes: int) -> int:
-    """Download nbytes, check every byte against the pattern, report throughput."""
+def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_for: float = 0.0) -> int:
+    """Download nbytes, check every byte against the pattern, report throughput.
+
+    With ``pause_after``, the client stops reading for ``pause_for`` seconds once
+    that many bytes have come (a slow reader): the kernel keeps receiving until
+    the socket's buffer is full, then advertises a zero window, and the server's
+    TCP probes it until the client reads again and a window update opens it.
+    """
     offset = 0
     corrupt_at: int | None = None
+    paused = pause_after is None
 
     def check(chunk: bytes) -> None:
-        nonlocal offset, corrupt_at
+        nonlocal offset, corrupt_at, paused
         if corrupt_at is None and chunk != protocol.bulk_pattern(offset, len(chunk)):
             corrupt_at = offset
         offset += len(chunk)
+        if not paused and offset >= pause_after:
+            paused = True
+            print(f"reading nothing for {pause_for:g} s after {offset} bytes (a slow reader)", flush=True)
+            time.sleep(pause_for)
 
     with client.conversation():
         request = protocol.Bulk(nbytes)
@@ -299,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--interactive", "-i", action="store_true", help="type requests one by one")
     mode.add_argument("--bulk", type=int, metavar="N", help="download N bytes with BULK and report throughput")
     parser.add_argument("--step", action="store_true", help="pause before connect, each send and close, saying what goes on the wire")
+    parser.add_argument("--rcvbuf", type=int, metavar="BYTES", help="the socket's receive buffer (a small one fills fast)")
+    parser.add_argument("--pause-after", type=int, metavar="BYTES", help="with --bulk: stop reading after BYTES ...")
+    parser.add_argument("--pause-for", type=float, default=2.0, metavar="S",
+                        help="... for S seconds (default %(default)s): a slow reader, a zero window")
     return parser
 
 
@@ -317,14 +347,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one MESSAGE, or --interactive, or --bulk N")
     if args.messages and (args.interactive or args.bulk is not None):
         parser.error("MESSAGEs cannot be combined with --interactive or --bulk")
+    if args.pause_after is not None and (args.bulk is None or args.pause_after < 0 or not 0 < args.pause_for <= 600):
+        parser.error("--pause-after BYTES goes with --bulk; --pause-for is 0 to 600 seconds")
+    if args.rcvbuf is not None and not 1024 <= args.rcvbuf <= 1 << 30:
+        parser.error("--rcvbuf is 1024 bytes to 1 GiB")
     try:
         if args.udp:
             return run_udp(args.host, args.port, args.timeout, args.messages)
-        client = Client(args.host, args.port, args.timeout, Pauser(args.step))
+        client = Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf)
         if args.interactive:
             return run_interactive(client)
         if args.bulk is not None:
-            return run_bulk(client, args.bulk)
+            return run_bulk(client, args.bulk, args.pause_after, args.pause_for)
         return run_lines(client, args.messages)
     except ClientError as exc:
         print(f"lab.client: {exc}", file=sys.stderr)

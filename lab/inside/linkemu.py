@@ -5,8 +5,8 @@ project's machines, many CI and cloud kernels), this program does the same job i
 a sidecar container that shares the receiving container's network namespace, as
 root with NET_ADMIN and nothing else:
 
-1. it binds a netfilter queue over a raw NETLINK_NETFILTER socket (metadata only:
-   it never sees a packet's bytes, only the kernel's id for it);
+1. it binds a netfilter queue over a raw NETLINK_NETFILTER socket, and asks for
+   each packet's id and its first 120 bytes (headers, not payload);
 2. it adds ``iptables -t raw -A PREROUTING -s SENDER -j NFQUEUE``: every packet the
    sender sends waits in the kernel's queue for our verdict. The queue is at the
    receiving side on purpose: a packet held on its sender's way out counts against
@@ -23,17 +23,34 @@ root with NET_ADMIN and nothing else:
    a queue nobody listens to lets packets through: if this program dies, the link
    is plain again, never dead).
 
+For scenarios (lab.host.scenario) it also does what random loss cannot: it reads
+each packet's IP and TCP headers (the first 120 bytes, never the payload) and
+applies *events* to chosen packets, the same for everyone: drop the first
+SYN/ACK, drop the 5th data segment (first transmissions counted, not
+retransmissions), drop three segments from byte 100,000 on, delay a FIN by
+300 ms, hold a segment back until the next one has passed (reordering). And it
+can be the bottleneck itself: ``--rate-kbit`` sends packets out one after the
+other at that rate from a queue of ``--queue-packets`` (tail drop when full), so
+a deep queue fills and the round trip grows, as at a home router (bufferbloat).
+
 Why a raw netlink socket and not a library: the image has Debian's python3 and no
 compiler, and the bindings (python-netfilterqueue, nfqueue-bindings) are C
 extensions; the protocol needs three message types, each a few struct.pack calls.
 
     python3 -m lab.inside.linkemu --source 10.77.0.2 --delay-ms 40 [--jitter-ms 5]
         [--distribution normal|uniform] [--loss PCT] [--reorder PCT] [--seed N] [--queue N]
+        [--rate-kbit K --queue-packets N] [--event ACTION:WHAT:N[:COUNT][:MS] ...]
+
+An event is ``drop``, ``delay`` (by MS) or ``reorder``, of the Nth ``syn``,
+``syn-ack``, ``fin`` or ``data`` segment (COUNT of them from there on), or of the
+data segments from relative byte N on (``byte``): ``drop:syn-ack:1``,
+``drop:data:5``, ``drop:byte:100000:3``, ``delay:fin:1:1:300``, ``reorder:data:7``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import errno
 import heapq
@@ -52,8 +69,9 @@ NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
 NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG = 0, 1, 2
 NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_QUEUE_MAXLEN = 1, 2, 3
-NFQA_PACKET_HDR, NFQA_VERDICT_HDR = 1, 2
-NFQNL_CFG_CMD_BIND, NFQNL_COPY_META = 1, 1
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD = 1, 2, 10
+NFQNL_CFG_CMD_BIND, NFQNL_COPY_PACKET = 1, 2
+COPY_BYTES = 120                # an IPv4 header and a TCP header with options, at most: never the payload
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
 NLMSG_ERROR = 2
 NF_DROP, NF_ACCEPT = 0, 1
@@ -83,10 +101,15 @@ class Link:
     loss_pct: float = 0.0
     reorder_pct: float = 0.0
     seed: int | None = None
+    rate_kbit: float = 0.0             # 0: no bottleneck of our own
+    queue_packets: int = 1000          # in front of the bottleneck
+    events: tuple[Event, ...] = ()
 
     def describe(self) -> str:
         """The words status shows (and the rule's comment carries)."""
         parts = [f"delay {self.delay_ms:g}ms"] if self.delay_ms else []
+        if self.rate_kbit:
+            parts.append(f"rate {self.rate_kbit:g}kbit queue {self.queue_packets}")
         if self.jitter_ms:
             parts.append(f"jitter {self.jitter_ms:g}ms {self.distribution}")
         if self.loss_pct:
@@ -95,6 +118,7 @@ class Link:
             parts.append(f"reorder {self.reorder_pct:g}%")
         if self.seed is not None:
             parts.append(f"seed {self.seed}")
+        parts += [str(event) for event in self.events]
         return " ".join(parts) or "no change"
 
 
@@ -149,15 +173,155 @@ def messages(data: bytes):
 
 def packet_id(payload: bytes) -> int | None:
     """The kernel's id of a queued packet (NFQA_PACKET_HDR), or None."""
-    offset = 4                                  # after nfgenmsg
+    found = packet_attributes(payload)
+    return found[0] if found else None
+
+
+def packet_attributes(payload: bytes) -> tuple[int, bytes] | None:
+    """(id, the packet's first bytes) of a queued packet, or None."""
+    offset, pid, head = 4, None, b""             # after nfgenmsg
     while offset + 4 <= len(payload):
         length, code = _attribute.unpack_from(payload, offset)
         if length < 4:
-            return None
+            break
         if code & 0x7FFF == NFQA_PACKET_HDR:
-            return struct.unpack_from("!I", payload, offset + 4)[0]
+            pid = struct.unpack_from("!I", payload, offset + 4)[0]
+        elif code & 0x7FFF == NFQA_PAYLOAD:
+            head = payload[offset + 4:offset + length]
         offset += (length + 3) & ~3
-    return None
+    return None if pid is None else (pid, head)
+
+
+@dataclasses.dataclass(frozen=True)
+class Headers:
+    """What an event needs to know of a packet: its size and, for TCP, its ports, flags and place."""
+
+    size: int
+    tcp: bool = False
+    ports: tuple[int, int] = (0, 0)
+    seq: int = 0
+    flags: int = 0
+    payload: int = 0
+
+
+def headers(head: bytes) -> Headers:
+    """The IPv4 and TCP headers at the start of a packet (a packet too short to read is just a size)."""
+    if len(head) < 20 or head[0] >> 4 != 4:
+        return Headers(len(head))
+    ihl, total = (head[0] & 0xF) * 4, struct.unpack_from("!H", head, 2)[0]
+    if head[9] != socket.IPPROTO_TCP or len(head) < ihl + 20:
+        return Headers(total)
+    sport, dport, seq = struct.unpack_from("!HHI", head, ihl)
+    offset_flags = struct.unpack_from("!H", head, ihl + 12)[0]
+    return Headers(total, True, (sport, dport), seq, offset_flags & 0x3F,
+                   max(total - ihl - (offset_flags >> 12) * 4, 0))
+
+
+SYN, ACK, FIN = 0x02, 0x10, 0x01
+EVENT_ACTIONS = ("drop", "delay", "reorder")
+EVENT_TARGETS = ("syn", "syn-ack", "fin", "data", "byte")
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Something done to chosen packets: the Nth of a kind, COUNT of them (or from byte N on)."""
+
+    action: str
+    what: str
+    nth: int
+    count: int = 1
+    delay_ms: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Event":
+        parts = text.split(":")
+        try:
+            action, what, nth = parts[0], parts[1], int(parts[2])
+            count = int(parts[3]) if len(parts) > 3 else 1
+            delay_ms = float(parts[4]) if len(parts) > 4 else 0.0
+        except (IndexError, ValueError):
+            raise ValueError(f"event {text!r}: write ACTION:WHAT:N[:COUNT][:MS], e.g. drop:data:5") from None
+        if action not in EVENT_ACTIONS or what not in EVENT_TARGETS or nth < 0 or count < 1 or len(parts) > 5:
+            raise ValueError(f"event {text!r}: ACTION is {'|'.join(EVENT_ACTIONS)}, WHAT {'|'.join(EVENT_TARGETS)}, "
+                             "N and COUNT whole numbers")
+        if action == "delay" and not 0 < delay_ms <= 60_000:
+            raise ValueError(f"event {text!r}: a delay needs its milliseconds, e.g. delay:fin:1:1:300")
+        return cls(action, what, nth, count, delay_ms)
+
+    def __str__(self) -> str:
+        return ":".join([self.action, self.what, str(self.nth), str(self.count)]
+                        + ([f"{self.delay_ms:g}"] if self.action == "delay" else []))
+
+
+class Events:
+    """Counts the sender's segments as a learner would, and says which event, if any, is a packet's.
+
+    Data segments are counted by first transmission: a retransmission carries
+    bytes already counted, so "the 5th data segment" stays the same segment
+    whatever happens to it. Bytes are relative to the connection's first
+    sequence number, as Wireshark shows them.
+    """
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.seen = collections.Counter()
+        self.first_seq: dict[tuple[int, int], int] = {}
+        self.sent_up_to: dict[tuple[int, int], int] = {}
+        self.byte_hits: dict[Event, int] = {}
+
+    def match(self, packet: Headers) -> Event | None:
+        if not (self.events and packet.tcp):
+            return None
+        kinds = []
+        if packet.flags & SYN:
+            self.first_seq[packet.ports] = packet.seq
+            kinds.append("syn-ack" if packet.flags & ACK else "syn")
+        if packet.flags & FIN:
+            kinds.append("fin")
+        relative = (packet.seq - self.first_seq.get(packet.ports, packet.seq - 1)) % (1 << 32)
+        end = relative + packet.payload
+        first_time = packet.payload and end > self.sent_up_to.get(packet.ports, 0)
+        if first_time:
+            self.sent_up_to[packet.ports] = end
+            kinds.append("data")
+        for kind in kinds:
+            self.seen[kind] += 1
+        for event in self.events:
+            if event.what == "byte":
+                if first_time and relative >= event.nth and self.byte_hits.get(event, 0) < event.count:
+                    self.byte_hits[event] = self.byte_hits.get(event, 0) + 1
+                    return event
+            elif event.what in kinds and event.nth <= self.seen[event.what] < event.nth + event.count:
+                return event
+        return None
+
+
+class Bottleneck:
+    """A link of a given rate with a queue in front: packets leave one after the other.
+
+    Each packet starts out when the link is free, and takes its size in bits over
+    the rate; a packet that finds ``queue_packets`` waiting is dropped (tail drop).
+    """
+
+    def __init__(self, rate_kbit: float, queue_packets: int) -> None:
+        self.bits_per_s = rate_kbit * 1000
+        self.queue_packets = queue_packets
+        self.departures: collections.deque[float] = collections.deque()
+        self.free_at = 0.0
+        self.dropped = 0
+
+    def departure(self, arrived: float, size: int) -> float | None:
+        """When the packet has left the bottleneck, or None: the queue was full."""
+        if not self.bits_per_s:
+            return arrived
+        while self.departures and self.departures[0] <= arrived:
+            self.departures.popleft()
+        if len(self.departures) >= self.queue_packets:
+            self.dropped += 1
+            return None
+        self.free_at = max(arrived, self.free_at) + size * 8 / self.bits_per_s
+        self.departures.append(self.free_at)
+        return self.free_at
 
 
 class Queue:
@@ -172,7 +336,7 @@ class Queue:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         self.sock.bind((0, 0))
         self._configure([(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET))])
-        self._configure([(NFQA_CFG_PARAMS, struct.pack("!IB", 0, NFQNL_COPY_META)),
+        self._configure([(NFQA_CFG_PARAMS, struct.pack("!IB", COPY_BYTES, NFQNL_COPY_PACKET)),
                          (NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", QUEUE_MAXLEN))])
         self.sock.setblocking(False)
         self.overflows = 0
@@ -186,8 +350,8 @@ class Queue:
                     raise LinkError(f"binding netfilter queue {self.number}: {os.strerror(error)} "
                                     "(the container needs NET_ADMIN, the kernel NFQUEUE)")
 
-    def receive(self) -> list[int]:
-        """The ids of the packets queued since the last call."""
+    def receive(self) -> list[tuple[int, bytes]]:
+        """(id, first bytes) of the packets queued since the last call."""
         ids = []
         while True:
             try:
@@ -201,7 +365,7 @@ class Queue:
                 continue
             for kind, payload in messages(data):
                 if kind & 0xFF == NFQNL_MSG_PACKET:
-                    found = packet_id(payload)
+                    found = packet_attributes(payload)
                     if found is not None:
                         ids.append(found)
 
@@ -214,7 +378,10 @@ class Queue:
 
 def rule(action: str, source: str, queue: int, link: Link) -> list[str]:
     return ["iptables", "-t", "raw", action, "PREROUTING", "-s", source, "-m", "comment", "--comment",
-            f"{RULE_COMMENT} {link.describe()}", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
+            f"{RULE_COMMENT} {link.describe()}"[:255], "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
+
+
+REORDER_HOLD_S = 1.0     # a segment held back for reordering waits for the next one this long at most
 
 
 def run(source: str, queue_number: int, link: Link) -> dict:
@@ -225,8 +392,10 @@ def run(source: str, queue_number: int, link: Link) -> dict:
     queue = Queue(queue_number)
     subprocess.run(rule("-A", source, queue_number, link), check=True)
     print(READY, flush=True)
-    decider = Decider(link)
+    decider, events = Decider(link), Events(list(link.events))
+    bottleneck = Bottleneck(link.rate_kbit, link.queue_packets)
     held: list[tuple[float, int, int]] = []      # (release time, order, packet id)
+    held_back: list[tuple[float, int]] = []      # (since, packet id): to be overtaken by the next packet
     order = accepted = dropped = 0
     try:
         while not stopping:
@@ -239,15 +408,31 @@ def run(source: str, queue_number: int, link: Link) -> dict:
                 ready, _, _ = select.select([queue.sock], [], [], 0)
             now = time.monotonic()
             decided = []
-            if ready:
-                for pid in queue.receive():
-                    release = decider.release_time(now)
-                    if release is None:
-                        decided.append((pid, NF_DROP))
-                        dropped += 1
-                    else:
-                        order += 1
-                        heapq.heappush(held, (release, order, pid))
+            for pid, head in queue.receive() if ready else []:
+                packet = headers(head)
+                event = events.match(packet)
+                left = None if event and event.action == "drop" else bottleneck.departure(now, packet.size)
+                release = None if left is None else decider.release_time(left)
+                if release is None:
+                    decided.append((pid, NF_DROP))
+                    dropped += 1
+                    continue
+                if event and event.action == "delay":
+                    release += event.delay_ms / 1000
+                if event and event.action == "reorder":
+                    held_back.append((now, pid))
+                    continue
+                order += 1
+                heapq.heappush(held, (release, order, pid))
+                for _, late in held_back:           # the segments held back leave right after this one
+                    order += 1
+                    heapq.heappush(held, (release, order, late))
+                held_back.clear()
+            if held_back and now - held_back[0][0] > REORDER_HOLD_S:
+                for _, late in held_back:
+                    order += 1
+                    heapq.heappush(held, (now, order, late))
+                held_back.clear()
             while held and held[0][0] <= now:
                 decided.append((heapq.heappop(held)[2], NF_ACCEPT))
                 accepted += 1
@@ -255,8 +440,9 @@ def run(source: str, queue_number: int, link: Link) -> dict:
                 queue.verdicts(decided)
     finally:
         subprocess.run(rule("-D", source, queue_number, link), check=False)
-        queue.verdicts([(pid, NF_ACCEPT) for _, _, pid in held])     # nothing is left waiting
-    return {"accepted": accepted, "dropped": dropped, "overflows": queue.overflows}
+        queue.verdicts([(pid, NF_ACCEPT) for _, _, pid in held] + [(pid, NF_ACCEPT) for _, pid in held_back])
+    return {"accepted": accepted, "dropped": dropped, "overflows": queue.overflows,
+            "queue_drops": bottleneck.dropped, "events": dict(events.seen)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,18 +455,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", type=float, default=0.0, help="percentage of packets lost")
     parser.add_argument("--reorder", type=float, default=0.0, help="percentage sent without the delay")
     parser.add_argument("--seed", type=int, help="the same seed loses and delays the same packets")
+    parser.add_argument("--rate-kbit", type=float, default=0.0, help="be a bottleneck of this rate (kbit/s)")
+    parser.add_argument("--queue-packets", type=int, default=1000, help="the bottleneck's queue (default %(default)s)")
+    parser.add_argument("--event", action="append", default=[], metavar="ACTION:WHAT:N[:COUNT][:MS]",
+                        help="do this to chosen packets (repeatable): drop:syn-ack:1, drop:data:5, delay:fin:1:1:300")
     args = parser.parse_args(argv)
-    numbers = (args.delay_ms, args.jitter_ms, args.loss, args.reorder)
+    numbers = (args.delay_ms, args.jitter_ms, args.loss, args.reorder, args.rate_kbit)
     if not all(math.isfinite(n) and n >= 0 for n in numbers) or args.loss > 100 or args.reorder > 100:
-        parser.error("delay, jitter, loss and reorder are finite, 0 or more; loss and reorder at most 100")
-    link = Link(args.delay_ms, args.jitter_ms, args.distribution, args.loss, args.reorder, args.seed)
+        parser.error("delay, jitter, loss, reorder and rate are finite, 0 or more; loss and reorder at most 100")
+    if args.queue_packets < 1:
+        parser.error("--queue-packets is 1 or more")
+    try:
+        events = tuple(Event.parse(text) for text in args.event)
+    except ValueError as exc:
+        parser.error(str(exc))
+    link = Link(args.delay_ms, args.jitter_ms, args.distribution, args.loss, args.reorder, args.seed,
+                args.rate_kbit, args.queue_packets, events)
     try:
         counts = run(args.source, args.queue, link)
     except (LinkError, subprocess.CalledProcessError, PermissionError) as exc:
         print(f"lab.inside.linkemu: {exc}", file=sys.stderr)
         return 2
     print(f"lab.inside.linkemu: {counts['accepted']} packets passed, {counts['dropped']} lost"
-          + (f", {counts['overflows']} netlink overflows" if counts["overflows"] else ""), file=sys.stderr)
+          + (f" ({counts['queue_drops']} by a full queue)" if counts["queue_drops"] else "")
+          + (f", {counts['overflows']} netlink overflows" if counts["overflows"] else "")
+          + (f"; segments seen: {counts['events']}" if counts["events"] else ""), file=sys.stderr)
     return 0
 
 

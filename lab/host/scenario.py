@@ -1,0 +1,275 @@
+"""Scenarios: what the link does to which packet, the same for everyone, and what must follow.
+
+A scenario is a TOML file in lab/scenarios/ (the bundled ones) or any file a
+learner or an instructor writes. It names:
+
+* ``exchange``: what the client does (``send = [...]`` request lines, or ``bulk =
+  N`` bytes, with ``rcvbuf``, ``pause_after`` and ``pause_for`` for a slow reader);
+* ``[to_client]`` and ``[to_server]``: the link each way (``delay_ms``,
+  ``jitter_ms``, ``loss_pct``, ``rate_kbit``, ``queue_packets``) and ``events``,
+  the packet-level ones lab.inside.linkemu applies (``"drop:data:5"``);
+* ``[expect]``: the outcome, as checks of lab.inspect.expectations; a table
+  ``[expect.bbr]`` replaces it where the server's congestion control is bbr.
+
+Any number may be a range ``[low, high]``, also inside an event
+(``"drop:data:[15, 40]"``): the seed picks within it, so two students with two
+seeds lose different segments on links of different delays, and each result
+can be re-derived from its seed.
+
+`invoke scenario NAME` brings the lab up if needed, puts the link in place with
+the lab's own emulator (the same on every kernel: events need it), captures the
+exchange with the kernel's view, removes the link, and checks the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from invoke import Context
+
+from lab.errors import LabError
+from lab.host import impair, lifecycle, recorder
+from lab.host.capture_request import CaptureRequest
+from lab.host.docker import Docker
+from lab.host.settings import Lab
+from lab.host.state import address_of, require_up
+from lab.host.topology import describe
+from lab.inside.linkemu import Event
+from lab.paths import CAPTURES_DIR
+from lab.terminal import say
+
+BUNDLED = Path(__file__).resolve().parent.parent / "scenarios"
+MAX_FILE_BYTES = 64 << 10
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+_RANGE = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*\]")
+LINK_NUMBERS = {"delay_ms": 60_000, "jitter_ms": 60_000, "loss_pct": 100, "rate_kbit": 10_000_000,
+                "queue_packets": 100_000}
+EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    """The link one way, its numbers chosen."""
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    rate_kbit: float = 0.0
+    queue_packets: int = 1000
+    events: tuple[str, ...] = ()
+
+    def emulator_options(self, source: str, seed: int) -> list[str]:
+        options = ["--source", source, "--delay-ms", f"{self.delay_ms:g}", "--seed", str(seed)]
+        if self.jitter_ms:
+            options += ["--jitter-ms", f"{self.jitter_ms:g}"]
+        if self.loss_pct:
+            options += ["--loss", f"{self.loss_pct:g}"]
+        if self.rate_kbit:
+            options += ["--rate-kbit", f"{self.rate_kbit:g}", "--queue-packets", str(self.queue_packets)]
+        return options + [option for event in self.events for option in ("--event", event)]
+
+    def __str__(self) -> str:
+        parts = [f"delay {self.delay_ms:g} ms"] if self.delay_ms else []
+        parts += [f"jitter {self.jitter_ms:g} ms"] if self.jitter_ms else []
+        parts += [f"loss {self.loss_pct:g}%"] if self.loss_pct else []
+        parts += [f"rate {self.rate_kbit / 1000:g} Mbit/s, queue {self.queue_packets} packets"] if self.rate_kbit else []
+        return ", ".join(parts + list(self.events)) or "plain"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A scenario with its seed's numbers."""
+
+    name: str
+    seed: int
+    title: str
+    lesson: str
+    exchange: dict[str, Any]
+    to_client: Direction | None
+    to_server: Direction | None
+    expect: dict[str, Any]
+    expect_by_cc: dict[str, dict[str, Any]]
+
+    def expectations(self, cc: str | None) -> dict[str, Any]:
+        return self.expect_by_cc.get(cc or "", self.expect)
+
+    def client_args(self) -> list[str]:
+        """lab.inside.client's options for the exchange."""
+        exchange = self.exchange
+        if "send" in exchange:
+            return [str(line) for line in exchange["send"]]
+        args = ["--bulk", str(exchange["bulk"])]
+        if "rcvbuf" in exchange:
+            args += ["--rcvbuf", str(exchange["rcvbuf"])]
+        if "pause_after" in exchange:
+            args += ["--pause-after", str(exchange["pause_after"]), "--pause-for", f"{exchange.get('pause_for', 2):g}"]
+        return args
+
+
+def bundled() -> list[str]:
+    """The names of the bundled scenarios."""
+    return sorted(path.stem for path in BUNDLED.glob("*.toml"))
+
+
+def scenario_file(name: str) -> Path:
+    """A bundled scenario by name, or a .toml file by its path."""
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise LabError(f"no scenario file {name}: give a bundled name ({', '.join(bundled())}) or a .toml file")
+        return path
+    if not _NAME.fullmatch(name) or not (BUNDLED / f"{name}.toml").is_file():
+        raise LabError(f"no scenario {name!r}: the bundled ones are {', '.join(bundled())} (or give a .toml file)")
+    return BUNDLED / f"{name}.toml"
+
+
+def load(name: str, seed: int = 1) -> Scenario:
+    """A scenario with its numbers chosen by ``seed``; a one-line LabError for a bad file."""
+    path = scenario_file(name)
+    try:
+        with path.open("rb") as source:
+            text = source.read(MAX_FILE_BYTES + 1)
+        if len(text) > MAX_FILE_BYTES:
+            raise LabError(f"{path}: larger than {MAX_FILE_BYTES >> 10} KiB, not a scenario")
+        raw = tomllib.loads(text.decode())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise LabError(f"{path}: not a readable TOML scenario ({exc})") from None
+    return resolve(path.stem, raw, seed, str(path))
+
+
+def resolve(name: str, raw: dict[str, Any], seed: int, where: str = "scenario") -> Scenario:
+    """Check a parsed scenario and choose its ranges with ``seed`` (pure: tested without files)."""
+    from lab.inspect.expectations import CHECKS
+
+    rng = random.Random(f"{name}/{seed}")
+    exchange = raw.get("exchange")
+    if not isinstance(exchange, dict) or set(exchange) - EXCHANGE_KEYS or ("send" in exchange) == ("bulk" in exchange):
+        raise LabError(f"{where}: 'exchange' needs send = [lines] or bulk = N "
+                       f"(with {', '.join(sorted(EXCHANGE_KEYS - {'send', 'bulk'}))})")
+    if "send" in exchange and not (isinstance(exchange["send"], list) and exchange["send"]
+                                   and all(isinstance(line, str) for line in exchange["send"])):
+        raise LabError(f"{where}: exchange.send is a list of request lines, e.g. [\"ECHO hi\"]")
+    exchange = {key: value if key == "send" else _number(value, rng, f"{where}: exchange.{key}", 1 << 31)
+                for key, value in exchange.items()}
+    expect = raw.get("expect", {})
+    if not isinstance(expect, dict):
+        raise LabError(f"{where}: [expect] is a table of checks")
+    by_cc = {key: value for key, value in expect.items() if isinstance(value, dict)}
+    plain = {key: value for key, value in expect.items() if not isinstance(value, dict)}
+    for table in (plain, *by_cc.values()):
+        unknown = set(table) - set(CHECKS)
+        if unknown:
+            raise LabError(f"{where}: unknown expectation {sorted(unknown)[0]!r}: the checks are {', '.join(CHECKS)}")
+    return Scenario(name, seed, str(raw.get("title", name)), str(raw.get("lesson", "")).strip(), exchange,
+                    _direction(raw.get("to_client"), rng, f"{where}: to_client"),
+                    _direction(raw.get("to_server"), rng, f"{where}: to_server"), plain, by_cc)
+
+
+def _number(value: Any, rng: random.Random, what: str, high: float) -> float | int:
+    """A number, or one the seed picks from a [low, high] range."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        low, top = value
+        value = rng.randint(low, top) if isinstance(low, int) and isinstance(top, int) else round(rng.uniform(low, top), 1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise LabError(f"{what} must be a number from 0 to {high:g}, or a range [low, high]")
+    return value
+
+
+def _direction(raw: Any, rng: random.Random, where: str) -> Direction | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - set(LINK_NUMBERS) - {"events"}:
+        raise LabError(f"{where} takes {', '.join(LINK_NUMBERS)} and events")
+    numbers = {key: _number(value, rng, f"{where}.{key}", LINK_NUMBERS[key]) for key, value in raw.items()
+               if key != "events"}
+    events = []
+    for text in raw.get("events", []):
+        if not isinstance(text, str):
+            raise LabError(f"{where}.events: each event is a string, e.g. \"drop:data:5\"")
+        chosen = _RANGE.sub(lambda found: str(rng.randint(int(found[1]), int(found[2]))), text)
+        try:
+            events.append(str(Event.parse(chosen)))
+        except ValueError as exc:
+            raise LabError(f"{where}: {exc}") from None
+    if "queue_packets" in numbers:
+        numbers["queue_packets"] = max(int(numbers["queue_packets"]), 1)
+    return Direction(**numbers, events=tuple(events))
+
+
+def free_name(scenario: Scenario) -> str:
+    """scenario-seedN, or -2, -3, ... where an earlier run holds that name."""
+    base = f"{scenario.name}-seed{scenario.seed}"
+    for number in range(1, 1000):
+        name = base if number == 1 else f"{base}-{number}"
+        if not any((CAPTURES_DIR / f"{name}{suffix}").exists() for suffix in (".pcapng", ".pcap", ".kernel.jsonl")):
+            return name
+    raise LabError(f"captures/ holds 999 runs of {base}: move some away")
+
+
+def run(c: Context, lab: Lab, scenario: Scenario, console) -> Path:
+    """Bring the lab up if needed, apply the scenario, capture the exchange, remove the link; the capture."""
+    topology = describe(lab)
+    docker = Docker(c)
+    try:
+        found = require_up(docker, topology)
+    except LabError:
+        lifecycle.up(c, lab, topology)
+        found = require_up(docker, topology)
+    say(f"scenario {scenario.name} (seed {scenario.seed}): {scenario.title}")
+    impair.clear(c, lab, quiet=True, docker=docker)
+    server, client = topology.container("server"), topology.container("client")
+    try:
+        for direction, sender, receiver in ((scenario.to_client, server, client), (scenario.to_server, client, server)):
+            if direction is not None:
+                target = "server" if sender == server else "client"
+                options = direction.emulator_options(address_of(found, sender, topology), scenario.seed)
+                impair.start_emulators(docker, topology, target, [receiver], options)
+                say(f"link to the {'client' if target == 'server' else 'server'}: {direction} (lab's emulator)")
+        request = CaptureRequest(name=free_name(scenario), client_args=tuple(scenario.client_args()), kernel=True)
+        return recorder.capture(c, lab, request, console)
+    finally:
+        impair.clear(c, lab, quiet=True, docker=docker)
+
+
+def judge(pcap: Path, scenario: Scenario, port: int):
+    """The scenario's expectations checked on its capture: (verdicts, the server's congestion control)."""
+    from lab.inspect.analysis import analyze
+    from lab.inspect.expectations import Evidence, check_all
+    from lab.inspect.graphs import data_sender
+    from lab.inspect.kernel import connection_samples, kernel_file_of, read_kernel_file
+
+    capture = analyze(pcap, keep=True)
+    connections = [conn for conn in capture.connections if conn.server.port == port]
+    if not connections:
+        raise LabError(f"{pcap.name} holds no connection to port {port}: the exchange did not happen")
+    conn = connections[-1]
+    kernel_path = kernel_file_of(pcap)
+    samples = connection_samples(read_kernel_file(kernel_path), conn) if kernel_path else {"server": [], "client": []}
+    sender_is_client = data_sender(conn.segments)
+    sender = samples["client" if sender_is_client else "server"]
+    cc = next((s.values["cc"] for s in samples["server"] if s.values.get("cc")), None)
+    rate = scenario.to_client.rate_kbit if scenario.to_client else 0.0
+    evidence = Evidence(conn.segments, sender_is_client, sender, rate)
+    return check_all(evidence, scenario.expectations(cc)), cc
+
+
+def report(verdicts, scenario: Scenario, cc: str | None, console) -> bool:
+    """The verdicts as a table; True if every one matched."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{escape(scenario.name)}, seed {scenario.seed}: expected and seen"
+                  + (f" (server's congestion control: {cc})" if cc else ""))
+    for column in ("check", "expected", "seen", "matches"):
+        table.add_column(column)
+    for verdict in verdicts:
+        table.add_row(verdict.name, verdict.expected, verdict.seen, "[green]yes[/]" if verdict.ok else "[red]NO[/]")
+    console.print(table)
+    if scenario.lesson:
+        console.print(scenario.lesson, markup=False, highlight=False)
+    return all(verdict.ok for verdict in verdicts)

@@ -1,0 +1,253 @@
+"""A scenario's expected outcome, checked against its capture (and the kernel's samples of it).
+
+Each check reads one connection the way a learner would in Wireshark: the
+analysis flags, the times of the frames, the RTT samples, and, where the kernel
+was sampled, the sender's congestion window. Each says what it expected, what it
+saw (in words a learner can compare with the capture), and whether they match.
+
+The capture is taken at the server (the sender of a BULK), the way a sender-side
+capture looks in the field: a segment the link loses is seen leaving, then the
+duplicate ACKs, then its retransmission; the link's delay is seen as the time
+between a segment and its ACK.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from lab.inspect.rtt import rtt_samples
+from lab.inspect.tcp import (
+    ACK,
+    DUPLICATE_ACK,
+    FAST_RETRANSMISSION,
+    FLAG_NAMES,
+    KEEP_ALIVE,
+    OUT_OF_ORDER,
+    RETRANSMISSION,
+    SYN,
+    WINDOW_UPDATE,
+    ZERO_WINDOW,
+    Segment,
+)
+
+TIME_TOLERANCE = 0.25      # a timer is "about" its value within 25% (plus 100 ms): kernels round them
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One expectation: what was expected, what the capture shows, and whether they match."""
+
+    name: str
+    expected: str
+    seen: str
+    ok: bool
+
+
+@dataclasses.dataclass
+class Evidence:
+    """What the checks read: one connection's segments, who sent the data, the sender's kernel samples."""
+
+    segments: list[Segment]
+    sender_is_client: bool
+    kernel: list = dataclasses.field(default_factory=list)     # lab.inspect.kernel.KernelSample of the sender
+    rate_kbit: float = 0.0
+
+    @property
+    def start_ns(self) -> int:
+        return self.segments[0].time_ns if self.segments else 0
+
+    def sent(self) -> list[Segment]:
+        return [s for s in self.segments if s.from_client == self.sender_is_client]
+
+    def received(self) -> list[Segment]:
+        return [s for s in self.segments if s.from_client != self.sender_is_client]
+
+
+def _seconds(evidence: Evidence, segment: Segment) -> float:
+    return (segment.time_ns - evidence.start_ns) / 1e9
+
+
+def syn_retransmitted_at_s(evidence: Evidence, expected: Sequence[float]) -> Verdict:
+    """The client's SYN sent again at these times after the first (its timer, backing off)."""
+    syns = [s for s in evidence.segments if s.flags & SYN and not s.flags & ACK and s.from_client]
+    times = [round(_seconds(evidence, s), 2) for s in syns[1:]]
+    ok = len(times) == len(expected) and all(abs(t - e) <= e * TIME_TOLERANCE + 0.1 for t, e in zip(times, expected))
+    gaps = [round(b - a, 2) for a, b in zip([0.0, *times], times)]
+    return Verdict("syn_retransmitted_at_s", f"SYN again at {list(expected)} s", f"SYN again at {times} s "
+                   f"(gaps {gaps} s: each twice the last)" if times else "no SYN sent again", ok)
+
+
+def fast_retransmission(evidence: Evidence, expected: bool = True) -> Verdict:
+    """Wireshark's TCP Fast Retransmission: sent again after two or more duplicate ACKs."""
+    fast = [s for s in evidence.sent() if s.analysis & FAST_RETRANSMISSION]
+    dupacks = [s for s in evidence.received() if s.analysis & DUPLICATE_ACK]
+    before = [d for d in dupacks if fast and d.time_ns < fast[0].time_ns]
+    seen = (f"frame {fast[0].frame} at {_seconds(evidence, fast[0]):.3f} s, after {len(before)} duplicate ACKs"
+            if fast else f"no fast retransmission ({len(dupacks)} duplicate ACKs)")
+    return Verdict("fast_retransmission", "a fast retransmission" if expected else "no fast retransmission",
+                   seen, bool(fast) == expected)
+
+
+def recovered_by_duplicate_acks(evidence: Evidence, expected: bool = True) -> Verdict:
+    """The lost segment sent again because the ACKs told of the gap (duplicate ACKs, with
+    SACK), not because a timer expired: sooner after the original than Linux's 200 ms RTO floor.
+
+    Linux does not wait for the third duplicate ACK of RFC 5681: its RACK rule marks a
+    segment lost once a later one is acknowledged (SACK) and a quarter of a round trip
+    has passed. Wireshark names such a retransmission by its own timing rules: "Fast
+    Retransmission" after two duplicate ACKs, "Out-Of-Order" when it follows the
+    previous segment closely; the check says which.
+    """
+    from lab.inspect.tcp import wireshark_labels
+
+    first_sent: dict[int, int] = {}
+    again = None
+    for segment in evidence.sent():
+        if not segment.length:
+            continue
+        if segment.rel_seq in first_sent and segment.analysis & (FLAG_NAMES["retransmission"] | OUT_OF_ORDER):
+            again = segment
+            break
+        first_sent.setdefault(segment.rel_seq, segment.time_ns)
+    dupacks = [s for s in evidence.received() if s.analysis & DUPLICATE_ACK]
+    expectation = "sent again within a round trip or so, before any timer (< 200 ms)"
+    if again is None:
+        return Verdict("recovered_by_duplicate_acks", expectation,
+                       f"nothing sent again ({len(dupacks)} duplicate ACKs)", not expected)
+    waited_ms = (again.time_ns - first_sent[again.rel_seq]) / 1e6
+    before = sum(1 for d in dupacks if d.time_ns < again.time_ns)
+    label = ", ".join(wireshark_labels(again.analysis)) or "no label"
+    return Verdict("recovered_by_duplicate_acks", expectation,
+                   f"frame {again.frame} sent again {waited_ms:.1f} ms after the original, {before} duplicate "
+                   f"ACKs before it (Wireshark: {label})", (waited_ms < 200) == expected)
+
+
+def timeout_retransmission_after_ms(evidence: Evidence, at_least_ms: float) -> Verdict:
+    """A segment sent again by the retransmission timer: no duplicate ACK asked for it, and at
+    least ``at_least_ms`` (Linux's minimum RTO is 200 ms) after it was first sent."""
+    first_sent: dict[int, int] = {}
+    found = None
+    for segment in evidence.sent():
+        if not segment.length:
+            continue
+        if segment.analysis & RETRANSMISSION and not segment.analysis & FAST_RETRANSMISSION:
+            if segment.rel_seq in first_sent:
+                found = (segment, (segment.time_ns - first_sent[segment.rel_seq]) / 1e6)
+                break
+        first_sent.setdefault(segment.rel_seq, segment.time_ns)
+    dupacks = sum(1 for s in evidence.received() if s.analysis & DUPLICATE_ACK)
+    if found is None:
+        return Verdict("timeout_retransmission_after_ms", f"a retransmission by the timer, >= {at_least_ms:g} ms",
+                       "no retransmission by a timer", False)
+    segment, waited = found
+    return Verdict("timeout_retransmission_after_ms", f"a retransmission by the timer, >= {at_least_ms:g} ms",
+                   f"frame {segment.frame} sent again {waited:.0f} ms after the original, "
+                   f"{dupacks} duplicate ACKs", waited >= at_least_ms and dupacks == 0)
+
+
+def duplicate_acks_at_least(evidence: Evidence, count: int) -> Verdict:
+    seen = sum(1 for s in evidence.received() if s.analysis & DUPLICATE_ACK)
+    return Verdict("duplicate_acks_at_least", f">= {count} duplicate ACKs", f"{seen} duplicate ACKs", seen >= count)
+
+
+def no_retransmission(evidence: Evidence, expected: bool = True) -> Verdict:
+    again = [s for s in evidence.sent() if s.analysis & FLAG_NAMES["retransmission"]]
+    return Verdict("no_retransmission", "nothing sent again",
+                   f"{len(again)} retransmissions" if again else "nothing sent again", (not again) == expected)
+
+
+def zero_window(evidence: Evidence, expected: bool = True) -> Verdict:
+    """The receiver's window closed (Wireshark: TCP ZeroWindow), then opened (TCP Window Update)."""
+    zero = [s for s in evidence.received() if s.analysis & ZERO_WINDOW]
+    update = [s for s in evidence.received() if s.analysis & WINDOW_UPDATE and zero and s.time_ns > zero[0].time_ns]
+    if not zero:
+        return Verdict("zero_window", "a zero window, then a window update", "the window never closed", not expected)
+    closed_s = (update[0].time_ns - zero[0].time_ns) / 1e9 if update else None
+    seen = (f"zero window at {_seconds(evidence, zero[0]):.3f} s (frame {zero[0].frame}), "
+            + (f"opened {closed_s:.2f} s later (frame {update[0].frame})" if update else "never opened again"))
+    return Verdict("zero_window", "a zero window, then a window update", seen, bool(update) == expected)
+
+
+def window_probes_at_least(evidence: Evidence, count: int) -> Verdict:
+    """The sender's persist timer probing a zero window (Linux sends seq-1 with no data:
+    Wireshark calls it TCP Keep-Alive), backing off between probes."""
+    probes = [s for s in evidence.sent() if s.analysis & KEEP_ALIVE]
+    times = [round(_seconds(evidence, s), 2) for s in probes]
+    return Verdict("window_probes_at_least", f">= {count} zero-window probes",
+                   f"{len(probes)} probes at {times} s" if probes else "no probe", len(probes) >= count)
+
+
+def cwnd_grows_by_at_least(evidence: Evidence, factor: float) -> Verdict:
+    """The sender's congestion window (its kernel's) grows from its first value by ``factor``."""
+    cwnds = [k.values["cwnd"] for k in evidence.kernel
+             if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
+    if not cwnds:
+        return Verdict("cwnd_grows_by_at_least", f"cwnd x{factor:g}", "no kernel samples of the sender", False)
+    grown = max(cwnds) / cwnds[0]
+    return Verdict("cwnd_grows_by_at_least", f"cwnd x{factor:g} or more",
+                   f"cwnd {cwnds[0]} -> {max(cwnds)} segments (x{grown:.1f})", grown >= factor)
+
+
+def reaches_pct_of_rate(evidence: Evidence, pct: float, window_s: float = 0.2) -> Verdict:
+    """New data reaches ``pct`` percent of the link's rate over some ``window_s``; and when."""
+    sent = [s for s in evidence.sent() if s.length and not s.analysis & RETRANSMISSION]
+    if not sent or not evidence.rate_kbit:
+        return Verdict("reaches_pct_of_rate", f">= {pct:g}% of the rate", "no data, or no rate to compare", False)
+    goal = evidence.rate_kbit * 1000 * pct / 100
+    best, when, low, in_window = 0.0, None, 0, 0
+    for high, segment in enumerate(sent):
+        in_window += segment.length
+        while sent[low].time_ns < segment.time_ns - window_s * 1e9:
+            in_window -= sent[low].length
+            low += 1
+        rate = in_window * 8 / window_s
+        best = max(best, rate)
+        if when is None and rate >= goal:
+            when = _seconds(evidence, segment)
+    seen = f"best {best / 1e6:.1f} Mbit/s over {window_s:g} s" + (f", {pct:g}% first at {when:.2f} s" if when else "")
+    return Verdict("reaches_pct_of_rate", f">= {pct:g}% of {evidence.rate_kbit / 1000:g} Mbit/s", seen, when is not None)
+
+
+def _rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
+    """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
+    samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
+    if not samples:
+        return None
+    late = sorted(samples[len(samples) // 2:])
+    return min(samples), max(samples), late[len(late) // 2]
+
+
+def _rtt_text(found) -> str:
+    if not found:
+        return "no RTT sample"
+    least, most, late = found
+    return f"RTT {least:.1f} ms at least, {most:.1f} at most, {late:.1f} in the second half (x{late / least:.1f})"
+
+
+def rtt_grows_by_at_least(evidence: Evidence, factor: float) -> Verdict:
+    """The round trip, in the second half of the transfer, is ``factor`` times its least:
+    the sender keeps the queue in front of the bottleneck full."""
+    found = _rtt_range(evidence)
+    return Verdict("rtt_grows_by_at_least", f"RTT x{factor:g} or more, late in the transfer", _rtt_text(found),
+                   bool(found) and found[2] >= factor * found[0])
+
+
+def rtt_grows_by_at_most(evidence: Evidence, factor: float) -> Verdict:
+    """The round trip, in the second half of the transfer, stays within ``factor`` of its least."""
+    found = _rtt_range(evidence)
+    return Verdict("rtt_grows_by_at_most", f"RTT x{factor:g} at most, late in the transfer", _rtt_text(found),
+                   bool(found) and found[2] <= factor * found[0])
+
+
+CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
+    check.__name__: check for check in (
+        syn_retransmitted_at_s, fast_retransmission, recovered_by_duplicate_acks, timeout_retransmission_after_ms, duplicate_acks_at_least,
+        no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
+        rtt_grows_by_at_least, rtt_grows_by_at_most)
+}
+"""Every expectation a scenario may state, by the name it uses."""
+
+
+def check_all(evidence: Evidence, expected: dict[str, Any]) -> list[Verdict]:
+    return [CHECKS[name](evidence, value) for name, value in expected.items()]
