@@ -11,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from lab.paths import CAPTURES_DIR
+from lab.teach.dynamics import DYNAMICS_QUESTIONS, Dynamics
 from lab.teach.exercises import QUESTIONS, Exercises
 from tests.helpers import invoke
 
@@ -33,8 +34,8 @@ def text_of(book: nbformat.NotebookNode) -> str:
     return "\n".join(out.get("text", "") for cell in book.cells if cell.cell_type == "code" for out in cell.outputs)
 
 
-def test_there_are_six_numbered_notebooks():
-    assert [p.name.split("-")[0] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_eight_numbered_notebooks():
+    assert [p.name.split("-")[0] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -55,6 +56,57 @@ def test_notebooks_are_stored_without_outputs_and_open_with_a_parameters_cell(pa
     assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code)
     assert any("parameters" in cell["metadata"].get("tags", []) for cell in code)
     assert book["cells"][0]["cell_type"] == "markdown" and "What you will see" in "".join(book["cells"][0]["source"])
+
+
+def dynamics_for(name: str) -> Dynamics:
+    """The bundled capture (with its kernel samples) each question of notebooks 07 and 08 is about."""
+    if name in ("syn_times_s", "client_rtos_s", "third_syn_s"):
+        return Dynamics(DATA / "syn-loss.pcapng", bulk=False)
+    if name in ("tail_retransmission_ms", "rto_before_it_ms"):
+        return Dynamics(DATA / "tail-loss.pcapng", bulk=False)
+    if name in ("zero_window_s", "window_probes", "probes"):
+        return Dynamics(DATA / "zero-window.pcapng")
+    if name in ("queue_delay_ms", "late_rtt_ms"):
+        return Dynamics(DATA / "bufferbloat-reno.pcapng")
+    return Dynamics(DATA / "slow-start.pcapng")
+
+
+@pytest.mark.parametrize("name", list(DYNAMICS_QUESTIONS))
+def test_the_kernel_questions_judge_right_and_wrong_answers_on_the_bundled_captures(name):
+    dyn = dynamics_for(name)
+    truth = dyn.reveal(name)
+    assert dyn.verdict(name, truth).ok is True
+    verdict = dyn.verdict(name, wrong(truth))
+    assert verdict.ok is False and "Hint:" in verdict.message and not gives_away(verdict.message, truth)
+
+
+def test_the_bundled_captures_show_what_notebooks_07_and_08_teach():
+    slow = Dynamics(DATA / "slow-start.pcapng")
+    assert slow.reveal("initial_cwnd") == 10 and 0.45 <= slow.reveal("reduction_factor") <= 0.55     # reno halves
+    assert Dynamics(DATA / "bufferbloat-reno.pcapng").reveal("queue_delay_ms") > 10 * \
+        Dynamics(DATA / "bufferbloat-bbr.pcapng").reveal("queue_delay_ms")
+    syn = Dynamics(DATA / "syn-loss.pcapng", bulk=False)
+    assert syn.reveal("syn_times_s") == pytest.approx([0, 1, 3], abs=0.1) and syn.reveal("client_rtos_s")[:2] == [1, 2]
+    tail = Dynamics(DATA / "tail-loss.pcapng", bulk=False)
+    assert tail.reveal("tail_retransmission_ms") >= 200
+    assert Dynamics(DATA / "zero-window.pcapng").reveal("window_probes") >= 2
+
+
+def test_a_prediction_is_revealed_only_once_it_is_made(capsys):
+    syn = Dynamics(DATA / "syn-loss.pcapng", bulk=False)
+    syn.reveal_against("third_syn_s", ...)
+    hidden = capsys.readouterr().out
+    assert "the answer shows only after you have guessed" in hidden and not gives_away(hidden, syn.syn_times_s()[2])
+    syn.reveal_against("third_syn_s", 2.0)
+    shown = capsys.readouterr().out
+    assert "you predicted 2.0" in shown and "off by -3" in shown and "doubles" in shown    # 2 s for 3: a hint
+    syn.reveal_against("third_syn_s", 3.0)
+    assert "close." in capsys.readouterr().out
+
+
+def test_a_capture_without_kernel_samples_says_how_to_make_one():
+    with pytest.raises(FileNotFoundError, match="invoke scenario NAME"):
+        Dynamics(DATA / "bulk-loss.pcapng")
 
 
 def exercises_for(name: str) -> Exercises:
@@ -166,3 +218,39 @@ def test_the_crafting_notebook_crafts_with_the_lab_up(lab, monkeypatch):
     assert "needs the running lab" not in out
     assert "our kernel has no socket for this connection" in out
     assert "the server answered: 'OK crafted by hand'" in out
+
+
+def with_parameters(path: Path, **values: str) -> nbformat.NotebookNode:
+    """The notebook with its parameters cell set, as papermill would (values are paths)."""
+    book = nbformat.read(path, as_version=4)
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = "\n".join(f"{name} = {str(value)!r}" for name, value in values.items())
+    return book
+
+
+@pytest.mark.docker
+def test_notebooks_07_and_08_run_on_fresh_scenario_captures(lab):
+    """The learner's own runs: each scenario on a fresh lab, then the notebook on those captures."""
+    made = {}
+    try:
+        for scenario_name, seed in (("slow-start", 3), ("bufferbloat", 3), ("syn-loss", 3), ("tail-loss-rto", 3),
+                                    ("zero-window", 3)):
+            result = invoke("scenario", scenario_name, "--seed", str(seed), "--lab", lab)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+            made[scenario_name] = sorted(CAPTURES_DIR.glob(f"{scenario_name}-seed{seed}*.pcapng"))[-1]
+        books = {
+            "07": with_parameters(NOTEBOOKS[6], pcap=made["slow-start"], bloat_loss=made["bufferbloat"],
+                                  bloat_bbr=made["bufferbloat"]),
+            "08": with_parameters(NOTEBOOKS[7], syn_pcap=made["syn-loss"], tail_pcap=made["tail-loss-rto"],
+                                  window_pcap=made["zero-window"]),
+        }
+        for number, book in books.items():
+            NotebookClient(book, timeout=600, kernel_name="python3",
+                           resources={"metadata": {"path": str(NOTEBOOKS[0].parent)}}).execute()
+            out = text_of(book)
+            assert "(bundled;" not in out and "Traceback" not in out
+            assert all(f"studying {path}" in out for path in made.values() if str(path) in str(book.cells))
+    finally:
+        for path in made.values():
+            path.unlink(missing_ok=True)
+            path.with_name(path.stem + ".kernel.jsonl").unlink(missing_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import signal
 import socket
 import struct
@@ -76,6 +78,23 @@ def test_a_real_bulk_is_sampled_with_the_kernels_window_and_states(server, tmp_p
     assert len(senders) >= 20, err
     assert max(s["cwnd"] for s in senders) >= 10 and all(s["srtt_us"] > 0 and s["rto_us"] >= 200_000 for s in senders)
     assert max(s["bytes_acked"] for s in senders) > 1_000_000
-    assert {s["state"] for s in samples} & {"FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"}, (err, samples[-3:])
+    assert {s["state"] for s in samples} & {"FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"}, err
     times = [s["t"] for s in samples]
     assert times == sorted(times) and abs(times[0] / 1e9 - time.time()) < 60      # the wall clock, as captures have
+    taken = int(re.search(r"written of (\d+) taken", err)[1])
+    assert taken > len(samples) and re.search(r"every [\d.]+ ms \(median", err)    # only changes are kept
+
+
+def test_only_changes_are_written_and_an_earlier_runs_time_wait_is_left_out():
+    out = io.StringIO()
+    recorder = sampler.Recorder(out)
+    old = {"local": "10.77.0.3:40000", "remote": "10.77.0.2:7000", "state": "TIME_WAIT"}
+    mine = {"local": "10.77.0.3:40001", "remote": "10.77.0.2:7000", "state": "ESTABLISHED", "cwnd": 10}
+    recorder.record(1, [old, mine])
+    recorder.record(2, [old, mine])                                     # nothing changed
+    recorder.record(3, [old, {**mine, "cwnd": 20}])
+    recorder.record(4, [old, {**mine, "state": "TIME_WAIT", "cwnd": None}])    # ours may end in TIME_WAIT
+    written = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(w["t"], w["local"][-5:], w["state"]) for w in written] == [
+        (1, "40001", "ESTABLISHED"), (3, "40001", "ESTABLISHED"), (4, "40001", "TIME_WAIT")]
+    assert recorder.taken == 8 and recorder.written == 3

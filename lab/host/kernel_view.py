@@ -9,8 +9,8 @@ the host it came from, in time order. The samples are stamped with the wall
 clock, the clock the capture's packets carry, so lab.inspect lines them up.
 
 What the sampler costs and achieves is measured, not assumed: its CPU seconds
-(from its own report) and the interval it really kept while a connection
-existed (the median gap between samples of one socket).
+and the interval it really kept while a lab socket existed (the median time
+between its samples), both from its own report.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import re
-import statistics
 import subprocess
 import threading
 from pathlib import Path
@@ -34,7 +33,7 @@ HOSTS = ("server", "client")
 READY = "tcplab-sampler-ready"
 READY_TIMEOUT_S = 20.0
 KERNEL_SUFFIX = ".kernel.jsonl"
-_CPU = re.compile(r"(\d+) samples, ([\d.]+) s of CPU")
+_REPORT = re.compile(r"(\d+) samples written of (\d+) taken, every ([\d.]+) ms .*?, ([\d.]+) s of CPU")
 
 
 @dataclasses.dataclass
@@ -42,14 +41,15 @@ class KernelSummary:
     """What the samplers recorded, and at what cost."""
 
     path: Path
-    samples: int
+    changes: int           # samples kept: where something changed
+    taken: int             # samples taken
     cpu_s: float
     interval_ms: float | None
 
     def __str__(self) -> str:
         interval = f"every {self.interval_ms:.2f} ms (median)" if self.interval_ms else "no connection seen"
-        return (f"{self.path.name}: {self.samples} kernel samples from the server and the client, {interval}, "
-                f"{self.cpu_s:.2f} s of the samplers' CPU")
+        return (f"{self.path.name}: {self.taken} kernel samples taken in the server's and the client's "
+                f"namespaces, {interval}, {self.changes} kept (the changes); {self.cpu_s:.2f} s of the samplers' CPU")
 
 
 class Sampler:
@@ -85,9 +85,10 @@ class Sampler:
             self.proc.wait(10)
         self.reader.join(5)
 
-    def cpu_s(self) -> float:
-        found = _CPU.search(self.report)
-        return float(found.group(2)) if found else 0.0
+    def counts(self) -> tuple[int, float, float]:
+        """(samples taken, median interval in ms, CPU seconds), from the sampler's last words."""
+        found = _REPORT.search(self.report)
+        return (int(found[2]), float(found[3]), float(found[4])) if found else (0, 0.0, 0.0)
 
 
 class KernelView:
@@ -127,26 +128,16 @@ class KernelView:
             out.writelines(json.dumps(sample, separators=(",", ":")) + "\n" for sample in samples)
             give_to_invoking_user(out.fileno())
         self.final = place(temporary, self.final)
-        return KernelSummary(self.final, len(samples), sum(s.cpu_s() for s in self.samplers),
-                             achieved_interval_ms(samples))
+        counts = [sampler.counts() for sampler in self.samplers]
+        intervals = [interval for _, interval, _ in counts if interval]
+        return KernelSummary(self.final, len(samples), sum(taken for taken, _, _ in counts),
+                             sum(cpu for _, _, cpu in counts), max(intervals) if intervals else None)
 
     def abandon(self) -> None:
         """Stop the samplers and keep nothing (the capture itself was not kept)."""
         for sampler in self.samplers:
             sampler.stop()
             remove_if_regular(sampler.part)
-
-
-def achieved_interval_ms(samples: list[dict]) -> float | None:
-    """The median gap between successive samples of the same socket, in milliseconds."""
-    last: dict[tuple, int] = {}
-    gaps = []
-    for sample in samples:
-        key = (sample["host"], sample["local"], sample["remote"])
-        if key in last:
-            gaps.append(sample["t"] - last[key])
-        last[key] = sample["t"]
-    return statistics.median(gaps) / 1e6 if gaps else None
 
 
 def remove_leftovers(docker: Docker, topology: Topology) -> None:

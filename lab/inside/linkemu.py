@@ -28,7 +28,7 @@ each packet's IP and TCP headers (the first 120 bytes, never the payload) and
 applies *events* to chosen packets, the same for everyone: drop the first
 SYN/ACK, drop the 5th data segment (first transmissions counted, not
 retransmissions), drop three segments from byte 100,000 on, delay a FIN by
-300 ms, hold a segment back until the next one has passed (reordering). And it
+300 ms, hold a segment back until the next two have passed it (reordering). And it
 can be the bottleneck itself: ``--rate-kbit`` sends packets out one after the
 other at that rate from a queue of ``--queue-packets`` (tail drop when full), so
 a deep queue fills and the round trip grows, as at a home router (bufferbloat).
@@ -381,7 +381,35 @@ def rule(action: str, source: str, queue: int, link: Link) -> list[str]:
             f"{RULE_COMMENT} {link.describe()}"[:255], "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
 
 
-REORDER_HOLD_S = 1.0     # a segment held back for reordering waits for the next one this long at most
+class HeldBack:
+    """Segments held back to be reordered: each leaves once OVERTAKEN_BY packets have passed it,
+    or after HOLD_S if they do not come (the end of a transfer)."""
+
+    OVERTAKEN_BY = 2
+    HOLD_S = 1.0
+
+    def __init__(self) -> None:
+        self.waiting: list[list] = []          # [since, packet id, packets that passed it]
+
+    def hold(self, pid: int, now: float) -> None:
+        self.waiting.append([now, pid, 0])
+
+    def passed(self) -> list[int]:
+        """A packet went by: the ids that may now follow it."""
+        for entry in self.waiting:
+            entry[2] += 1
+        return self._release(lambda entry: entry[2] >= self.OVERTAKEN_BY)
+
+    def expired(self, now: float) -> list[int]:
+        return self._release(lambda entry: now - entry[0] > self.HOLD_S)
+
+    def all(self) -> list[int]:
+        return self._release(lambda entry: True)
+
+    def _release(self, due) -> list[int]:
+        leaving = [entry[1] for entry in self.waiting if due(entry)]
+        self.waiting = [entry for entry in self.waiting if not due(entry)]
+        return leaving
 
 
 def run(source: str, queue_number: int, link: Link) -> dict:
@@ -395,7 +423,7 @@ def run(source: str, queue_number: int, link: Link) -> dict:
     decider, events = Decider(link), Events(list(link.events))
     bottleneck = Bottleneck(link.rate_kbit, link.queue_packets)
     held: list[tuple[float, int, int]] = []      # (release time, order, packet id)
-    held_back: list[tuple[float, int]] = []      # (since, packet id): to be overtaken by the next packet
+    held_back = HeldBack()
     order = accepted = dropped = 0
     try:
         while not stopping:
@@ -420,19 +448,16 @@ def run(source: str, queue_number: int, link: Link) -> dict:
                 if event and event.action == "delay":
                     release += event.delay_ms / 1000
                 if event and event.action == "reorder":
-                    held_back.append((now, pid))
+                    held_back.hold(pid, now)
                     continue
                 order += 1
                 heapq.heappush(held, (release, order, pid))
-                for _, late in held_back:           # the segments held back leave right after this one
+                for late in held_back.passed():     # leaves right after the packets that overtook it
                     order += 1
                     heapq.heappush(held, (release, order, late))
-                held_back.clear()
-            if held_back and now - held_back[0][0] > REORDER_HOLD_S:
-                for _, late in held_back:
-                    order += 1
-                    heapq.heappush(held, (now, order, late))
-                held_back.clear()
+            for late in held_back.expired(now):
+                order += 1
+                heapq.heappush(held, (now, order, late))
             while held and held[0][0] <= now:
                 decided.append((heapq.heappop(held)[2], NF_ACCEPT))
                 accepted += 1
@@ -440,7 +465,7 @@ def run(source: str, queue_number: int, link: Link) -> dict:
                 queue.verdicts(decided)
     finally:
         subprocess.run(rule("-D", source, queue_number, link), check=False)
-        queue.verdicts([(pid, NF_ACCEPT) for _, _, pid in held] + [(pid, NF_ACCEPT) for _, pid in held_back])
+        queue.verdicts([(pid, NF_ACCEPT) for _, _, pid in held] + [(pid, NF_ACCEPT) for pid in held_back.all()])
     return {"accepted": accepted, "dropped": dropped, "overflows": queue.overflows,
             "queue_drops": bottleneck.dropped, "events": dict(events.seen)}
 

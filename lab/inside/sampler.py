@@ -3,8 +3,9 @@
 What ``ss -ti`` shows once, this program records as a series: for each TCP socket
 on the lab's port, the kernel's state (SYN_SENT, ESTABLISHED, FIN_WAIT1, ...),
 congestion window and slow-start threshold, smoothed RTT and its variation, the
-retransmission timeout, segments in flight, retransmissions, bytes acknowledged,
-delivery and pacing rates, and the congestion control algorithm. A capture shows
+retransmission timeout and how often it has doubled (backoff), zero-window
+probes, segments in flight, retransmissions, bytes acknowledged, delivery and
+pacing rates, and the congestion control algorithm. A capture shows
 what crossed the wire; this shows why the sender sent it then.
 
 It runs in a sidecar container that joins a lab container's network namespace
@@ -23,7 +24,8 @@ namespace's TCP sockets, says that count changed (a new connection), and every
 DISCOVER_S in any case; a followed socket that the kernel no longer knows (after
 TIME_WAIT) is dropped.
 
-Output: one JSON object per socket and sample on stdout, e.g.
+Output: one JSON object per socket and change on stdout (a sample is written
+when some value of the socket changed since its last one), e.g.
 ``{"t": 1764550000123456789, "local": "10.77.0.2:7000", "remote": "10.77.0.3:41234",
 "state": "ESTABLISHED", "cwnd": 10, "ssthresh": null, "srtt_us": 52, ...}``;
 while no lab socket exists, only the socket count is read (36 us).
@@ -37,6 +39,7 @@ import argparse
 import json
 import signal
 import socket
+import statistics
 import struct
 import sys
 import time
@@ -61,7 +64,7 @@ _request = struct.Struct("=BBBxI4s32sI8s")     # family, protocol, extensions, s
 _diag_msg = struct.Struct("=BBBBHH16s16sI8sIIIII")
 _rtattr = struct.Struct("=HH")
 # struct tcp_info (linux/tcp.h), as far as the fields we keep: offsets into it.
-_u8x3 = struct.Struct("=BBB")                  # state, ca_state, retransmits
+_u8x5 = struct.Struct("=BBBBB")                # state, ca_state, retransmits, probes, backoff
 _u32 = struct.Struct("=I")
 _u64 = struct.Struct("=Q")
 TCP_INFO_FIELDS = {                             # name: (offset, format)
@@ -119,8 +122,9 @@ def parse_socket(payload: bytes) -> dict:
             break
         value = payload[offset + 4:offset + length]
         if kind == INET_DIAG_INFO and len(value) >= 168:
-            _, ca_state, _ = _u8x3.unpack_from(value)
+            _, ca_state, _, probes, backoff = _u8x5.unpack_from(value)
             sample["ca_state"] = CA_STATES.get(ca_state, str(ca_state))
+            sample["probes"], sample["backoff"] = probes, backoff   # zero-window probes; timer doublings
             for name, (at, form) in TCP_INFO_FIELDS.items():
                 sample[name] = form.unpack_from(value, at)[0]
             if sample["ssthresh"] >= INFINITE_SSTHRESH:
@@ -178,35 +182,59 @@ def on_port(sample: dict, port: int) -> bool:
     return sample["local"].endswith(f":{port}") or sample["remote"].endswith(f":{port}")
 
 
-def run(port: int, interval_s: float, out) -> int:
-    """Sample until SIGTERM or SIGINT; return how many samples were written."""
+class Recorder:
+    """Writes what changed: a socket's sample only when some value but the time differs from
+    its last one (the file holds every change at its millisecond, not a thousand copies of a
+    socket that sits still), and never a socket first seen in TIME_WAIT: that is an earlier
+    run's, not this one's."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.last: dict[tuple[str, str], dict] = {}
+        self.taken = self.written = 0
+        self.intervals: list[float] = []
+
+    def record(self, stamp: int, samples: list[dict]) -> None:
+        self.taken += len(samples)
+        for sample in samples:
+            key = (sample["local"], sample["remote"])
+            if key not in self.last and sample["state"] == "TIME_WAIT":
+                continue
+            if self.last.get(key) != sample:
+                self.out.write(json.dumps({"t": stamp, **sample}, separators=(",", ":")) + "\n")
+                self.written += 1
+                self.last[key] = sample
+
+
+def run(port: int, interval_s: float, out) -> Recorder:
+    """Sample until SIGTERM or SIGINT; return the recorder (its counts and the intervals kept)."""
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.append(True))
     diag = Diag()
+    recorder = Recorder(out)
     print("tcplab-sampler-ready", file=sys.stderr, flush=True)
-    written = 0
     followed: list[tuple[str, str]] = []
-    in_use, discovered_at = -1, 0.0
+    in_use, discovered_at, last_at = -1, 0.0, None
     next_at = time.monotonic()
     while not stopping:
         now_in_use = tcp_sockets_in_use()
+        stamp = time.time_ns()
         if now_in_use != in_use or time.monotonic() - discovered_at > DISCOVER_S:
             in_use, discovered_at = now_in_use, time.monotonic()
-            stamp = time.time_ns()
             lab_sockets = [sample for sample in diag.sockets() if on_port(sample, port)]
         else:
-            stamp = time.time_ns()
             lab_sockets = diag.lookup(followed)
         followed = [(sample["local"], sample["remote"]) for sample in lab_sockets]
-        for sample in lab_sockets:
-            out.write(json.dumps({"t": stamp, **sample}, separators=(",", ":")) + "\n")
-        written += len(lab_sockets)
+        recorder.record(stamp, lab_sockets)
+        if lab_sockets and last_at is not None:
+            recorder.intervals.append((stamp - last_at) / 1e6)
+        last_at = stamp if lab_sockets else None
         next_at += interval_s
         time.sleep(max(0.0, next_at - time.monotonic()))
         next_at = max(next_at, time.monotonic() - interval_s)     # a late sample does not cause a burst
     out.flush()
-    return written
+    return recorder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.port < 65536 or not 0.05 <= args.interval_ms <= 1000:
         parser.error("--port is 1..65535 and --interval-ms 0.05..1000")
     started = time.process_time()
-    written = run(args.port, args.interval_ms / 1000, sys.stdout)
-    print(f"lab.inside.sampler: {written} samples, {time.process_time() - started:.2f} s of CPU", file=sys.stderr)
+    recorder = run(args.port, args.interval_ms / 1000, sys.stdout)
+    intervals = sorted(recorder.intervals) or [0.0]
+    interval, p99 = statistics.median(intervals), intervals[min(len(intervals) - 1, int(0.99 * len(intervals)))]
+    print(f"lab.inside.sampler: {recorder.written} samples written of {recorder.taken} taken, "
+          f"every {interval:.2f} ms (median; 99% within {p99:.2f} ms, while a lab socket existed), "
+          f"{time.process_time() - started:.2f} s of CPU", file=sys.stderr)
     return 0
 
 

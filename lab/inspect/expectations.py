@@ -209,7 +209,7 @@ def reaches_pct_of_rate(evidence: Evidence, pct: float, window_s: float = 0.2) -
     return Verdict("reaches_pct_of_rate", f">= {pct:g}% of {evidence.rate_kbit / 1000:g} Mbit/s", seen, when is not None)
 
 
-def _rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
+def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
     samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
     if not samples:
@@ -228,14 +228,14 @@ def _rtt_text(found) -> str:
 def rtt_grows_by_at_least(evidence: Evidence, factor: float) -> Verdict:
     """The round trip, in the second half of the transfer, is ``factor`` times its least:
     the sender keeps the queue in front of the bottleneck full."""
-    found = _rtt_range(evidence)
+    found = rtt_range(evidence)
     return Verdict("rtt_grows_by_at_least", f"RTT x{factor:g} or more, late in the transfer", _rtt_text(found),
                    bool(found) and found[2] >= factor * found[0])
 
 
 def rtt_grows_by_at_most(evidence: Evidence, factor: float) -> Verdict:
     """The round trip, in the second half of the transfer, stays within ``factor`` of its least."""
-    found = _rtt_range(evidence)
+    found = rtt_range(evidence)
     return Verdict("rtt_grows_by_at_most", f"RTT x{factor:g} at most, late in the transfer", _rtt_text(found),
                    bool(found) and found[2] <= factor * found[0])
 

@@ -208,9 +208,9 @@ def kernel_window_figure(segments: Sequence[Segment], kernel, from_client: bool 
     return fig
 
 
-STATE_COLORS = {"SYN_SENT": "tab:olive", "SYN_RECV": "tab:olive", "ESTABLISHED": "tab:green",
-                "FIN_WAIT1": "tab:orange", "FIN_WAIT2": "tab:orange", "CLOSE_WAIT": "tab:purple",
-                "LAST_ACK": "tab:purple", "CLOSING": "tab:red", "TIME_WAIT": "tab:gray"}
+STATE_COLORS = {"SYN_SENT": "tab:olive", "SYN_RECV": "tab:cyan", "ESTABLISHED": "tab:green",
+                "FIN_WAIT1": "tab:orange", "FIN_WAIT2": "gold", "CLOSE_WAIT": "tab:purple",
+                "LAST_ACK": "tab:pink", "CLOSING": "tab:red", "TIME_WAIT": "tab:gray"}
 
 
 def kernel_states_figure(series_by_host: dict, start_ns: int, until_s: float | None = None, ax=None):
@@ -218,18 +218,29 @@ def kernel_states_figure(series_by_host: dict, start_ns: int, until_s: float | N
     to read beside the ladder: which side waits in which state, and for how long."""
     from lab.inspect.kernel import state_spans
 
-    fig, ax = _axes(ax, (10, 2.2))
+    fig, ax = _axes(ax, (10, 2.8))
     hosts = [host for host, series in series_by_host.items() if series]
+    # The file keeps changes only: a socket's last state lasts until the last sample of either host.
+    last_ns = max(series[-1].time_ns for series in series_by_host.values() if series) if hosts else start_ns
+    whole_s = max((last_ns - start_ns) / 1e9, 1e-3) if until_s is None else until_s
+    seen: dict[str, str] = {}
     for row, host in enumerate(hosts):
-        for begin, end, state in state_spans(series_by_host[host]):
+        spans = state_spans(series_by_host[host])
+        spans[-1] = (spans[-1][0], last_ns, spans[-1][2])
+        for begin, end, state in spans:
             left, right = (begin - start_ns) / 1e9, (end - start_ns) / 1e9
             if until_s is not None:
                 if left > until_s:
                     continue
                 right = min(right, until_s)
-            ax.broken_barh([(left, max(right - left, 1e-4))], (row - 0.35, 0.7),
-                           color=STATE_COLORS.get(state, "tab:blue"), alpha=0.8)
-            ax.text(left, row, f" {state}", va="center", fontsize=7, clip_on=True)
+            color = seen.setdefault(state, STATE_COLORS.get(state, "tab:blue"))
+            ax.broken_barh([(left, max(right - left, 1e-4))], (row - 0.35, 0.7), color=color, alpha=0.8)
+            if right - left > 0.08 * whole_s:        # a name only where it fits; the legend has them all
+                ax.text(left, row, f" {state}", va="center", fontsize=7, clip_on=True)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=color, alpha=0.8, label=state) for state, color in seen.items()],
+              fontsize=7, ncols=min(len(seen), 5), loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     ax.set_yticks(range(len(hosts)), hosts)
     ax.set_xlabel("time since the first frame (s)")
     ax.set_title("TCP states, as each host's kernel had them")

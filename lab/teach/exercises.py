@@ -181,10 +181,15 @@ class Exercises:
 
     # --- checking ---------------------------------------------------------------------
 
+    @property
+    def questions(self) -> dict[str, Question]:
+        """The questions these exercises ask (a subclass adds its own)."""
+        return QUESTIONS
+
     def verdict(self, name: str, answer: Any) -> Verdict:
-        question = QUESTIONS.get(name)
+        question = self.questions.get(name)
         if question is None:
-            raise KeyError(f"no question {name!r}; the questions are: {', '.join(QUESTIONS)}")
+            raise KeyError(f"no question {name!r}; the questions are: {', '.join(self.questions)}")
         if answer is ... or answer is None:
             return Verdict(None, f"{name}: replace ... with your answer, then run the cell again")
         truth = question.truth(self)
@@ -198,7 +203,7 @@ class Exercises:
 
     def reveal(self, name: str) -> Any:
         """The right answer for this capture: only when the learner asks."""
-        return QUESTIONS[name].truth(self)
+        return self.questions[name].truth(self)
 
 
 def _matches(question: Question, truth: Any, answer: Any) -> bool:

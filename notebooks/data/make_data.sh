@@ -54,4 +54,23 @@ udp() {
     inv impair --clear
 }
 capture_while udp 14 udp
+
+# 07 and 08: scenarios, each capture with the kernel's samples beside it. The lab
+# comes up again with reno (the textbook's algorithm, and one every host lets
+# containers use), then with bbr for the bufferbloat comparison.
+scenario() {  # scenario NAME FILE: run a bundled scenario (seed 1), keep its capture as FILE
+    inv scenario "$1" --seed 1
+    mv "captures/$1-seed1.pcapng" "$out/$2.pcapng"
+    mv "captures/$1-seed1.kernel.jsonl" "$out/$2.kernel.jsonl"
+}
+inv down
+inv up --cc reno
+scenario slow-start slow-start
+scenario bufferbloat bufferbloat-reno
+scenario syn-loss syn-loss
+scenario tail-loss-rto tail-loss
+scenario zero-window zero-window
+inv down
+inv up --cc bbr
+scenario bufferbloat bufferbloat-bbr
 ls -la "$out"

@@ -1,0 +1,226 @@
+"""Exercises and predictions on TCP in time: congestion control (notebook 07), timers and flow control (08).
+
+These read a capture *and* the kernel's samples kept beside it (``invoke
+capture --kernel``, or any ``invoke scenario``): the sender's congestion window,
+ssthresh, RTO and its backoff, which no capture shows. Two kinds of cell:
+
+* exercises, as in notebooks 01-06: ``dyn.check(name, answer)`` says right or
+  gives a hint, never the answer;
+* predict-then-reveal: the learner writes a prediction *before* seeing the
+  answer (``prediction = ...``), then ``dyn.reveal_against(name, prediction)``
+  shows what the capture and the kernel say, and how far off the guess was.
+  Without a prediction it shows nothing: guessing after seeing is not predicting.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from lab.inspect.expectations import Evidence, rtt_range
+from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
+from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
+from lab.teach.exercises import QUESTIONS, Exercises, Question
+
+
+class Dynamics(Exercises):
+    """Exercises on one capture and its kernel samples (the lab's connection, or its biggest)."""
+
+    def __init__(self, path: str | Path, bulk: bool = True, port: int = 7000) -> None:
+        super().__init__(path, bulk=bulk, port=port)
+        kernel_path = kernel_file_of(self.path)
+        if kernel_path is None:
+            raise FileNotFoundError(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
+                                    "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
+        self.kernel = connection_samples(read_kernel_file(kernel_path), self.conn)
+
+    @property
+    def questions(self) -> dict[str, Question]:
+        return {**QUESTIONS, **DYNAMICS_QUESTIONS}
+
+    # --- what the kernel and the capture say -----------------------------------------
+
+    @property
+    def start_ns(self) -> int:
+        return self.segments[0].time_ns
+
+    def seconds(self, time_ns: int) -> float:
+        return (time_ns - self.start_ns) / 1e9
+
+    @functools.cached_property
+    def sender(self) -> list[KernelSample]:
+        """The data sender's samples while it had a connection (ESTABLISHED and after)."""
+        return self.kernel["client" if self.sender_is_client else "server"]
+
+    def established(self) -> list[KernelSample]:
+        return [k for k in self.sender if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
+
+    def initial_cwnd(self) -> int:
+        return self.established()[0].values["cwnd"]
+
+    def cwnd_after_rounds(self, rounds: int) -> int:
+        """The sender's cwnd ``rounds`` round trips (its srtt then) after its first data segment."""
+        first_data = next(s for s in self.data(self.sender_is_client))
+        samples = self.established()
+        srtt_ns = next(k.values["srtt_us"] for k in samples if k.time_ns >= first_data.time_ns) * 1000
+        at = first_data.time_ns + rounds * srtt_ns
+        return next((k.values["cwnd"] for k in samples if k.time_ns >= at), samples[-1].values["cwnd"])
+
+    def first_reduction(self) -> tuple[int, int]:
+        """(cwnd just before the first loss was noticed, the ssthresh set then), in segments."""
+        samples = self.established()
+        at = next(i for i, k in enumerate(samples) if k.values.get("ssthresh") is not None)
+        before = max(k.values["cwnd"] for k in samples[:max(at, 1)])
+        return before, samples[at].values["ssthresh"]
+
+    def rtt_late_ms(self) -> float:
+        """The median RTT of the second half of the transfer (what a queue adds shows here)."""
+        return round(rtt_range(Evidence(self.segments, self.sender_is_client))[2], 1)
+
+    def queue_delay_ms(self) -> float:
+        least, _, late = rtt_range(Evidence(self.segments, self.sender_is_client))
+        return round(late - least, 1)
+
+    def syn_times_s(self) -> list[float]:
+        syns = [s for s in self.segments if s.flags & SYN and not s.flags & ACK and s.from_client]
+        return [round(self.seconds(s.time_ns), 3) for s in syns]
+
+    def client_rtos_s(self) -> list[float]:
+        """The client's RTO while in SYN_SENT, each value once: the kernel's timer, doubling."""
+        values = []
+        for k in self.kernel["client"]:
+            if k.values.get("state") == "SYN_SENT" and k.values.get("rto_us"):
+                rto = round(k.values["rto_us"] / 1e6, 3)
+                if rto not in values:
+                    values.append(rto)
+        return values
+
+    def retransmission_gap_ms(self) -> float:
+        """From the first data segment sent again back to its first transmission."""
+        first: dict[int, int] = {}
+        for s in self.data_and_again():
+            if s.rel_seq in first:
+                return round((s.time_ns - first[s.rel_seq]) / 1e6, 1)
+            first[s.rel_seq] = s.time_ns
+        raise ValueError("nothing was sent again")
+
+    def data_and_again(self):
+        return [s for s in self.segments if s.from_client == self.sender_is_client and s.length]
+
+    def rto_before_retransmission_ms(self) -> float:
+        """The sender's RTO, as its kernel had it, just before it sent the lost data again."""
+        gap_end = self.start_ns
+        first: dict[int, int] = {}
+        for s in self.data_and_again():
+            if s.rel_seq in first:
+                gap_end = s.time_ns
+                break
+            first[s.rel_seq] = s.time_ns
+        before = [k for k in self.sender if k.time_ns < gap_end and k.values.get("rto_us")]
+        return round(before[-1].values["rto_us"] / 1000, 1)
+
+    def zero_window_s(self) -> float:
+        received = [s for s in self.segments if s.from_client != self.sender_is_client]
+        zero = next(s for s in received if s.analysis & ZERO_WINDOW)
+        opened = next(s for s in received if s.analysis & WINDOW_UPDATE and s.time_ns > zero.time_ns)
+        return round((opened.time_ns - zero.time_ns) / 1e9, 3)
+
+    def window_probes(self) -> int:
+        return sum(1 for s in self.segments if s.from_client == self.sender_is_client and s.analysis & KEEP_ALIVE)
+
+    # --- predict, then reveal ---------------------------------------------------------
+
+    def reveal_against(self, name: str, prediction: Any) -> None:
+        """After the learner's prediction: what really happened, and how far off the guess was."""
+        question = PREDICTIONS[name]
+        if prediction is ... or prediction is None:
+            print(f"{name}: write your prediction in the cell above (replace ...), run it, then run this cell: "
+                  "the answer shows only after you have guessed")
+            return
+        truth = question.truth(self)
+        print(f"you predicted {prediction!r}; {question.prompt}: {truth!r}")
+        try:
+            off = (float(prediction) - float(truth)) / float(truth) if float(truth) else None
+        except (TypeError, ValueError):
+            off = None
+        if off is not None:
+            print(f"off by {off:+.0%}" + (" - close." if abs(off) <= 0.2 else ". " + question.hint))
+        else:
+            print(question.hint)
+
+
+DYNAMICS_QUESTIONS: dict[str, Question] = {
+    # 07: congestion control
+    "initial_cwnd": Question(
+        "the sender's congestion window (segments) when its connection opened",
+        lambda d: d.initial_cwnd(),
+        "the kernel's first ESTABLISHED sample of the sender: its cwnd (RFC 6928 sets the initial window)"),
+    "cwnd_at_first_loss": Question(
+        "the sender's largest cwnd (segments) before its first loss",
+        lambda d: d.first_reduction()[0],
+        "in the kernel's series, the cwnd before ssthresh first gets a value", "number", 0.15),
+    "ssthresh_after_loss": Question(
+        "the ssthresh (segments) the sender set at its first loss",
+        lambda d: d.first_reduction()[1],
+        "the first sample whose ssthresh is not None", "number", 0.15),
+    "reduction_factor": Question(
+        "ssthresh after the loss divided by cwnd before it (two decimals)",
+        lambda d: round(d.first_reduction()[1] / d.first_reduction()[0], 2),
+        "divide the two numbers above; reno halves, cubic keeps 0.7", "number", 0.15),
+    "queue_delay_ms": Question(
+        "how long (ms) a packet waits in the queue late in the transfer: the median RTT of the "
+        "second half minus the least RTT",
+        lambda d: d.queue_delay_ms(),
+        "the RTT graph: its floor is the link alone, its level late in the transfer the link and the queue",
+        "number", 0.2),
+    # 08: timers and flow control
+    "syn_times_s": Question(
+        "the times (s, since the first packet) of every SYN the client sent, as a list",
+        lambda d: d.syn_times_s(),
+        "filter the capture for SYNs without ACK; read their times", "list", 0.05),
+    "client_rtos_s": Question(
+        "the client's RTO (s) while it waited in SYN_SENT, each value once, as a list",
+        lambda d: d.client_rtos_s(),
+        "the kernel's samples of the client in SYN_SENT: their rto_us", "list", 0.05),
+    "tail_retransmission_ms": Question(
+        "how long (ms) the server waited before sending its lost reply again",
+        lambda d: d.retransmission_gap_ms(),
+        "the time of the retransmitted frame minus the time of the original", "number", 0.1),
+    "rto_before_it_ms": Question(
+        "the server's RTO (ms), as its kernel had it just before that retransmission",
+        lambda d: d.rto_before_retransmission_ms(),
+        "the server's kernel samples: rto_us, just before the retransmission", "number", 0.1),
+    "zero_window_s": Question(
+        "how long (s) the client's window stayed at zero",
+        lambda d: d.zero_window_s(),
+        "from the frame marked TCP ZeroWindow to the window update after it", "number", 0.15),
+    "window_probes": Question(
+        "how many zero-window probes the server sent",
+        lambda d: d.window_probes(),
+        "Linux's probes carry no data and the sequence number one below the next: Wireshark calls them TCP "
+        "Keep-Alive"),
+}
+
+PREDICTIONS: dict[str, Question] = {
+    "cwnd_after_3_rounds": Question(
+        "the kernel's cwnd three round trips after the first data segment",
+        lambda d: d.cwnd_after_rounds(3),
+        "in slow start each ACKed segment adds one segment to cwnd: twice as much every round trip"),
+    "late_rtt_ms": Question(
+        "the median RTT (ms) in the second half of the transfer",
+        lambda d: d.rtt_late_ms(),
+        "a full queue of N packets adds N x 1,500 bytes / the link's rate to every round trip"),
+    "third_syn_s": Question(
+        "the time (s) of the third SYN",
+        lambda d: d.syn_times_s()[2],
+        "the timer starts at 1 s and doubles after every expiry (RFC 6298, 5.5)"),
+    "tail_retransmission_ms": Question(
+        "how long (ms) the server waited before sending its lost reply again",
+        lambda d: d.retransmission_gap_ms(),
+        "with nothing after it to bring duplicate ACKs, only the RTO helps: srtt + 4 x rttvar, at least 200 ms"),
+    "probes": Question(
+        "how many zero-window probes the server sent while the client did not read",
+        lambda d: d.window_probes(),
+        "the persist timer starts at the RTO and doubles after every probe"),
+}
