@@ -176,8 +176,8 @@ def demo(c, message=None, lab=None):
 
 @task(
     positional=["name"],
-    help={"name": "a bundled scenario (syn-loss, fast-retransmit, tail-loss-rto, reorder, slow-start, bufferbloat, "
-                  "zero-window) or a .toml file; 'list' lists them",
+    help={"name": "a bundled scenario (syn-loss, fast-retransmit, burst-loss, tail-loss-rto, reorder, slow-start, "
+                  "bufferbloat, zero-window) or a .toml file; 'list' lists them",
           "seed": "your seed: it picks the lost segment and the link's numbers (default: the config's lab.seed, or 1)",
           "lab": LAB_HELP},
 )

@@ -134,7 +134,7 @@ def rtt_table(make, label: str, delays: list[float], base: float) -> list[list[s
     rows = []
     for delay in delays:
         link = make(delay)
-        measured = handshake_ms(5 if delay < 200 else 3)
+        measured = handshake_ms(11 if delay < 200 else 5)
         link.stop()
         expected = base + delay
         tolerance = 0.5 + 0.02 * delay

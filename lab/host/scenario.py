@@ -215,11 +215,8 @@ def run(c: Context, lab: Lab, scenario: Scenario, console) -> Path:
     """Bring the lab up if needed, apply the scenario, capture the exchange, remove the link; the capture."""
     topology = describe(lab)
     docker = Docker(c)
-    try:
-        found = require_up(docker, topology)
-    except LabError:
-        lifecycle.up(c, lab, topology)
-        found = require_up(docker, topology)
+    lifecycle.up(c, lab, topology)          # up if it is not; its image rebuilt if older than this code
+    found = require_up(docker, topology)
     say(f"scenario {scenario.name} (seed {scenario.seed}): {scenario.title}")
     impair.clear(c, lab, quiet=True, docker=docker)
     server, client = topology.container("server"), topology.container("client")

@@ -383,10 +383,11 @@ def rule(action: str, source: str, queue: int, link: Link) -> list[str]:
 
 class HeldBack:
     """Segments held back to be reordered: each leaves once OVERTAKEN_BY packets have passed it,
-    or after HOLD_S if they do not come (the end of a transfer)."""
+    or after HOLD_S if they do not come (the end of a flight): longer, and the sender's RACK
+    rule would call it lost and send it again, which is a loss, not a reordering."""
 
     OVERTAKEN_BY = 2
-    HOLD_S = 1.0
+    HOLD_S = 0.001
 
     def __init__(self) -> None:
         self.waiting: list[list] = []          # [since, packet id, packets that passed it]

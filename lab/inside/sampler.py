@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import statistics
@@ -75,6 +76,18 @@ TCP_INFO_FIELDS = {                             # name: (offset, format)
 }
 
 
+def _layout(fields: dict[str, tuple[int, struct.Struct]]) -> tuple[struct.Struct, list[str]]:
+    """One struct for all the fields kept, gaps padded: a socket is read with one unpack."""
+    layout, at, names = "=", 0, []
+    for name, (offset, form) in sorted(fields.items(), key=lambda item: item[1][0]):
+        layout += (f"{offset - at}x" if offset > at else "") + form.format[-1]
+        at, names = offset + form.size, names + [name]
+    return struct.Struct(layout), names
+
+
+_tcp_info, _tcp_info_names = _layout(TCP_INFO_FIELDS)
+
+
 EXTENSIONS = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1))
 ALL_BUT_LISTEN = 0xFFFFFFFF & ~(1 << 10)
 
@@ -95,13 +108,18 @@ def lookup_request(local: str, remote: str) -> bytes:
     return _nlmsghdr.pack(16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 2, 0) + body
 
 
-def tcp_sockets_in_use(path: str = "/proc/net/sockstat") -> int:
-    """This namespace's count of TCP sockets ("TCP: inuse N"): it changes when a connection comes or goes."""
-    with open(path, "rb") as stat:
-        for line in stat:
+class SocketCount:
+    """This namespace's count of TCP sockets ("TCP: inuse N" in /proc/net/sockstat): it changes
+    when a connection comes or goes. The file stays open and is read again from its start."""
+
+    def __init__(self, path: str = "/proc/net/sockstat") -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __call__(self) -> int:
+        for line in os.pread(self.fd, 4096, 0).splitlines():
             if line.startswith(b"TCP:"):
                 return int(line.split()[2])
-    return 0
+        return 0
 
 
 def endpoint(family: int, address: bytes, port: int) -> str:
@@ -125,8 +143,7 @@ def parse_socket(payload: bytes) -> dict:
             _, ca_state, _, probes, backoff = _u8x5.unpack_from(value)
             sample["ca_state"] = CA_STATES.get(ca_state, str(ca_state))
             sample["probes"], sample["backoff"] = probes, backoff   # zero-window probes; timer doublings
-            for name, (at, form) in TCP_INFO_FIELDS.items():
-                sample[name] = form.unpack_from(value, at)[0]
+            sample.update(zip(_tcp_info_names, _tcp_info.unpack_from(value)))
             if sample["ssthresh"] >= INFINITE_SSTHRESH:
                 sample["ssthresh"] = None       # still in slow start: no threshold yet
         elif kind == INET_DIAG_CONG:
@@ -211,7 +228,7 @@ def run(port: int, interval_s: float, out) -> Recorder:
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.append(True))
-    diag = Diag()
+    diag, tcp_sockets_in_use = Diag(), SocketCount()
     recorder = Recorder(out)
     print("tcplab-sampler-ready", file=sys.stderr, flush=True)
     followed: list[tuple[str, str]] = []

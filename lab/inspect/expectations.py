@@ -21,6 +21,7 @@ from lab.inspect.tcp import (
     ACK,
     DUPLICATE_ACK,
     FAST_RETRANSMISSION,
+    FIN,
     FLAG_NAMES,
     KEEP_ALIVE,
     OUT_OF_ORDER,
@@ -151,6 +152,28 @@ def duplicate_acks_at_least(evidence: Evidence, count: int) -> Verdict:
     return Verdict("duplicate_acks_at_least", f">= {count} duplicate ACKs", f"{seen} duplicate ACKs", seen >= count)
 
 
+def repeated_acks_at_least(evidence: Evidence, count: int) -> Verdict:
+    """ACKs from the receiver that did not move (the same ACK number as the one before, no data):
+    each says "I am still waiting for this byte" while later segments arrive.
+
+    Wireshark calls such an ACK a duplicate ACK only when its window is the same too;
+    a receiver still growing its window (early in a transfer) sends it with a larger
+    one, and Wireshark then calls it a window update. Both say the same about the gap.
+    """
+    last_ack, repeated, names = None, 0, set()
+    for segment in evidence.received():
+        if not segment.flags & ACK or segment.length or segment.flags & (SYN | FIN):
+            continue
+        if segment.rel_ack == last_ack:
+            repeated += 1
+            names.add("duplicate ACK" if segment.analysis & DUPLICATE_ACK else
+                      "window update" if segment.analysis & WINDOW_UPDATE else "ACK")
+        last_ack = segment.rel_ack
+    said = f" (Wireshark: {', '.join(sorted(names))})" if names else ""
+    return Verdict("repeated_acks_at_least", f">= {count} ACKs that did not move", f"{repeated}{said}",
+                   repeated >= count)
+
+
 def no_retransmission(evidence: Evidence, expected: bool = True) -> Verdict:
     again = [s for s in evidence.sent() if s.analysis & FLAG_NAMES["retransmission"]]
     return Verdict("no_retransmission", "nothing sent again",
@@ -243,7 +266,7 @@ def rtt_grows_by_at_most(evidence: Evidence, factor: float) -> Verdict:
 CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
     check.__name__: check for check in (
         syn_retransmitted_at_s, fast_retransmission, recovered_by_duplicate_acks, timeout_retransmission_after_ms, duplicate_acks_at_least,
-        no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
+        repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
         rtt_grows_by_at_least, rtt_grows_by_at_most)
 }
 """Every expectation a scenario may state, by the name it uses."""
