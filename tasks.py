@@ -140,12 +140,13 @@ def impair(c, target=None, delay=None, jitter=None, distribution=None, loss=None
 @task(help={
     "pcap": "a capture the notebooks study instead of the bundled ones (sets TCPLAB_PCAP)",
     "port": "the port JupyterLab listens on (default 8888)",
+    "lab": "the lab the notebooks' live cells act on (crafting, the kernel's sockets); default: the configuration's",
 })
-def notebook(c, pcap=None, port=None):
+def notebook(c, pcap=None, port=None, lab=None):
     """Open the study notebooks in JupyterLab (needs the notebooks extra)."""
     from lab.host import jupyter
 
-    jupyter.open_notebooks(c, pcap, port)
+    jupyter.open_notebooks(c, pcap, port, lab_of(c, lab).name)
 
 
 @task(help={

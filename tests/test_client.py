@@ -93,6 +93,21 @@ def test_bulk_downloads_checks_and_reports_throughput(server):
     assert "MB/s" in result.stdout
 
 
+def test_a_bulk_among_requests_says_what_followed_its_header(server):
+    result = run_client("--port", str(server.port), "BULK 10", "ECHO after")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[:3] == [
+        "OK 10 bytes follow", "(10 bytes of BULK data followed, then the END line; not shown: 'invoke bulk N' "
+        "checks and times them)", "OK after"]
+
+
+def test_a_slow_reader_stops_reading_and_still_gets_every_byte(server):
+    result = run_client("--port", str(server.port), "--bulk", "300000", "--rcvbuf", "8192", "--pause-after", "20000",
+                        "--pause-for", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("reading nothing for 0.5 s after ") and "OK received 300000 bytes" in result.stdout
+
+
 def test_interactive_reads_requests_until_end_of_input(server):
     result = run_client("--port", str(server.port), "--interactive", stdin="ECHO one\n\nUPPER two\n")
     assert result.returncode == 0

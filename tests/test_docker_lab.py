@@ -144,6 +144,8 @@ def test_logs_show_one_line_per_connection(lab_a):
     result = invoke("logs", "--lab", A)
     out = ok(result) + result.stderr  # docker logs keeps the server's stderr as stderr
     assert "conn proto=tcp" in out and "close=client" in out
+    client_log = ok(invoke("logs", "--role", "client", "--lab", A))
+    assert "the client host runs no program of its own" in client_log      # not an empty answer
 
 
 def test_up_sets_the_congestion_control_and_turns_ipv6_off(lab_b):

@@ -30,6 +30,9 @@ from tests.helpers import ROOT, invoke
     (["impair", "--rate", "0bit", "--lab", "nlt-never-up"], "give a rate above 0"),
     (["impair", "--rate", "1mbps", "--lab", "nlt-never-up"], "tc reads 'bps' as bytes per second"),
     (["inspect", "--json", "--stream", "1", "--pcap", "notebooks/data/exchange.pcapng"], "--json lists every connection"),
+    (["send", "ECHO x", "--step", "--lab", "nlt-never-up"], "--step waits for Enter before each step"),
+    (["scenario", "no-such-scenario"], "no scenario 'no-such-scenario'"),
+    (["up", "--cc", "nosuchcc", "--lab", "nlt-never-up"], "not 'nosuchcc'"),
 ])
 def test_bad_input_is_one_line(args, message):
     result = invoke(*args)
@@ -60,3 +63,16 @@ def test_notebook_without_jupyterlab_is_one_line():
         pytest.skip("JupyterLab is installed here")
     assert result.returncode == 1
     assert result.stderr.strip() == "JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'"
+
+
+def test_notebook_passes_its_lab_to_the_notebooks_live_cells(monkeypatch):
+    """`invoke notebook --lab X`: the kernels get INVOKE_LAB_NAME=X, the variable lab.teach.notebook reads."""
+    from invoke import Context
+
+    from lab.host import jupyter
+
+    ran = {}
+    monkeypatch.setattr(jupyter, "jupyter_command", lambda: "jupyter-lab")
+    monkeypatch.setattr(Context, "run", lambda self, command, **kwargs: ran.update(command=command, **kwargs))
+    jupyter.open_notebooks(Context(), None, None, "walk")
+    assert ran["env"] == {"INVOKE_LAB_NAME": "walk"} and "--notebook-dir" in ran["command"]

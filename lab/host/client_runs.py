@@ -20,7 +20,14 @@ from lab.host.topology import describe
 
 
 def send(c: Context, lab: Lab, client_args: Sequence[str], tty: bool = False) -> None:
-    """Run the client once in a fresh container; its exit code becomes ours."""
+    """Run the client once in a fresh container; its exit code becomes ours.
+
+    ``tty`` (chat, ``--step``) gives it the user's terminal: without one, it would
+    wait for an Enter that cannot come.
+    """
+    if tty and not sys.stdin.isatty():
+        raise LabError("--step waits for Enter before each step, and there is no terminal here: run it in one, "
+                       "or leave --step out")
     topology = describe(lab)
     docker = Docker(c)
     require_up(docker, topology)

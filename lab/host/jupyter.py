@@ -29,10 +29,15 @@ def jupyter_command() -> str:
     raise LabError("JupyterLab is not installed here: .venv/bin/pip install -e '.[notebooks]'")
 
 
-def open_notebooks(c: Context, pcap: str | None = None, port: str | int | None = None) -> None:
-    """Run JupyterLab on notebooks/ in the foreground (Ctrl-C stops it)."""
+def open_notebooks(c: Context, pcap: str | None = None, port: str | int | None = None,
+                   lab_name: str | None = None) -> None:
+    """Run JupyterLab on notebooks/ in the foreground (Ctrl-C stops it).
+
+    ``lab_name`` is the lab the notebooks' live cells act on (03's sockets, 05's
+    crafting): passed to the kernels as INVOKE_LAB_NAME, the variable the tasks read.
+    """
     port = number(port, "--port", whole=True, low=1, high=65535, default=8888)
-    env = {}
+    env = {"INVOKE_LAB_NAME": lab_name} if lab_name else {}
     if pcap:
         path = Path(pcap).expanduser().resolve()
         if not path.is_file():

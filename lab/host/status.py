@@ -99,5 +99,8 @@ def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail:
     name = topology.container(role)
     if name not in existing(docker, topology):
         raise LabError(f"no {role} container in lab {lab.name!r}: run 'invoke up{lab_option(lab)}' first")
+    if role == "client" and not follow:
+        say("the client host runs no program of its own (it holds the client's address); each 'invoke send' "
+            "runs the client in a container of its own and prints what it did")
     args = ["logs", *(["--follow"] if follow else []), *(["--tail", str(tail)] if tail else []), name]
     docker.run(args, check=False, show_stderr=True)

@@ -108,12 +108,11 @@ class Client:
             raise
         return sock
 
-    def send_line(self, line: str) -> protocol.Reply:
-        """Send one request line and return the reply (BULK data is read and dropped)."""
+    def send_line(self, line: str) -> tuple[protocol.Reply, int]:
+        """Send one request line; return the reply and how many BULK bytes followed it (read, not kept)."""
         request, data = request_from_line(line)
         self.pause(f"send {data!r} ({len(data)} bytes in a segment with PSH ->, then <- the reply)")
-        reply, _ = self.exchange(request, data)
-        return reply
+        return self.exchange(request, data)
 
     def exchange(self, request: protocol.Request | None, data: bytes,
                  on_bulk: Callable[[bytes], None] | None = None) -> tuple[protocol.Reply, int]:
@@ -219,7 +218,11 @@ def run_lines(client: Client, lines: Iterable[str]) -> int:
     status = EXIT_OK
     with client.conversation():
         for line in lines:
-            status = max(status, show(client.send_line(line)))
+            reply, bulk_bytes = client.send_line(line)
+            status = max(status, show(reply))
+            if isinstance(reply, Ok) and isinstance(request_from_line(line)[0], protocol.Bulk):
+                print(f"({bulk_bytes} bytes of BULK data followed, then the END line; not shown: "
+                      "'invoke bulk N' checks and times them)", flush=True)
             if line.strip().upper() == "QUIT":
                 break
     return status

@@ -199,9 +199,10 @@ def _print_one_connection(capture: Capture, console, conn: Connection, ladders: 
 def _conversations(capture: Capture, connections: list[Connection]):
     from rich.table import Table
 
-    table = Table(title="TCP conversations (like tshark -z conv,tcp)")
-    for column in ("stream", "client", "server", "frames c->s", "bytes c->s", "frames s->c",
-                   "bytes s->c", "start s", "duration s", "handshake RTT ms", "closed"):
+    # tshark -z conv,tcp counts whole frames' bytes; a learner asks how much *data* went each way.
+    table = Table(title="TCP conversations (frames as tshark -z conv,tcp counts them; payload: TCP data only)")
+    for column in ("stream", "client", "server", "frames c->s", "payload c->s", "frames s->c",
+                   "payload s->c", "start s", "duration s", "handshake RTT ms", "closed"):
         table.add_column(column, justify="right" if column not in ("client", "server") else "left")
     for conn in connections:
         rtt = handshake_rtt_ms(conn)
