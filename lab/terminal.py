@@ -1,15 +1,22 @@
-"""The terminal the lab prints to: a rich Console that never folds tables when piped."""
+"""The terminal the lab prints to: a rich Console as wide as the terminal, or as COLUMNS says."""
 
 from __future__ import annotations
 
+import os
 import sys
+
+PIPED_WIDTH = 200       # output to a file or a pipe: wide enough that tables never fold
 
 
 def console():
-    """A rich Console; when output is not a terminal, wide enough that tables never fold."""
+    """A rich Console: the terminal's width; when output is not a terminal, COLUMNS if set,
+    else PIPED_WIDTH. The report adapts its tables and ladders to whatever width it gets."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    if sys.stdout.isatty():
+        return Console()
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) >= 40 else PIPED_WIDTH)
 
 
 def say(message: str) -> None:

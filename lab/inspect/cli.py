@@ -41,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw the ladder of connections with at most N frames (default %(default)s; 0: none)")
     parser.add_argument("--stream", type=int, metavar="N",
                         help="only connection N (tcp.stream): its row, ladder and flags, or its --csv rows")
-    parser.add_argument("--width", type=int, default=100, help="width of the ladders in characters (default %(default)s)")
+    parser.add_argument("--width", type=int, help="width of the ladders in characters (default: the terminal's)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return parser
 
 
 def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
-        ladders: int = SHORT_CONNECTION, width: int = 100, stream: int | None = None) -> int:
+        ladders: int = SHORT_CONNECTION, width: int | None = None, stream: int | None = None) -> int:
     """Print the chosen output for one capture; return the exit code (1 for a damaged file).
 
     Mistakes (a missing file, a stream the capture lacks, options that do not go

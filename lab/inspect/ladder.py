@@ -82,8 +82,12 @@ def rungs(segments: Sequence[Segment]) -> list[Rung]:
     return [rung(segment, start) for segment in segments]
 
 
-def ladder_text(conn: Connection, segments: Sequence[Segment], width: int = 100) -> str:
-    """The ladder as lines of text, ``width`` characters wide."""
+def ladder_text(conn: Connection, segments: Sequence[Segment], width: int = 100,
+                notes: dict[int, Sequence[str]] | None = None) -> str:
+    """The ladder as lines of text, ``width`` characters wide; ``notes`` (frame -> sentences, the
+    story lab.inspect.story tells) are printed under their frame's arrow, wrapped to the width."""
+    import textwrap
+
     client = f"client {endpoint_text(conn.client.address, conn.client.port)}"
     server = f"server {endpoint_text(conn.server.address, conn.server.port)}"
     gutter = 18                                   # "frame    time ms  "
@@ -102,6 +106,9 @@ def ladder_text(conn: Connection, segments: Sequence[Segment], width: int = 100)
         else:
             arrow = "|<" + "-" * (left - 1) + text + "-" * right + "|"
         lines.append(f"{item.frame:>6} {item.time_ms:>9.3f}  {arrow}")
+        for note in (notes or {}).get(item.frame, ()):
+            lines += textwrap.wrap(note, width - 2, initial_indent=" " * (gutter - 4) + "-> ",
+                                   subsequent_indent=" " * (gutter - 1))
     return "\n".join(lines)
 
 

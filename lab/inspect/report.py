@@ -15,6 +15,7 @@ from lab.inspect.analysis import Capture, iter_segments, stream_segments
 from lab.inspect.decode import address_text, endpoint_text, tcp_flags_column
 from lab.inspect.kernel import connection_samples, kernel_file_of, read_kernel_file, series_json, state_spans
 from lab.inspect.ladder import ladder_text
+from lab.inspect.story import Storyteller
 from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, Segment, analysis_flag_names
 
 CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
@@ -148,7 +149,8 @@ def closed_text(conn: Connection) -> str:
     return f"FIN, {'client' if first is conn.client else 'server'} first"
 
 
-def print_report(capture: Capture, console, ladders: int = 60, width: int = 100, stream: int | None = None) -> None:
+def print_report(capture: Capture, console, ladders: int = 60, width: int | None = None,
+                 stream: int | None = None) -> None:
     """The human report: conversations, the ladder of each short one, the analysis flags.
 
     A terminal is not a place for thousands of rows: the table stops after
@@ -168,13 +170,13 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int = 100,
         _print_one_connection(capture, console, capture.connections[stream], ladders, width)
         return
     connections = capture.connections
-    console.print(_conversations(capture, connections[:MAX_ROWS]))
+    console.print(_conversations(capture, connections[:MAX_ROWS], console.width))
     if len(connections) > MAX_ROWS:
         console.print(f"... and {len(connections) - MAX_ROWS} more connections "
                       "(--json lists them all; --stream N shows one)")
     short = [conn for conn in connections if conn.segments is not None and len(conn.segments) <= ladders]
     for conn in short[:MAX_LADDERS]:
-        _print_ladder(conn, conn.segments, console, width)
+        _print_ladder(conn, conn.segments, console, width, capture.connections)
     if len(short) > MAX_LADDERS:
         console.print(f"\n... the ladders of {len(short) - MAX_LADDERS} more short connections are not drawn "
                       "(--stream N draws one)")
@@ -182,12 +184,12 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int = 100,
     _print_kernel(capture, console, connections[:MAX_ROWS])
 
 
-def _print_one_connection(capture: Capture, console, conn: Connection, ladders: int, width: int) -> None:
-    console.print(_conversations(capture, [conn]))
+def _print_one_connection(capture: Capture, console, conn: Connection, ladders: int, width: int | None) -> None:
+    console.print(_conversations(capture, [conn], console.width))
     # A short connection kept its segments; a long one is read again for them.
     segments = conn.segments if conn.segments is not None else stream_segments(capture.path, conn.stream)
     if len(segments) <= ladders:
-        _print_ladder(conn, segments, console, width)
+        _print_ladder(conn, segments, console, width, capture.connections)
     else:
         console.print(f"\nstream {conn.stream} has {len(segments)} frames: its ladder is drawn up to "
                       f"--ladders {ladders} frames (--ladders {len(segments)} draws it)")
@@ -196,28 +198,54 @@ def _print_one_connection(capture: Capture, console, conn: Connection, ladders: 
     _print_kernel(capture, console, [conn])
 
 
-def _conversations(capture: Capture, connections: list[Connection]):
+WIDE_TABLE = 150     # the full conversation table needs this many columns; narrower terminals get the short one
+
+
+def _conversations(capture: Capture, connections: list[Connection], width: int = WIDE_TABLE):
+    """The conversations as a table: every column where the terminal is wide, else the short
+    one (each endpoint whole on its own line, the two directions in one cell), never a "10.…"."""
+    from rich import box
     from rich.table import Table
 
     # tshark -z conv,tcp counts whole frames' bytes; a learner asks how much *data* went each way.
-    table = Table(title="TCP conversations (frames as tshark -z conv,tcp counts them; payload: TCP data only)")
-    for column in ("stream", "client", "server", "frames c->s", "payload c->s", "frames s->c",
-                   "payload s->c", "start s", "duration s", "handshake RTT ms", "closed"):
-        table.add_column(column, justify="right" if column not in ("client", "server") else "left")
+    title = "TCP conversations (frames counted as tshark -z conv,tcp does; payload: TCP data)"
+    if width >= WIDE_TABLE:
+        table = Table(title=title)
+        for column in ("stream", "client", "server", "frames c->s", "payload c->s", "frames s->c",
+                       "payload s->c", "start s", "duration s", "handshake RTT ms", "closed"):
+            table.add_column(column, justify="right" if column not in ("client", "server") else "left")
+    else:
+        table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        for column, justify in (("#", "right"), ("client\nserver", "left"), ("frames\nc->s s->c", "right"),
+                                ("payload\nc->s s->c", "right"), ("start s\nlasted s", "right"),
+                                ("handshake\nRTT ms", "right"), ("closed", "left")):
+            table.add_column(column, justify=justify, no_wrap=column.startswith("client"))
     for conn in connections:
         rtt = handshake_rtt_ms(conn)
-        table.add_row(str(conn.stream), endpoint_text(conn.client.address, conn.client.port),
-                      endpoint_text(conn.server.address, conn.server.port),
-                      str(conn.client.packets), si_size(conn.client.payload_bytes),
-                      str(conn.server.packets), si_size(conn.server.payload_bytes),
-                      f"{(conn.start_ns - capture.first_time_ns) / 1e9:.6f}", f"{conn.duration_ns / 1e9:.4f}",
-                      f"{rtt:.3f}" if rtt is not None else "-", closed_text(conn))
+        client = endpoint_text(conn.client.address, conn.client.port)
+        server = endpoint_text(conn.server.address, conn.server.port)
+        start = f"{(conn.start_ns - capture.first_time_ns) / 1e9:.6f}"
+        rtt_text = f"{rtt:.3f}" if rtt is not None else "-"
+        if width >= WIDE_TABLE:
+            table.add_row(str(conn.stream), client, server, str(conn.client.packets), si_size(conn.client.payload_bytes),
+                          str(conn.server.packets), si_size(conn.server.payload_bytes), start,
+                          f"{conn.duration_ns / 1e9:.4f}", rtt_text, closed_text(conn))
+        else:
+            table.add_row(str(conn.stream), f"{client}\n{server}", f"{conn.client.packets}\n{conn.server.packets}",
+                          f"{si_size(conn.client.payload_bytes)}\n{si_size(conn.server.payload_bytes)}",
+                          f"{start}\n{conn.duration_ns / 1e9:.4f}", rtt_text, closed_text(conn))
     return table
 
 
-def _print_ladder(conn: Connection, segments: list[Segment], console, width: int) -> None:
+def _print_ladder(conn: Connection, segments: list[Segment], console, width: int | None,
+                  connections: list[Connection] | None = None) -> None:
+    """The ladder at the terminal's width (or ``width``), with the story under the arrows that
+    carry one (the sentences the capture's pcapng comments hold)."""
+    teller = Storyteller(connections if connections is not None else {conn.stream: conn})
+    notes = {segment.frame: teller.comments(segment) for segment in segments}
     console.print(f"\n[bold]stream {conn.stream}[/]", highlight=False)
-    console.print(ladder_text(conn, segments, width), highlight=False, markup=False, soft_wrap=True)
+    console.print(ladder_text(conn, segments, width or min(console.width, 160), notes), highlight=False,
+                  markup=False, soft_wrap=True)
 
 
 def _print_flags(console, frames_by_flag: dict[str, list[int]]) -> None:
