@@ -21,17 +21,21 @@ from lab.host.frontdoor import LAB_HELP, lab_of, task
 from lab.host.options import bulk_options, client_options, exchange_options, whole_number
 from lab.host.settings import DEFAULTS
 
+VERBOSE_HELP = "show every line of an image build (default: what it does now, the rest in a log file)"
 
-@task(help={"lab": LAB_HELP})
-def build(c, lab=None):
+
+@task(help={"verbose": VERBOSE_HELP, "lab": LAB_HELP})
+def build(c, verbose=False, lab=None):
     """Build the lab's image (on debian:bookworm-slim, or a base made from Debian's packages)."""
+    c.config.lab.verbose = verbose
     image.build(c, lab_of(c, lab), Docker(c))
 
 
 @task(help={"cc": "the TCP congestion control of the server and client (e.g. cubic, reno, bbr: what the kernel "
-                  "offers; default: the kernel's own)", "lab": LAB_HELP})
-def up(c, cc=None, lab=None):
+                  "offers; default: the kernel's own)", "verbose": VERBOSE_HELP, "lab": LAB_HELP})
+def up(c, cc=None, verbose=False, lab=None):
     """Start the lab: network, server and client host; returns when the server answers."""
+    c.config.lab.verbose = verbose
     lifecycle.up(c, lab_of(c, lab, cc=cc))
 
 
@@ -167,11 +171,12 @@ def inspect(c, pcap=None, json=False, csv=False, ladders=None, stream=None):
 
 
 @task(iterable=["message"], help={"message": "a request line to send instead of the tour (repeatable)",
-                                  "lab": LAB_HELP})
-def demo(c, message=None, lab=None):
+                                  "verbose": VERBOSE_HELP, "lab": LAB_HELP})
+def demo(c, message=None, verbose=False, lab=None):
     """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
     from lab.host import tour
 
+    c.config.lab.verbose = verbose
     tour.demo(c, lab_of(c, lab), message)
 
 

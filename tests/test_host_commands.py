@@ -239,10 +239,13 @@ def test_a_missing_docker_command_is_named():
         Docker(c).run(["ps"])
 
 
-def test_every_docker_command_is_echoed(capsys):
-    c = mock({r"docker ps": Result("")})
+def test_every_docker_command_that_does_something_is_echoed_and_questions_are_not(capsys):
+    c = mock({r"docker (ps|run|network)": Result("")})
+    Docker(c).run(["run", "--rm", "tcplab/lab:tcplab", "true"], quiet=True)
+    Docker(c).run(["network", "create", "tcplab-net"], quiet=True)
     Docker(c).run(["ps", "-a"], quiet=True)
-    assert capsys.readouterr().out == "docker ps -a\n"
+    Docker(c).run(["network", "inspect", "tcplab-net"], quiet=True)
+    assert capsys.readouterr().out == "docker run --rm tcplab/lab:tcplab true\ndocker network create tcplab-net\n"
 
 
 @pytest.mark.parametrize("messages, udp, step, expected", [
@@ -261,3 +264,20 @@ def test_send_option_mistakes_are_one_line_errors():
         options.client_options(["ECHO a"], udp=True, step=True)
     with pytest.raises(LabError, match="whole number"):
         options.bulk_options("lots")
+
+
+def test_a_long_step_shows_what_it_does_now_and_keeps_everything_in_its_log(tmp_path, capsys):
+    from lab.host.progress import debootstrap_step, docker_build_step, run_logged
+
+    assert docker_build_step("Step 4/9 : RUN apt-get install -y python3\n") == "step 4/9: RUN apt-get install -y python3"
+    assert docker_build_step("#7 [3/9] RUN apt-get update\n") == "step 3/9: RUN apt-get update"
+    assert docker_build_step(" ---> Using cache\n") is None
+    assert debootstrap_step("I: Retrieving Packages \n") == "Retrieving Packages"
+    log = tmp_path / "step.log"
+    script = "echo 'Step 1/2 : RUN true'; for i in $(seq 50); do echo noise $i; done; echo 'Step 2/2 : RUN false'; exit 3"
+    code, tail = run_logged(["sh", "-c", script], "building", log, docker_build_step)
+    shown = capsys.readouterr().out
+    assert code == 3 and "noise 25" not in shown and "step 1/2: RUN true" in shown and "step 2/2" in shown
+    assert "noise 50" in tail and "noise 1\n" not in tail + "\n"              # the last lines, for the error
+    assert log.read_text().count("noise") == 50                              # all of it, in the file
+    assert run_logged(["sh", "-c", "echo ok"], "x", log, docker_build_step) == (0, "")

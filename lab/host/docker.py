@@ -2,8 +2,8 @@
 
 Every docker command of the lab (the tasks, the image build, the notebooks' live
 cells) goes through :class:`Docker`, which runs it with an invoke Context (so tests
-can hand it an ``invoke.MockContext``) and echoes it, so a learner can copy any
-step and run it by hand. Docker's own errors are turned into
+can hand it an ``invoke.MockContext``) and echoes each command that does
+something, so a learner can copy any step and run it by hand. Docker's own errors are turned into
 one line that says what to do (engine not running, no permission, subnet in use,
 ...); anything unrecognised shows docker's last line of error output.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Iterable, Sequence
@@ -21,6 +22,16 @@ from invoke import Context
 from invoke.runners import Result
 
 from lab.errors import LabError
+
+QUESTIONS = ("inspect", "logs", "ps", "images", "info", "version", "top", "ls")
+
+
+def is_question(words: Sequence[str]) -> bool:
+    """True for a docker command that only asks (``inspect``, ``network ls``, ...), changing nothing."""
+    verb = words[1] if words[:1] in (["network"], ["image"], ["container"], ["volume"]) and len(words) > 1 else \
+        (words[0] if words else "")
+    return verb in QUESTIONS
+ECHO_FORMAT = "\033[2m{command}\033[0m"       # dim: the lesson is the output, the command is the footnote
 
 NOT_INSTALLED = ("the docker command is not installed: install Docker "
                  "(Debian: apt-get install docker.io) and start its engine")
@@ -95,10 +106,13 @@ class Docker:
         return result
 
     def _echo(self, command: str) -> None:
-        """Print the command as invoke's echo does; one line at a time across threads."""
-        if self.echo:
-            with _ECHO_LOCK:
-                print(self.c.config.run.echo_format.format(command=command), flush=True)
+        """Print a command that does something, dimmed, on one line (the terminal folds it, a copy
+        pastes whole); one at a time across threads. The lab's questions to docker (inspect, logs
+        while it waits, ...) are its own business, not steps to repeat: they are not printed."""
+        if not self.echo or is_question(command.split()[1:]):
+            return
+        with _ECHO_LOCK:
+            print(ECHO_FORMAT.format(command=command) if sys.stdout.isatty() else command, flush=True)
 
     def popen(self, args: Sequence[str], stdout: IO[bytes] | None = None, stdout_name: str | None = None,
               stderr: int | None = subprocess.PIPE) -> subprocess.Popen:
@@ -118,6 +132,22 @@ class Docker:
                                     start_new_session=True)
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
+
+    def run_logged(self, args: Sequence[str], title: str, log_name: str, step_of, verbose: bool = False) -> None:
+        """``docker ARGS`` that prints a lot (a build): one moving line and a log file
+        (lab.host.progress), or all of it with ``verbose``; a failure is its last lines and the log."""
+        from lab.host.progress import log_file, run_logged
+
+        self._echo(shlex.join(["docker", *args]))
+        log_path = log_file(log_name)
+        try:
+            code, tail = run_logged(["docker", *args], title, log_path, step_of, verbose, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise DockerError(NOT_INSTALLED) from None
+        if code:
+            if tail:
+                print(tail, file=sys.stderr)
+            raise DockerError(f"{explain(tail, shlex.join(['docker', *args[:1]]))} (the whole output: {log_path})")
 
     def import_tree(self, folder: str, changes: Sequence[str], tag: str) -> None:
         """``tar -C FOLDER -c . | docker import --change ... - TAG``: a folder becomes an image."""

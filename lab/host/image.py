@@ -22,6 +22,8 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from invoke import Context
 
 from lab.errors import LabError
 from lab.host.docker import Docker
+from lab.host.progress import debootstrap_step, docker_build_step, log_file, run_logged
 from lab.host.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, SOURCE_LABEL, Lab
 from lab.paths import PROJECT_ROOT as ROOT
 from lab.terminal import say
@@ -95,11 +98,18 @@ def apt_mirror(lab: Lab) -> str:
 
 
 def bootstrap_base(c: Context, lab: Lab, docker: Docker, mirror: str) -> None:
-    """debootstrap a minimal bookworm and docker import it as BASE_IMAGE."""
+    """debootstrap a minimal bookworm and docker import it as BASE_IMAGE (its hundreds of lines
+    go to a log file; the terminal shows what it retrieves or unpacks now)."""
     rootfs = tempfile.mkdtemp(prefix="tcplab-base-")
     try:
-        c.run(f"debootstrap --variant=minbase bookworm {shlex.quote(rootfs)} {shlex.quote(mirror)}",
-              echo=True, in_stream=False)
+        command = ["debootstrap", "--variant=minbase", "bookworm", rootfs, mirror]
+        print(shlex.join(command), flush=True)
+        log_path = log_file("debootstrap")
+        code, tail = run_logged(command, f"making the base image {BASE_IMAGE} from Debian's packages", log_path,
+                                debootstrap_step, verbose(c), stdin=subprocess.DEVNULL)
+        if code:
+            print(tail, file=sys.stderr)
+            raise LabError(f"debootstrap failed (exit {code}): the whole output is in {log_path}")
         docker.import_tree(rootfs, [f"LABEL {LABEL}={lab.name}", f"LABEL {ROLE_LABEL}=base"], BASE_IMAGE)
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -126,9 +136,14 @@ def build(c: Context, lab: Lab, docker: Docker) -> None:
     image built from older code (after a git pull) and build it again.
     """
     base = choose_base(c, lab, docker)
-    say(f"building {lab.image} from docker/Dockerfile on {base}")
-    docker.run(["build", "--file", str(ROOT / "docker" / "Dockerfile"), "--build-arg", f"BASE={base}",
-                "--label", lab.label, "--label", f"{SOURCE_LABEL}={source_digest()}",
-                "--tag", lab.image, str(ROOT)], show_stderr=True)
+    docker.run_logged(["build", "--file", str(ROOT / "docker" / "Dockerfile"), "--build-arg", f"BASE={base}",
+                       "--label", lab.label, "--label", f"{SOURCE_LABEL}={source_digest()}",
+                       "--tag", lab.image, str(ROOT)],
+                      f"building {lab.image} on {base}", f"build-{lab.name}", docker_build_step, verbose(c))
     say(f"image {lab.image} is ready")
+
+
+def verbose(c: Context) -> bool:
+    """--verbose on build, up or demo: show every line of a build instead of its progress."""
+    return bool((c.config.get("lab") or {}).get("verbose"))
 

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "cc": AUTO,
     "ipv6": False,
     "seed": 1,              # a student's own: scenarios pick their lost segment and link numbers by it
+    "verbose": False,       # every line of an image build, not its progress (build, up, demo: --verbose)
 }
 CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 ALLOWED_CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
