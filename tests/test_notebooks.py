@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 from lab.paths import CAPTURES_DIR
 from lab.teach.dynamics import DYNAMICS_QUESTIONS, Dynamics
 from lab.teach.exercises import QUESTIONS, Exercises
+from lab.teach.notebook import CaptureMismatch
 from tests.helpers import invoke
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -105,7 +106,7 @@ def test_a_prediction_is_revealed_only_once_it_is_made(capsys):
 
 
 def test_a_capture_without_kernel_samples_says_how_to_make_one():
-    with pytest.raises(FileNotFoundError, match="invoke scenario NAME"):
+    with pytest.raises(CaptureMismatch, match="invoke scenario NAME"):
         Dynamics(DATA / "bulk-loss.pcapng")
 
 
@@ -254,3 +255,41 @@ def test_notebooks_07_and_08_run_on_fresh_scenario_captures(lab):
         for path in made.values():
             path.unlink(missing_ok=True)
             path.with_name(path.stem + ".kernel.jsonl").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("name", [name for name, question in QUESTIONS.items() if question.wrong])
+def test_a_checker_tells_the_right_method_from_the_nearest_wrong_one(name):
+    ex = exercises_for(name)
+    truth, question = ex.reveal(name), QUESTIONS[name]
+    for wrong_answer in question.wrong(ex):
+        assert ex.verdict(name, round(wrong_answer, 3)).ok is False, (truth, wrong_answer)
+    assert ex.verdict(name, round(truth, 3)).ok is True
+
+
+@pytest.mark.parametrize("name, answer, says", [
+    ("first_segment_lengths", "16,20,5", "write a Python list in square brackets"),
+    ("estimated_rtt_ms", "0.043 ms", "without units"),
+    ("estimated_rtt_ms", "0.043", "without quotes"),
+    ("window_throttled", 1, "write True or False"),
+])
+def test_a_mistake_of_form_is_told_apart_from_a_wrong_answer(name, answer, says):
+    verdict = exercises_for(name).verdict(name, answer)
+    assert verdict.ok is False and says in verdict.message and "Hint:" not in verdict.message
+
+
+def test_a_notebook_given_the_wrong_kind_of_capture_says_what_to_capture_in_one_sentence():
+    book = with_parameters(NOTEBOOKS[3], pcap=DATA / "exchange.pcapng")        # 04 needs a loss
+    with pytest.raises(Exception) as failed:
+        NotebookClient(book, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS[0].parent)}}).execute()
+    said = str(failed.value)
+    assert "lacks what this notebook studies (a download with retransmissions)" in said
+    assert "invoke impair --loss 2" in said and "StopIteration" not in said
+
+
+def test_one_capture_for_every_notebook_is_passed_over_where_it_does_not_fit(monkeypatch):
+    monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "exchange.pcapng"))
+    monkeypatch.setenv("INVOKE_LAB_NAME", "nlt-no-such-lab")
+    out = text_of(execute(NOTEBOOKS[5]))                                      # 06 studies UDP
+    assert "lacks what this notebook studies (UDP datagrams to port 7000)" in out
+    assert "ECHO over UDP" in out                                             # the bundled one, studied

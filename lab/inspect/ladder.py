@@ -118,7 +118,7 @@ def ladder_figure(conn: Connection, segments: Sequence[Segment], ax=None, title:
 
     items = rungs(segments)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(11, 1.2 + 0.42 * max(len(items), 1)))
+        fig, ax = plt.subplots(figsize=(11, 1.4 + 0.5 * max(len(items), 1)))
     else:
         fig = ax.figure
     ax.set_xlim(-0.3, 1.05)
@@ -135,10 +135,11 @@ def ladder_figure(conn: Connection, segments: Sequence[Segment], ax=None, title:
         ax.annotate("", xy=(end, row + 0.55), xytext=(start, row + 0.05),
                     arrowprops=dict(arrowstyle="-|>", color=color, linewidth=1.4))
         label = item.label if not item.analysis else f"{item.label}  [{', '.join(item.analysis)}]"
-        ax.text(0.5, row + 0.22, label, ha="center", va="bottom", fontsize=7.5, color=color,
-                bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.85))
+        # The label sits above the arrow's middle (y grows downwards here), on white, so they never cross.
+        ax.text(0.5, row + 0.16, label, ha="center", va="bottom", fontsize=8.5, color=color,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.8, alpha=0.9))
         ax.text(-0.08, row + 0.3, f"#{item.frame}  {item.time_ms:.3f} ms", ha="right", va="center",
-                fontsize=7.5, color="0.3")
+                fontsize=8.5, color="0.3")
     ax.axis("off")
     ax.set_title(title or f"TCP stream {conn.stream}: frames top to bottom", fontsize=10)
     fig.tight_layout()

@@ -31,8 +31,10 @@ class Dynamics(Exercises):
         super().__init__(path, bulk=bulk, port=port)
         kernel_path = kernel_file_of(self.path)
         if kernel_path is None:
-            raise FileNotFoundError(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
-                                    "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
+            from lab.teach.notebook import CaptureMismatch
+
+            raise CaptureMismatch(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
+                                  "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
         self.kernel = connection_samples(read_kernel_file(kernel_path), self.conn)
 
     @property

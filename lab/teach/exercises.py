@@ -60,6 +60,15 @@ class Question:
     hint: str
     kind: str = "exact"      # exact, text, number (relative tolerance), list, either (one of several numbers)
     tolerance: float = 0.0
+    wrong: Callable[["Exercises"], list[float]] | None = None    # what the nearest wrong methods give
+
+    def tolerance_for(self, exercises: "Exercises", truth: Any) -> float:
+        """The tolerance, narrowed to half the distance to the nearest wrong method's answer, so
+        that a close enough answer is right and the wrong method's is not."""
+        if self.wrong is None or not isinstance(truth, (int, float)) or not truth:
+            return self.tolerance
+        distances = [abs(value - truth) / abs(truth) for value in self.wrong(exercises) if value != truth]
+        return min([self.tolerance, *(distance / 2 for distance in distances)])
 
 
 def _text(value: Any) -> str:
@@ -193,7 +202,10 @@ class Exercises:
         if answer is ... or answer is None:
             return Verdict(None, f"{name}: replace ... with your answer, then run the cell again")
         truth = question.truth(self)
-        if _matches(question, truth, answer):
+        problem = form_problem(question, truth, answer)
+        if problem:
+            return Verdict(False, f"✘ {name}: {problem}")
+        if _matches(question, truth, answer, question.tolerance_for(self, truth)):
             return Verdict(True, f"✔ {name}: right")
         return Verdict(False, f"✘ {name}: not quite. Hint: {question.hint}")
 
@@ -206,18 +218,38 @@ class Exercises:
         return self.questions[name].truth(self)
 
 
-def _matches(question: Question, truth: Any, answer: Any) -> bool:
+def form_problem(question: Question, truth: Any, answer: Any) -> str | None:
+    """What is wrong with the answer's *form*, said apart from its content: text where a list or
+    a number is asked, units after a number, 1 for True."""
+    if question.kind == "list" and isinstance(answer, str):
+        return "write a Python list in square brackets, e.g. [1448, 1448], not text in quotes"
+    if isinstance(truth, bool):
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            return "write True or False (not 1 or 0)"
+        return None
+    numeric = question.kind in ("number", "either") or (question.kind == "exact" and isinstance(truth, (int, float)))
+    if numeric and isinstance(answer, str):
+        try:
+            float(answer)
+        except ValueError:
+            return "write the number alone, without units or words (e.g. 0.043, not '0.043 ms')"
+        return "write the number without quotes (e.g. 0.043, not '0.043')"
+    return None
+
+
+def _matches(question: Question, truth: Any, answer: Any, tolerance: float | None = None) -> bool:
+    tolerance = question.tolerance if tolerance is None else tolerance
     if question.kind == "text":
         accepted = truth if isinstance(truth, (set, tuple, list)) else {truth}
         return _text(answer) in {_text(t) for t in accepted}
     if question.kind == "number":
-        return _close(truth, answer, question.tolerance)
+        return _close(truth, answer, tolerance)
     if question.kind == "list":
         try:
             answers = list(answer)
         except TypeError:
             return False
-        return len(answers) == len(truth) and all(_close(t, a, question.tolerance) for t, a in zip(truth, answers))
+        return len(answers) == len(truth) and all(_close(t, a, tolerance) for t, a in zip(truth, answers))
     if question.kind == "either":      # one of several right numbers (raw or relative)
         return any(_close(t, answer, 0) for t in truth)
     if isinstance(truth, bool):
@@ -228,6 +260,8 @@ def _matches(question: Question, truth: Any, answer: Any) -> bool:
 
 
 def _close(truth: float, answer: Any, tolerance: float) -> bool:
+    if isinstance(answer, str):
+        return False                     # form_problem says why
     try:
         value = float(answer)
     except (TypeError, ValueError):
@@ -236,7 +270,7 @@ def _close(truth: float, answer: Any, tolerance: float) -> bool:
         return math.isnan(value)
     allowed = abs(truth) * tolerance
     if tolerance:
-        allowed = max(allowed, 0.002)    # answers are read to three decimals
+        allowed = max(allowed, 0.0005)   # answers are read to three decimals
     return abs(value - truth) <= allowed
 
 
@@ -304,7 +338,9 @@ QUESTIONS: dict[str, Question] = {
     "first_segment_lengths": Question(
         "lengths of the data sender's first six data segments, as a list",
         lambda e: [s.length for s in e.data(e.sender_is_client)[:FIRST]],
-        "the first is the reply line announcing the data; the rest are as large as the MSS allows", "list"),
+        "the first is the reply line announcing the data; the rest are as large as a segment can be: the MSS the "
+        "handshake announced (1460 on Ethernet) less the 12 bytes of the timestamps option every segment carries "
+        "(look for 'TCP Option - Timestamps')", "list"),
     "sample_rtts_ms": Question(
         "SampleRTT (ms) of those six segments, as a list",
         lambda e: e.sample_rtts(e.sender_is_client),
@@ -312,7 +348,10 @@ QUESTIONS: dict[str, Question] = {
     "estimated_rtt_ms": Question(
         "EstimatedRTT (ms) after those six samples (alpha 0.125, starting at the first)",
         lambda e: e.estimated_rtt(e.sample_rtts(e.sender_is_client)),
-        "apply EstimatedRTT = 0.875 * EstimatedRTT + 0.125 * SampleRTT five times", "number", 0.05),
+        "apply EstimatedRTT = 0.875 * EstimatedRTT + 0.125 * SampleRTT five times, starting at the first sample "
+        "(the plain average of the six is another, wrong, number)", "number", 0.05,
+        wrong=lambda e: [statistics.mean(e.sample_rtts(e.sender_is_client)),
+                         e.sample_rtts(e.sender_is_client)[-1]]),
     "minimum_window": Question(
         "the smallest receive window (bytes, scaled) the receiver advertised after the handshake",
         lambda e: min(e.receiver_windows()),
@@ -341,8 +380,10 @@ QUESTIONS: dict[str, Question] = {
     "fleet_period_ms": Question(
         "the time (ms) between the fleets of segments in slow start: one round trip (take the median SampleRTT)",
         lambda e: round(statistics.median(x for x in e.sample_rtts(e.sender_is_client, 10_000) if x == x), 3),
-        "each fleet leaves when the ACKs for the previous one come back: look at the RTT graph's typical value",
-        "number", 0.5),
+        "each fleet leaves when the ACKs for the previous one come back: take the median of all SampleRTTs (not "
+        "their mean, which the few long ones pull up)",
+        "number", 0.5,
+        wrong=lambda e: [statistics.mean(x for x in e.sample_rtts(e.sender_is_client, 10_000) if x == x)]),
     "slow_start_ends_s": Question(
         "seconds from the connection's first packet to the first retransmission, where slow start ends",
         lambda e: e.first_loss_s(),

@@ -21,12 +21,78 @@ from lab.paths import PROJECT_ROOT
 DATA = PROJECT_ROOT / "notebooks" / "data"
 
 
+class CaptureMismatch(Exception):
+    """A capture that lacks what a notebook studies: one sentence saying what to capture instead."""
+
+    def _render_traceback_(self) -> list[str]:      # IPython shows these lines instead of a traceback
+        return [f"this notebook cannot study that capture: {self}"]
+
+
+def _lab_connections(path: Path):
+    from lab.inspect.analysis import analyze
+
+    return [c for c in analyze(path).connections if c.server.port == 7000]
+
+
+def _has_exchange(path: Path) -> bool:
+    return any(c.handshake.complete() and c.client.payload_bytes and c.server.payload_bytes
+               for c in _lab_connections(path))
+
+
+def _has_loss(path: Path) -> bool:
+    from lab.inspect.analysis import analyze
+
+    return bool(analyze(path).frames_with("retransmission"))
+
+
+def _has_udp(path: Path) -> bool:
+    from lab.inspect.decode import udp_datagram
+
+    with path.open("rb") as stream:
+        return any((found := udp_datagram(record.linktype, record.data)) is not None and 7000 in (found.sport,
+                                                                                                   found.dport)
+                   for record in read_records(stream))
+
+
+def _has_kernel_samples(path: Path) -> bool:
+    from lab.inspect.kernel import kernel_file_of
+
+    return kernel_file_of(path) is not None
+
+
+# What each bundled capture has that its notebooks need, and how a learner makes one like it.
+NEEDS = {
+    "exchange.pcapng": (_has_exchange, "a TCP connection to port 7000 with requests and replies",
+                        "invoke capture --send 'ECHO hello' --send TIME"),
+    "bulk-loss.pcapng": (_has_loss, "a download with retransmissions",
+                         "invoke impair --loss 2, then invoke capture --bulk 3000000"),
+    "crafted.pcapng": (lambda path: bool(_lab_connections(path)), "TCP to port 7000",
+                       "invoke capture --seconds 8, and run the crafting cells meanwhile"),
+    "udp.pcapng": (_has_udp, "UDP datagrams to port 7000",
+                   "invoke capture --seconds 10 while invoke send --udp 'ECHO hi' runs"),
+}
+KERNEL_NEED = (_has_kernel_samples, "the kernel's samples beside it (NAME.kernel.jsonl)",
+               "invoke scenario NAME, or invoke capture --kernel")
+
+
 def capture_path(given: str | None, bundled: str) -> Path:
-    """The capture to study: ``given`` (the parameters cell), else $TCPLAB_PCAP, else the bundled one."""
+    """The capture to study: ``given`` (the parameters cell), else $TCPLAB_PCAP, else the bundled one.
+
+    A capture that lacks what this notebook studies is refused in one sentence when
+    the notebook names it, and passed over for the bundled one when TCPLAB_PCAP
+    does (one variable feeds every notebook, and each needs its own kind).
+    """
     chosen = given or os.environ.get("TCPLAB_PCAP")
     path = Path(chosen).expanduser() if chosen else DATA / bundled
     if not path.exists():
         raise FileNotFoundError(f"no capture at {path}: make one with invoke capture, or unset TCPLAB_PCAP")
+    has, what, how = NEEDS.get(bundled, KERNEL_NEED)
+    if chosen and not has(path):
+        if given:
+            raise CaptureMismatch(f"{path.name} lacks what this notebook studies ({what}); make one with: {how}")
+        print(f"TCPLAB_PCAP={path} lacks what this notebook studies ({what}); studying the bundled "
+              f"{bundled} instead (make one with: {how}, and name it in the parameters cell)")
+        chosen, path = None, DATA / bundled
     print(f"studying {path}" + ("" if chosen else " (bundled; set TCPLAB_PCAP=yours.pcapng to study your own)"))
     return path
 
