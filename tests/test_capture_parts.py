@@ -194,3 +194,22 @@ def test_status_reads_impairments_from_tc_and_the_emulators_rules():
     assert described == {"self": "netem delay 100ms 20ms loss 5% reorder 10%, tbf rate 1Mbit",
                          "tcplab-client": "delay 40ms loss 2% seed 7 (nfqueue)"}
     assert impair.describe_rules("qdisc noqueue 0: root refcnt 2\n---\n-P PREROUTING ACCEPT\n", {}) == {}
+
+
+def test_the_live_view_tells_the_story_under_the_packets_that_carry_one():
+    """The sentences the pcapng's comments will hold, shown as the packets go by."""
+    import io
+
+    from rich.console import Console
+
+    from lab.host.livewatch import LiveView
+    from lab.paths import PROJECT_ROOT
+
+    out = io.StringIO()
+    view = LiveView(PROJECT_ROOT / "notebooks" / "data" / "exchange.pcapng",
+                    Console(file=out, width=100, color_system=None), RateLimit(rate=1e6, burst=1000))
+    view.done.set()                                  # the file is complete: read it to the end
+    view.run()
+    text = " ".join(out.getvalue().split())
+    assert "-> SYN: the client 10.77.1.3:57326 asks to open a connection" in text
+    assert "-> last ACK: the connection is closed; the client, which closed first, now waits in TIME_WAIT" in text

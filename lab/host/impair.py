@@ -37,7 +37,7 @@ from lab.errors import LabError
 from lab.host.docker import Docker
 from lab.host.options import number
 from lab.host.settings import Lab
-from lab.host.state import Found, address_of, require_up
+from lab.host.state import Found, address_of, lab_option, require_up
 from lab.host.topology import Topology, describe
 from lab.inside.linkemu import READY as EMULATOR_READY
 from lab.inside.linkemu import RULE_COMMENT
@@ -250,9 +250,10 @@ def start_emulators(docker: Docker, topology: Topology, target: str, receivers: 
         if not running or not running[0].get("State", {}).get("Running") or time.monotonic() > deadline:
             complaint = (log.stderr.strip().splitlines() or ["no message"])[-1]
             if not running:         # it exited at once, and --rm took its log with it
+                again = lab_option(topology.lab)
                 complaint = ("it exited at once: run it by hand to see why (docker run ... python3 -m "
-                             "lab.inside.linkemu ...), or rebuild an image older than this code (invoke down, "
-                             "then invoke up)")
+                             f"lab.inside.linkemu ...), or rebuild an image older than this code (invoke down{again}, "
+                             f"then invoke up{again})")
             docker.run(["rm", "--force", *names], quiet=True, check=False)
             raise LabError(f"the link emulator did not start: {complaint}")
         time.sleep(0.1)

@@ -21,6 +21,7 @@ from rich.markup import escape
 from lab.inspect.decode import ACK, address_text, ip_packet, tcp_flags_text, udp_datagram
 from lab.inspect.ladder import payload_preview
 from lab.inspect.reader import CaptureFileError, read_records
+from lab.inspect.story import Storyteller
 from lab.inspect.tcp import Segment, Tracker, wireshark_labels
 
 LINES_PER_SECOND = 25
@@ -121,11 +122,13 @@ class LiveView:
     def run(self) -> None:
         source = GrowingFile(self.path, self.done)
         tracker = Tracker(keep=False, emit=True)
+        teller = Storyteller(tracker.connections)
         first = None
         try:
             for frame, record in enumerate(read_records(source), 1):
                 first = record.time_ns if first is None else first
                 segment = tracker.analyse(frame, record)
+                story = teller.comments(segment) if segment is not None else ()
                 if not self.rate.allow():
                     self.hidden += 1
                     self._hidden_since_note += 1
@@ -133,6 +136,8 @@ class LiveView:
                     continue
                 self.shown += 1
                 self.console.print(self.line(segment, record, (record.time_ns - first) / 1e9), highlight=False)
+                for sentence in story:       # what the pcapng's comment on this packet will say
+                    self.console.print(f"[dim italic]{' ' * 12}-> {escape(sentence)}[/]", highlight=False)
         except (CaptureFileError, OSError, ValueError):
             pass   # a capture cut short: the recorder reports it; the view just stops
         finally:
