@@ -57,6 +57,9 @@ def test_the_network_is_internal_with_a_subnet_outside_dockers_default_pools(lab
     subnet = ipaddress.ip_network(net["IPAM"]["Config"][0]["Subnet"])
     for pool in ("172.17.0.0/16", "172.16.0.0/12", "192.168.0.0/16"):
         assert not subnet.overlaps(ipaddress.ip_network(pool))
+    for role, host in (("server", 2), ("client", 3)):          # fixed: captures read the same every time
+        [container] = docker_json("inspect", f"{A}-{role}")
+        assert container["NetworkSettings"]["Networks"][f"{A}-net"]["IPAddress"] == str(subnet[host])
 
 
 def test_up_twice_and_down_twice_are_no_ops(lab_a):

@@ -281,3 +281,11 @@ def test_a_long_step_shows_what_it_does_now_and_keeps_everything_in_its_log(tmp_
     assert "noise 50" in tail and "noise 1\n" not in tail + "\n"              # the last lines, for the error
     assert log.read_text().count("noise") == 50                              # all of it, in the file
     assert run_logged(["sh", "-c", "echo ok"], "x", log, docker_build_step) == (0, "")
+
+
+def test_the_server_and_the_client_have_fixed_addresses_in_the_labs_subnet():
+    """Server .2, client .3, whatever order docker starts them in: captures read the same every time."""
+    server = TOPO.run_args("server", subnet="10.77.5.0/24")
+    client = TOPO.run_args("client", subnet="10.77.5.0/24")
+    assert server[server.index("--ip") + 1] == "10.77.5.2" and client[client.index("--ip") + 1] == "10.77.5.3"
+    assert "--ip" not in TOPO.run_args("client-run", "ECHO x") and "--ip" not in TOPO.run_args("server")

@@ -78,19 +78,21 @@ class Docker:
         self.echo = echo
 
     def run(self, args: Sequence[str], *, quiet: bool = False, check: bool = True,
-            pty: bool = False, show_stderr: bool = False) -> Result:
+            pty: bool = False, show_stderr: bool = False, echo: bool = True) -> Result:
         """Run ``docker ARGS``.
 
         ``quiet`` hides the output (we parse it); otherwise stdout is shown live and
         stderr kept for the error line, unless ``show_stderr`` (BuildKit's progress
-        goes there). ``check`` turns a failure into a DockerError.
+        goes there). ``check`` turns a failure into a DockerError. ``echo=False``
+        is for a question asked through ``docker run`` (a helper reading tc's qdiscs).
         """
         command = shlex.join(["docker", *args])
         if pty or show_stderr:
             hide = None
         else:
             hide = "both" if quiet else "err"
-        self._echo(command)
+        if echo:
+            self._echo(command)
         result = self.c.run(command, echo=False, warn=True, hide=hide, pty=pty,
                             in_stream=None if pty else False)
         if result.exited == 127:
@@ -104,6 +106,10 @@ class Docker:
                 if needle.lower() in result.stderr.lower():
                     raise DockerError(advice)
         return result
+
+    def print_command(self, args: Sequence[str]) -> None:
+        """Echo ``docker ARGS`` that ran quietly (one of several tries) as if it had been echoed."""
+        self._echo(shlex.join(["docker", *args]))
 
     def _echo(self, command: str) -> None:
         """Print a command that does something, dimmed, on one line (the terminal folds it, a copy
@@ -164,9 +170,9 @@ class Docker:
         if result.returncode != 0 or tar.returncode != 0:
             raise DockerError(explain(result.stderr, f"docker import ... {tag}"))
 
-    def run_parallel(self, commands: Iterable[Sequence[str]]) -> list[Result]:
+    def run_parallel(self, commands: Iterable[Sequence[str]], echo: bool = True) -> list[Result]:
         """Run independent docker commands at once (the engine handles them in parallel)."""
-        return self.gather(*(lambda args=args: self.run(args, quiet=True) for args in commands))
+        return self.gather(*(lambda args=args: self.run(args, quiet=True, echo=echo) for args in commands))
 
     @staticmethod
     def gather(*calls: Callable[[], Any]) -> list[Any]:

@@ -325,7 +325,7 @@ def active(c: Context, topology: Topology, found: Found) -> dict[str, str]:
     docker = Docker(c)
     names = [name for name in (topology.container(role.name) for role in topology.hosts) if name in found]
     sources = {address_of(found, name, topology): name for name in names}
-    outputs = docker.run_parallel(helper(topology, name, shell(SHOW)) for name in names)
+    outputs = docker.run_parallel((helper(topology, name, shell(SHOW)) for name in names), echo=False)
     impaired: dict[str, list[str]] = {}
     for name, output in zip(names, outputs):
         for who, what in describe_rules(output.stdout, sources).items():

@@ -94,8 +94,10 @@ def create_network(docker: Docker, topology: Topology) -> str:
         docker.run(topology.network_create_args(lab.subnet), quiet=True)
         return lab.subnet
     for candidate in AUTO_POOL.subnets(new_prefix=24):
-        result = docker.run(topology.network_create_args(str(candidate)), quiet=True, check=False)
+        args = topology.network_create_args(str(candidate))
+        result = docker.run(args, quiet=True, check=False, echo=False)     # a try: only the one that works is told
         if result.exited == 0:
+            docker.print_command(args)
             return str(candidate)
         if "overlaps" not in result.stderr:
             docker.run(topology.network_create_args(str(candidate)), quiet=True)  # raises the real error
@@ -116,13 +118,15 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     if lab.network not in found:
         subnet = create_network(docker, topology)
         say(f"network {lab.network} ({subnet}{', internal' if lab.internal else ''})")
+    else:
+        subnet = next((cfg.get("Subnet") for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])), None)
     names = [topology.container(role.name) for role in topology.long_lived]
     stale = [name for name in names if name in found and not running(found[name])]
     if stale:
         docker.run(["rm", "--force", *stale], quiet=True)
     to_start = [role.name for role in topology.long_lived if not running(found.get(topology.container(role.name)))]
     if to_start:
-        docker.run_parallel(topology.run_args(role) for role in to_start)
+        docker.run_parallel(topology.run_args(role, subnet=subnet) for role in to_start)
         started = [topology.container(role) for role in to_start]
         setup = namespace_setup(docker.inspect([lab.network], kind="network")[0])
         results = docker.gather(*(lambda name=name: docker.run(topology.run_args("helper", command=setup, joins=name),

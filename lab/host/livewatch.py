@@ -12,6 +12,7 @@ were not shown is said once a second and at the end.
 
 from __future__ import annotations
 
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -71,13 +72,14 @@ class RateLimit:
         return False
 
 
-def tcp_line(seg: Segment) -> str:
-    """The words of one TCP packet's line (without time and direction)."""
-    parts = [f"{tcp_flags_text(seg.flags):<8}", f"seq={seg.rel_seq:<8}"]
-    parts.append(f"ack={seg.rel_ack:<8}" if seg.flags & ACK else " " * 12)
-    parts.append(f"len={seg.length:<5}")
+def tcp_line(seg: Segment, preview: int = 24) -> str:
+    """The words of one TCP packet's line (without time and direction); ``preview`` characters
+    of its payload at most, so that the line fits the terminal."""
+    parts = [f"{tcp_flags_text(seg.flags):<7}", f"seq={seg.rel_seq:<6}"]
+    parts.append(f"ack={seg.rel_ack:<6}" if seg.flags & ACK else " " * 10)
+    parts.append(f"len={seg.length:<4}")
     if seg.payload:
-        parts.append(escape(payload_preview(seg.payload, 24)))
+        parts.append(escape(payload_preview(seg.payload, preview)))
     labels = wireshark_labels(seg.analysis, seg.dupack_num)
     if labels:
         parts.append("[bold red][" + ", ".join(labels) + "][/]")
@@ -95,7 +97,10 @@ def other_line(linktype: int, data: bytes) -> str:
         kind = {b"\x08\x06": "ARP"}.get(data[12:14], f"ethertype 0x{data[12:14].hex()}")
         return f"{kind} (no IP)"
     names = {1: "ICMP", 58: "ICMPv6", 2: "IGMP"}
-    return f"{names.get(ip.proto, f'IP protocol {ip.proto}')} {address_text(ip.src)} -> {address_text(ip.dst)}"
+    line = f"{names.get(ip.proto, f'IP protocol {ip.proto}')} {address_text(ip.src)} -> {address_text(ip.dst)}"
+    if ip.proto == 58 and address_text(ip.dst).startswith("ff02:"):
+        line += "  (the host's side of Docker's bridge announcing itself; IPv6 is off in the lab's containers)"
+    return line
 
 
 class LiveView:
@@ -137,7 +142,9 @@ class LiveView:
                 self.shown += 1
                 self.console.print(self.line(segment, record, (record.time_ns - first) / 1e9), highlight=False)
                 for sentence in story:       # what the pcapng's comment on this packet will say
-                    self.console.print(f"[dim italic]{' ' * 12}-> {escape(sentence)}[/]", highlight=False)
+                    for line in textwrap.wrap(sentence, max(self.console.width - 16, 30),
+                                              initial_indent="-> ", subsequent_indent="   "):
+                        self.console.print(f"[dim italic]{' ' * 10}{escape(line)}[/]", highlight=False)
         except (CaptureFileError, OSError, ValueError):
             pass   # a capture cut short: the recorder reports it; the view just stops
         finally:
@@ -146,9 +153,10 @@ class LiveView:
 
     def line(self, segment: Segment | None, record, seconds: float) -> str:
         if segment is None:
-            return f"[dim]{seconds:10.6f}  {escape(other_line(record.linktype, record.data))}[/]"
+            return f"[dim]{seconds:9.6f} {escape(other_line(record.linktype, record.data))}[/]"
         arrow = "client [cyan]->[/] server" if segment.from_client else "client [green]<-[/] server"
-        return f"{seconds:10.6f}  {arrow}  {tcp_line(segment)}"
+        # 66 columns before the payload's preview; the preview takes what the terminal has left
+        return f"{seconds:9.6f} {arrow} {tcp_line(segment, max(6, min(40, self.console.width - 72)))}"
 
     def _note_hidden(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -60,10 +60,33 @@ def fork_state(docker: Docker, obj: dict) -> str:
     return f" (cannot fork: {used} of {limit} pids in use)"
 
 
-def status(c: Context, lab: Lab) -> None:
-    """Print the table of the lab's containers and its network."""
+WIDE_STATUS = 110      # every column side by side from this width; narrower, IP and MAC share a cell
+
+
+def status_table(lab: Lab, rows: list[dict[str, str]], width: int):
+    """The containers as a table that reads whole at the terminal's width (80 columns and up)."""
+    from rich import box
     from rich.table import Table
 
+    if width >= WIDE_STATUS:
+        table = Table(title=f"lab {lab.name}")
+        for column in COLUMNS:
+            table.add_column(column, overflow="fold")  # wrap, never cut an address short
+        for row in rows:
+            table.add_row(*row.values())
+        return table
+    table = Table(title=f"lab {lab.name}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for column in ("container", "role", "IP\nMAC", "ports", "state", "impairments"):
+        table.add_column(column, no_wrap=column in ("container", "IP\nMAC"), overflow="fold")
+    for row in rows:
+        values = list(row.values())
+        table.add_row(values[0], values[1], f"{values[2]}\n{values[3]}", values[4].replace(", ", "\n"),
+                      *values[5:])
+    return table
+
+
+def status(c: Context, lab: Lab) -> None:
+    """Print the table of the lab's containers and its network."""
     topology = describe(lab)
     docker = Docker(c)
     found = existing(docker, topology)
@@ -73,12 +96,8 @@ def status(c: Context, lab: Lab) -> None:
     if not rows and not networks:
         say(f"lab {lab.name!r} is down (nothing with label {lab.label})")
         return
-    table = Table(title=f"lab {lab.name}")
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")  # wrap, never cut an address short
-    for row in rows:
-        table.add_row(*row.values())
-    console().print(table)
+    term = console()
+    term.print(status_table(lab, rows, term.width))
     for net in networks:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
         print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}")

@@ -62,17 +62,18 @@ class Role:
     init: bool = False                        # an init as PID 1 reaps orphaned processes (--init)
     interactive: bool = False                 # stdin attached (a client reading a terminal)
     command: tuple[str, ...] = ()             # "{port}" stands for the lab's port
+    host: int | None = None                   # its address: this host number in the lab's subnet (.2, .3)
 
 
 ROLES: tuple[Role, ...] = (
     # The long-lived containers log one line per connection (about 190 bytes), for as
     # long as the lab is up: their logs are capped. Processes orphaned inside them
     # (a learner's `docker exec ... &`) are reaped by Docker's init, not left as zombies.
-    Role("server", "serves the lab protocol on TCP and UDP", long_lived=True, on_network=True,
+    Role("server", "serves the lab protocol on TCP and UDP", long_lived=True, on_network=True, host=2,
          log_limit="1m", init=True,
          command=("python3", "-m", "lab.inside.server", "--host", "0.0.0.0", "--port", "{port}")),
     Role("client", "the client host: holds the client's address and namespace", long_lived=True,
-         on_network=True, log_limit="1m", init=True, command=("sleep", "infinity")),
+         on_network=True, host=3, log_limit="1m", init=True, command=("sleep", "infinity")),
     Role("client-run", "one run of the client program, in the client host's namespace",
          named=False, joins="client", interactive=True,
          command=("python3", "-m", "lab.inside.client", "--host", "server", "--port", "{port}")),
@@ -153,7 +154,8 @@ class Topology:
 
     def run_args(self, role_name: str, *arguments: str, command: Sequence[str] | None = None,
                  joins: str | None = None, capabilities: Sequence[str] | None = None,
-                 tty: bool = False, labels: dict[str, str] | None = None, instance: str | None = None) -> list[str]:
+                 tty: bool = False, labels: dict[str, str] | None = None, instance: str | None = None,
+                 subnet: str | None = None) -> list[str]:
         """``docker run`` arguments for one container of ``role_name``.
 
         ``arguments`` are appended to the role's command (a client's requests);
@@ -162,7 +164,9 @@ class Topology:
         shares (a helper's target); ``capabilities`` replaces the role's (crafting
         packets needs NET_RAW beside NET_ADMIN); ``tty`` gives an interactive role a
         terminal; ``labels`` are more labels for this one run (a capture's file);
-        ``instance`` tells apart the containers of a role that has several.
+        ``instance`` tells apart the containers of a role that has several;
+        ``subnet`` (the lab network's) gives a role with a host number its fixed
+        address, so the server is .2 and the client .3 in every capture.
         """
         role = self.role(role_name)
         args = ["run", *(["--detach"] if role.long_lived or role.detach else []),
@@ -173,6 +177,8 @@ class Topology:
             args += ["--name", self.container(role.name, instance)]
         if role.on_network:
             args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
+            if role.host is not None and subnet is not None:
+                args += ["--ip", str(ipaddress.ip_network(subnet)[role.host])]
             for key, value in self.lab.sysctls.items():        # a namespace's own: only its creator sets them
                 args += ["--sysctl", f"{key}={value}"]
         else:
