@@ -293,3 +293,22 @@ def test_one_capture_for_every_notebook_is_passed_over_where_it_does_not_fit(mon
     out = text_of(execute(NOTEBOOKS[5]))                                      # 06 studies UDP
     assert "lacks what this notebook studies (UDP datagrams to port 7000)" in out
     assert "ECHO over UDP" in out                                             # the bundled one, studied
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS[:3], ids=[p.stem for p in NOTEBOOKS[:3]])
+def test_no_cell_shows_an_exercises_answer_before_the_learner_has_given_one(path, monkeypatch):
+    """In 01-03 the cells that print the numbers come after the exercises that ask for them."""
+    monkeypatch.delenv("TCPLAB_PCAP", raising=False)
+    monkeypatch.setenv("INVOKE_LAB_NAME", "nlt-no-such-lab")
+    book = execute(path)
+    ex = Exercises(DATA / "exchange.pcapng")
+    shown = ""
+    for cell in book.cells:
+        asked = re.search(r"ex\.check\('(\w+)'", cell.source) if cell.cell_type == "code" else None
+        if asked:
+            truth = ex.reveal(asked[1])
+            if isinstance(truth, tuple):          # one-letter spellings ("S") are found in any text
+                truth = tuple(item for item in truth if len(str(item)) > 2)
+            assert not gives_away(shown, truth), f"{asked[1]} is shown above its exercise"
+        elif cell.cell_type == "code":
+            shown += "\n".join(out.get("text", "") for out in cell.outputs)

@@ -97,6 +97,15 @@ def capture_path(given: str | None, bundled: str) -> Path:
     return path
 
 
+def addresses(capture) -> tuple[str, str]:
+    """(client, server) IPv4 addresses of the lab's first connection in ``capture``: the real ones,
+    for packets made by hand (scapy would otherwise fill in this machine's own as the source)."""
+    from lab.inspect.decode import address_text
+
+    conn = next(c for c in capture.connections if c.server.port == 7000)
+    return address_text(conn.client.address), address_text(conn.server.address)
+
+
 def lab_name() -> str:
     """The lab the live cells act on: INVOKE_LAB_NAME, as for the tasks, else the default lab."""
     from lab.host.settings import DEFAULTS
