@@ -105,11 +105,12 @@ def docker_json(*args: str) -> list:
     return json.loads(result.stdout or "[]")
 
 
-def labelled(kind: str, lab: str) -> list[str]:
-    """IDs of the containers/networks/images labelled for ``lab``."""
+def labelled(kind: str, lab: str, role: str | None = None) -> list[str]:
+    """IDs of the containers/networks/images labelled for ``lab`` (and ``role``, if given)."""
     listing = {"container": ["ps", "-a", "-q"], "network": ["network", "ls", "-q"],
                "image": ["image", "ls", "-q"]}[kind]
-    result = subprocess.run(["docker", *listing, "--filter", f"label=org.tcplab.lab={lab}"],
+    roles = ["--filter", f"label=org.tcplab.role={role}"] if role else []
+    result = subprocess.run(["docker", *listing, "--filter", f"label=org.tcplab.lab={lab}", *roles],
                             capture_output=True, text=True, timeout=60)
     return result.stdout.split()
 

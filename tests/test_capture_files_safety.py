@@ -64,6 +64,10 @@ def test_a_partial_file_is_removed_only_by_a_plain_name_of_its_pattern_and_never
     real = captures / ".y.def.pcap.part"
     real.write_bytes(b"x")
     assert safe_files.remove_partial_capture(real.name) == real.name and not real.exists()
+    samples = captures / ".y.server.ghi.kernel.part"               # a kernel sampler's, after a kill
+    samples.write_bytes(b"{}")
+    assert safe_files.remove_partial_capture(samples.name) == samples.name and not samples.exists()
+    assert safe_files.remove_partial_capture(".kernel.part") is None
 
 
 def test_an_owner_label_tells_a_live_capture_from_an_orphan():

@@ -146,8 +146,8 @@ def test_a_killed_engine_is_said_and_its_file_is_valid(lab, name):
     assert analyze(CAPTURES_DIR / f"{name}.pcapng").frames > 0
 
 
-def kill_minus_9_mid_capture(name: str) -> None:
-    capture = BackgroundCapture(LAB, "--name", name)
+def kill_minus_9_mid_capture(name: str, *options: str) -> None:
+    capture = BackgroundCapture(LAB, "--name", name, *options)
     capture.wait_for("capturing on")
     capture.proc.kill()
     capture.proc.wait()
@@ -155,18 +155,19 @@ def kill_minus_9_mid_capture(name: str) -> None:
 
 
 def test_the_orphan_of_a_killed_capture_is_removed_by_the_next_capture(lab, name):
-    kill_minus_9_mid_capture(name)
-    assert list(CAPTURES_DIR.glob(f".{name}.*.pcap.part"))
+    kill_minus_9_mid_capture(name, "--kernel")
+    assert list(CAPTURES_DIR.glob(f".{name}.*.pcap.part")) and list(CAPTURES_DIR.glob(f".{name}.*.kernel.part"))
+    assert labelled("container", LAB, role="sampler")                   # the samplers outlive it too
     out = ok(invoke("capture", "--count", "2", "--seconds", "5", "--name", f"{name}-next", "--lab", lab))
     assert "removed the container of a capture whose invoke was killed, and its partial file" in out
-    assert not list(CAPTURES_DIR.glob(f".{name}.*"))
+    assert not list(CAPTURES_DIR.glob(f".{name}.*")) and not labelled("container", LAB, role="sampler")
 
 
 def test_down_removes_the_orphan_of_a_killed_capture_and_its_partial_file(name):
     other = "nlt-orphan"
     ok(invoke("up", "--lab", other))
     try:
-        capture = subprocess.Popen([sys.executable, "-m", "invoke", "capture", "--name", name, "--lab", other],
+        capture = subprocess.Popen([sys.executable, "-m", "invoke", "capture", "--kernel", "--name", name, "--lab", other],
                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in capture.stdout:
             if "capturing on" in line:

@@ -25,8 +25,16 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.host.docker import Docker
-from lab.host.safe_files import give_to_invoking_user, new_private_file, place, remove_if_regular
-from lab.host.state import is_ours
+from lab.host.safe_files import (
+    KERNEL_PART_SUFFIX,
+    give_to_invoking_user,
+    new_private_file,
+    place,
+    remove_if_regular,
+    remove_partial_capture,
+)
+from lab.host.settings import PART_LABEL
+from lab.host.state import is_ours, object_labels
 from lab.host.topology import Topology
 
 HOSTS = ("server", "client")
@@ -58,10 +66,10 @@ class Sampler:
     def __init__(self, docker: Docker, topology: Topology, host: str, folder: Path, stem: str) -> None:
         self.docker, self.host = docker, host
         self.container = topology.container("sampler", host)
-        fd, self.part = new_private_file(folder, f".{stem}.{host}.", ".kernel.part")
-        with os.fdopen(fd, "wb") as sink:
-            self.proc = docker.popen(topology.run_args("sampler", joins=topology.container(host), instance=host),
-                                     sink, str(self.part))
+        fd, self.part = new_private_file(folder, f".{stem}.{host}.", KERNEL_PART_SUFFIX)
+        with os.fdopen(fd, "wb") as sink:          # the label names the file, for whoever cleans up after a kill
+            self.proc = docker.popen(topology.run_args("sampler", joins=topology.container(host), instance=host,
+                                                       labels={PART_LABEL: self.part.name}), sink, str(self.part))
         self.ready = threading.Event()
         self.report = ""
         self.reader = threading.Thread(target=self._read_stderr, name=f"sampler-{host}", daemon=True)
@@ -96,7 +104,6 @@ class KernelView:
 
     def __init__(self, docker: Docker, topology: Topology, final: Path) -> None:
         self.final = final.with_name(final.name.removesuffix(".pcapng") + KERNEL_SUFFIX)
-        remove_leftovers(docker, topology)
         self.samplers = [Sampler(docker, topology, host, final.parent, final.stem) for host in HOSTS]
 
     def wait_ready(self) -> bool:
@@ -141,10 +148,12 @@ class KernelView:
 
 
 def remove_leftovers(docker: Docker, topology: Topology) -> None:
-    """Samplers a killed `invoke capture` left running; a container of that name not ours is refused."""
+    """Samplers a killed `invoke capture` left running, and their files; a container of that name not
+    ours is refused (`down` removes them too, as it removes a capture's)."""
     names = [topology.container("sampler", host) for host in HOSTS]
     for found in docker.inspect(names, kind="container"):
         if not is_ours(found, topology):
             raise LabError(f"a container named {found.get('Name', '').lstrip('/')!r} exists but was not made by "
                            f"lab {topology.lab.name!r}: rename or remove it yourself, or use --lab OTHER")
         docker.run(["rm", "--force", found["Id"]], quiet=True, check=False)
+        remove_partial_capture(object_labels(found).get(PART_LABEL, ""))

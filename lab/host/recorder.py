@@ -47,7 +47,7 @@ from lab.errors import LabError
 from lab.host.annotate import Annotated, annotate
 from lab.host.capture_request import CaptureRequest, capture_name, capture_run_args
 from lab.host.docker import Docker
-from lab.host.kernel_view import KernelSummary, KernelView
+from lab.host.kernel_view import KernelSummary, KernelView, remove_leftovers
 from lab.host.livewatch import LiveView
 from lab.host.safe_files import (
     PART_SUFFIX,
@@ -119,6 +119,7 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     require_up(docker, topology)
     engine_container = topology.container("capture")
     remove_orphan(docker, topology, engine_container)
+    remove_leftovers(docker, topology)      # the samplers of a killed capture (it is not running: see above)
     CAPTURES_DIR.mkdir(exist_ok=True)
     final = CAPTURES_DIR / f"{request.name or capture_name(None)}.pcapng"
     if final.exists() or final.is_symlink():

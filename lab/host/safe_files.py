@@ -20,6 +20,7 @@ from pathlib import Path
 from lab.paths import CAPTURES_DIR
 
 PART_SUFFIX = ".pcap.part"      # a capture's raw file while the engine writes it: captures/.NAME.<random>.pcap.part
+KERNEL_PART_SUFFIX = ".kernel.part"     # a kernel sampler's, while it samples
 
 
 def new_private_file(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
@@ -75,6 +76,7 @@ def remove_partial_capture(name: str) -> str | None:
     Only a plain name of the raw files' pattern in captures/, and only a regular
     file: a label is text that anyone who can run docker can write.
     """
-    if "/" in name or not (name.startswith(".") and name.endswith(PART_SUFFIX) and len(name) > len(PART_SUFFIX) + 1):
+    suffix = next((end for end in (PART_SUFFIX, KERNEL_PART_SUFFIX) if name.endswith(end)), None)
+    if "/" in name or suffix is None or not (name.startswith(".") and len(name) > len(suffix) + 1):
         return None
     return name if remove_if_regular(CAPTURES_DIR / name) else None
