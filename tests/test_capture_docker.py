@@ -46,7 +46,7 @@ def lab_connections(path: Path):
 def test_a_send_exchange_is_captured_whole_and_annotated(lab, name):
     out = ok(invoke("capture", "--send", "ECHO across the wire", "--send", "UPPER tcp", "--name", name, "--lab", lab))
     path = CAPTURES_DIR / f"{name}.pcapng"
-    assert "client -> server  SYN" in out and "OK across the wire" in out     # live view, replies
+    assert "client -> server SYN" in out and "OK across the wire" in out      # live view, replies
     assert "0 dropped by the kernel" in out
     [conn] = lab_connections(path)
     assert (conn.client.address, conn.server.address) == tuple(map(_packed, (address(CLIENT), address(SERVER))))
