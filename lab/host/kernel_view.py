@@ -15,7 +15,9 @@ between its samples), both from its own report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import heapq
 import json
 import os
 import re
@@ -114,30 +116,31 @@ class KernelView:
         return next((s.report for s in self.samplers if s.report), "no message")
 
     def finish(self) -> KernelSummary | None:
-        """Stop the samplers; merge their files into the kernel file (None if nothing was sampled)."""
+        """Stop the samplers; merge their files into the kernel file (None if nothing was sampled).
+
+        Each sampler wrote in time order, so the two files are merged as streams
+        (heapq.merge): a capture of an hour costs no more memory than one of a second.
+        """
         for sampler in self.samplers:
             sampler.stop()
-        samples = []
-        for sampler in self.samplers:
-            with open(sampler.part, "rb") as part:
-                for line in part:
-                    try:
-                        sample = json.loads(line)
-                    except ValueError:
-                        continue           # a line cut short by the stop
-                    samples.append({"host": sampler.host, **sample})
-            remove_if_regular(sampler.part)
-        if not samples:
-            return None
-        samples.sort(key=lambda sample: sample["t"])
         fd, temporary = new_private_file(self.final.parent, f".{self.final.stem}.", ".tmp")
-        with os.fdopen(fd, "w") as out:
-            out.writelines(json.dumps(sample, separators=(",", ":")) + "\n" for sample in samples)
+        written = 0
+        with os.fdopen(fd, "w") as out, contextlib.ExitStack() as parts:
+            streams = [samples_of(parts.enter_context(open(sampler.part, "rb")), sampler.host)
+                       for sampler in self.samplers]
+            for sample in heapq.merge(*streams, key=lambda sample: sample["t"]):
+                out.write(json.dumps(sample, separators=(",", ":")) + "\n")
+                written += 1
             give_to_invoking_user(out.fileno())
+        for sampler in self.samplers:
+            remove_if_regular(sampler.part)
+        if not written:
+            remove_if_regular(temporary)
+            return None
         self.final = place(temporary, self.final)
         counts = [sampler.counts() for sampler in self.samplers]
         intervals = [interval for _, interval, _ in counts if interval]
-        return KernelSummary(self.final, len(samples), sum(taken for taken, _, _ in counts),
+        return KernelSummary(self.final, written, sum(taken for taken, _, _ in counts),
                              sum(cpu for _, _, cpu in counts), max(intervals) if intervals else None)
 
     def abandon(self) -> None:
@@ -145,6 +148,17 @@ class KernelView:
         for sampler in self.samplers:
             sampler.stop()
             remove_if_regular(sampler.part)
+
+
+def samples_of(part, host: str):
+    """The samples of one sampler's file, each marked with its host (a line cut short by the stop is left out)."""
+    for line in part:
+        try:
+            sample = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(sample, dict) and isinstance(sample.get("t"), int):
+            yield {"host": host, **sample}
 
 
 def remove_leftovers(docker: Docker, topology: Topology) -> None:

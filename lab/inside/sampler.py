@@ -36,6 +36,7 @@ while no lab socket exists, only the socket count is read (36 us).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import signal
@@ -52,6 +53,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 INET_DIAG_INFO, INET_DIAG_CONG = 2, 4
 DISCOVER_S = 0.25
 ANSWER_TIMEOUT_S = 0.5
+MAX_INTERVALS = 100_000     # the intervals kept for the median and p99 at the end: the last 100 s of sampling
 INET_DIAG_NOCOOKIE = 0xFFFFFFFF
 INFINITE_SSTHRESH = 0x7FFFFFFF      # the kernel's "no threshold yet" (TCP_INFINITE_SSTHRESH)
 
@@ -209,10 +211,13 @@ class Recorder:
         self.out = out
         self.last: dict[tuple[str, str], dict] = {}
         self.taken = self.written = 0
-        self.intervals: list[float] = []
+        self.intervals: collections.deque[float] = collections.deque(maxlen=MAX_INTERVALS)
 
     def record(self, stamp: int, samples: list[dict]) -> None:
         self.taken += len(samples)
+        present = {(sample["local"], sample["remote"]) for sample in samples}
+        for gone in [key for key in self.last if key not in present]:    # memory bounded by live sockets
+            del self.last[gone]
         for sample in samples:
             key = (sample["local"], sample["remote"])
             if key not in self.last and sample["state"] == "TIME_WAIT":
