@@ -139,6 +139,19 @@ class Docker:
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
 
+    def interrupt(self, container: str) -> None:
+        """SIGINT to a container's program: a capture engine hands over what is left in its ring,
+        a sampler its last samples, and each reports its counters."""
+        self.run(["kill", "--signal", "INT", container], quiet=True, check=False)
+
+    def wait_or_remove(self, container: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+        """Wait for a container started with :meth:`popen` to end; if it will not, remove it."""
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.run(["rm", "--force", container], quiet=True, check=False)
+            proc.wait(timeout)
+
     def run_logged(self, args: Sequence[str], title: str, log_name: str, step_of, verbose: bool = False) -> None:
         """``docker ARGS`` that prints a lot (a build): one moving line and a log file
         (lab.host.progress), or all of it with ``verbose``; a failure is its last lines and the log."""

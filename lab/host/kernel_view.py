@@ -21,7 +21,6 @@ import heapq
 import json
 import os
 import re
-import subprocess
 import threading
 from pathlib import Path
 
@@ -38,11 +37,10 @@ from lab.host.safe_files import (
 from lab.host.settings import PART_LABEL
 from lab.host.state import is_ours, object_labels
 from lab.host.topology import Topology
+from lab.inspect.kernel import HOSTS, KERNEL_SUFFIX
 
-HOSTS = ("server", "client")
 READY = "tcplab-sampler-ready"
 READY_TIMEOUT_S = 20.0
-KERNEL_SUFFIX = ".kernel.jsonl"
 _REPORT = re.compile(r"(\d+) samples written of (\d+) taken, every ([\d.]+) ms .*?, ([\d.]+) s of CPU")
 
 
@@ -87,12 +85,8 @@ class Sampler:
         self.ready.set()
 
     def stop(self) -> None:
-        self.docker.run(["kill", "--signal", "INT", self.container], quiet=True, check=False)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.docker.run(["rm", "--force", self.container], quiet=True, check=False)
-            self.proc.wait(10)
+        self.docker.interrupt(self.container)
+        self.docker.wait_or_remove(self.container, self.proc)
         self.reader.join(5)
 
     def counts(self) -> tuple[int, float, float]:

@@ -143,14 +143,14 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
             if request.client_args:
                 client_exit = run_client(docker, topology, request.client_args)
                 time.sleep(SETTLE_S)
-                stop_engine(docker, engine_container)
+                docker.interrupt(engine_container)
             proc.wait()
     except KeyboardInterrupt:
         outcome = "interrupted: "
     finally:
         if proc.poll() is None:             # still running: interrupted, or the wait failed
-            stop_engine(docker, engine_container)
-        finish_engine(docker, engine_container, proc)
+            docker.interrupt(engine_container)
+        docker.wait_or_remove(engine_container, proc)
         engine_log.join(5)
         if view is not None:
             view.finish()
@@ -240,20 +240,6 @@ def run_client(docker: Docker, topology: Topology, client_args: Sequence[str]) -
             client.kill()
             client.wait()
         raise
-
-
-def stop_engine(docker: Docker, container: str) -> None:
-    """SIGINT: the engine hands over what is left in its ring and reports its counters."""
-    docker.run(["kill", "--signal", "INT", container], quiet=True, check=False)
-
-
-def finish_engine(docker: Docker, container: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Wait for the engine to end; if it will not, remove its container."""
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        docker.run(["rm", "--force", container], quiet=True, check=False)
-        proc.wait(timeout)
 
 
 def start_kernel_view(docker: Docker, topology: Topology, final: Path) -> KernelView:

@@ -90,6 +90,21 @@ def fast_retransmission(evidence: Evidence, expected: bool = True) -> Verdict:
                    seen, bool(fast) == expected)
 
 
+def first_sent_again(segments: Sequence[Segment], flags: int = 0, without: int = 0) -> tuple[Segment, int] | None:
+    """The first data segment that carries bytes sent before (its sequence number seen already),
+    with any of the analysis ``flags`` (any, if none given) and none of ``without``; and when
+    the first copy went: (segment, first time ns), or None."""
+    first_sent: dict[int, int] = {}
+    for segment in segments:
+        if not segment.length:
+            continue
+        if segment.rel_seq in first_sent and (not flags or segment.analysis & flags) \
+                and not segment.analysis & without:
+            return segment, first_sent[segment.rel_seq]
+        first_sent.setdefault(segment.rel_seq, segment.time_ns)
+    return None
+
+
 def recovered_by_duplicate_acks(evidence: Evidence, expected: bool = True) -> Verdict:
     """The lost segment sent again because the ACKs told of the gap (duplicate ACKs, with
     SACK), not because a timer expired: sooner after the original than Linux's 200 ms RTO floor.
@@ -102,21 +117,14 @@ def recovered_by_duplicate_acks(evidence: Evidence, expected: bool = True) -> Ve
     """
     from lab.inspect.tcp import wireshark_labels
 
-    first_sent: dict[int, int] = {}
-    again = None
-    for segment in evidence.sent():
-        if not segment.length:
-            continue
-        if segment.rel_seq in first_sent and segment.analysis & (FLAG_NAMES["retransmission"] | OUT_OF_ORDER):
-            again = segment
-            break
-        first_sent.setdefault(segment.rel_seq, segment.time_ns)
+    found = first_sent_again(evidence.sent(), flags=FLAG_NAMES["retransmission"] | OUT_OF_ORDER)
     dupacks = [s for s in evidence.received() if s.analysis & DUPLICATE_ACK]
     expectation = "sent again within a round trip or so, before any timer (< 200 ms)"
-    if again is None:
+    if found is None:
         return Verdict("recovered_by_duplicate_acks", expectation,
                        f"nothing sent again ({len(dupacks)} duplicate ACKs)", not expected)
-    waited_ms = (again.time_ns - first_sent[again.rel_seq]) / 1e6
+    again, first_ns = found
+    waited_ms = (again.time_ns - first_ns) / 1e6
     before = sum(1 for d in dupacks if d.time_ns < again.time_ns)
     label = ", ".join(wireshark_labels(again.analysis)) or "no label"
     return Verdict("recovered_by_duplicate_acks", expectation,
@@ -127,21 +135,13 @@ def recovered_by_duplicate_acks(evidence: Evidence, expected: bool = True) -> Ve
 def timeout_retransmission_after_ms(evidence: Evidence, at_least_ms: float) -> Verdict:
     """A segment sent again by the retransmission timer: no duplicate ACK asked for it, and at
     least ``at_least_ms`` (Linux's minimum RTO is 200 ms) after it was first sent."""
-    first_sent: dict[int, int] = {}
-    found = None
-    for segment in evidence.sent():
-        if not segment.length:
-            continue
-        if segment.analysis & RETRANSMISSION and not segment.analysis & FAST_RETRANSMISSION:
-            if segment.rel_seq in first_sent:
-                found = (segment, (segment.time_ns - first_sent[segment.rel_seq]) / 1e6)
-                break
-        first_sent.setdefault(segment.rel_seq, segment.time_ns)
+    found = first_sent_again(evidence.sent(), flags=RETRANSMISSION, without=FAST_RETRANSMISSION)
     dupacks = sum(1 for s in evidence.received() if s.analysis & DUPLICATE_ACK)
     if found is None:
         return Verdict("timeout_retransmission_after_ms", f"a retransmission by the timer, >= {at_least_ms:g} ms",
                        "no retransmission by a timer", False)
-    segment, waited = found
+    segment, first_ns = found
+    waited = (segment.time_ns - first_ns) / 1e6
     return Verdict("timeout_retransmission_after_ms", f"a retransmission by the timer, >= {at_least_ms:g} ms",
                    f"frame {segment.frame} sent again {waited:.0f} ms after the original, "
                    f"{dupacks} duplicate ACKs", waited >= at_least_ms and dupacks == 0)

@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from typing import Any, Iterable
 
-from lab.inspect.decode import endpoint_text
+from lab.inspect.decode import ACK, endpoint_text
 from lab.inspect.reader import CaptureFileError
 
 KERNEL_SUFFIX = ".kernel.jsonl"
@@ -174,7 +174,7 @@ def bytes_in_flight(segments, from_client: bool) -> list[tuple[int, int]]:
         if segment.from_client == from_client:
             end = segment.rel_seq + segment.length
             sent_up_to = end if sent_up_to is None else max(sent_up_to, end)
-        elif segment.flags & 0x10:           # ACK
+        elif segment.flags & ACK:
             acked = segment.rel_ack if acked is None else max(acked, segment.rel_ack)
         if sent_up_to is not None and acked is not None:
             points.append((segment.time_ns, max(sent_up_to - acked, 0)))

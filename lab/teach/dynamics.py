@@ -18,7 +18,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from lab.inspect.expectations import Evidence, rtt_range
+from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
 from lab.teach.exercises import QUESTIONS, Exercises, Question
@@ -98,27 +98,21 @@ class Dynamics(Exercises):
                     values.append(rto)
         return values
 
+    def sent_again(self):
+        """(the sender's first data segment sent again, when its first copy went), or None."""
+        return first_sent_again([s for s in self.segments if s.from_client == self.sender_is_client])
+
     def retransmission_gap_ms(self) -> float:
         """From the first data segment sent again back to its first transmission."""
-        first: dict[int, int] = {}
-        for s in self.data_and_again():
-            if s.rel_seq in first:
-                return round((s.time_ns - first[s.rel_seq]) / 1e6, 1)
-            first[s.rel_seq] = s.time_ns
-        raise ValueError("nothing was sent again")
-
-    def data_and_again(self):
-        return [s for s in self.segments if s.from_client == self.sender_is_client and s.length]
+        found = self.sent_again()
+        if found is None:
+            raise ValueError("nothing was sent again")
+        return round((found[0].time_ns - found[1]) / 1e6, 1)
 
     def rto_before_retransmission_ms(self) -> float:
         """The sender's RTO, as its kernel had it, just before it sent the lost data again."""
-        gap_end = self.start_ns
-        first: dict[int, int] = {}
-        for s in self.data_and_again():
-            if s.rel_seq in first:
-                gap_end = s.time_ns
-                break
-            first[s.rel_seq] = s.time_ns
+        found = self.sent_again()
+        gap_end = found[0].time_ns if found else self.start_ns
         before = [k for k in self.sender if k.time_ns < gap_end and k.values.get("rto_us")]
         return round(before[-1].values["rto_us"] / 1000, 1)
 
