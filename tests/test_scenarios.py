@@ -142,3 +142,23 @@ def test_each_bundled_scenario_shows_what_it_expects(lab, name):
     assert "matches" in out and "yes" in out and "kernel view:" in result.stdout + result.stderr
     status = ok(invoke("status", "--lab", lab))
     assert "nfqueue" not in status and "delay" not in status        # the scenario's link is gone
+
+
+def test_acks_that_did_not_move_count_whatever_wireshark_calls_them():
+    """Early in a transfer the receiver's window still grows, so Wireshark calls some repeated
+    ACKs window updates, not duplicate ACKs; the burst-loss check failed on that once."""
+    from pathlib import Path
+
+    from lab.inspect.analysis import analyze
+    from lab.inspect.expectations import DUPLICATE_ACK, Evidence, repeated_acks, repeated_acks_at_least
+    from lab.inspect.graphs import data_sender
+
+    conn = max(analyze(Path("notebooks/data/bulk-loss.pcapng"), keep=True).connections,
+               key=lambda c: len(c.segments))
+    evidence = Evidence(conn.segments, data_sender(conn.segments))
+    repeated = repeated_acks(evidence)
+    wireshark_dupacks = [s for s in evidence.received() if s.analysis & DUPLICATE_ACK]
+    assert wireshark_dupacks and len(repeated) >= len(wireshark_dupacks)
+    assert all(ack.length == 0 for ack in repeated)
+    assert repeated_acks_at_least(evidence, len(repeated)).ok
+    assert not repeated_acks_at_least(evidence, len(repeated) + 1).ok

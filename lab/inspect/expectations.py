@@ -118,18 +118,18 @@ def recovered_by_duplicate_acks(evidence: Evidence, expected: bool = True) -> Ve
     from lab.inspect.tcp import wireshark_labels
 
     found = first_sent_again(evidence.sent(), flags=FLAG_NAMES["retransmission"] | OUT_OF_ORDER)
-    dupacks = [s for s in evidence.received() if s.analysis & DUPLICATE_ACK]
+    repeated = repeated_acks(evidence)
     expectation = "sent again within a round trip or so, before any timer (< 200 ms)"
     if found is None:
         return Verdict("recovered_by_duplicate_acks", expectation,
-                       f"nothing sent again ({len(dupacks)} duplicate ACKs)", not expected)
+                       f"nothing sent again ({len(repeated)} ACKs that did not move)", not expected)
     again, first_ns = found
     waited_ms = (again.time_ns - first_ns) / 1e6
-    before = sum(1 for d in dupacks if d.time_ns < again.time_ns)
+    before = sum(1 for ack in repeated if ack.time_ns < again.time_ns)
     label = ", ".join(wireshark_labels(again.analysis)) or "no label"
     return Verdict("recovered_by_duplicate_acks", expectation,
-                   f"frame {again.frame} sent again {waited_ms:.1f} ms after the original, {before} duplicate "
-                   f"ACKs before it (Wireshark: {label})", (waited_ms < 200) == expected)
+                   f"frame {again.frame} sent again {waited_ms:.1f} ms after the original, {before} ACKs "
+                   f"that did not move before it (Wireshark: {label})", (waited_ms < 200) == expected)
 
 
 def timeout_retransmission_after_ms(evidence: Evidence, at_least_ms: float) -> Verdict:
@@ -152,7 +152,7 @@ def duplicate_acks_at_least(evidence: Evidence, count: int) -> Verdict:
     return Verdict("duplicate_acks_at_least", f">= {count} duplicate ACKs", f"{seen} duplicate ACKs", seen >= count)
 
 
-def repeated_acks_at_least(evidence: Evidence, count: int) -> Verdict:
+def repeated_acks(evidence: Evidence) -> list:
     """ACKs from the receiver that did not move (the same ACK number as the one before, no data):
     each says "I am still waiting for this byte" while later segments arrive.
 
@@ -160,18 +160,23 @@ def repeated_acks_at_least(evidence: Evidence, count: int) -> Verdict:
     a receiver still growing its window (early in a transfer) sends it with a larger
     one, and Wireshark then calls it a window update. Both say the same about the gap.
     """
-    last_ack, repeated, names = None, 0, set()
+    last_ack, repeated = None, []
     for segment in evidence.received():
         if not segment.flags & ACK or segment.length or segment.flags & (SYN | FIN):
             continue
         if segment.rel_ack == last_ack:
-            repeated += 1
-            names.add("duplicate ACK" if segment.analysis & DUPLICATE_ACK else
-                      "window update" if segment.analysis & WINDOW_UPDATE else "ACK")
+            repeated.append(segment)
         last_ack = segment.rel_ack
+    return repeated
+
+
+def repeated_acks_at_least(evidence: Evidence, count: int) -> Verdict:
+    repeated = repeated_acks(evidence)
+    names = {"duplicate ACK" if ack.analysis & DUPLICATE_ACK else
+             "window update" if ack.analysis & WINDOW_UPDATE else "ACK" for ack in repeated}
     said = f" (Wireshark: {', '.join(sorted(names))})" if names else ""
-    return Verdict("repeated_acks_at_least", f">= {count} ACKs that did not move", f"{repeated}{said}",
-                   repeated >= count)
+    return Verdict("repeated_acks_at_least", f">= {count} ACKs that did not move", f"{len(repeated)}{said}",
+                   len(repeated) >= count)
 
 
 def no_retransmission(evidence: Evidence, expected: bool = True) -> Verdict:
