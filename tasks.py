@@ -97,7 +97,7 @@ def clean(c, base=False, lab=None):
     help={
         "seconds": "stop after S seconds",
         "count": "stop after N packets",
-        "filter": "capture only what this BPF filter matches, e.g. 'tcp port 7000'",
+        "filter": "capture only what this BPF filter matches, e.g. 'tcp port 7070'",
         "send": "send this request from a client container while capturing (repeatable)",
         "bulk": "download NBYTES with BULK while capturing",
         "name": "file name in captures/ (default: the date and time)",
@@ -141,8 +141,9 @@ def impair(c, target=None, delay=None, jitter=None, distribution=None, loss=None
         impairments.impair(c, lab_of(c, lab), target or "server", impairment, engine)
 
 
-@task(help={
-    "pcap": "a capture the notebooks study instead of the bundled ones (sets TCPLAB_PCAP)",
+@task(iterable=["pcap"], help={
+    "pcap": "a capture to study instead of a bundled one (repeatable): NN=FILE for notebook NN, NAME=FILE for "
+            "one of 07's or 08's (e.g. zero-window=FILE), or FILE for every notebook it fits",
     "port": "the port JupyterLab listens on (default 8888)",
     "lab": "the lab the notebooks' live cells act on (crafting, the kernel's sockets); default: the configuration's",
 })

@@ -25,7 +25,7 @@ trap cleanup EXIT
 cleanup
 veth_pair $A $B 10.98.0
 
-ip netns exec $B env PYTHONPATH="$root" timeout 300 python3 -m lab.server --host 10.98.0.2 --port 7000 2>/dev/null &
+ip netns exec $B env PYTHONPATH="$root" timeout 300 python3 -m lab.server --host 10.98.0.2 --port 7070 2>/dev/null &
 server=$!
 ip netns exec $B timeout 300 tcpdump -i veth-b -s "${SNAPLEN:-0}" -B 65536 --immediate-mode -w "$out" 2>/dev/null &
 tcpdump=$!

@@ -103,7 +103,7 @@ def flow_packets(path: Path, client_port: int | None) -> tuple[int, int]:
     """(packets of the BULK connection, its client port) in a capture file."""
     out = subprocess.run([sys.executable, "-m", "lab.inspect", str(path), "--json"], cwd=ROOT,
                          capture_output=True, text=True, check=True)
-    connections = [c for c in json.loads(out.stdout)["connections"] if c["server"].endswith(":7000")]
+    connections = [c for c in json.loads(out.stdout)["connections"] if c["server"].endswith(":7070")]
     if client_port is not None:
         connections = [c for c in connections if c["client"].endswith(f":{client_port}")]
     biggest = max(connections, key=lambda c: c["bytes"]["server_to_client"])

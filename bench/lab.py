@@ -33,7 +33,7 @@ HARDENING = ("--user lab --cap-drop ALL --security-opt no-new-privileges --read-
 FLOOR_UP = f"""
 docker network create --internal --subnet 10.77.250.0/24 {FLOOR}-net >/dev/null
 docker run -d --name {FLOOR}-server --network {FLOOR}-net --network-alias server {HARDENING} \
-    {IMAGE} python3 -m lab.inside.server --host 0.0.0.0 --port 7000 >/dev/null &
+    {IMAGE} python3 -m lab.inside.server --host 0.0.0.0 --port 7070 >/dev/null &
 docker run -d --name {FLOOR}-client --network {FLOOR}-net {HARDENING} {IMAGE} sleep infinity >/dev/null &
 wait
 for c in server client; do
@@ -41,7 +41,7 @@ for c in server client; do
         ethtool -K eth0 tso off gso off gro off tx off &
 done
 wait
-until [ "$(docker exec {FLOOR}-client sh -c 'echo ECHO ready | nc -N -w 2 server 7000')" = "OK ready" ]; do :; done
+until [ "$(docker exec {FLOOR}-client sh -c 'echo ECHO ready | nc -N -w 2 server 7070')" = "OK ready" ]; do :; done
 """
 FLOOR_DOWN = (f"docker rm -f {FLOOR}-server {FLOOR}-client >/dev/null && "
               f"docker network rm {FLOOR}-net >/dev/null")

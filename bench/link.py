@@ -38,7 +38,7 @@ from common import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 A, B = "tcplab-bench-a", "tcplab-bench-b"
-CLIENT_IP, SERVER_IP, PORT = "10.95.0.1", "10.95.0.2", 7000
+CLIENT_IP, SERVER_IP, PORT = "10.95.0.1", "10.95.0.2", 7070
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 

@@ -11,7 +11,7 @@ import sys
 import threading
 
 host, count = sys.argv[1], int(sys.argv[2])
-sock = socket.create_connection((host, 7000))
+sock = socket.create_connection((host, 7070))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 line = b"ECHO " + b"x" * 94 + b"\n"
 replies = 0

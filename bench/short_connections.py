@@ -12,7 +12,7 @@ import sys
 
 host, count = sys.argv[1], int(sys.argv[2])
 for number in range(count):
-    with socket.create_connection((host, 7000), timeout=10) as sock:
+    with socket.create_connection((host, 7070), timeout=10) as sock:
         sock.sendall(b"ECHO hello %d\nQUIT\n" % number)
         while sock.recv(4096):
             pass

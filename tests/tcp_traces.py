@@ -46,7 +46,7 @@ class Conversation:
 
     def __init__(self, number: int, isn_a: int, isn_b: int, handshake: bool) -> None:
         self.a = Side(bytes([10, 0, 0, 1]), 40000 + number, isn_a)
-        self.b = Side(bytes([10, 0, 0, 2]), 7000, isn_b)
+        self.b = Side(bytes([10, 0, 0, 2]), 7070, isn_b)
         self.handshake = handshake
 
     def sides(self, which: int) -> tuple[Side, Side]:

@@ -40,7 +40,7 @@ def address(container: str) -> str:
 
 
 def lab_connections(path: Path):
-    return [c for c in analyze(path).connections if c.server.port == 7000]
+    return [c for c in analyze(path).connections if c.server.port == 7070]
 
 
 def test_a_send_exchange_is_captured_whole_and_annotated(lab, name):
@@ -154,7 +154,7 @@ def test_the_tcpdump_engine_records_the_same_exchange(lab, name):
 
 
 def test_a_filter_keeps_only_what_it_matches(lab, name):
-    ok(invoke("capture", "--filter", "tcp port 7000", "--send", "ECHO filtered", "--name", name, "--lab", lab))
+    ok(invoke("capture", "--filter", "tcp port 7070", "--send", "ECHO filtered", "--name", name, "--lab", lab))
     capture = analyze(CAPTURES_DIR / f"{name}.pcapng")
     assert capture.frames == sum(c.packets for c in capture.connections) > 0
 
@@ -256,7 +256,7 @@ def test_kernel_samples_sit_beside_the_capture_on_its_clock_and_agree_with_its_p
     info = subprocess.run(["capinfos", str(pcap)], capture_output=True, text=True).stdout
     assert f"kernel samples of this run: {name}.kernel.jsonl" in info, info      # Wireshark shows it too
     capture = analyze(pcap, keep=True)
-    [conn] = [c for c in capture.connections if c.server.port == 7000]
+    [conn] = [c for c in capture.connections if c.server.port == 7070]
     series = connection_samples(read_kernel_file(kernel_file_of(pcap)), conn)
     server, client = series["server"], series["client"]
     assert {"ESTABLISHED"} <= {s.state for s in server} and "TIME_WAIT" in {s.state for s in client}
@@ -269,5 +269,5 @@ def test_kernel_samples_sit_beside_the_capture_on_its_clock_and_agree_with_its_p
     assert "the kernel's view" in report and "TIME_WAIT" in report
     data = json.loads(subprocess.run([sys.executable, "-m", "lab.inspect", "--json", str(pcap)],
                                      capture_output=True, text=True).stdout)
-    rows = [c for c in data["connections"] if c["server"].endswith(":7000")][0]["kernel"]["server"]
+    rows = [c for c in data["connections"] if c["server"].endswith(":7070")][0]["kernel"]["server"]
     assert rows and all("t_s" in row and "cwnd" in row for row in rows if row.get("state") == "ESTABLISHED")

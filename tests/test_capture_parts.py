@@ -43,8 +43,8 @@ def test_tcpdump_gets_the_capabilities_it_drops_root_with_and_can_still_be_stopp
 
 
 def test_the_engine_command_carries_filter_count_and_time():
-    request = recorder.capture_request(seconds="2.5", count="100", bpf="tcp port 7000")
-    assert recorder.engine_command(request)[-6:] == ["--filter", "tcp port 7000", "--count", "100", "--seconds", "2.5"]
+    request = recorder.capture_request(seconds="2.5", count="100", bpf="tcp port 7070")
+    assert recorder.engine_command(request)[-6:] == ["--filter", "tcp port 7070", "--count", "100", "--seconds", "2.5"]
 
 
 @pytest.mark.parametrize("options, message", [
@@ -203,13 +203,18 @@ def test_the_live_view_tells_the_story_under_the_packets_that_carry_one():
     from rich.console import Console
 
     from lab.host.livewatch import LiveView
+    from lab.inspect.analysis import analyze
+    from lab.inspect.decode import endpoint_text
     from lab.paths import PROJECT_ROOT
 
+    bundled = PROJECT_ROOT / "notebooks" / "data" / "exchange.pcapng"
+    first = analyze(bundled).connections[0].client
+    client = endpoint_text(first.address, first.port)
     out = io.StringIO()
-    view = LiveView(PROJECT_ROOT / "notebooks" / "data" / "exchange.pcapng",
+    view = LiveView(bundled,
                     Console(file=out, width=100, color_system=None), RateLimit(rate=1e6, burst=1000))
     view.done.set()                                  # the file is complete: read it to the end
     view.run()
     text = " ".join(out.getvalue().split())
-    assert "-> SYN: the client 10.77.1.3:57326 asks to open a connection" in text
+    assert f"-> SYN: the client {client} asks to open a connection" in text
     assert "-> last ACK: the connection is closed; the client, which closed first, now waits in TIME_WAIT" in text

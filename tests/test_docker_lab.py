@@ -43,7 +43,7 @@ def test_up_send_status_down(lab_a):
     out = ok(invoke("send", "ECHO across the lab network", "--next", "UPPER dns works", "--lab", A))
     assert "OK across the lab network\nOK DNS WORKS\n" in out
     status = ok(invoke("status", "--lab", A))
-    for word in ("nlt-a-server", "nlt-a-client", "server", "client", "running", "7000/tcp", "internal"):
+    for word in ("nlt-a-server", "nlt-a-client", "server", "client", "running", "7070/tcp", "internal"):
         assert word in status
     ok(invoke("down", "--lab", A))
     assert labelled("network", A) == []

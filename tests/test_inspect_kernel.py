@@ -25,7 +25,7 @@ DATA = PROJECT_ROOT / "notebooks" / "data"
 
 
 def line(**fields) -> bytes:
-    return json.dumps({"t": 10, "host": "server", "local": "10.0.0.2:7000", "remote": "10.0.0.3:4000",
+    return json.dumps({"t": 10, "host": "server", "local": "10.0.0.2:7070", "remote": "10.0.0.3:4000",
                        "state": "ESTABLISHED", "cwnd": 10, **fields}).encode()
 
 
@@ -67,7 +67,7 @@ def test_the_kernel_file_is_found_beside_its_capture():
 def test_the_bundled_slow_start_samples_match_its_connection_and_agree_with_its_packets():
     pcap = DATA / "slow-start.pcapng"
     capture = analyze(pcap, keep=True)
-    [conn] = [c for c in capture.connections if c.server.port == 7000]
+    [conn] = [c for c in capture.connections if c.server.port == 7070]
     series = connection_samples(read_kernel_file(kernel_file_of(pcap)), conn)
     assert series["server"] and series["client"]
     assert [state for _, _, state in state_spans(series["client"])][:2] == ["SYN_SENT", "ESTABLISHED"]

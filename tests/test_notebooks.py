@@ -11,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from lab.paths import CAPTURES_DIR
+from lab.teach import notebook
 from lab.teach.dynamics import DYNAMICS_QUESTIONS, Dynamics
 from lab.teach.exercises import QUESTIONS, Exercises
 from lab.teach.notebook import CaptureMismatch
@@ -148,7 +149,7 @@ def gives_away(message: str, truth) -> bool:
 def test_the_give_away_check_catches_an_answer_in_a_message():
     assert gives_away("✘ x: not quite. Hint: it is 2846131205", 2846131205)
     assert gives_away("Hint: relative 1, raw 3735928559", (1, 3735928559))
-    assert gives_away("Hint: 10.0.0.2:7000 is the server", ("10.0.0.2:7000",))
+    assert gives_away("Hint: 10.0.0.2:7070 is the server", ("10.0.0.2:7070",))
     assert not gives_away("Hint: apply 0.875 * EstimatedRTT + 0.125 * SampleRTT", 0.062)
 
 
@@ -287,11 +288,21 @@ def test_a_notebook_given_the_wrong_kind_of_capture_says_what_to_capture_in_one_
     assert "invoke impair --loss 2" in said and "StopIteration" not in said
 
 
+def test_a_capture_named_for_one_kind_of_notebook_is_studied_there_or_refused(monkeypatch):
+    monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "exchange.pcapng"))
+    monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "tail-loss.pcapng"))
+    assert notebook.capture_path(None, "bulk-loss.pcapng") == DATA / "tail-loss.pcapng"
+    assert notebook.capture_path(None, "exchange.pcapng") == DATA / "exchange.pcapng"
+    monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "exchange.pcapng"))
+    with pytest.raises(notebook.CaptureMismatch, match="lacks what this notebook studies"):
+        notebook.capture_path(None, "bulk-loss.pcapng")
+
+
 def test_one_capture_for_every_notebook_is_passed_over_where_it_does_not_fit(monkeypatch):
     monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "exchange.pcapng"))
     monkeypatch.setenv("INVOKE_LAB_NAME", "nlt-no-such-lab")
     out = text_of(execute(NOTEBOOKS[5]))                                      # 06 studies UDP
-    assert "lacks what this notebook studies (UDP datagrams to port 7000)" in out
+    assert "lacks what this notebook studies (UDP datagrams to port 7070)" in out
     assert "ECHO over UDP" in out                                             # the bundled one, studied
 
 

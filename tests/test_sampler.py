@@ -17,7 +17,7 @@ from tests.helpers import ROOT
 
 
 def diag_message(state: int, info: bytes, cc: bytes = b"cubic\0") -> bytes:
-    head = sampler._diag_msg.pack(socket.AF_INET, state, 0, 0, socket.htons(7000), socket.htons(41234),
+    head = sampler._diag_msg.pack(socket.AF_INET, state, 0, 0, socket.htons(7070), socket.htons(41234),
                                   socket.inet_aton("10.77.0.2") + bytes(12), socket.inet_aton("10.77.0.3") + bytes(12),
                                   0, b"", 0, 0, 0, 0, 0)
     attributes = b""
@@ -38,7 +38,7 @@ def tcp_info(**fields: int) -> bytes:
 def test_a_sockets_kernel_state_is_read_from_its_tcp_info():
     sample = sampler.parse_socket(diag_message(1, tcp_info(cwnd=42, ssthresh=30, srtt_us=40_000, rto_us=240_000,
                                                            unacked=12, bytes_acked=123_456)))
-    assert sample["local"] == "10.77.0.2:7000" and sample["remote"] == "10.77.0.3:41234"
+    assert sample["local"] == "10.77.0.2:7070" and sample["remote"] == "10.77.0.3:41234"
     assert sample["state"] == "ESTABLISHED" and sample["cc"] == "cubic" and sample["ca_state"] == "open"
     assert (sample["cwnd"], sample["ssthresh"], sample["srtt_us"], sample["rto_us"], sample["unacked"],
             sample["bytes_acked"]) == (42, 30, 40_000, 240_000, 12, 123_456)
@@ -88,8 +88,8 @@ def test_a_real_bulk_is_sampled_with_the_kernels_window_and_states(server, tmp_p
 def test_only_changes_are_written_and_an_earlier_runs_time_wait_is_left_out():
     out = io.StringIO()
     recorder = sampler.Recorder(out)
-    old = {"local": "10.77.0.3:40000", "remote": "10.77.0.2:7000", "state": "TIME_WAIT"}
-    mine = {"local": "10.77.0.3:40001", "remote": "10.77.0.2:7000", "state": "ESTABLISHED", "cwnd": 10}
+    old = {"local": "10.77.0.3:40000", "remote": "10.77.0.2:7070", "state": "TIME_WAIT"}
+    mine = {"local": "10.77.0.3:40001", "remote": "10.77.0.2:7070", "state": "ESTABLISHED", "cwnd": 10}
     recorder.record(1, [old, mine])
     recorder.record(2, [old, mine])                                     # nothing changed
     recorder.record(3, [old, {**mine, "cwnd": 20}])

@@ -15,7 +15,7 @@ from lab.host import scenario
 from lab.inside.linkemu import ACK, FIN, SYN, Bottleneck, Event, Events, HeldBack, headers
 from tests.helpers import invoke, ok
 
-SERVER, CLIENT = (7000, 41234), (41234, 7000)
+SERVER, CLIENT = (7070, 41234), (41234, 7070)
 
 
 def tcp_packet(ports: tuple[int, int], seq: int, flags: int, payload: int = 0) -> bytes:

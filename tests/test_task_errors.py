@@ -33,6 +33,12 @@ from tests.helpers import ROOT, invoke
     (["send", "ECHO x", "--step", "--lab", "nlt-never-up"], "--step waits for Enter before each step"),
     (["scenario", "no-such-scenario"], "no scenario 'no-such-scenario'"),
     (["up", "--cc", "nosuchcc", "--lab", "nlt-never-up"], "not 'nosuchcc'"),
+    (["notebook", "--pcap", "04=/nonexistent.pcapng"], "no capture at /nonexistent.pcapng"),
+    (["notebook", "--pcap", "04=notebooks/data/exchange.pcapng"],
+     "lacks what notebook 04 studies (a download with retransmissions); make one with: invoke impair --loss 2"),
+    (["notebook", "--pcap", "07=notebooks/data/slow-start.pcapng"], "notebook 07 studies 3 captures: name which"),
+    (["notebook", "--pcap", "zero-window=notebooks/data/bulk-loss.pcapng"], "lacks what notebook 08 studies (the kernel's samples"),
+    (["notebook", "--pcap", "README.md"], "README.md: not a pcap or pcapng file"),
 ])
 def test_bad_input_is_one_line(args, message):
     result = invoke(*args)
@@ -76,3 +82,20 @@ def test_notebook_passes_its_lab_to_the_notebooks_live_cells(monkeypatch):
     monkeypatch.setattr(Context, "run", lambda self, command, **kwargs: ran.update(command=command, **kwargs))
     jupyter.open_notebooks(Context(), None, None, "walk")
     assert ran["env"] == {"INVOKE_LAB_NAME": "walk"} and "--notebook-dir" in ran["command"]
+
+
+def test_notebook_hands_each_notebook_its_own_capture(monkeypatch):
+    """`--pcap 04=FILE` and `--pcap zero-window=FILE` reach only the notebooks that study that kind."""
+    from invoke import Context
+
+    from lab.host import jupyter
+
+    ran = {}
+    monkeypatch.setattr(jupyter, "jupyter_command", lambda: "jupyter-lab")
+    monkeypatch.setattr(Context, "run", lambda self, command, **kwargs: ran.update(command=command, **kwargs))
+    data = ROOT / "notebooks" / "data"
+    jupyter.open_notebooks(Context(), [f"04={data / 'tail-loss.pcapng'}", f"zero-window={data / 'zero-window.pcapng'}",
+                                       str(data / "exchange.pcapng")], None, "walk")
+    assert ran["env"] == {"INVOKE_LAB_NAME": "walk", "TCPLAB_PCAP_BULK_LOSS": str(data / "tail-loss.pcapng"),
+                          "TCPLAB_PCAP_ZERO_WINDOW": str(data / "zero-window.pcapng"),
+                          "TCPLAB_PCAP": str(data / "exchange.pcapng")}

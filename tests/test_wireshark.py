@@ -1,6 +1,6 @@
 """The Wireshark dissector (lab/wireshark/tcplab.lua), judged by tshark running it.
 
-Without it tshark reads port 7000 as Gryphon and calls a BULK download malformed;
+Without it tshark shows the lab's port as plain TCP data (no dissector claims it);
 with it the packet list says what the lab says.
 """
 
@@ -11,6 +11,7 @@ import subprocess
 import pytest
 from scapy.all import IP, TCP, Ether, wrpcap
 
+from lab.inside.protocol import PORT
 from lab.paths import PROJECT_ROOT
 from tests.tshark import TSHARK
 
@@ -40,16 +41,24 @@ def test_requests_and_replies_read_as_the_lab_writes_them():
     assert "TCPLAB" in info and "ECHO hello, TCP" in info
 
 
-def test_a_bulk_download_is_data_not_a_malformed_gryphon():
+def test_no_wireshark_dissector_claims_the_labs_port():
+    decodes = subprocess.run([TSHARK, "-G", "decodes"], capture_output=True, text=True).stdout
+    claimed = {tuple(line.split("\t")[:2]) for line in decodes.splitlines()}
+    assert ("tcp.port", "7000") in claimed                  # Gryphon's: the port the lab used first
+    assert not {("tcp.port", str(PORT)), ("udp.port", str(PORT))} & claimed
+
+
+def test_a_bulk_download_is_data_with_or_without_the_plugin():
     plain = subprocess.run([TSHARK, "-r", str(DATA / "bulk-loss.pcapng"), "-q", "-z", "expert"],
                            capture_output=True, text=True).stdout
-    assert "Malformed" in plain                               # what a learner sees without the plugin
+    assert "Malformed" not in plain and "Gryphon" not in plain          # what a learner sees without it
     expert = tshark(DATA / "bulk-loss.pcapng", "-q", "-z", "expert")
     assert "Malformed" not in expert and "Gryphon" not in expert
     assert fields(DATA / "bulk-loss.pcapng", "tcplab.line", "tcplab.line") == [
         "BULK 3000000", "OK 3000000 bytes follow", "OK end of bulk"]
-    data = fields(DATA / "bulk-loss.pcapng", "tcplab.bulk && !tcp.analysis.retransmission", "tcp.len")
-    assert sum(int(length) for length in data) == 3_000_000       # every byte once, retransmissions aside
+    data = fields(DATA / "bulk-loss.pcapng", "tcplab.bulk && !tcp.analysis.retransmission", "tcplab.bulk")
+    # every byte once, retransmissions aside (a segment may also carry the end line: only its data counts)
+    assert sum(len(hexed) // 2 for line in data for hexed in line.split(",")) == 3_000_000
     again = tshark(DATA / "bulk-loss.pcapng", "-Y", "tcplab.bulk && tcp.analysis.retransmission")
     assert "Retransmission] BULK data, bytes" in again                # a copy is placed where it belongs
 
@@ -60,13 +69,13 @@ def test_udp_datagrams_are_read_one_line_each():
 
 
 def segment(seq: int, payload: bytes, to_server: bool, ack: int = 1):
-    ends = (("10.0.0.3", 40000), ("10.0.0.2", 7000))
+    ends = (("10.0.0.3", 40000), ("10.0.0.2", PORT))
     (src, sport), (dst, dport) = ends if to_server else ends[::-1]
     return Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=ack) / payload
 
 
 def handshake():
-    client, server = ("10.0.0.3", 40000), ("10.0.0.2", 7000)
+    client, server = ("10.0.0.3", 40000), ("10.0.0.2", PORT)
     return [Ether() / IP(src=client[0], dst=server[0]) / TCP(sport=client[1], dport=server[1], flags="S", seq=0),
             Ether() / IP(src=server[0], dst=client[0]) / TCP(sport=server[1], dport=client[1], flags="SA", seq=0,
                                                              ack=1),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
+from lab.inside.protocol import PORT
 
 LABEL = "org.tcplab.lab"
 ROLE_LABEL = "org.tcplab.role"
@@ -36,7 +37,7 @@ AUTO_POOL = ipaddress.ip_network("10.77.0.0/16")
 DEFAULTS: dict[str, Any] = {
     "name": "tcplab",
     "subnet": AUTO,
-    "port": 7000,
+    "port": PORT,
     "image": "tcplab/lab",
     "internal": True,
     "mirror": AUTO,

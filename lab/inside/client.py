@@ -317,11 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lab.client",
         description="Send requests to the lab server and print its replies.",
-        epilog="Example: python -m lab.client --port 7000 'ECHO hello' 'UPPER tcp' TIME",
+        epilog="Example: python -m lab.client --port 7070 'ECHO hello' 'UPPER tcp' TIME",
     )
     parser.add_argument("messages", nargs="*", metavar="MESSAGE", help="a request line, e.g. 'ECHO hello'")
     parser.add_argument("--host", default="127.0.0.1", help="server name or address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=7000, help="server port (default %(default)s)")
+    parser.add_argument("--port", type=int, default=protocol.PORT, help="server port (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for connect and each reply (default %(default)s)")
     parser.add_argument("--udp", action="store_true", help="send each MESSAGE as one UDP datagram")
     mode = parser.add_mutually_exclusive_group()

@@ -11,8 +11,8 @@ a RST, and the server forgets the handshake. ``syn`` shows that RST happen;
 ``connect`` first drops the kernel's RSTs to the server with iptables (and removes
 the rule at the end), then does the handshake, one request, and the teardown.
 
-    python3 -m lab.inside.craft syn [--server server] [--port 7000]
-    python3 -m lab.inside.craft connect [--server server] [--port 7000] [--line 'ECHO crafted by hand']
+    python3 -m lab.inside.craft syn [--server server] [--port 7070]
+    python3 -m lab.inside.craft connect [--server server] [--port 7070] [--line 'ECHO crafted by hand']
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import socket
 import subprocess
 import sys
 import time
+
+from lab.inside.protocol import PORT
 
 
 def rst_rule(action: str, server: str, port: int) -> list[str]:
@@ -45,7 +47,7 @@ def say(direction: str, packet) -> None:
 
 
 def numbers_not_names() -> None:
-    """Show ports as numbers: scapy would call 7000 'bbs', from its services table."""
+    """Show ports as numbers: scapy would name a port it finds in its services table (7000 was 'bbs')."""
     from scapy.all import TCP, conf
 
     conf.noenum.add(TCP.sport, TCP.dport)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m lab.inside.craft", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["syn", "connect"])
     parser.add_argument("--server", default="server")
-    parser.add_argument("--port", type=int, default=7000)
+    parser.add_argument("--port", type=int, default=PORT)
     parser.add_argument("--line", default="ECHO crafted by hand")
     args = parser.parse_args(argv)
     if args.what == "syn":

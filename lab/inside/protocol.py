@@ -43,6 +43,10 @@ import dataclasses
 from collections import deque
 from typing import Union
 
+# The lab's port. No Wireshark dissector claims 7070 (`tshark -G decodes`), so a
+# capture reads as TCP and data even without the lab's dissector; 7000, the first
+# choice, is Gryphon's, and Wireshark called a BULK download malformed Gryphon.
+PORT = 7070
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_BULK_CAP = 1 << 30
 VERBS = ("ECHO", "UPPER", "TIME", "BULK", "QUIT")

@@ -26,11 +26,11 @@ TIME_WAIT) is dropped.
 
 Output: one JSON object per socket and change on stdout (a sample is written
 when some value of the socket changed since its last one), e.g.
-``{"t": 1764550000123456789, "local": "10.77.0.2:7000", "remote": "10.77.0.3:41234",
+``{"t": 1764550000123456789, "local": "10.77.0.2:7070", "remote": "10.77.0.3:41234",
 "state": "ESTABLISHED", "cwnd": 10, "ssthresh": null, "srtt_us": 52, ...}``;
 while no lab socket exists, only the socket count is read (36 us).
 
-    python3 -m lab.inside.sampler [--port 7000] [--interval-ms 1]
+    python3 -m lab.inside.sampler [--port 7070] [--interval-ms 1]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ import statistics
 import struct
 import sys
 import time
+
+from lab.inside.protocol import PORT
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -101,7 +103,7 @@ def dump_request(family: int = socket.AF_INET) -> bytes:
 
 
 def lookup_request(local: str, remote: str) -> bytes:
-    """A sock_diag request for one IPv4 socket, named by its endpoints ("10.77.0.2:7000"): one hash lookup."""
+    """A sock_diag request for one IPv4 socket, named by its endpoints ("10.77.0.2:7070"): one hash lookup."""
     (src, sport), (dst, dport) = (address.rsplit(":", 1) for address in (local, remote))
     ports = struct.pack("!HH", int(sport), int(dport))
     cookie = struct.pack("=II", INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
@@ -261,7 +263,7 @@ def run(port: int, interval_s: float, out) -> Recorder:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m lab.inside.sampler", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=7000, help="the lab's port: its sockets are sampled")
+    parser.add_argument("--port", type=int, default=PORT, help="the lab's port: its sockets are sampled")
     parser.add_argument("--interval-ms", type=float, default=1.0, help="between samples (default %(default)s)")
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536 or not 0.05 <= args.interval_ms <= 1000:

@@ -99,7 +99,7 @@ class ServerConfig:
     """Everything the server can be told on its command line."""
 
     host: str = "127.0.0.1"
-    port: int = 7000
+    port: int = protocol.PORT
     max_line: int = protocol.DEFAULT_MAX_LINE
     bulk_cap: int = protocol.DEFAULT_BULK_CAP
     idle_timeout: float = 120.0

@@ -18,6 +18,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from lab.inside.protocol import PORT
 from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
@@ -27,7 +28,7 @@ from lab.teach.exercises import QUESTIONS, Exercises, Question
 class Dynamics(Exercises):
     """Exercises on one capture and its kernel samples (the lab's connection, or its biggest)."""
 
-    def __init__(self, path: str | Path, bulk: bool = True, port: int = 7000) -> None:
+    def __init__(self, path: str | Path, bulk: bool = True, port: int = PORT) -> None:
         super().__init__(path, bulk=bulk, port=port)
         kernel_path = kernel_file_of(self.path)
         if kernel_path is None:

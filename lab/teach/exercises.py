@@ -28,6 +28,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
+from lab.inside.protocol import PORT
 from lab.inspect import analyze, read_records, stream_segments
 from lab.inspect.decode import ACK, FIN, SYN, endpoint_text, udp_datagram
 from lab.inspect.rtt import estimated_rtts
@@ -76,14 +77,14 @@ def _text(value: Any) -> str:
 
 
 class Exercises:
-    """The questions about one capture; the studied connection is the lab's (server port 7000).
+    """The questions about one capture; the studied connection is the lab's (server port 7070, the lab's).
 
     ``stream`` picks another connection; by default the first with a handshake
     (for the request/response notebooks) or, with ``bulk=True``, the one whose
     server sent the most bytes (a BULK download).
     """
 
-    def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None, port: int = 7000) -> None:
+    def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None, port: int = PORT) -> None:
         self.path, self.port = Path(path), port
         self.capture = analyze(self.path, keep=False)
         candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections

@@ -1,7 +1,7 @@
 """What the study notebooks share: which capture to read, whether a lab is up, small views.
 
-Each notebook reads one capture: the learner's own when ``TCPLAB_PCAP`` names it
-(or the notebook's parameters cell does), otherwise the capture bundled in
+Each notebook reads its capture: the learner's own when the notebook's parameters cell,
+``invoke notebook --pcap NN=FILE`` or ``TCPLAB_PCAP`` names it, otherwise the one bundled in
 ``notebooks/data/`` (made by the lab itself; notebooks/data/README.md says how).
 Cells that need the running lab ask :func:`lab_is_up` first and, when it is not,
 print one line saying so and what to run, instead of failing.
@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from lab.inside.protocol import PORT
 from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
@@ -31,7 +32,7 @@ class CaptureMismatch(Exception):
 def _lab_connections(path: Path):
     from lab.inspect.analysis import analyze
 
-    return [c for c in analyze(path).connections if c.server.port == 7000]
+    return [c for c in analyze(path).connections if c.server.port == PORT]
 
 
 def _has_exchange(path: Path) -> bool:
@@ -49,7 +50,7 @@ def _has_udp(path: Path) -> bool:
     from lab.inspect.decode import udp_datagram
 
     with path.open("rb") as stream:
-        return any((found := udp_datagram(record.linktype, record.data)) is not None and 7000 in (found.sport,
+        return any((found := udp_datagram(record.linktype, record.data)) is not None and PORT in (found.sport,
                                                                                                    found.dport)
                    for record in read_records(stream))
 
@@ -62,38 +63,60 @@ def _has_kernel_samples(path: Path) -> bool:
 
 # What each bundled capture has that its notebooks need, and how a learner makes one like it.
 NEEDS = {
-    "exchange.pcapng": (_has_exchange, "a TCP connection to port 7000 with requests and replies",
+    "exchange.pcapng": (_has_exchange, f"a TCP connection to port {PORT} with requests and replies",
                         "invoke capture --send 'ECHO hello' --send TIME"),
     "bulk-loss.pcapng": (_has_loss, "a download with retransmissions",
                          "invoke impair --loss 2, then invoke capture --bulk 3000000"),
-    "crafted.pcapng": (lambda path: bool(_lab_connections(path)), "TCP to port 7000",
+    "crafted.pcapng": (lambda path: bool(_lab_connections(path)), f"TCP to port {PORT}",
                        "invoke capture --seconds 8, and run the crafting cells meanwhile"),
-    "udp.pcapng": (_has_udp, "UDP datagrams to port 7000",
+    "udp.pcapng": (_has_udp, f"UDP datagrams to port {PORT}",
                    "invoke capture --seconds 10 while invoke send --udp 'ECHO hi' runs"),
 }
-KERNEL_NEED = (_has_kernel_samples, "the kernel's samples beside it (NAME.kernel.jsonl)",
+KERNEL_NEED = (_has_kernel_samples, "the kernel's samples beside it, in NAME.kernel.jsonl",
                "invoke scenario NAME, or invoke capture --kernel")
 
 
-def capture_path(given: str | None, bundled: str) -> Path:
-    """The capture to study: ``given`` (the parameters cell), else $TCPLAB_PCAP, else the bundled one.
+# The bundled captures each notebook studies, in the order its cells read them.
+STUDIES = {
+    "01": ("exchange.pcapng",), "02": ("exchange.pcapng",), "03": ("exchange.pcapng",),
+    "04": ("bulk-loss.pcapng",), "05": ("crafted.pcapng",), "06": ("udp.pcapng",),
+    "07": ("slow-start.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng"),
+    "08": ("syn-loss.pcapng", "tail-loss.pcapng", "zero-window.pcapng"),
+}
 
-    A capture that lacks what this notebook studies is refused in one sentence when
-    the notebook names it, and passed over for the bundled one when TCPLAB_PCAP
-    does (one variable feeds every notebook, and each needs its own kind).
+
+def need_of(bundled: str) -> tuple:
+    """(test, what it needs in words, how a learner makes one) for the captures like ``bundled``."""
+    return NEEDS.get(bundled, KERNEL_NEED)
+
+
+def variable_for(bundled: str) -> str:
+    """The environment variable that names a capture for the notebooks that study ``bundled``:
+    TCPLAB_PCAP_BULK_LOSS for bulk-loss.pcapng (`invoke notebook --pcap 04=FILE` sets it)."""
+    return "TCPLAB_PCAP_" + Path(bundled).stem.upper().replace("-", "_")
+
+
+def capture_path(given: str | None, bundled: str) -> Path:
+    """The capture to study: ``given`` (the parameters cell), else the one named for this kind
+    of capture (TCPLAB_PCAP_BULK_LOSS, ...), else $TCPLAB_PCAP, else the bundled one.
+
+    A capture that lacks what this notebook studies is refused in one sentence when it was
+    named for this notebook, and passed over for the bundled one when TCPLAB_PCAP names it
+    (one variable feeds every notebook, and each needs its own kind).
     """
-    chosen = given or os.environ.get("TCPLAB_PCAP")
+    named = given or os.environ.get(variable_for(bundled))
+    chosen = named or os.environ.get("TCPLAB_PCAP")
     path = Path(chosen).expanduser() if chosen else DATA / bundled
     if not path.exists():
-        raise FileNotFoundError(f"no capture at {path}: make one with invoke capture, or unset TCPLAB_PCAP")
-    has, what, how = NEEDS.get(bundled, KERNEL_NEED)
+        raise FileNotFoundError(f"no capture at {path}: make one with invoke capture, or name an existing file")
+    has, what, how = need_of(bundled)
     if chosen and not has(path):
-        if given:
+        if named:
             raise CaptureMismatch(f"{path.name} lacks what this notebook studies ({what}); make one with: {how}")
         print(f"TCPLAB_PCAP={path} lacks what this notebook studies ({what}); studying the bundled "
-              f"{bundled} instead (make one with: {how}, and name it in the parameters cell)")
+              f"{bundled} instead (make one with: {how}, and name it with invoke notebook --pcap NN=FILE)")
         chosen, path = None, DATA / bundled
-    print(f"studying {path}" + ("" if chosen else " (bundled; set TCPLAB_PCAP=yours.pcapng to study your own)"))
+    print(f"studying {path}" + ("" if chosen else " (bundled; invoke notebook --pcap NN=yours.pcapng studies yours)"))
     return path
 
 
@@ -102,7 +125,7 @@ def addresses(capture) -> tuple[str, str]:
     for packets made by hand (scapy would otherwise fill in this machine's own as the source)."""
     from lab.inspect.decode import address_text
 
-    conn = next(c for c in capture.connections if c.server.port == 7000)
+    conn = next(c for c in capture.connections if c.server.port == PORT)
     return address_text(conn.client.address), address_text(conn.server.address)
 
 
@@ -185,7 +208,7 @@ def frame_bytes(path: Path, frame: int) -> bytes:
 
 
 def dissect(path: Path, frame: int):
-    """Scapy's dissection of one frame, ports as numbers (scapy would call 7000 'bbs')."""
+    """Scapy's dissection of one frame, ports as numbers (scapy would name some from its services table)."""
     from scapy.all import TCP, UDP, Ether, conf
 
     conf.noenum.add(TCP.sport, TCP.dport, UDP.sport, UDP.dport)

@@ -1,7 +1,7 @@
 -- tcplab.lua: Wireshark's view of the lab's protocol (lab/inside/protocol.py).
 --
--- Without it, Wireshark reads port 7000 as Gryphon (an automotive protocol) and
--- shows "Malformed" frames; with it, the packet list says what the lab says:
+-- Without it, Wireshark shows the lab's port (7070, which no dissector claims) as
+-- plain TCP data; with it, the packet list says what the lab says:
 -- "ECHO hello", "OK hello", "BULK data, bytes 1448-2895 of 1000000".
 --
 -- The protocol, for this file's reader: a request is one line ("VERB args\n",
@@ -21,7 +21,7 @@ local f_status = ProtoField.string("tcplab.status", "Status")
 local f_bulk = ProtoField.bytes("tcplab.bulk", "BULK data")
 local f_bulk_left = ProtoField.uint32("tcplab.bulk_left", "BULK bytes still to come")
 tcplab.fields = { f_line, f_verb, f_status, f_bulk, f_bulk_left }
-tcplab.prefs.port = Pref.uint("Port", 7000, "the lab's server port (TCP and UDP)")
+tcplab.prefs.port = Pref.uint("Port", 7070, "the lab's server port (TCP and UDP)")
 
 local tcp_seq = Field.new("tcp.seq")
 local VERBS = { ECHO = true, UPPER = true, TIME = true, BULK = true, QUIT = true }
@@ -151,7 +151,7 @@ local function register(port)
         DissectorTable.get("tcp.port"):remove(registered, tcplab)
         DissectorTable.get("udp.port"):remove(registered, tcplab)
     end
-    DissectorTable.get("tcp.port"):add(port, tcplab)      -- in Gryphon's place, on this port
+    DissectorTable.get("tcp.port"):add(port, tcplab)
     DissectorTable.get("udp.port"):add(port, tcplab)
     registered = port
 end
