@@ -20,6 +20,9 @@ from lab.inspect.tcp import Segment
 from lab.paths import PROJECT_ROOT
 
 DATA = PROJECT_ROOT / "notebooks" / "data"
+# Set while `invoke publish` runs the notebooks: the copies it writes show what a learner
+# without a running lab sees, whatever labs are up on the machine that made them.
+PUBLISHING = "TCPLAB_PUBLISHING"
 
 
 class CaptureMismatch(Exception):
@@ -116,8 +119,16 @@ def capture_path(given: str | None, bundled: str) -> Path:
         print(f"TCPLAB_PCAP={path} lacks what this notebook studies ({what}); studying the bundled "
               f"{bundled} instead (make one with: {how}, and name it with invoke notebook --pcap NN=FILE)")
         chosen, path = None, DATA / bundled
-    print(f"studying {path}" + ("" if chosen else " (bundled; invoke notebook --pcap NN=yours.pcapng studies yours)"))
+    print(f"studying {shown(path)}" + ("" if chosen else " (bundled; invoke notebook --pcap NN=yours.pcapng studies yours)"))
     return path
+
+
+def shown(path: Path) -> str:
+    """A path as the learner reads it: from the project's folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def addresses(capture) -> tuple[str, str]:
@@ -162,7 +173,7 @@ def lab_is_up(name: str | None = None) -> bool:
     from lab.errors import LabError
     from lab.host.state import existing, is_up
 
-    if shutil.which("docker") is None:
+    if shutil.which("docker") is None or os.environ.get(PUBLISHING):
         return False
     topology = _lab(name)
     try:
@@ -175,7 +186,10 @@ def needs_lab(what: str) -> bool:
     """For a cell that needs the running lab: True if it is up, else say what to run."""
     if lab_is_up():
         return True
-    print(f"skipped: {what} needs the running lab (run 'invoke up' in the project, then this cell again)")
+    from lab.host.settings import DEFAULTS
+
+    option = "" if lab_name() == DEFAULTS["name"] else f" --lab {lab_name()}"
+    print(f"skipped: {what} needs the running lab (run 'invoke up{option}' in the project, then this cell again)")
     return False
 
 
