@@ -142,7 +142,8 @@ def impair(c, target=None, delay=None, jitter=None, distribution=None, loss=None
 
 
 @task(iterable=["pcap"], help={
-    "pcap": "a capture to study instead of a bundled one (repeatable): NN=FILE for notebook NN, NAME=FILE for "
+    "pcap": "a capture to study instead of a bundled one (repeatable): NN=FILE for notebook NN (and any other "
+            "that studies the same kind, as 01-03 do), NAME=FILE for "
             "one of 07's or 08's (e.g. zero-window=FILE), or FILE for every notebook it fits",
     "port": "the port JupyterLab listens on (default 8888)",
     "lab": "the lab the notebooks' live cells act on (crafting, the kernel's sockets); default: the configuration's",
@@ -152,6 +153,26 @@ def notebook(c, pcap=None, port=None, lab=None):
     from lab.host import jupyter
 
     jupyter.open_notebooks(c, pcap, port, lab_of(c, lab).name)
+
+
+@task(help={"check": "only say whether notebooks/html/ is current (exit 1 if a copy is stale), running nothing"})
+def publish(c, check=False):
+    """Run every notebook on its bundled captures and write the HTML copies in notebooks/html/ (needs nbconvert)."""
+    from lab.errors import LabError
+    from lab.host.progress import StepDisplay
+    from lab.teach import publish as publishing
+    from lab.terminal import say
+
+    if check:
+        stale = publishing.stale()
+        if stale:
+            raise LabError(f"stale in notebooks/html/: {', '.join(n.stem for n in stale)}; run invoke publish")
+        say("notebooks/html/ is current: each copy was made from its notebook and captures as they are")
+        return
+    publishing.require_tools()
+    with StepDisplay("running the notebooks") as show:
+        written = publishing.publish(progress=lambda notebook: show(notebook.name))
+    say(f"{len(written)} executed copies in notebooks/html/: open notebooks/html/01-handshake.html in a browser")
 
 
 @task(help={
@@ -211,5 +232,5 @@ def scenario_seed(c) -> int:
 
 
 ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, scenario, inspect,
-                notebook)
+                notebook, publish)
 ns.configure({"lab": DEFAULTS})

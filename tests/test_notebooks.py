@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from lab.paths import CAPTURES_DIR
-from lab.teach import notebook
+from lab.teach import notebook, publish
 from lab.teach.dynamics import DYNAMICS_QUESTIONS, Dynamics
 from lab.teach.exercises import QUESTIONS, Exercises
 from lab.teach.notebook import CaptureMismatch
@@ -41,14 +41,36 @@ def test_there_are_eight_numbered_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_each_notebook_runs_top_to_bottom_on_the_bundled_capture(path, monkeypatch):
-    monkeypatch.delenv("TCPLAB_PCAP", raising=False)
-    monkeypatch.setenv("INVOKE_LAB_NAME", "nlt-no-such-lab")    # the lab-only cells must skip, not fail
-    book = execute(path)
+def test_each_notebook_runs_top_to_bottom_on_the_bundled_capture_and_reads_as_html(path, monkeypatch, tmp_path):
+    """As `invoke publish` runs it: bundled captures, the lab-only cells skipped (not failed)."""
+    monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "udp.pcapng"))      # publishing ignores what the learner chose
+    book = publish.execute(path)
     out = text_of(book)
-    assert "(bundled;" in out
+    assert "(bundled;" in out and "TCPLAB_PCAP=" not in out
     assert "replace ... with your answer" in out or path.stem.startswith("05")
     assert "Traceback" not in out
+    assert "needs the running lab" in out or not any("needs_lab" in cell.source for cell in book.cells)
+    page, css = publish.to_html(book, publish.made_from(path))
+    (tmp_path / publish.html_of(path).name).write_text(page)
+    assert publish.recorded_digest(tmp_path / publish.html_of(path).name) == publish.made_from(path)
+    figures = sum(1 for cell in book.cells if cell.cell_type == "code" for output in cell.outputs
+                  if "image/png" in output.get("data", {}))
+    assert page.count("data:image/png;base64,") == figures          # every figure is in the page
+    assert not re.search(r'<script[^>]*src="https?://', page) and ".jp-Notebook" in css   # loads nothing
+
+
+def test_the_published_copies_are_current():
+    """notebooks/html/ was made from the notebooks and captures as they are: `invoke publish`
+    after changing either (the digest covers cells and captures; outputs are what it makes)."""
+    assert not publish.stale(), "run invoke publish: " + ", ".join(n.stem for n in publish.stale())
+
+
+def test_a_copy_made_from_something_else_is_stale(tmp_path):
+    for notebook in publish.notebooks():
+        page = '<html><head>\n<meta name="tcplab-made-from" content="sha256:' + "0" * 64 + '"></head></html>'
+        publish.html_of(notebook, tmp_path).write_text(page)
+    (tmp_path / "01-handshake.html").write_text((publish.HTML_DIR / "01-handshake.html").read_text())
+    assert [n.stem for n in publish.stale(tmp_path)] == [n.stem for n in publish.notebooks()[1:]]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -207,7 +229,7 @@ def test_notebooks_01_to_03_run_on_a_fresh_capture(path, lab, monkeypatch):
         monkeypatch.setenv("TCPLAB_PCAP", str(capture))
         monkeypatch.setenv("INVOKE_LAB_NAME", lab)
         out = text_of(execute(path))
-        assert f"studying {capture}" in out and "(bundled;" not in out
+        assert f"studying {notebook.shown(capture)}" in out and "(bundled;" not in out
     finally:
         (CAPTURES_DIR / f"{name}.pcapng").unlink(missing_ok=True)
 
@@ -251,7 +273,8 @@ def test_notebooks_07_and_08_run_on_fresh_scenario_captures(lab):
                            resources={"metadata": {"path": str(NOTEBOOKS[0].parent)}}).execute()
             out = text_of(book)
             assert "(bundled;" not in out and "Traceback" not in out
-            assert all(f"studying {path}" in out for path in made.values() if str(path) in str(book.cells))
+            assert all(f"studying {notebook.shown(path)}" in out for path in made.values()
+                       if str(path) in str(book.cells))
     finally:
         for path in made.values():
             path.unlink(missing_ok=True)

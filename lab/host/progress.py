@@ -53,7 +53,7 @@ def run_logged(argv: Sequence[str], title: str, log_path: Path, step_of: Callabl
     with open(log_path, "w") as log:
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=stdin,
                                 text=True, errors="replace")
-        with _display(title) as show:
+        with StepDisplay(title) as show:
             for line in proc.stdout:
                 log.write(line)
                 tail.append(line.rstrip())
@@ -64,7 +64,7 @@ def run_logged(argv: Sequence[str], title: str, log_path: Path, step_of: Callabl
     return code, "\n".join(tail) if code else ""
 
 
-class _display:
+class StepDisplay:
     """One moving line on a terminal (rich Progress: spinner, step, elapsed time); elsewhere each
     step printed once."""
 
