@@ -62,10 +62,12 @@ def test_the_bottleneck_sends_at_its_rate_and_drops_what_its_full_queue_cannot_h
 
 def test_a_segment_held_back_leaves_after_two_others_have_passed_it_or_after_a_while():
     held = HeldBack()
-    held.hold(7, now=0.0)
+    held.hold(7, now=0.0, release=0.02)
     assert held.passed() == [] and held.passed() == [7] and held.passed() == []
-    held.hold(8, now=1.0)
-    assert held.expired(1.0005) == [] and held.expired(1.002) == [8]
+    assert not held.take_retry()                                  # 7 was reordered: nothing to try again
+    held.hold(8, now=1.0, release=1.02)
+    assert held.expired(1.0005) == [] and held.expired(1.002) == [(8, 1.02)]   # keeps its own delay
+    assert held.take_retry() and not held.take_retry()            # the next data segment is held instead, once
 
 
 def test_every_bundled_scenario_loads_with_checks_that_exist():

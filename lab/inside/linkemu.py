@@ -268,8 +268,10 @@ class Events:
         self.first_seq: dict[tuple[int, int], int] = {}
         self.sent_up_to: dict[tuple[int, int], int] = {}
         self.byte_hits: dict[Event, int] = {}
+        self.first_data = False           # whether the last packet matched was data sent the first time
 
     def match(self, packet: Headers) -> Event | None:
+        self.first_data = False
         if not (self.events and packet.tcp):
             return None
         kinds = []
@@ -281,6 +283,7 @@ class Events:
         relative = (packet.seq - self.first_seq.get(packet.ports, packet.seq - 1)) % (1 << 32)
         end = relative + packet.payload
         first_time = packet.payload and end > self.sent_up_to.get(packet.ports, 0)
+        self.first_data = bool(first_time)
         if first_time:
             self.sent_up_to[packet.ports] = end
             kinds.append("data")
@@ -384,31 +387,47 @@ def rule(action: str, source: str, queue: int, link: Link) -> list[str]:
 class HeldBack:
     """Segments held back to be reordered: each leaves once OVERTAKEN_BY packets have passed it,
     or after HOLD_S if they do not come (the end of a flight): longer, and the sender's RACK
-    rule would call it lost and send it again, which is a loss, not a reordering."""
+    rule would call it lost and send it again, which is a loss, not a reordering.
+
+    A segment that leaves without being overtaken keeps its place and its delay, and the
+    reordering moves on to the next data segment (``retries``): the end of a flight
+    cannot be reordered, the segment after it can, and the scenario's lesson still happens.
+    """
 
     OVERTAKEN_BY = 2
     HOLD_S = 0.001
 
     def __init__(self) -> None:
-        self.waiting: list[list] = []          # [since, packet id, packets that passed it]
+        self.waiting: list[list] = []          # [since, packet id, its release time, packets that passed it]
+        self.retries = 0
 
-    def hold(self, pid: int, now: float) -> None:
-        self.waiting.append([now, pid, 0])
+    def hold(self, pid: int, now: float, release: float) -> None:
+        self.waiting.append([now, pid, release, 0])
 
     def passed(self) -> list[int]:
         """A packet went by: the ids that may now follow it."""
         for entry in self.waiting:
-            entry[2] += 1
-        return self._release(lambda entry: entry[2] >= self.OVERTAKEN_BY)
+            entry[3] += 1
+        return [pid for pid, _ in self._release(lambda entry: entry[3] >= self.OVERTAKEN_BY)]
 
-    def expired(self, now: float) -> list[int]:
-        return self._release(lambda entry: now - entry[0] > self.HOLD_S)
+    def expired(self, now: float) -> list[tuple[int, float]]:
+        """(id, release time) of the segments nothing overtook in time: they leave as if never held."""
+        leaving = self._release(lambda entry: now - entry[0] > self.HOLD_S)
+        self.retries += len(leaving)
+        return leaving
+
+    def take_retry(self) -> bool:
+        """True (once per segment that was not overtaken) for the next data segment to hold back."""
+        if self.retries:
+            self.retries -= 1
+            return True
+        return False
 
     def all(self) -> list[int]:
-        return self._release(lambda entry: True)
+        return [pid for pid, _ in self._release(lambda entry: True)]
 
-    def _release(self, due) -> list[int]:
-        leaving = [entry[1] for entry in self.waiting if due(entry)]
+    def _release(self, due) -> list[tuple[int, float]]:
+        leaving = [(entry[1], entry[2]) for entry in self.waiting if due(entry)]
         self.waiting = [entry for entry in self.waiting if not due(entry)]
         return leaving
 
@@ -448,17 +467,18 @@ def run(source: str, queue_number: int, link: Link) -> dict:
                     continue
                 if event and event.action == "delay":
                     release += event.delay_ms / 1000
-                if event and event.action == "reorder":
-                    held_back.hold(pid, now)
+                if (event and event.action == "reorder") or (not event and events.first_data and
+                                                             held_back.take_retry()):
+                    held_back.hold(pid, now, release)
                     continue
                 order += 1
                 heapq.heappush(held, (release, order, pid))
                 for late in held_back.passed():     # leaves right after the packets that overtook it
                     order += 1
                     heapq.heappush(held, (release, order, late))
-            for late in held_back.expired(now):
+            for late, release in held_back.expired(now):
                 order += 1
-                heapq.heappush(held, (now, order, late))
+                heapq.heappush(held, (max(release, now), order, late))
             while held and held[0][0] <= now:
                 decided.append((heapq.heappop(held)[2], NF_ACCEPT))
                 accepted += 1
