@@ -38,7 +38,7 @@ def decode_all(data: bytes, **kwargs) -> list:
     return drain(decoder)
 
 
-@pytest.mark.parametrize("request_", [Echo("hello world"), Upper("ünïcode ok"), Time(), Bulk(0), Bulk(12345), Quit()])
+@pytest.mark.parametrize("request_", [Echo("hello world"), Upper("ünïcode ok"), Time(), Bulk(0), Bulk(12345), Bulk(7, "[tcplab:1a2b3c4d]"), Quit()])
 def test_every_request_round_trips(request_):
     assert decode_all(protocol.encode_request(request_)) == [request_]
 
@@ -90,6 +90,11 @@ def test_bad_lines_get_a_reason_and_keep_the_connection(line, reason_part):
     assert isinstance(event, BadRequest)
     assert reason_part in event.reason
     assert not event.fatal
+
+
+def test_a_bulk_request_may_carry_a_note_the_server_ignores():
+    assert decode_all(b"BULK 10 [tcplab:1a2b3c4d]\n") == [Bulk(10, "[tcplab:1a2b3c4d]")]
+    assert decode_all(b"bulk 10\r\n") == [Bulk(10)]
 
 
 def test_bulk_over_the_cap_is_refused():

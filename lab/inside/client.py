@@ -247,7 +247,8 @@ def run_interactive(client: Client, read_line: Callable[[str], str] = input) -> 
     return run_lines(client, typed_lines(read_line))
 
 
-def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_for: float = 0.0) -> int:
+def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_for: float = 0.0,
+             note: str = "") -> int:
     """Download nbytes, check every byte against the pattern, report throughput.
 
     With ``pause_after``, the client stops reading for ``pause_for`` seconds once
@@ -270,7 +271,7 @@ def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_
             time.sleep(pause_for)
 
     with client.conversation():
-        request = protocol.Bulk(nbytes)
+        request = protocol.Bulk(nbytes, note)
         data = protocol.encode_request(request)
         client.pause(f"send {data!r}, then <- {nbytes} bytes of data")
         started = time.monotonic()
@@ -329,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--bulk", type=int, metavar="N", help="download N bytes with BULK and report throughput")
     parser.add_argument("--step", action="store_true", help="pause before connect, each send and close, saying what goes on the wire")
     parser.add_argument("--rcvbuf", type=int, metavar="BYTES", help="the socket's receive buffer (a small one fills fast)")
+    parser.add_argument("--note", default="", metavar="TEXT", help="with --bulk: a note after the byte count "
+                        "(the server ignores it; a student's says whose the request is)")
     parser.add_argument("--pause-after", type=int, metavar="BYTES", help="with --bulk: stop reading after BYTES ...")
     parser.add_argument("--pause-for", type=float, default=2.0, metavar="S",
                         help="... for S seconds (default %(default)s): a slow reader, a zero window")
@@ -361,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.interactive:
             return run_interactive(client)
         if args.bulk is not None:
-            return run_bulk(client, args.bulk, args.pause_after, args.pause_for)
+            return run_bulk(client, args.bulk, args.pause_after, args.pause_for, args.note)
         return run_lines(client, args.messages)
     except ClientError as exc:
         print(f"lab.client: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ The protocol, as a person types it into ``nc``::
     ECHO <text>    ->  OK <text>
     UPPER <text>   ->  OK <TEXT>
     TIME           ->  OK <UTC time, ISO 8601>
-    BULK <nbytes>  ->  OK <nbytes> bytes follow LF, exactly nbytes of PATTERN, OK end of bulk LF
+    BULK <nbytes> [note]  ->  OK <nbytes> bytes follow LF, exactly nbytes of PATTERN, OK end of bulk LF
     QUIT           ->  OK bye, then the server closes the connection
 
 Rules, and why:
@@ -34,7 +34,9 @@ Rules, and why:
    shows them and a receiver can check every byte), then a terminator line. The
    client knows how many raw bytes to expect from the header of the reply
    (``OK <nbytes> bytes follow``), checked against the BULK it sent; that is why
-   the client side is a small state machine.
+   the client side is a small state machine. Anything after the byte count is a
+   note the server ignores: a student's request says whose it is that way
+   (``BULK 2680798 [tcplab:371ade54]``), as their ECHO lines do in their text.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Time:
 @dataclasses.dataclass(frozen=True)
 class Bulk:
     nbytes: int
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +180,7 @@ def encode_request(request: Request) -> bytes:
     elif isinstance(request, Bulk):
         if request.nbytes < 0:
             raise LocalProtocolError(f"BULK needs a byte count >= 0, got {request.nbytes}")
-        line = f"BULK {request.nbytes}"
+        line = f"BULK {request.nbytes}" + (" " + _single_line(request.note, "BULK note") if request.note else "")
     elif isinstance(request, Quit):
         line = "QUIT"
     else:
@@ -242,13 +245,13 @@ def parse_request_line(line: bytes, bulk_cap: int = DEFAULT_BULK_CAP) -> Request
             return BadRequest(f"usage: {verb} (no argument)")
         return Time() if verb == "TIME" else Quit()
     if verb == "BULK":
-        argument = argument.strip()
-        if not argument.isascii() or not argument.isdigit():
-            return BadRequest("usage: BULK <nbytes>, a whole number of bytes")
-        nbytes = int(argument)
+        count, _, note = argument.strip().partition(" ")
+        if not count.isascii() or not count.isdigit():
+            return BadRequest("usage: BULK <nbytes> [note], a whole number of bytes")
+        nbytes = int(count)
         if nbytes > bulk_cap:
             return BadRequest(f"BULK is limited to {bulk_cap} bytes on this server")
-        return Bulk(nbytes)
+        return Bulk(nbytes, note.strip())
     shown = verb if len(verb) <= 20 else verb[:20] + "..."
     return BadRequest(f"unknown verb {shown!r} (verbs: {', '.join(VERBS)})")
 

@@ -72,7 +72,7 @@ local function first_pass(tvb, pinfo, to_server)
             local line = text:sub(1, stop - 1):gsub("\r$", "")
             parts[#parts + 1] = { kind = "line", offset = pos, length = stop, text = line }
             if to_server then
-                local n = line:match("^[Bb][Uu][Ll][Kk]%s+(%d+)%s*$")
+                local n = line:match("^[Bb][Uu][Ll][Kk]%s+(%d+)%f[%s\0]")     -- a note may follow
                 state_of(reverse(pinfo)).asked_bulk = n and tonumber(n) or 0
             elseif state.asked_bulk > 0 then
                 local n = tonumber(line:match("^OK (%d+) bytes follow$") or "0")
