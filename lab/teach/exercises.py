@@ -86,6 +86,7 @@ class Exercises:
 
     def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None, port: int = PORT) -> None:
         self.path, self.port = Path(path), port
+        self.options = {"bulk": bulk, "stream": stream, "port": port}     # how to make the same one again
         self.capture = analyze(self.path, keep=False)
         candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections
         if not candidates:
@@ -130,6 +131,14 @@ class Exercises:
 
     def estimated_rtt(self, samples: list[float]) -> float:
         return round(estimated_rtts(samples)[-1], 3)
+
+    def any_data_sent_again(self) -> bool:
+        """Whether either side sent some of its data twice, whatever Wireshark calls the copy (Linux's
+        RACK often repairs a loss so soon that Wireshark labels the copy out-of-order)."""
+        from lab.inspect.expectations import first_sent_again
+
+        return any(first_sent_again([s for s in self.segments if s.from_client == side]) is not None
+                   for side in (True, False))
 
     def receiver_windows(self) -> list[int]:
         """Windows (bytes, scaled) the data receiver advertised after the handshake."""
@@ -211,8 +220,14 @@ class Exercises:
         return Verdict(False, f"✘ {name}: not quite. Hint: {question.hint}")
 
     def check(self, name: str, answer: Any) -> None:
-        """Print whether ``answer`` is right for this capture (with a hint if not)."""
-        print(self.verdict(name, answer).message)
+        """Print whether ``answer`` is right for this capture (with a hint if not); a student's
+        answer is also recorded for `invoke submit` (lab.teach.answers)."""
+        from lab.teach.answers import record
+
+        verdict = self.verdict(name, answer)
+        print(verdict.message)
+        if verdict.ok is not None:
+            record(type(self).__name__, self.options, self.path, name, answer, verdict.ok)
 
     def reveal(self, name: str) -> Any:
         """The right answer for this capture: only when the learner asks."""
@@ -363,7 +378,7 @@ QUESTIONS: dict[str, Question] = {
         "Wireshark marks it: look for 'TCP Window Full' or 'TCP ZeroWindow' frames"),
     "retransmitted": Question(
         "were any segments retransmitted? (True/False)",
-        lambda e: bool(e.capture.frames_with("retransmission")),
+        lambda e: bool(e.capture.frames_with("retransmission")) or e.any_data_sent_again(),
         "look for frames marked as retransmissions, or a sequence number that goes back"),
     "acked_bytes": Question(
         "bytes acknowledged by each of the receiver's first six ACKs that acknowledge data, as a list",
