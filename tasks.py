@@ -206,7 +206,8 @@ def demo(c, message=None, verbose=False, lab=None):
     positional=["name"],
     help={"name": "a bundled scenario (syn-loss, fast-retransmit, burst-loss, tail-loss-rto, reorder, slow-start, "
                   "bufferbloat, zero-window) or a .toml file; 'list' lists them",
-          "seed": "your seed: it picks the lost segment and the link's numbers (default: the config's lab.seed, or 1)",
+          "seed": "a seed: it picks the lost segment and the link's numbers (default: the student's, set by invoke "
+                  "student, else the config's lab.seed, 1)",
           "lab": LAB_HELP},
 )
 def scenario(c, name, seed=None, lab=None):
@@ -227,10 +228,110 @@ def scenario(c, name, seed=None, lab=None):
 
 
 def scenario_seed(c) -> int:
-    """The config's lab.seed (an instructor sets one per student), else 1."""
-    return whole_number(str(c.config.lab.seed), "lab.seed")
+    """The student's seed (invoke student), else the config's lab.seed (1 by default)."""
+    from lab.course.variant import current
+
+    student = current()
+    return student[1].seed if student else whole_number(str(c.config.lab.seed), "lab.seed")
+
+
+@task(positional=["name"], help={"name": "the course's name (lowercase letters, digits, '-', '_', '.')",
+                                  "folder": "where to write NAME.secret and NAME.course.toml (default: here)"})
+def course(c, name, folder="."):
+    """Make a course: a secret the instructor keeps, and a course file every student gets."""
+    from pathlib import Path
+
+    from lab.course.variant import create
+    from lab.terminal import say
+
+    secret, course_file = create(name, Path(folder))
+    say(f"{secret}: the course's secret; keep it (grading needs it) and give it to nobody")
+    say(f"{course_file}: give this one file to every student: invoke student ID --course {course_file.name}")
+
+
+@task(positional=["student_id"], help={"student_id": "your id, as on the class roster",
+                                       "course": "the course file your instructor gave you (NAME.course.toml)"})
+def student(c, student_id, course=None):
+    """Set who works here, for which course: your scenarios, messages and BULK size become your own."""
+    from pathlib import Path
+
+    from lab.course.variant import set_student
+    from lab.terminal import say
+
+    if not course:
+        raise LabError("give the course file your instructor gave you: invoke student ID --course NAME.course.toml")
+    variant = set_student(student_id, Path(course))
+    say(f"you are {variant.student}: scenarios run with your seed {variant.seed}; your ECHO lines carry "
+        f"{variant.tag}; for notebook 04 capture: invoke capture --bulk {variant.bulk_bytes}")
+    say("your answers are recorded as the notebooks check them; hand them in with: invoke submit")
+
+
+@task(iterable=["pcap"], help={"pcap": "a capture to hand in besides those your answers are about (repeatable)"})
+def submit(c, pcap=None):
+    """Pack your recorded answers and their captures into submissions/COURSE-ID-TIME.zip, to hand in."""
+    from lab.course.submitting import submit as pack
+    from lab.terminal import say
+
+    pack(pcap, say=say)
+
+
+@task(positional=["submissions"], help={
+    "submissions": "the folder of the students' archives (*.zip)",
+    "roster": "the roster: one student id a line, or a CSV with an 'id' column",
+    "secret": "the course's secret (NAME.secret, from invoke course)",
+    "out": "where to write grades.csv, students.csv, report.txt and work/ (default: grades/ beside the archives)",
+})
+def grade(c, submissions, roster=None, secret=None, out=None):
+    """Grade every submission: re-analyse its captures, re-check its answers, check the captures are the student's."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from lab.course.grading import grade_all
+    from lab.course.variant import read_roster, read_secret
+    from lab.terminal import console
+
+    if not roster or not secret:
+        raise LabError("give --roster FILE and --secret NAME.secret: the grader checks each capture against "
+                       "its student's variant")
+    folder = Path(submissions)
+    out_folder = Path(out) if out else folder.resolve().parent / "grades"
+    term = console()
+    results = grade_all(folder, read_roster(Path(roster)), read_secret(Path(secret)), out_folder,
+                        progress=lambda graded: term.print(f"{escape(graded.archive)}: {escape(graded.verdict)}",
+                                                           highlight=False, soft_wrap=True))
+    accepted = sum(graded.accepted for graded in results)
+    term.print(f"{accepted} of {len(results)} archives graded; see {escape(str(out_folder))}/students.csv "
+               "(one row a student) and report.txt", highlight=False)
+
+
+@task(name="class", positional=["action"], help={
+    "action": "up, status or down",
+    "count": "up: this many labs, GROUP-01 .. GROUP-N",
+    "roster": "up: a lab for each student of the roster, GROUP-ID",
+    "group": "the class's name, the prefix of its labs (default: class)",
+})
+def class_(c, action, count=None, roster=None, group="class"):
+    """Many labs on one engine, one per student: class up, class status, class down act on all of them, only them."""
+    from pathlib import Path
+
+    from lab.course.variant import read_roster
+    from lab.host import classroom
+    from lab.host.settings import from_config
+
+    from_config({}, group)                                   # a usable name, or one line saying why not
+    if action == "up":
+        names = classroom.lab_names(group, whole_number(count, "--count") if count is not None else None,
+                                    read_roster(Path(roster)) if roster else None)
+        classroom.up(c, group, names)
+    elif action == "status":
+        classroom.status(c, group)
+    elif action == "down":
+        classroom.down(c, group)
+    else:
+        raise LabError(f"class takes up, status or down, not {action!r}")
 
 
 ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, scenario, inspect,
-                notebook, publish)
+                notebook, publish, course, student, submit, grade, class_)
 ns.configure({"lab": DEFAULTS})

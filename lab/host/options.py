@@ -49,12 +49,16 @@ def client_options(messages: Sequence[str], udp: bool = False, step: bool = Fals
         raise LabError("nothing to send: give a request line, e.g. invoke send 'ECHO hello'")
     if udp and step:
         raise LabError("--step works over TCP only (UDP has no connection to step through)")
-    return [*(["--udp"] if udp else []), *(["--step"] if step else []), *messages]
+    from lab.course.variant import tagged
+
+    return [*(["--udp"] if udp else []), *(["--step"] if step else []), *tagged(messages)]
 
 
 def bulk_options(nbytes: str | int) -> list[str]:
     """lab.inside.client's command line for downloading ``nbytes``."""
-    return ["--bulk", str(whole_number(nbytes, "NBYTES"))]
+    from lab.course.variant import bulk_note
+
+    return ["--bulk", str(whole_number(nbytes, "NBYTES")), *bulk_note()]
 
 
 def exchange_options(send: Sequence[str] | None, bulk: str | None) -> list[str]:

@@ -102,8 +102,12 @@ class Scenario:
         """lab.inside.client's options for the exchange."""
         exchange = self.exchange
         if "send" in exchange:
-            return [str(line) for line in exchange["send"]]
-        args = ["--bulk", str(exchange["bulk"])]
+            from lab.course.variant import tagged
+
+            return tagged([str(line) for line in exchange["send"]])
+        from lab.course.variant import bulk_note
+
+        args = ["--bulk", str(exchange["bulk"]), *bulk_note()]
         if "rcvbuf" in exchange:
             args += ["--rcvbuf", str(exchange["rcvbuf"])]
         if "pause_after" in exchange:

@@ -25,7 +25,8 @@ LABEL = "org.tcplab.lab"
 ROLE_LABEL = "org.tcplab.role"
 SOURCE_LABEL = "org.tcplab.source"      # on the image: the digest of the code it was built from
 PART_LABEL = "org.tcplab.capture-file"  # on a capture container: the raw file it writes in captures/
-OWNER_LABEL = "org.tcplab.capture-owner"  # on a capture container: host:pid:start of its `invoke capture`
+OWNER_LABEL = "org.tcplab.capture-owner"
+GROUP_LABEL = "org.tcplab.group"        # on every resource of a class's labs: `invoke class down` removes by it  # on a capture container: host:pid:start of its `invoke capture`
 BASE_IMAGE = "tcplab/base:bookworm"
 SLIM_IMAGE = "debian:bookworm-slim"
 AUTO = "auto"
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "cc": AUTO,
     "ipv6": False,
     "seed": 1,              # a student's own: scenarios pick their lost segment and link numbers by it
+    "group": "",            # the class a lab belongs to (invoke class up sets it)
     "verbose": False,       # every line of an image build, not its progress (build, up, demo: --verbose)
 }
 CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
@@ -69,6 +71,7 @@ class Lab:
     pids: int
     cc: str = AUTO           # the hosts' TCP congestion control; auto: the kernel's default
     ipv6: bool = False       # an IPv4 lesson: no IPv6 (router solicitations, MLD) unless asked
+    group: str = ""          # the class this lab belongs to, if any
 
     @property
     def sysctls(self) -> dict[str, str]:
@@ -99,6 +102,11 @@ class Lab:
         """The ``key=value`` that marks this lab's resources."""
         return f"{LABEL}={self.name}"
 
+    @property
+    def labels(self) -> list[str]:
+        """Every ``key=value`` on this lab's resources: its own, and its class's if it has one."""
+        return [self.label] + ([f"{GROUP_LABEL}={self.group}"] if self.group else [])
+
 
 def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
     """Build a Lab from invoke's ``config.lab`` section, with the ``--lab`` override and a
@@ -123,6 +131,9 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
     cc = str(section["cc"]).strip().lower()
     if cc != AUTO:
         check_congestion_control(cc)
+    group = str(section["group"] or "")
+    if group and not _NAME.fullmatch(group):
+        raise LabError(f"lab group {group!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
     return Lab(
         name=str(name),
         subnet=subnet,
@@ -134,6 +145,7 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
         pids=int(section["pids"]),
         cc=cc,
         ipv6=yes(section["ipv6"]),
+        group=group,
     )
 
 

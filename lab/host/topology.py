@@ -141,13 +141,16 @@ class Topology:
         return f"{self.lab.name}-{role}" + (f"-{instance}" if instance else "")
 
     def labels(self, role: str) -> list[str]:
-        return ["--label", self.lab.label, "--label", f"{ROLE_LABEL}={role}"]
+        return [*self.lab_labels(), "--label", f"{ROLE_LABEL}={role}"]
+
+    def lab_labels(self) -> list[str]:
+        return [word for label in self.lab.labels for word in ("--label", label)]
 
     def network_create_args(self, subnet: str) -> list[str]:
         """The lab network: a bridge with an explicit subnet, --internal unless configured otherwise."""
         gateway = ipaddress.ip_network(subnet).network_address + 1    # the host's address on it
         args = ["network", "create", "--driver", "bridge", "--subnet", subnet, "--gateway", str(gateway),
-                "--label", self.lab.label]
+                *self.lab_labels()]
         if self.lab.internal:
             args.append("--internal")
         return [*args, self.lab.network]

@@ -30,6 +30,7 @@ class Dynamics(Exercises):
 
     def __init__(self, path: str | Path, bulk: bool = True, port: int = PORT) -> None:
         super().__init__(path, bulk=bulk, port=port)
+        self.options = {"bulk": bulk, "port": port}
         kernel_path = kernel_file_of(self.path)
         if kernel_path is None:
             from lab.teach.notebook import CaptureMismatch

@@ -1,0 +1,228 @@
+"""`invoke grade`: every submission re-analysed and re-checked, from nothing but its captures.
+
+The grader never trusts a submission: not its verdicts (each answer is checked again,
+by the same checkers the notebooks use, on the capture it was about), not its cached
+outputs (there are none: captures are analysed here), not its claim of who made the
+captures (lab.course.identity checks them against the student's variant). An answer
+counts only when it is right and its capture is the student's.
+
+Out of one folder of archives come, in the output folder and nowhere else:
+``grades.csv`` (a row an answer: student, exercise, answer, correct, feedback),
+``students.csv`` (a row a student, a column an exercise: what an LMS imports),
+``report.txt`` (which exercises most students missed, and the answers they gave) and
+``work/STUDENT/`` (the captures as unpacked, for a second look).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import csv
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from lab.course import archive, identity
+from lab.course.variant import Course, check_id
+from lab.errors import LabError
+from lab.inside.protocol import PORT
+
+CAPTURE_SUFFIXES = (".pcapng", ".pcap")
+CHECKERS = ("Exercises", "Dynamics")
+
+
+@dataclasses.dataclass
+class Row:
+    student: str
+    exercise: str
+    answer: str
+    correct: bool
+    feedback: str
+
+
+@dataclasses.dataclass
+class Graded:
+    """One submission's result: its one-line verdict, and its rows when it could be graded."""
+
+    archive: str
+    student: str
+    verdict: str
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    made: str = ""
+    accepted: bool = False
+
+
+def grade_all(folder: Path, roster: list[str], course: Course, out: Path, workers: int | None = None,
+              progress=None) -> list[Graded]:
+    """Grade every *.zip in ``folder`` into ``out``; the results, newest submission of each student last."""
+    if not folder.is_dir():
+        raise LabError(f"no folder {folder}: name the folder that holds the submissions (*.zip)")
+    archives = sorted(path for path in folder.iterdir() if path.suffix == ".zip")
+    if not archives:
+        raise LabError(f"no submission (*.zip) in {folder}")
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    results = []
+    workers = workers or os.cpu_count() or 1
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(grade_one, path, roster, course, work) for path in archives]
+        for future in concurrent.futures.as_completed(futures):
+            results.append(future.result())
+            if progress:
+                progress(results[-1])
+    results.sort(key=lambda graded: (graded.student, graded.made, graded.archive))
+    write_outputs(results, roster, out)
+    return results
+
+
+def grade_one(path: Path, roster: list[str], course: Course, work: Path) -> Graded:
+    """One archive: (never raises for anything in the archive) its verdict and rows."""
+    try:
+        submission = archive.read(path)
+    except archive.SubmissionError as error:
+        return Graded(path.name, "?", f"rejected: {error}")
+    try:
+        student = check_id(submission.student)
+    except LabError:
+        return Graded(path.name, "?", "rejected: its student id is not usable")
+    if student not in roster:
+        return Graded(path.name, student, f"rejected: {student} is not on the roster")
+    if submission.course != course.name:
+        return Graded(path.name, student, f"rejected: made for course {submission.course[:40]!r}, "
+                                          f"not {course.name}")
+    variant = course.variant(student)
+    folder = work / student / path.stem
+    folder.mkdir(parents=True)
+    for name, data in submission.files.items():
+        (folder / name).write_bytes(data)
+    whose = identity.roster_lookup(course, roster)
+    captures = {name: _capture_identity(folder / name, name, variant, whose)
+                for name in submission.files if name.endswith(CAPTURE_SUFFIXES)}
+    rows = _check_answers(submission, student, folder, captures)
+    theirs = sum(1 for verdict in captures.values() if verdict.yours)
+    right = sum(row.correct for row in rows)
+    not_theirs = [f"{name}: {verdict.reason}" for name, verdict in captures.items() if not verdict.yours]
+    verdict = (f"graded: {right} of {len(rows)} answers right; {theirs} of {len(captures)} captures theirs"
+               + (f" ({'; '.join(not_theirs)})" if not_theirs else ""))
+    return Graded(path.name, student, verdict, rows, made=submission.made, accepted=True)
+
+
+def _capture_identity(path: Path, name: str, variant, whose) -> identity.Identity:
+    from lab.inspect.analysis import analyze
+
+    try:
+        capture = analyze(path, keep=True)
+    except (LabError, OSError) as error:
+        return identity.Identity(False, (identity.Evidence("file", False, f"not a readable capture: {error}"),))
+    return identity.judge(capture, name, variant, PORT, whose)
+
+
+def _check_answers(submission, student: str, folder: Path, captures: dict) -> list[Row]:
+    """The last answer to each exercise about each capture, checked again."""
+    last: dict[tuple[str, str], dict] = {}
+    for entry in submission.answers:
+        last[(entry["exercise"], entry["capture"])] = entry
+    checkers: dict = {}
+    rows = []
+    for (exercise, capture), entry in sorted(last.items()):
+        answer = json.dumps(entry.get("answer"))[:200]
+        correct, feedback = _check(entry, folder, captures, checkers)
+        rows.append(Row(student, exercise, answer, correct, feedback))
+    return rows
+
+
+def _check(entry: dict, folder: Path, captures: dict, checkers: dict) -> tuple[bool, str]:
+    capture = entry["capture"]
+    if capture not in captures:
+        return False, f"its capture {capture[:60]} is not in the submission"
+    verdict_of_capture = captures[capture]
+    checker = _checker(entry, folder / capture, checkers)
+    if isinstance(checker, str):
+        return False, checker
+    try:
+        verdict = checker.verdict(entry["exercise"], entry.get("answer"))
+    except KeyError:
+        return False, f"no exercise {entry['exercise'][:60]!r}"
+    except Exception as error:           # an answer of a form no checker foresaw: graded wrong, said why
+        return False, f"could not check this answer ({type(error).__name__})"
+    message = verdict.message.split(": ", 1)[-1]
+    if not verdict_of_capture.yours:
+        return False, f"{capture} is not this student's: {verdict_of_capture.reason}"
+    return bool(verdict.ok), message
+
+
+def _checker(entry: dict, path: Path, made: dict):
+    """The checker the notebook used, made again; or a string saying why it cannot be."""
+    from lab.teach.dynamics import Dynamics
+    from lab.teach.exercises import Exercises
+    from lab.teach.notebook import CaptureMismatch
+
+    kind, options = entry["checker"], entry.get("options") or {}
+    if kind not in CHECKERS:
+        return f"no checker {kind[:40]!r}"
+    bulk, stream = options.get("bulk", False), options.get("stream")
+    if not isinstance(bulk, bool) or not (stream is None or (isinstance(stream, int) and 0 <= stream < 100_000)):
+        return "its checker's options are not of the right form"
+    key = (kind, str(path), bulk, stream)
+    if key not in made:
+        try:
+            made[key] = (Dynamics(path, bulk=bulk) if kind == "Dynamics" else Exercises(path, bulk=bulk, stream=stream))
+        except (CaptureMismatch, LabError, OSError, IndexError) as error:
+            made[key] = f"its capture cannot be studied: {str(error)[:120]}"
+    return made[key]
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text: one starting with = + - @ would be run as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def write_outputs(results: list[Graded], roster: list[str], out: Path) -> None:
+    latest = {graded.student: graded for graded in results if graded.accepted}    # sorted: the newest last
+    exercises = sorted({row.exercise for graded in latest.values() for row in graded.rows})
+    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["student", "exercise", "answer", "correct", "feedback"])
+        for graded in latest.values():
+            for row in graded.rows:
+                writer.writerow([spreadsheet_safe(row.student), spreadsheet_safe(row.exercise),
+                                 spreadsheet_safe(row.answer), int(row.correct), spreadsheet_safe(row.feedback)])
+    with open(out / "students.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["student", "submitted", "right", *exercises])
+        for student in roster:
+            graded = latest.get(student)
+            marks = {row.exercise: int(row.correct) for row in graded.rows} if graded else {}
+            writer.writerow([student, int(graded is not None), sum(marks.values()),
+                             *[marks.get(exercise, "") for exercise in exercises]])
+    (out / "report.txt").write_text(class_report(results, roster, latest, exercises), encoding="utf-8")
+
+
+def class_report(results: list[Graded], roster: list[str], latest: dict, exercises: list[str]) -> str:
+    """Plain text (a student's answer is never markup): who submitted, which exercises were
+    missed most, and the wrong answers given most."""
+    lines = [f"{len(latest)} of {len(roster)} students graded; {len(results)} archives read"]
+    rejected = [graded for graded in results if not graded.accepted]
+    if rejected:
+        lines.append(f"{len(rejected)} archives rejected:")
+        lines += [f"  {graded.archive}: {graded.verdict}" for graded in rejected]
+    missing = [student for student in roster if student not in latest]
+    if missing:
+        lines.append(f"no submission from: {', '.join(missing)}")
+    lines.append("")
+    lines.append("exercises, most missed first (missed = answered wrong, or about a capture not theirs):")
+    tally = []
+    for exercise in exercises:
+        rows = [row for graded in latest.values() for row in graded.rows if row.exercise == exercise]
+        wrong = [row for row in rows if not row.correct]
+        tally.append((len(wrong) / len(rows), exercise, rows, wrong))
+    for share, exercise, rows, wrong in sorted(tally, key=lambda item: (-item[0], item[1])):
+        common = collections.Counter(row.answer for row in wrong).most_common(3)
+        given = "; ".join(f"{answer} ({count})" for answer, count in common)
+        lines.append(f"  {exercise}: {len(wrong)} of {len(rows)} missed ({share:.0%})"
+                     + (f"; wrong answers given: {given}" if given else ""))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,235 @@
+"""A course and each student's variant of it, derived, never handed out.
+
+The instructor runs ``invoke course NAME`` once: it writes ``NAME.secret`` (kept by the
+instructor, needed to grade) and ``NAME.course.toml`` (given to every student, the same
+file for all). The course file holds a key derived from the secret; from the key and a
+student's id, HMAC-SHA256 derives that student's variant:
+
+* a seed, which picks each scenario's lost segment and link numbers;
+* a token, which the lab appends to every ECHO line and BULK request the student sends;
+* a BULK size, for the loss capture of notebook 04.
+
+Why HMAC and not a hash of the id: without the course's key nobody can tell what a
+variant will be, and two courses (or two years of one) give the same id different
+variants, so last year's captures fail this year. Why a key derived from the secret
+and not the secret itself: the key only derives variants; the secret stays with the
+instructor. A student who has the course file can work out a classmate's variant, but
+a capture made for one id fails the check under another, which is what stops copying.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import hmac
+import io
+import os
+import re
+import secrets
+from pathlib import Path
+
+import tomllib
+
+from lab.errors import LabError
+from lab.paths import PROJECT_ROOT
+
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+COURSE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
+STUDENT_NAME = "student.toml"
+SMALL_FILE = 1 << 20              # a course, secret or roster file is read only up to this size
+BULK_BASE, BULK_SPREAD = 2_000_000, 1_000_000      # a student's BULK size: 2,000,000 to 2,999,999 bytes
+
+
+def submissions_dir() -> Path:
+    """Where a student's identity, answers and archives are: submissions/ in the project
+    (git-ignored), or $TCPLAB_SUBMISSIONS (the tests' own folders)."""
+    return Path(os.environ.get("TCPLAB_SUBMISSIONS") or PROJECT_ROOT / "submissions")
+
+
+def check_id(student: str) -> str:
+    """A student id as given, if it is usable in a file name and a lab name; else a LabError."""
+    if not isinstance(student, str) or not STUDENT_ID.fullmatch(student):
+        raise LabError(f"student id {str(student)[:80]!r} is not usable: use up to 64 letters, digits, '.', '_' "
+                       "or '-', starting with a letter or digit")
+    return student
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """What one student's lab does differently from a classmate's."""
+
+    student: str
+    seed: int
+    token: str
+    bulk_bytes: int
+
+    @property
+    def tag(self) -> str:
+        """What the lab appends to the student's ECHO lines, so each request says whose it is."""
+        return f"[tcplab:{self.token}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class Course:
+    name: str
+    key: bytes
+
+    @classmethod
+    def from_secret(cls, name: str, secret: bytes) -> "Course":
+        return cls(name, hmac.new(secret, b"tcplab course key\0" + name.encode(), hashlib.sha256).digest())
+
+    def _derive(self, what: str, student: str) -> int:
+        digest = hmac.new(self.key, f"{what}\0{student}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "big")
+
+    def variant(self, student: str) -> Variant:
+        check_id(student)
+        token = f"{self._derive('token', student):016x}"[:8]
+        return Variant(student, 1 + self._derive("seed", student) % 999_999, token,
+                       BULK_BASE + self._derive("bulk", student) % BULK_SPREAD)
+
+
+def create(name: str, folder: Path) -> tuple[Path, Path]:
+    """A new course: (its secret file, its course file), neither overwriting anything."""
+    if not COURSE_NAME.fullmatch(name):
+        raise LabError(f"course name {name!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    course = Course.from_secret(name, secret)
+    secret_path, course_path = folder / f"{name}.secret", folder / f"{name}.course.toml"
+    for path in (secret_path, course_path):
+        if path.exists() or path.is_symlink():
+            raise LabError(f"{path} exists: a course is made once (move it away to make a new one)")
+    _write_new(secret_path, f'# The secret of course {name}: keep it, give it to nobody; grading needs it.\n'
+                            f'name = "{name}"\nsecret = "{secret.hex()}"\n', mode=0o600)
+    _write_new(course_path, f'# Course {name}: give this file to every student (invoke student ID --course FILE).\n'
+                            f'name = "{name}"\nkey = "{course.key.hex()}"\n', mode=0o644)
+    return secret_path, course_path
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """Create ``path`` (never through a link, never over a file) with ``mode``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _read_toml(path: Path, what: str) -> dict:
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(SMALL_FILE + 1)
+    except OSError as error:
+        raise LabError(f"cannot read {what} {path}: {error.strerror}") from None
+    if len(raw) > SMALL_FILE:
+        raise LabError(f"{path} is too large to be {what}")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise LabError(f"{path} is not {what}: {error}") from None
+
+
+def _hex_field(data: dict, key: str, path: Path, what: str) -> bytes:
+    try:
+        value = bytes.fromhex(data[key])
+        if len(value) == 32:
+            return value
+    except (KeyError, TypeError, ValueError):
+        pass
+    raise LabError(f"{path} is not {what}: it needs {key} = 64 hex digits")
+
+
+def _name_field(data: dict, path: Path, what: str, key: str = "name") -> str:
+    name = data.get(key)
+    if not isinstance(name, str) or not COURSE_NAME.fullmatch(name):
+        raise LabError(f"{path} is not {what}: it needs a {key}")
+    return name
+
+
+def read_course(path: Path) -> Course:
+    """The course a student was given (NAME.course.toml)."""
+    data = _read_toml(path, "a course file")
+    return Course(_name_field(data, path, "a course file"), _hex_field(data, "key", path, "a course file"))
+
+
+def read_secret(path: Path) -> Course:
+    """The course, from the instructor's secret (NAME.secret)."""
+    data = _read_toml(path, "a course secret")
+    return Course.from_secret(_name_field(data, path, "a course secret"),
+                              _hex_field(data, "secret", path, "a course secret"))
+
+
+def read_roster(path: Path) -> list[str]:
+    """Student ids from a roster: a CSV with an ``id`` column (an LMS export), or one id a line.
+
+    Blank lines and lines starting with # are skipped; a bad or repeated id is a LabError
+    naming its line.
+    """
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(SMALL_FILE * 8 + 1)
+    except OSError as error:
+        raise LabError(f"cannot read roster {path}: {error.strerror}") from None
+    if len(raw) > SMALL_FILE * 8:
+        raise LabError(f"roster {path} is too large (8 MiB at most)")
+    text = raw.decode("utf-8-sig", errors="replace")
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip() and not row[0].startswith("#")]
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    column = header.index("id") if "id" in header else None
+    body = rows[1:] if column is not None else rows
+    ids: list[str] = []
+    for number, row in enumerate(body, start=2 if column is not None else 1):
+        student = row[column or 0].strip() if len(row) > (column or 0) else ""
+        try:
+            check_id(student)
+        except LabError as error:
+            raise LabError(f"roster {path}, row {number}: {error}") from None
+        if student in ids:
+            raise LabError(f"roster {path}, row {number}: {student!r} is there twice")
+        ids.append(student)
+    if not ids:
+        raise LabError(f"roster {path} names no student: one id a line, or a CSV with an 'id' column")
+    return ids
+
+
+def set_student(student: str, course_path: Path) -> Variant:
+    """Remember who works on this machine, for which course (submissions/student.toml)."""
+    check_id(student)
+    course = read_course(course_path)
+    folder = submissions_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    text = f'student = "{student}"\ncourse = "{course.name}"\nkey = "{course.key.hex()}"\n'
+    temporary = folder / f".{STUDENT_NAME}.new"
+    temporary.unlink(missing_ok=True)
+    _write_new(temporary, text, mode=0o644)
+    temporary.replace(folder / STUDENT_NAME)
+    return course.variant(student)
+
+
+def current() -> tuple[Course, Variant] | None:
+    """The course and variant of the student set on this machine, or None."""
+    path = submissions_dir() / STUDENT_NAME
+    if not path.is_file():
+        return None
+    data = _read_toml(path, "a student file")
+    course = Course(_name_field(data, path, "a student file", "course"),
+                    _hex_field(data, "key", path, "a student file"))
+    return course, course.variant(check_id(str(data.get("student", ""))))
+
+
+def bulk_note() -> list[str]:
+    """The client's options that put the student's tag after a BULK's byte count (none when
+    no student is set)."""
+    found = current()
+    return ["--note", found[1].tag] if found else []
+
+
+def tagged(lines: list[str]) -> list[str]:
+    """Request lines with the student's tag after each ECHO line's text, so that the capture
+    says whose it is; unchanged when no student is set on this machine."""
+    found = current()
+    if found is None:
+        return list(lines)
+    tag = found[1].tag
+    return [f"{line} {tag}" if line.split(" ", 1)[0].upper() == "ECHO" and tag not in line else line
+            for line in lines]

@@ -1,0 +1,155 @@
+"""`invoke class up|status|down`: many labs on one Docker engine, one for each student.
+
+Each lab is an ordinary lab (its own internal network and /24, its server and client
+host), named from the class and the student (``net101-alice``), and marked with the
+class's group label, by which `class status` and `class down` find them: all of them,
+and nothing else. They share one image, built once (its tag is the class's name).
+
+Labs come up in parallel, each as its own `invoke up` in a subprocess (its output in a
+log file the progress display names when one fails): a lab's bring-up is mostly
+waiting for the Docker engine, which takes several requests at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from invoke import Context
+
+from lab.errors import LabError
+from lab.host.docker import Docker
+from lab.host.progress import log_file
+from lab.host.settings import GROUP_LABEL, LABEL, from_config
+from lab.paths import PROJECT_ROOT
+from lab.terminal import console, say
+
+PARALLEL = 4
+MAX_LABS = 250                   # /24s of the lab pool, less room for the learner's own
+
+
+def lab_names(group: str, count: int | None = None, roster: list[str] | None = None) -> dict[str, str]:
+    """Lab name by student (or by number, 01..N): ``group-id``, lowercase, at most 31 characters."""
+    if roster:
+        names = {student: f"{group}-{re.sub(r'[^a-z0-9_.-]', '-', student.lower())}" for student in roster}
+    elif count:
+        if not 1 <= count <= MAX_LABS:
+            raise LabError(f"--count must be between 1 and {MAX_LABS}, got {count}")
+        names = {f"{number:02d}": f"{group}-{number:02d}" for number in range(1, count + 1)}
+    else:
+        raise LabError("give --count N (labs 01..N) or --roster FILE (a lab for each student)")
+    for student, name in names.items():
+        from_config({}, name)                                     # a one-line LabError for an unusable name
+    if len(set(names.values())) < len(names):
+        raise LabError("two students' ids give the same lab name (lab names are lowercase): rename one in the roster")
+    return names
+
+
+def _bring_up(name: str, group: str) -> tuple[str, int, Path]:
+    log = log_file(f"class-{name}")
+    with open(log, "w") as out:
+        code = subprocess.run([sys.executable, "-m", "invoke", "up", "--lab", name], cwd=PROJECT_ROOT,
+                              env={**os.environ, "INVOKE_LAB_GROUP": group}, stdout=out,
+                              stderr=subprocess.STDOUT).returncode
+    return name, code, log
+
+
+def shared_image(c: Context, group: str, labs: list[str]) -> None:
+    """Build the class's image once (tcplab/lab:GROUP, if it is not current) and tag it for
+    each lab, so each lab finds its own image as a lab alone would, and nothing is built twice."""
+    from lab.host.image import build, is_current
+
+    docker = Docker(c)
+    lab = from_config({}, group)
+    found = docker.inspect([lab.image], kind="image")
+    if not found or not is_current(found[0]):
+        build(c, lab, docker)
+    for name in labs:
+        docker.run(["tag", lab.image, from_config({}, name).image], quiet=True, echo=False)
+
+
+def up(c: Context, group: str, names: dict[str, str]) -> None:
+    """Bring up every lab of the class, PARALLEL at a time, with a progress display."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    labs = list(names.values())
+    shared_image(c, group, labs)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console()) as progress:
+        task = progress.add_task(f"class {group}: labs up", total=len(labs))
+        done = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            for result in pool.map(lambda name: _bring_up(name, group), labs):
+                done.append(result)
+                progress.advance(task)
+    failed = [(name, log) for name, code, log in done if code != 0]
+    if failed:
+        first_name, first_log = failed[0]
+        raise LabError(f"{len(failed)} of {len(labs)} labs did not come up ({first_name}: see {first_log}); "
+                       f"invoke class down --group {group} removes them all")
+    say(f"class {group}: {len(labs)} labs up ({labs[0]} .. {labs[-1]}); a student's tasks take --lab {group}-ID")
+
+
+def class_labs(docker: Docker, group: str) -> set[str]:
+    """The labs of the class: those whose network or long-lived containers carry its label."""
+    labs = set()
+    for kind in ("network", "ps"):
+        listing = ["network", "ls"] if kind == "network" else ["ps", "--all"]
+        result = docker.run([*listing, "--filter", f"label={GROUP_LABEL}={group}", "--format",
+                             f'{{{{.Label "{LABEL}"}}}}'], quiet=True, echo=False)
+        labs.update(line.strip() for line in result.stdout.splitlines() if line.strip())
+    return labs
+
+
+def _lab_containers(docker: Docker, labs: set[str]) -> list[dict[str, str]]:
+    """Every container of these labs, the long-lived ones and any a task started later
+    (a capture, a link emulator), which carry the lab's label but not the class's."""
+    fields = "{{.ID}}\t{{.Names}}\t{{.State}}\t" + f'{{{{.Label "{LABEL}"}}}}'
+    result = docker.run(["ps", "--all", "--filter", f"label={LABEL}", "--format", fields], quiet=True, echo=False)
+    keys = ("id", "name", "state", "lab")
+    found = [dict(zip(keys, line.split("\t"))) for line in result.stdout.splitlines() if line.strip()]
+    return [container for container in found if container.get("lab") in labs]
+
+
+def status(c: Context, group: str) -> None:
+    """A table: each lab of the class, its containers' states."""
+    from rich.table import Table
+
+    docker = Docker(c)
+    by_lab: dict[str, list[str]] = {}
+    for container in _lab_containers(docker, class_labs(docker, group)):
+        by_lab.setdefault(container["lab"], []).append(f"{container['name'].removeprefix(container['lab'] + '-')}: "
+                                                      f"{container['state']}")
+    if not by_lab:
+        say(f"class {group} has no lab on this engine")
+        return
+    table = Table(title=f"class {group}: {len(by_lab)} labs")
+    table.add_column("lab")
+    table.add_column("containers")
+    table.add_column("up")
+    for lab, states in sorted(by_lab.items()):
+        table.add_row(lab, ", ".join(sorted(states)), "yes" if all(s.endswith(": running") for s in states) else "NO")
+    console().print(table)
+
+
+def down(c: Context, group: str) -> None:
+    """Remove the class's labs: their containers, networks and image tags (the class's own image
+    stays, as `down` leaves a lab's: `invoke clean --lab GROUP` removes it)."""
+    docker = Docker(c)
+    labs = class_labs(docker, group)
+    containers = [container["id"] for container in _lab_containers(docker, labs)]
+    if containers:
+        docker.run(["rm", "--force", *containers], quiet=True)
+    networks = docker.ids("network", f"{GROUP_LABEL}={group}")
+    if networks:
+        docker.run(["network", "rm", *networks], quiet=True)
+    tags = [from_config({}, lab).image for lab in sorted(labs)]
+    present = {tag for image in docker.inspect(tags, kind="image") for tag in image.get("RepoTags") or []}
+    if present & set(tags):
+        docker.run(["rmi", *sorted(present & set(tags))], quiet=True)
+    say(f"class {group}: removed {len(labs)} labs ({len(containers)} containers, {len(networks)} networks)"
+        if labs else f"class {group} has nothing on this engine")

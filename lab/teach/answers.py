@@ -1,0 +1,60 @@
+"""A student's answers, recorded as the notebooks check them, for `invoke submit`.
+
+Only when a student is set (`invoke student ID`): a self-learner's answers are nobody's
+business. Each check appends one JSON line to submissions/answers.jsonl: the exercise,
+the answer as given, which capture it was about (name, SHA-256, and where it is, which
+`invoke submit` needs and leaves out of the archive) and how the checker was made (so
+the grader can make the same one). The verdict is written too, for the
+student's own record; the grader never reads it; it checks again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+ANSWERS_NAME = "answers.jsonl"
+
+
+def answers_file() -> Path:
+    from lab.course.variant import submissions_dir
+
+    return submissions_dir() / ANSWERS_NAME
+
+
+def plain(answer: Any) -> Any:
+    """The answer as JSON can hold it: numbers, text, truth values and lists of them as they
+    are; anything else as its repr (a grader then finds it in the wrong form)."""
+    if answer is None or isinstance(answer, (bool, int, float, str)):
+        return answer
+    if isinstance(answer, (list, tuple)):
+        return [plain(item) for item in answer]
+    return repr(answer)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record(checker: str, options: dict[str, Any], capture: Path, exercise: str, answer: Any,
+           correct: bool | None) -> bool:
+    """Append one answer if a student is set; True if it was recorded."""
+    from lab.course.variant import current
+
+    if answer is ... or current() is None:
+        return False
+    entry = {"exercise": exercise, "answer": plain(answer), "capture": capture.name, "path": str(capture.resolve()),
+             "sha256": file_digest(capture), "checker": checker, "options": options, "correct": correct,
+             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    path = answers_file()
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(entry) + "\n")
+    return True
