@@ -13,14 +13,18 @@ The package's folders are its layers (read them in this order):
                and the task class the invoke tasks are made with (frontdoor).
     inspect/   reading captures and explaining their TCP as Wireshark does; tcp.py is the
                one statement of the rules, inspect/fast/ a speed layer a reader may skip.
-    teach/     what the notebooks use: the exercises and their checkers, notebook helpers.
+    teach/     what the notebooks use: the exercises and their checkers, notebook helpers,
+               the answers a student's checks record.
+    course/    teaching a class: each student's variant, submissions, whose a capture is,
+               grading (on inspect/ and teach/; host/'s `class` brings up many labs).
 
 Beside them: errors (the one error root, LabError), paths, terminal. ``server.py``
 and ``client.py`` here only start lab.inside's, so that ``python -m lab.server``
 and ``python -m lab.client`` work as the README teaches.
 
 Data flows one way: tasks.py -> host (the lab's description -> docker) -> the
-containers (inside) -> captures/*.pcapng -> inspect -> the report, the notebooks.
+containers (inside) -> captures/*.pcapng -> inspect -> the report, the notebooks
+-> (a student's answers) -> course: submissions -> grades.
 """
 
 __version__ = "0.1.0"

@@ -147,24 +147,44 @@ def test_three_students_are_graded_and_a_swapped_capture_is_caught(tmp_path, mon
     assert "no submission from: dave" in report
 
 
-def test_the_grader_rechecks_instead_of_trusting_the_recorded_verdict(tmp_path, monkeypatch, course):
-    secret, course_file = course
-    capture = exchange_capture(tmp_path / "a.pcapng", f"ECHO hi {read_course(course_file).variant('alice').tag}")
-    made = student_submits(tmp_path, monkeypatch, "alice", course_file, capture, {"syn_sequence_number": 7})
-    forged = tmp_path / "inbox" / made.name
-    forged.parent.mkdir()
-    with zipfile.ZipFile(made) as original, zipfile.ZipFile(forged, "w") as out:
+def rewritten(made: Path, folder: Path, change) -> Path:
+    """A copy of the archive ``made`` in ``folder`` whose answers ``change`` rewrote, the manifest
+    made to match (what a student editing their archive would do)."""
+    folder.mkdir(exist_ok=True)
+    copy = folder / made.name
+    with zipfile.ZipFile(made) as original, zipfile.ZipFile(copy, "w") as out:
         manifest = json.loads(original.read(archive.MANIFEST))
-        lines = [json.loads(line) for line in original.read(archive.ANSWERS).splitlines()]
-        for entry in lines:
-            entry["correct"] = True                              # the student claims it was right
+        lines = [change(json.loads(line)) for line in original.read(archive.ANSWERS).splitlines()]
         text = "".join(json.dumps(entry) + "\n" for entry in lines).encode()
         manifest["files"][archive.ANSWERS] = archive._describe(text)
         out.writestr(archive.MANIFEST, json.dumps(manifest))
         out.writestr(archive.ANSWERS, text)
-        out.writestr("a.pcapng", original.read("a.pcapng"))
+        for name in original.namelist():
+            if name not in (archive.MANIFEST, archive.ANSWERS):
+                out.writestr(name, original.read(name))
+    return copy
+
+
+def test_the_grader_rechecks_instead_of_trusting_the_recorded_verdict(tmp_path, monkeypatch, course):
+    secret, course_file = course
+    capture = exchange_capture(tmp_path / "a.pcapng", f"ECHO hi {read_course(course_file).variant('alice').tag}")
+    made = student_submits(tmp_path, monkeypatch, "alice", course_file, capture, {"syn_sequence_number": 7})
+    forged = rewritten(made, tmp_path / "inbox", lambda entry: {**entry, "correct": True})   # "it was right"
     [graded] = grading.grade_all(forged.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1)
     assert graded.verdict.startswith("graded: 0 of 1 answers right")
+
+
+@pytest.mark.parametrize("answer", [{"x": 1}, "A" * 100_000, [[1, [2]]], None, True, float("1e308")])
+def test_an_answer_of_any_type_is_graded_wrong_with_a_reason_never_a_crash(tmp_path, monkeypatch, course, answer):
+    secret, course_file = course
+    capture = exchange_capture(tmp_path / "a.pcapng", f"ECHO hi {read_course(course_file).variant('alice').tag}")
+    made = student_submits(tmp_path, monkeypatch, "alice", course_file, capture,
+                           {"syn_sequence_number": 7, "request_lengths": [1]})
+    odd = rewritten(made, tmp_path / "inbox", lambda entry: {**entry, "answer": answer})
+    [graded] = grading.grade_all(odd.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1)
+    assert graded.verdict.startswith("graded: 0 of 2 answers right")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv")))
+    assert len(rows) == 2 and all(row["feedback"] and len(row["answer"]) <= 200 for row in rows)
 
 
 def zip_with(path: Path, members: dict[str, bytes], manifest: dict | None = None, links: tuple[str, ...] = ()) -> Path:
