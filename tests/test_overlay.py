@@ -1,0 +1,67 @@
+"""The overlay's wire: lab.inspect.overlay takes VXLAN apart, judged by tshark.
+
+A real lab capture (the bundled download with loss) is wrapped, frame by frame, in the
+outer headers Docker Swarm's overlay gives it between two hosts; tshark reads that
+underlay capture with its own VXLAN dissector, and its TCP analysis of the inner
+frames must be ours, frame for frame.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scapy.all import IP, UDP, VXLAN, Ether, PcapReader, raw, wrpcap
+
+from lab.inspect import overlay
+from lab.inspect.analysis import analyze
+from lab.paths import PROJECT_ROOT
+from tests.tshark import TSHARK, flagged
+
+pytestmark = pytest.mark.skipif(TSHARK is None, reason="needs tshark (bash .ci/setup --test installs it)")
+
+LAB_CAPTURE = PROJECT_ROOT / "notebooks" / "data" / "bulk-loss.pcapng"
+NODES = ("192.168.77.1", "192.168.77.2")
+VNI = 4097
+
+
+@pytest.fixture(scope="module")
+def underlay(tmp_path_factory):
+    """The lab capture as the hosts' interface would show it under the overlay."""
+    outer = []
+    server_ip = analyze(LAB_CAPTURE).connections[0].server.address
+    for inner in PcapReader(str(LAB_CAPTURE)):
+        from_server = inner.haslayer(IP) and inner[IP].src == ".".join(map(str, server_ip))
+        src, dst = NODES if from_server else NODES[::-1]
+        packet = Ether() / IP(src=src, dst=dst) / UDP(sport=40000 + len(outer) % 1000, dport=4789) / \
+            VXLAN(vni=VNI, flags=0x08) / Ether(raw(inner))
+        packet.time = inner.time
+        outer.append(packet)
+    path = tmp_path_factory.mktemp("overlay") / "underlay.pcap"
+    wrpcap(str(path), outer)
+    return path
+
+
+def test_every_outer_packet_carries_one_inner_frame_50_bytes_smaller(underlay):
+    packets = overlay.unwrap(underlay)
+    assert len(packets) == analyze(LAB_CAPTURE).frames
+    assert {p.vni for p in packets} == {VNI} and {p.overhead for p in packets} == {overlay.OUTER_OVERHEAD} == {50}
+    assert overlay.pairs(packets) == {n: n for n in range(1, len(packets) + 1)}
+
+
+def test_the_inner_tcp_analysis_is_tsharks_through_the_vxlan_dissector(underlay):
+    inner = overlay.analyze_inner(underlay)
+    theirs = flagged(str(underlay))                         # tshark numbers the outer frames
+    to_outer = overlay.pairs(overlay.unwrap(underlay))
+    assert theirs["retransmission"] and theirs["duplicate_ack"]          # the capture has something to judge
+    for name, frames in theirs.items():
+        assert {to_outer[frame] for frame in inner.frames_with(name)} == frames, name
+
+
+def test_the_inner_analysis_is_the_same_as_the_lab_captures_own(underlay):
+    inner, direct = overlay.analyze_inner(underlay), analyze(LAB_CAPTURE)
+    assert inner.flagged == direct.flagged
+    assert [c.server.payload_bytes for c in inner.connections] == [c.server.payload_bytes for c in direct.connections]
+
+
+def test_a_packet_that_is_not_vxlan_is_left_alone():
+    plain = raw(Ether() / IP() / UDP(dport=4789) / (b"\x00" * 16))          # no VNI flag
+    assert overlay.vxlan(1, plain) is None and overlay.vxlan(1, plain[:30]) is None
