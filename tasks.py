@@ -104,17 +104,19 @@ def clean(c, base=False, lab=None):
         "engine": "lab (the AF_PACKET ring engine, default) or tcpdump, for comparison",
         "kernel": "also sample the kernel's TCP state (cwnd, ssthresh, RTO, states) of both hosts every 1 ms, "
                   "into captures/NAME.kernel.jsonl",
+        "underlay": "a lab across hosts (engine swarm): also capture the server node's own interface, where the "
+                    "lab's packets travel inside VXLAN, into captures/NAME.underlay.pcap",
         "lab": LAB_HELP,
     },
 )
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", kernel=False,
-            lab=None):
+            underlay=False, lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
     from lab.host import recorder
     from lab.host.capture_request import capture_request
     from lab.terminal import console
 
-    request = capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine, kernel)
+    request = capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine, kernel, underlay)
     recorder.capture(c, lab_of(c, lab), request, console())
 
 

@@ -20,7 +20,7 @@ import pytest
 from lab.inside.protocol import PORT
 from lab.inspect import overlay
 from lab.inspect.analysis import analyze
-from lab.paths import PROJECT_ROOT
+from lab.paths import CAPTURES_DIR, PROJECT_ROOT
 from tests.helpers import invoke, ok
 
 LAB = "nlt-swarm"
@@ -140,3 +140,51 @@ def test_a_bulk_download_crosses_the_overlay_between_two_nodes_and_reads_the_sam
     on(1, "network", "rm", net)
     for node in (1, 2):
         assert on(node, "ps", "-aq", text=True).stdout.split() == []
+
+
+def test_the_lab_itself_runs_across_two_nodes_and_down_leaves_nothing_on_either(cluster):
+    """`engine: swarm`: the lab's own tasks, unchanged, with the server on node 1 and the client on node 2."""
+    env = {"INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": f"{SOCKETS[1]},{SOCKETS[2]}",
+           "INVOKE_LAB_SUBNET": "10.79.7.0/24"}
+    lab = f"{LAB}-lab"
+    try:
+        up = ok(invoke("up", "--lab", lab, env=env, timeout=900))
+        assert f"docker -H {SOCKETS[1]} run --detach --name {lab}-server" in up
+        assert f"docker -H {SOCKETS[2]} run --detach --name {lab}-client" in up
+        assert "OK across hosts" in ok(invoke("send", "ECHO across hosts", "--lab", lab, env=env))
+        status = ok(invoke("status", "--lab", lab, env={**env, "COLUMNS": "200"}))
+        assert "an overlay between two nodes" in status and "running" in status
+        out = ok(invoke("scenario", "tail-loss-rto", "--seed", "3", "--lab", lab, env=env))   # link, samplers, capture
+        assert "timeout_retransmission_after_ms" in out
+        ok(invoke("capture", "--bulk", "200000", "--underlay", "--name", f"{lab}-wire", "--lab", lab, env=env))
+        wire = ok(invoke("inspect", "--pcap", str(CAPTURES_DIR / f"{lab}-wire.underlay.pcap"), "--ladders", "0",
+                         env={"COLUMNS": "200"}))
+        assert "inside VXLAN (UDP 4789" in wire and "each 50 bytes larger" in wire and "1 TCP connection" in wire
+        ok(invoke("down", "--lab", lab, env=env))
+        for node in (1, 2):
+            assert on(node, "ps", "-aq", "--filter", f"label=org.tcplab.lab={lab}", text=True).stdout.split() == []
+        assert on(1, "network", "ls", "-q", "--filter", f"label=org.tcplab.lab={lab}", text=True).stdout.split() == []
+    finally:
+        invoke("down", "--lab", lab, env=env)
+        for made in [*CAPTURES_DIR.glob("tail-loss-rto-seed3*"), *CAPTURES_DIR.glob(f"{lab}-wire*")]:
+            made.unlink()
+
+
+def test_a_node_that_leaves_mid_lab_is_said_and_down_cleans_what_it_can_reach(cluster):
+    """Last in this file: it stops node 2's engine, and the cluster goes down after it."""
+    env = {"INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": f"{SOCKETS[1]},{SOCKETS[2]}",
+           "INVOKE_LAB_SUBNET": "10.79.8.0/24"}
+    lab = f"{LAB}-gone"
+    ok(invoke("up", "--lab", lab, env=env))
+    pid = int(open("/run/tcplab-cluster/node2.pid").read())
+    os.kill(pid, 15)
+    for _ in range(40):
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.25)
+    status = ok(invoke("status", "--lab", lab, env={**env, "COLUMNS": "200"}))
+    assert f"node {SOCKETS[2]} does not answer" in status and f"{lab}-server" in status
+    down = invoke("down", "--lab", lab, env=env)
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert f"{SOCKETS[2]} does not answer" in down.stderr and "run invoke down again when it is back" in down.stderr
+    assert on(1, "ps", "-aq", "--filter", f"label=org.tcplab.lab={lab}", text=True).stdout.split() == []

@@ -31,17 +31,18 @@ class CaptureRequest:
     client_args: tuple[str, ...] = ()     # lab.inside.client's options for --send/--bulk, or none
     engine: str = "lab"
     kernel: bool = False                  # also sample the kernel's TCP state (lab.host.kernel_view)
+    underlay: bool = False                # also capture the server node's own interface (a swarm lab)
 
 
 def capture_request(seconds=None, count=None, bpf=None, client_args: Sequence[str] = (), name=None,
-                    engine_name: str = "lab", kernel: bool = False) -> CaptureRequest:
+                    engine_name: str = "lab", kernel: bool = False, underlay: bool = False) -> CaptureRequest:
     """A CaptureRequest from the task's options (strings from the command line), or a one-line LabError."""
     if engine_name not in ENGINES:
         raise LabError(f"--engine must be one of {', '.join(ENGINES)}, got {engine_name!r}")
     seconds = number(seconds, "--seconds", above=True)
     count = number(count, "--count", whole=True, above=True)
     return CaptureRequest(capture_name(name), seconds, count, bpf or None, tuple(client_args), engine_name,
-                          bool(kernel))
+                          bool(kernel), bool(underlay))
 
 
 def capture_name(name: str | None) -> str:

@@ -13,9 +13,9 @@ from typing import Sequence
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker
 from lab.host.settings import Lab
 from lab.host.state import require_up
+from lab.host.swarm import docker_for
 from lab.host.topology import describe
 
 
@@ -29,7 +29,7 @@ def send(c: Context, lab: Lab, client_args: Sequence[str], tty: bool = False) ->
         raise LabError("--step waits for Enter before each step, and there is no terminal here: run it in one, "
                        "or leave --step out")
     topology = describe(lab)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     require_up(docker, topology)
     result = docker.run(topology.run_args("client-run", *client_args, tty=tty), check=False, pty=tty)
     if result.exited != 0:

@@ -28,6 +28,8 @@ QUESTIONS = ("inspect", "logs", "ps", "images", "info", "version", "top", "ls")
 
 def is_question(words: Sequence[str]) -> bool:
     """True for a docker command that only asks (``inspect``, ``network ls``, ...), changing nothing."""
+    if words[:1] == ["-H"]:                  # on one engine of several (lab.host.swarm)
+        words = words[2:]
     verb = words[1] if words[:1] in (["network"], ["image"], ["container"], ["volume"]) and len(words) > 1 else \
         (words[0] if words else "")
     return verb in QUESTIONS

@@ -38,6 +38,7 @@ from lab.host.docker import Docker
 from lab.host.options import number
 from lab.host.settings import Lab
 from lab.host.state import Found, address_of, lab_option, require_up
+from lab.host.swarm import docker_for
 from lab.host.topology import Topology, describe
 from lab.inside.linkemu import READY as EMULATOR_READY
 from lab.inside.linkemu import RULE_COMMENT
@@ -200,7 +201,7 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: st
         raise LabError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     topology = describe(lab)
     own, others = namespaces(topology, target)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     found = require_up(docker, topology)
     if impairment.emulated and engine in ("auto", "netem"):
         commands = [netem_command(impairment)]
@@ -272,7 +273,7 @@ def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, 
     roles = [target] if target else [role.name for role in topology.hosts]
     for role in roles:
         namespaces(topology, role)          # a bad --target is said before anything runs
-    docker = docker or Docker(c)
+    docker = docker or docker_for(c, lab)
     require_up(docker, topology)
     for role in roles:
         own, others = namespaces(topology, role)
@@ -322,7 +323,7 @@ def netem_words(words: list[str]) -> list[str]:
 
 def active(c: Context, topology: Topology, found: Found) -> dict[str, str]:
     """Impairments in force now, by container name (read from the kernel, not remembered)."""
-    docker = Docker(c)
+    docker = docker_for(c, topology.lab)
     names = [name for name in (topology.container(role.name) for role in topology.hosts) if name in found]
     sources = {address_of(found, name, topology): name for name in names}
     outputs = docker.run_parallel((helper(topology, name, shell(SHOW)) for name in names), echo=False)

@@ -33,6 +33,7 @@ from lab.host.image import build, is_current
 from lab.host.safe_files import remove_partial_capture
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
 from lab.host.state import existing, lab_option, our_containers, running
+from lab.host.swarm import docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import say
 
@@ -107,10 +108,16 @@ def create_network(docker: Docker, topology: Topology) -> str:
 def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     """Network and long-lived containers; return once the server answers through the network."""
     topology = topology or describe(lab)
-    docker = Docker(c)
-    found = existing(docker, topology, with_image=True)
+    docker = docker_for(c, lab)
+    found = existing(docker, topology, with_image=lab.engine != "swarm")
     refuse_another_congestion_control(found, topology)
-    if lab.image not in found:
+    if lab.engine == "swarm":                 # built here, then copied to the nodes that lack it
+        here = Docker(c)
+        built = here.inspect([lab.image], kind="image")
+        if not built or not is_current(built[0]):
+            build(c, lab, here)
+        docker.distribute(lab.image, is_current)
+    elif lab.image not in found:
         build(c, lab, docker)
     elif not is_current(found[lab.image]):
         say(f"image {lab.image} was built from older code: building it again")
@@ -186,15 +193,22 @@ def wait_ready(docker: Docker, topology: Topology) -> None:
 def down(c: Context, lab: Lab) -> None:
     """Remove every container and network with this lab's label (and nothing else)."""
     topology = describe(lab)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     containers, networks = docker.gather(
         lambda: our_containers(docker, topology, PART_LABEL), lambda: docker.ids("network", lab.label))
     if containers:
         docker.run(["rm", "--force", *containers], quiet=True)
         for labels in containers.values():          # an orphaned capture's partial file goes with it
             remove_partial_capture(labels.get(PART_LABEL, ""))
+    unreachable = sorted(getattr(docker, "unreachable", ()))   # a swarm lab's node that left
     if networks:
-        docker.run(["network", "rm", *networks], quiet=True)
+        kept = docker.run(["network", "rm", *networks], quiet=True, check=not unreachable).exited != 0
+    if unreachable:
+        raise LabError(f"lab {lab.name!r}: removed {len(containers)} container(s)"
+                       + ("" if networks and kept else f" and {len(networks)} network(s)")
+                       + f" where the nodes answered; {', '.join(unreachable)} does not answer, so the lab's "
+                       "containers there" + (" and its network" if networks and kept else "")
+                       + " remain: run invoke down again when it is back")
     if containers or networks:
         say(f"lab {lab.name!r} is down: removed {len(containers)} container(s), {len(networks)} network(s)")
     else:
@@ -208,7 +222,7 @@ def clean(c: Context, lab: Lab, base: bool = False) -> None:
     FROM the lab's image inherits every label of it, and is theirs.
     """
     down(c, lab)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     ours = {lab.image} | ({BASE_IMAGE} if base else set())
     images = []
     for image in docker.inspect(docker.ids("image", lab.label), kind="image"):

@@ -59,7 +59,8 @@ from lab.host.safe_files import (
 )
 from lab.host.settings import OWNER_LABEL, PART_LABEL, Lab
 from lab.host.state import is_ours, object_labels, require_up
-from lab.host.topology import Topology, describe
+from lab.host.swarm import docker_for
+from lab.host.topology import NODE_NETWORK, Topology, describe
 from lab.inside import capture as ring_engine
 from lab.paths import CAPTURES_DIR
 from lab.terminal import say
@@ -115,7 +116,7 @@ class EngineLog(threading.Thread):
 def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     """Run one capture as the module docstring says; return the annotated file."""
     topology = describe(lab)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     require_up(docker, topology)
     engine_container = topology.container("capture")
     remove_orphan(docker, topology, engine_container)
@@ -124,7 +125,11 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     final = CAPTURES_DIR / f"{request.name or capture_name(None)}.pcapng"
     if final.exists() or final.is_symlink():
         raise LabError(f"{final} exists: choose another --name, or move that file away first")
+    if request.underlay and lab.engine != "swarm":
+        raise LabError("--underlay captures the wire between two hosts: it needs a lab across hosts "
+                       "(engine swarm); on one host nothing travels inside VXLAN")
     kernel = start_kernel_view(docker, topology, final) if request.kernel else None
+    underlay = Underlay(docker, topology, final) if request.underlay else None
     fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
     with os.fdopen(fd, "wb") as sink:
         proc = docker.popen(capture_run_args(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
@@ -151,6 +156,8 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
         if proc.poll() is None:             # still running: interrupted, or the wait failed
             docker.interrupt(engine_container)
         docker.wait_or_remove(engine_container, proc)
+        if underlay is not None:
+            underlay.finish()
         engine_log.join(5)
         if view is not None:
             view.finish()
@@ -170,6 +177,9 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     report(final, result, stats, request, outcome)
     if kernel_summary is not None:
         say(f"kernel view: {kernel_summary}")
+    if underlay is not None and underlay.path is not None:
+        say(f"underlay: {underlay.path.relative_to(CAPTURES_DIR.parent)}: the server node's {lab.underlay}, the "
+            f"lab's packets inside VXLAN (invoke inspect --pcap {underlay.path.relative_to(CAPTURES_DIR.parent)})")
     if not stats and not outcome:
         raise LabError(f"the capture engine died (exit {proc.returncode}) before it finished: {final.name} "
                        f"holds the {result.packets} packets it had written")
@@ -178,6 +188,40 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     if client_exit:
         raise LabError(f"the capture is saved, but the client failed (exit {client_exit})", code=client_exit)
     return final
+
+
+class Underlay:
+    """A second capture engine on the server's node, in the node's own namespace, on its
+    interface between the hosts (the lab's ``underlay`` setting): what VXLAN makes of the lab's
+    packets. It starts with the capture and stops after it; its file is NAME.underlay.pcap."""
+
+    def __init__(self, docker: Docker, topology: Topology, final: Path) -> None:
+        self.docker, self.path = docker, None
+        self.container = topology.container("capture", "underlay")
+        self.final = final.with_name(f"{final.stem}.underlay.pcap")
+        fd, self.raw = new_private_file(CAPTURES_DIR, f".{self.final.stem}.", PART_SUFFIX)
+        from lab.inspect.overlay import VXLAN_PORT
+
+        command = ["python3", "-m", "lab.inside.capture", "--iface", topology.lab.underlay,
+                   "--filter", f"udp port {VXLAN_PORT}"]
+        with os.fdopen(fd, "wb") as sink:
+            self.proc = docker.popen(topology.run_args("capture", command=command, capabilities=["NET_RAW"],
+                                                       joins=NODE_NETWORK, instance="underlay",
+                                                       labels={PART_LABEL: self.raw.name}),
+                                     sink, str(self.raw.relative_to(CAPTURES_DIR.parent)))
+        self.log = EngineLog(self.proc.stderr, "lab")
+        self.log.start()
+        self.log.decided.wait(READY_TIMEOUT)
+
+    def finish(self) -> None:
+        self.docker.interrupt(self.container)
+        self.docker.wait_or_remove(self.container, self.proc)
+        self.log.join(5)
+        if self.log.capturing.is_set():
+            self.path = place(self.raw, self.final)
+        else:
+            remove_if_regular(self.raw)
+            say(f"the underlay capture did not start: {self.log.complaint()}")
 
 
 def owner_token(pid: int | None = None) -> str:

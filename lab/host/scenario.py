@@ -35,9 +35,9 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host import impair, lifecycle, recorder
 from lab.host.capture_request import CaptureRequest
-from lab.host.docker import Docker
 from lab.host.settings import Lab
 from lab.host.state import address_of, require_up
+from lab.host.swarm import docker_for
 from lab.host.topology import describe
 from lab.inside.linkemu import Event
 from lab.paths import CAPTURES_DIR
@@ -218,7 +218,7 @@ def free_name(scenario: Scenario) -> str:
 def run(c: Context, lab: Lab, scenario: Scenario, console) -> Path:
     """Bring the lab up if needed, apply the scenario, capture the exchange, remove the link; the capture."""
     topology = describe(lab)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     lifecycle.up(c, lab, topology)          # up if it is not; its image rebuilt if older than this code
     found = require_up(docker, topology)
     say(f"scenario {scenario.name} (seed {scenario.seed}): {scenario.title}")

@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "ipv6": False,
     "seed": 1,              # a student's own: scenarios pick their lost segment and link numbers by it
     "group": "",            # the class a lab belongs to (invoke class up sets it)
+    "engine": "bridge",     # bridge: one engine; swarm: the server and the client on two nodes of a swarm
+    "nodes": "",            # with swarm: the server's node and the client's, as docker -H takes them, comma-separated
+    "underlay": "eth0",     # with swarm: the server node's own interface, where capture --underlay listens
     "verbose": False,       # every line of an image build, not its progress (build, up, demo: --verbose)
 }
 CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
@@ -72,6 +75,9 @@ class Lab:
     cc: str = AUTO           # the hosts' TCP congestion control; auto: the kernel's default
     ipv6: bool = False       # an IPv4 lesson: no IPv6 (router solicitations, MLD) unless asked
     group: str = ""          # the class this lab belongs to, if any
+    engine: str = "bridge"   # or "swarm": server and client on two nodes, an overlay between them
+    nodes: tuple[str, ...] = ()   # with swarm: (the server's node, the client's node), docker -H endpoints
+    underlay: str = "eth0"   # with swarm: the server node's interface between the hosts
 
     @property
     def sysctls(self) -> dict[str, str]:
@@ -131,6 +137,13 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
     cc = str(section["cc"]).strip().lower()
     if cc != AUTO:
         check_congestion_control(cc)
+    engine = str(section["engine"]).strip().lower()
+    nodes = tuple(node.strip() for node in str(section["nodes"] or "").split(",") if node.strip())
+    if engine not in ("bridge", "swarm"):
+        raise LabError(f"lab engine {engine!r} is not one: use bridge (one engine) or swarm (two nodes)")
+    if engine == "swarm" and len(nodes) != 2:
+        raise LabError("a swarm lab needs its two nodes: nodes = 'SERVER_NODE,CLIENT_NODE' (docker -H endpoints, "
+                       "e.g. ssh://user@host1,ssh://user@host2) in invoke.yaml or INVOKE_LAB_NODES")
     group = str(section["group"] or "")
     if group and not _NAME.fullmatch(group):
         raise LabError(f"lab group {group!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
@@ -146,6 +159,9 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
         cc=cc,
         ipv6=yes(section["ipv6"]),
         group=group,
+        engine=engine,
+        nodes=nodes,
+        underlay=str(section["underlay"]),
     )
 
 

@@ -13,6 +13,7 @@ from lab.host import impair
 from lab.host.docker import Docker
 from lab.host.settings import ROLE_LABEL, Lab
 from lab.host.state import existing, is_up, lab_option, object_labels, object_name, our_containers
+from lab.host.swarm import docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import console, say
 
@@ -88,7 +89,7 @@ def status_table(lab: Lab, rows: list[dict[str, str]], width: int):
 def status(c: Context, lab: Lab) -> None:
     """Print the table of the lab's containers and its network."""
     topology = describe(lab)
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     found = existing(docker, topology)
     impaired = impair.active(c, topology, found) if is_up(found, topology) else None
     rows = container_rows(docker, topology, impaired)
@@ -98,9 +99,14 @@ def status(c: Context, lab: Lab) -> None:
         return
     term = console()
     term.print(status_table(lab, rows, term.width))
+    for node in sorted(getattr(docker, "unreachable", ())):
+        print(f"node {node} does not answer (it left the swarm, or its host is down): the lab's containers there "
+              "are not shown; invoke down removes the rest and says what it could not")
     for net in networks:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
-        print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}")
+        print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}"
+              + (f", an overlay between two nodes: the server on {lab.nodes[0]}, the client on {lab.nodes[1]}"
+                 if lab.engine == "swarm" else ""))
     server = found.get(topology.container("server")) or {}
     sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
     if server:
@@ -114,7 +120,7 @@ def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail:
     roles = [r.name for r in topology.long_lived]
     if role not in roles:
         raise LabError(f"--role must be {' or '.join(roles)}, got {role!r}")
-    docker = Docker(c)
+    docker = docker_for(c, lab)
     name = topology.container(role)
     if name not in existing(docker, topology):
         raise LabError(f"no {role} container in lab {lab.name!r}: run 'invoke up{lab_option(lab)}' first")

@@ -41,6 +41,8 @@ from lab.host.settings import ROLE_LABEL, Lab
 LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
 
 
+NODE_NETWORK = "the node's own"   # joins= this: the node's namespace (an underlay capture), not a container's
+
 @dataclasses.dataclass(frozen=True)
 class Role:
     """One kind of container in a lab, as data: what its ``docker run`` says follows from it."""
@@ -147,10 +149,11 @@ class Topology:
         return [word for label in self.lab.labels for word in ("--label", label)]
 
     def network_create_args(self, subnet: str) -> list[str]:
-        """The lab network: a bridge with an explicit subnet, --internal unless configured otherwise."""
+        """The lab network: a bridge (an attachable overlay for a swarm lab) with an explicit subnet,
+        --internal unless configured otherwise."""
         gateway = ipaddress.ip_network(subnet).network_address + 1    # the host's address on it
-        args = ["network", "create", "--driver", "bridge", "--subnet", subnet, "--gateway", str(gateway),
-                *self.lab_labels()]
+        driver = ["--driver", "overlay", "--attachable"] if self.lab.engine == "swarm" else ["--driver", "bridge"]
+        args = ["network", "create", *driver, "--subnet", subnet, "--gateway", str(gateway), *self.lab_labels()]
         if self.lab.internal:
             args.append("--internal")
         return [*args, self.lab.network]
@@ -180,10 +183,15 @@ class Topology:
             args += ["--name", self.container(role.name, instance)]
         if role.on_network:
             args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
-            if role.host is not None and subnet is not None:
+            # Not on a swarm's overlay: each node takes an address of it for its own endpoint
+            # (its load balancer) when a container there first attaches, so a fixed .2 or .3 may
+            # be taken, and Docker 20.10 then fails the attach after a 20 s deadline.
+            if role.host is not None and subnet is not None and self.lab.engine != "swarm":
                 args += ["--ip", str(ipaddress.ip_network(subnet)[role.host])]
             for key, value in self.lab.sysctls.items():        # a namespace's own: only its creator sets them
                 args += ["--sysctl", f"{key}={value}"]
+        elif joins == NODE_NETWORK:
+            args += ["--network", "host"]
         else:
             target = joins or (self.container(role.joins) if role.joins else None)
             if target is None:

@@ -64,6 +64,8 @@ def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
         write_csv(path, sys.stdout, stream)
         return 0
     capture = analyze(path, keep=False if as_json else max(ladders, 0))   # ladders need segments; JSON does not
+    if not capture.connections and not as_json:
+        capture = inner_capture_of(path, capture, console())
     if stream is not None and not 0 <= stream < len(capture.connections):
         count = len(capture.connections)
         raise CaptureFileError(f"{path} has no stream {stream}: " + (
@@ -78,6 +80,23 @@ def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
               file=sys.stderr)
         return 1
     return 0
+
+
+def inner_capture_of(path: Path, capture, term):
+    """For an underlay capture (the lab's TCP inside VXLAN, between two hosts): what the overlay
+    adds, said once, and the inner capture to report on; any other capture as it is."""
+    from lab.inspect import overlay
+
+    carried = overlay.unwrap(path)
+    if not carried:
+        return capture
+    vnis = ", ".join(str(vni) for vni in sorted({packet.vni for packet in carried}))
+    overheads = sorted({packet.overhead for packet in carried})
+    term.print(f"{path}: {len(carried)} of {capture.frames} frames carry a frame of an overlay network inside "
+               f"VXLAN (UDP {overlay.VXLAN_PORT}, VNI {vnis}), each {', '.join(map(str, overheads))} bytes larger "
+               "than the frame it carries; what follows is the TCP inside them (frame N: the Nth carried frame)",
+               highlight=False)
+    return overlay.analyze_inner(path)
 
 
 def main(argv: list[str] | None = None) -> int:

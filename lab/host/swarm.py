@@ -1,0 +1,160 @@
+"""A lab over two Docker engines of one swarm: the server's node and the client's node.
+
+With ``engine = "swarm"`` the lab's network is an attachable overlay (VXLAN between the
+nodes) and its containers live on two engines, each reached as the docker CLI reaches
+one (``docker -H ENDPOINT``: unix://, tcp:// or ssh://). The rest of the lab does not
+change: every docker command still goes through one object, :class:`NodeDocker`, which
+sends it to the engine of the container it is about. The client host, the client runs
+and everything that joins the client's namespace (its sampler, its link emulator) go to
+the client's node; everything else, the overlay network included, to the server's
+node, which must be a manager of the swarm. Questions about several containers (``ps``,
+``inspect``, ``rm``) go to both and their answers are put together.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from typing import Sequence
+
+from invoke import Context
+from invoke.runners import Result
+
+from lab.host.docker import Docker, DockerError, explain
+from lab.host.settings import Lab
+
+EVERYWHERE = ("ps", "inspect", "rm")
+ATTACH_TRIES = 3
+ABOUT_A_CONTAINER = ("exec", "logs", "kill", "stop", "start", "top", "port", "wait")
+
+
+class NodeDocker(Docker):
+    """Docker for a lab whose server and client are on two nodes."""
+
+    def __init__(self, c: Context, lab: Lab, echo: bool = True) -> None:
+        super().__init__(c, echo)
+        self.lab = lab
+        self.server_node, self.client_node = lab.nodes
+        self.unreachable: set[str] = set()
+
+    # --- where a command goes ------------------------------------------------------
+
+    def node_of(self, name: str) -> str:
+        """The engine a container of the lab is on, by its name (or the container it joins)."""
+        name = name.removeprefix("container:")
+        client = f"{self.lab.name}-client"
+        on_client = (name == client or name.startswith(f"{client}-") or name.endswith("-to-client")
+                     or name == f"{self.lab.name}-sampler-client")
+        return self.client_node if on_client else self.server_node
+
+    def route(self, args: Sequence[str]) -> str:
+        verb = args[0] if args else ""
+        if verb == "run":
+            for flag in ("--network", "--name"):
+                if flag in args and args.index(flag) + 1 < len(args):
+                    value = args[args.index(flag) + 1]
+                    if flag == "--name" or value.startswith("container:"):
+                        return self.node_of(value)
+            return self.node_of(_value_of(args, "--network") or "")
+        if verb in ABOUT_A_CONTAINER:
+            target = next((word for word in args[1:] if not word.startswith("-")), "")
+            return self.node_of(target)
+        return self.server_node
+
+    @staticmethod
+    def on(node: str, args: Sequence[str]) -> list[str]:
+        return ["-H", node, *args]
+
+    # --- running ---------------------------------------------------------------------
+
+    def run(self, args: Sequence[str], **kwargs) -> Result:
+        if args and args[0] in EVERYWHERE and self._about_containers(args):
+            return self._everywhere(args, **kwargs)
+        node = self.route(args)
+        for attempt in range(ATTACH_TRIES):
+            try:
+                return super().run(self.on(node, args), **kwargs)
+            except DockerError as error:
+                # A worker asks the manager for the container's place on the overlay; right after
+                # another overlay came or went, that answer can miss the engine's deadline.
+                name = _value_of(args, "--name")
+                if "attaching to network failed" not in str(error) or attempt + 1 == ATTACH_TRIES or not name:
+                    raise
+                super().run(self.on(node, ["rm", "--force", name]), quiet=True, check=False, echo=False)
+        raise AssertionError("unreachable")
+
+    def popen(self, args: Sequence[str], *rest, **kwargs) -> subprocess.Popen:
+        return super().popen(self.on(self.route(args), args), *rest, **kwargs)
+
+    @staticmethod
+    def _about_containers(args: Sequence[str]) -> bool:
+        kind = next((word.split("=", 1)[1] for word in args if word.startswith("--type=")), None)
+        return kind in (None, "container")
+
+    def _everywhere(self, args: Sequence[str], check: bool = True, **kwargs) -> Result:
+        """Ask both nodes; put the answers together (JSON lists joined, lines joined); a removal
+        succeeds where the container was found on one node or the other. A node that does not
+        answer (it left the swarm, or its host is down) is remembered in ``unreachable`` and
+        the other answers alone."""
+        results = []
+        for node in dict.fromkeys((self.server_node, self.client_node)):
+            try:
+                results.append(super(NodeDocker, self).run(self.on(node, args), check=False, **kwargs))
+            except DockerError:
+                self.unreachable.add(node)
+        if not results:
+            raise DockerError(f"neither node answers ({self.server_node}, {self.client_node}): is the swarm up?")
+        verb = args[0]
+        if verb == "inspect":
+            merged = []
+            for result in results:
+                try:
+                    merged += json.loads(result.stdout or "[]")
+                except json.JSONDecodeError:
+                    pass
+            first = results[0]
+            first.stdout = json.dumps(merged)
+            first.exited = 0 if merged else max(r.exited for r in results)
+            return first
+        first = results[0]
+        first.stdout = "".join(result.stdout for result in results)
+        if verb == "rm":
+            names = [word for word in args[1:] if not word.startswith("-")]
+            gone = all(any(name in (r.stdout or "") for r in results) for name in names)
+            first.exited = 0 if gone or not check else max(r.exited for r in results)
+        else:
+            first.exited = max(r.exited for r in results)
+        if check and first.exited != 0:
+            raise DockerError(explain("".join(r.stderr for r in results), shlex.join(["docker", *args])))
+        return first
+
+    # --- the image on every node -------------------------------------------------------
+
+    def distribute(self, image: str, is_current) -> None:
+        """The lab's image (built on this machine's engine) on each node where it is missing or old:
+        ``docker save | docker -H NODE load``."""
+        for node in dict.fromkeys((self.server_node, self.client_node)):
+            found = super().run(self.on(node, ["image", "inspect", image]), quiet=True, check=False)
+            try:
+                current = found.exited == 0 and is_current(json.loads(found.stdout)[0])
+            except (json.JSONDecodeError, IndexError):
+                current = False
+            if current:
+                continue
+            self._echo(f"docker save {image} | docker -H {node} load")
+            save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+            load = subprocess.run(["docker", "-H", node, "load", "-q"], stdin=save.stdout, capture_output=True,
+                                  text=True)
+            save.stdout.close()
+            if save.wait() != 0 or load.returncode != 0:
+                raise DockerError(f"could not copy {image} to node {node}: {load.stderr.strip()[-200:]}")
+
+
+def _value_of(args: Sequence[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
+
+
+def docker_for(c: Context, lab: Lab, echo: bool = True) -> Docker:
+    """The Docker a lab's commands go through: one engine, or its two nodes."""
+    return NodeDocker(c, lab, echo) if lab.engine == "swarm" else Docker(c, echo)
