@@ -10,6 +10,7 @@ handshake agrees on an MSS of 1410 (1460 on a bridge); and nothing is left on an
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -78,6 +79,27 @@ def segments(conn) -> dict[bool, list[tuple]]:
     return by_side
 
 
+def in_order_within(few: list, many: list) -> bool:
+    """Whether ``few`` is ``many`` with some items left out, in the same order."""
+    rest = iter(many)
+    return all(any(item == other for other in rest) for item in few)
+
+
+def arrived_as_sent(one_end: dict, other_end: dict, sent_by_client: bool, most_lost: int = 5) -> None:
+    """Packet for packet, as two ends of one connection see it: each direction's segments arrive
+    unchanged and in order, except the few the wire lost (the sender sent those again). The
+    simulated wire is veths that either core may serve: under load it drops a segment now and
+    then, and hands over two ACKs in the other order, so the ACKs are compared as a set."""
+    sender, receiver = (other_end, one_end) if sent_by_client else (one_end, other_end)
+    data = sent_by_client                 # the key of the data direction: from_client
+    assert in_order_within(receiver[data], sender[data])
+    lost = [s for s in sender[data] if s not in receiver[data]]
+    assert len(lost) <= most_lost and all(any(again[1] == s[1] for again in sender[data][sender[data].index(s) + 1:])
+                                          for s in lost if s[3])           # every lost data segment was sent again
+    acks_sent, acks_seen = collections.Counter(receiver[not data]), collections.Counter(sender[not data])
+    assert not acks_seen - acks_sent and sum((acks_sent - acks_seen).values()) <= most_lost
+
+
 def lab_connection(capture):
     [conn] = [c for c in capture.connections if c.server.port == PORT]
     return conn
@@ -125,16 +147,14 @@ def test_a_bulk_download_crosses_the_overlay_between_two_nodes_and_reads_the_sam
         files[where].write_bytes(out)
     at_server = lab_connection(analyze(files["server"], keep=True))
     server_side, client_side = segments(at_server), segments(lab_connection(analyze(files["client"], keep=True)))
-    assert len(server_side[False]) > 200 and server_side[False] == client_side[False]   # the data, packet for packet
-    # The ACKs, every one of them, unchanged; the simulated wire (veths processed on either
-    # core) may hand two of them over in the other order, so their order is not compared.
-    assert sorted(server_side[True]) == sorted(client_side[True])
+    assert len(server_side[False]) > 200
+    arrived_as_sent(server_side, client_side, sent_by_client=False)
     assert at_server.segments[0].options.mss == 1410         # 1500 - 50 for VXLAN - 40 for IPv4 and TCP
     assert max(s.length for s in at_server.segments) == 1398                 # 1410 - 12 of TCP timestamps
     carried = overlay.unwrap(files["underlay"])
     assert carried and {p.overhead for p in carried} == {50}
-    underneath = segments(lab_connection(overlay.analyze_inner(files["underlay"])))
-    assert underneath[False] == server_side[False] and sorted(underneath[True]) == sorted(server_side[True])
+    arrived_as_sent(server_side, segments(lab_connection(overlay.analyze_inner(files["underlay"]))),
+                    sent_by_client=False)
     for node in (1, 2):
         on(node, "rm", "--force", f"{LAB}-server" if node == 1 else f"{LAB}-client")
     on(1, "network", "rm", net)
