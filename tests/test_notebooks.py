@@ -36,8 +36,8 @@ def text_of(book: nbformat.NotebookNode) -> str:
     return "\n".join(out.get("text", "") for cell in book.cells if cell.cell_type == "code" for out in cell.outputs)
 
 
-def test_there_are_eight_numbered_notebooks():
-    assert [p.name.split("-")[0] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+def test_there_are_nine_numbered_notebooks():
+    assert [p.name.split("-")[0] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -65,3 +65,13 @@ def test_the_inner_analysis_is_the_same_as_the_lab_captures_own(underlay):
 def test_a_packet_that_is_not_vxlan_is_left_alone():
     plain = raw(Ether() / IP() / UDP(dport=4789) / (b"\x00" * 16))          # no VNI flag
     assert overlay.vxlan(1, plain) is None and overlay.vxlan(1, plain[:30]) is None
+
+
+def test_notebook_09s_exercises_are_asked_of_the_capture_under_the_overlay(underlay):
+    from lab.teach.overlay import OverlayExercises
+
+    ex = OverlayExercises(underlay)
+    assert ex.reveal("vxlan_overhead_bytes") == 50 and ex.reveal("vni") == VNI
+    assert ex.reveal("overlay_mss") == 1460                      # this capture was made on a bridge, then wrapped
+    assert ex.verdict("vxlan_overhead_bytes", 50).ok and not ex.verdict("vxlan_overhead_bytes", 42).ok
+    assert ex.verdict("retransmitted", True).ok                    # notebooks 01-04's questions, on the inner TCP

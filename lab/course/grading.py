@@ -30,7 +30,7 @@ from lab.errors import LabError
 from lab.inside.protocol import PORT
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
-CHECKERS = ("Exercises", "Dynamics")
+CHECKERS = ("Exercises", "Dynamics", "OverlayExercises")
 
 
 @dataclasses.dataclass
@@ -116,6 +116,10 @@ def _capture_identity(path: Path, name: str, variant, whose) -> identity.Identit
 
     try:
         capture = analyze(path, keep=True)
+        if not capture.connections:              # a capture under an overlay: the lab's TCP is inside VXLAN
+            from lab.inspect.overlay import analyze_inner
+
+            capture = analyze_inner(path)
     except (LabError, OSError) as error:
         return identity.Identity(False, (identity.Evidence("file", False, f"not a readable capture: {error}"),))
     return identity.judge(capture, name, variant, PORT, whose)
@@ -160,6 +164,7 @@ def _checker(entry: dict, path: Path, made: dict):
     from lab.teach.dynamics import Dynamics
     from lab.teach.exercises import Exercises
     from lab.teach.notebook import CaptureMismatch
+    from lab.teach.overlay import OverlayExercises
 
     kind, options = entry["checker"], entry.get("options") or {}
     if kind not in CHECKERS:
@@ -170,7 +175,8 @@ def _checker(entry: dict, path: Path, made: dict):
     key = (kind, str(path), bulk, stream)
     if key not in made:
         try:
-            made[key] = (Dynamics(path, bulk=bulk) if kind == "Dynamics" else Exercises(path, bulk=bulk, stream=stream))
+            made[key] = (Dynamics(path, bulk=bulk) if kind == "Dynamics" else OverlayExercises(path)
+                         if kind == "OverlayExercises" else Exercises(path, bulk=bulk, stream=stream))
         except (CaptureMismatch, LabError, OSError, IndexError) as error:
             made[key] = f"its capture cannot be studied: {str(error)[:120]}"
     return made[key]

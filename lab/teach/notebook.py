@@ -10,6 +10,7 @@ print one line saying so and what to run, instead of failing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,12 @@ def _has_udp(path: Path) -> bool:
                    for record in read_records(stream))
 
 
+def _has_vxlan(path: Path) -> bool:
+    from lab.inspect.overlay import analyze_inner
+
+    return any(c.server.port == PORT for c in analyze_inner(path).connections)
+
+
 def _has_kernel_samples(path: Path) -> bool:
     from lab.inspect.kernel import kernel_file_of
 
@@ -74,6 +81,8 @@ NEEDS = {
                        "invoke capture --seconds 8, and run the crafting cells meanwhile"),
     "udp.pcapng": (_has_udp, f"UDP datagrams to port {PORT}",
                    "invoke capture --seconds 10 while invoke send --udp 'ECHO hi' runs"),
+    "overlay.underlay.pcap": (_has_vxlan, "the lab's TCP inside VXLAN, from a host's own interface",
+                              "invoke capture --underlay --bulk 1000000 on a lab across hosts (engine swarm)"),
 }
 KERNEL_NEED = (_has_kernel_samples, "the kernel's samples beside it, in NAME.kernel.jsonl",
                "invoke scenario NAME, or invoke capture --kernel")
@@ -85,6 +94,7 @@ STUDIES = {
     "04": ("bulk-loss.pcapng",), "05": ("crafted.pcapng",), "06": ("udp.pcapng",),
     "07": ("slow-start.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng"),
     "08": ("syn-loss.pcapng", "tail-loss.pcapng", "zero-window.pcapng"),
+    "09": ("overlay.underlay.pcap",),
 }
 
 
@@ -96,7 +106,7 @@ def need_of(bundled: str) -> tuple:
 def variable_for(bundled: str) -> str:
     """The environment variable that names a capture for the notebooks that study ``bundled``:
     TCPLAB_PCAP_BULK_LOSS for bulk-loss.pcapng (`invoke notebook --pcap 04=FILE` sets it)."""
-    return "TCPLAB_PCAP_" + Path(bundled).stem.upper().replace("-", "_")
+    return "TCPLAB_PCAP_" + re.sub(r"[^A-Z0-9]", "_", Path(bundled).stem.upper())
 
 
 def capture_path(given: str | None, bundled: str) -> Path:

@@ -73,4 +73,20 @@ scenario zero-window zero-window
 inv down
 inv up --cc bbr
 scenario bufferbloat bufferbloat-bbr
+
+# 09: the lab across two hosts of a swarm, made here on two engines in namespaces
+# (.ci/cluster, root only); the capture of node 1's own interface, the lab inside VXLAN.
+if [ "$(id -u)" = 0 ]; then
+    inv down
+    bash .ci/cluster up 2 "tcplab/lab:$lab"
+    export INVOKE_LAB_ENGINE=swarm INVOKE_LAB_SUBNET=10.79.30.0/24
+    export INVOKE_LAB_NODES=unix:///run/tcplab-cluster/node1.sock,unix:///run/tcplab-cluster/node2.sock
+    inv up
+    inv capture --bulk 1000000 --underlay --name overlay
+    mv captures/overlay.underlay.pcap "$out/overlay.underlay.pcap"
+    rm -f captures/overlay.pcapng
+    inv down
+    unset INVOKE_LAB_ENGINE INVOKE_LAB_SUBNET INVOKE_LAB_NODES
+    bash .ci/cluster down
+fi
 ls -la "$out"

@@ -1,0 +1,57 @@
+"""Exercises on the wire between two hosts: an underlay capture, the lab's TCP inside VXLAN.
+
+Notebook 09 studies the capture of a host's own interface under Docker Swarm's overlay
+(`invoke capture --underlay`). The questions are asked of the learner's own capture,
+as every notebook's are: the bytes the overlay adds, the network's VNI, and the MSS the
+handshake agreed on inside it; the questions of notebooks 01-04 work on the inner TCP.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from lab.inside.protocol import PORT
+from lab.inspect import overlay
+from lab.inspect.tcp import Segment
+from lab.teach.exercises import QUESTIONS, Exercises, Question
+
+
+class OverlayExercises(Exercises):
+    """The questions about an underlay capture; the studied connection is the lab's, inside it."""
+
+    def __init__(self, path: str | Path, port: int = PORT) -> None:
+        self.path, self.port = Path(path), port
+        self.options = {"port": port}
+        self.carried = overlay.unwrap(self.path)
+        self.capture = overlay.analyze_inner(self.path)
+        candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections
+        self.conn = max(candidates, key=lambda c: c.server.payload_bytes) if candidates else None
+
+    @functools.cached_property
+    def segments(self) -> list[Segment]:
+        return self.conn.segments
+
+    @property
+    def questions(self) -> dict[str, Question]:
+        return {**QUESTIONS, **OVERLAY_QUESTIONS}
+
+    def syn_mss(self) -> int | None:
+        return self.syn().options.mss
+
+
+OVERLAY_QUESTIONS = {
+    "vxlan_overhead_bytes": Question(
+        "how many bytes longer is each packet on the wire than the frame it carries?",
+        lambda e: e.carried[0].overhead,
+        "subtract the inner frame's length from the outer frame's (outer Ethernet, IPv4, UDP and VXLAN headers)"),
+    "vni": Question(
+        "the VXLAN network identifier (VNI) of the lab's overlay network",
+        lambda e: e.carried[0].vni,
+        "the 24-bit field in the VXLAN header, after its flags"),
+    "overlay_mss": Question(
+        "the MSS the client's SYN announces inside the overlay",
+        lambda e: e.syn_mss(),
+        "the MSS option of the SYN: the overlay's interface has an MTU 50 bytes below 1500; less 40 for the "
+        "IPv4 and TCP headers"),
+}
