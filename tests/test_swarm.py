@@ -116,8 +116,8 @@ def test_a_bulk_download_crosses_the_overlay_between_two_nodes_and_reads_the_sam
     # Offloads off, as `up` does; and the server's link at 100 Mbit/s (tbf): the two simulated hosts
     # share this machine's two cores, and an unlimited burst overflows the backlog of the veths
     # that stand in for the wire, which then drops a segment now and then.
-    for node, role, shaping in ((1, "server", "tc qdisc replace dev eth0 root tbf rate 100mbit burst 64kb latency 50ms"),
-                                (2, "client", "true")):
+    shaping = "tc qdisc replace dev eth0 root tbf rate 100mbit burst 64kb latency 50ms"
+    for node, role, shaping in ((1, "server", shaping), (2, "client", "true")):
         on(node, "run", "--rm", "--network", f"container:{LAB}-{role}", "--user", "0", "--cap-drop", "ALL",
            "--cap-add", "NET_ADMIN", IMAGE, "sh", "-c", f"ethtool -K eth0 tso off gso off gro off tx off && {shaping}")
     net_id = on(1, "network", "inspect", "--format", "{{.Id}}", net, text=True).stdout.strip()
@@ -188,6 +188,28 @@ def test_the_lab_itself_runs_across_two_nodes_and_down_leaves_nothing_on_either(
         invoke("down", "--lab", lab, env=env)
         for made in [*CAPTURES_DIR.glob("tail-loss-rto-seed3*"), *CAPTURES_DIR.glob(f"{lab}-wire*")]:
             made.unlink()
+
+
+def test_a_class_is_spread_over_the_nodes_by_free_memory_and_goes_down_from_all_of_them(cluster):
+    env = {"INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": f"{SOCKETS[1]},{SOCKETS[2]}"}
+    group = "nlt-swcls"
+    try:
+        out = ok(invoke("class", "up", "--count", "4", "--group", group, env=env, timeout=900))
+        assert f"2 on {SOCKETS[1]}, 2 on {SOCKETS[2]}" in out          # the same memory each: they alternate
+        status = ok(invoke("class", "status", "--group", group, env={**env, "COLUMNS": "200"}))
+        placed = {line.split()[1]: line.split()[3] for line in status.splitlines() if f"{group}-0" in line}
+        assert sorted(placed.values()) == sorted([SOCKETS[1]] * 2 + [SOCKETS[2]] * 2) and "NO" not in status
+        for lab, node in placed.items():                             # each lab works on its node, alone
+            number = 1 if node == SOCKETS[1] else 2
+            answer = on(number, "exec", f"{lab}-client", "sh", "-c", "echo 'ECHO mine' | nc -N -w 2 server 7070",
+                        text=True)
+            assert answer.stdout.strip() == "OK mine"
+        assert "removed 4 labs" in ok(invoke("class", "down", "--group", group, env=env))
+        for number in (1, 2):
+            left = on(number, "ps", "-aq", "--filter", f"label=org.tcplab.group={group}", text=True).stdout.split()
+            assert left == []
+    finally:
+        invoke("class", "down", "--group", group, env=env)
 
 
 def test_a_node_that_leaves_mid_lab_is_said_and_down_cleans_what_it_can_reach(cluster):

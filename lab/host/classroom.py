@@ -8,6 +8,10 @@ and nothing else. They share one image, built once (its tag is the class's name)
 Labs come up in parallel, each as its own `invoke up` in a subprocess (its output in a
 log file the progress display names when one fails): a lab's bring-up is mostly
 waiting for the Docker engine, which takes several requests at once.
+
+Over a swarm (``engine: swarm`` and its ``nodes``), each lab is placed whole on the node
+with the most free memory (its engine's memory less what its running containers were
+promised), as a lab of its own on that node's engine; `class status` says which node.
 """
 
 from __future__ import annotations
@@ -49,27 +53,72 @@ def lab_names(group: str, count: int | None = None, roster: list[str] | None = N
     return names
 
 
-def _bring_up(name: str, group: str) -> tuple[str, int, Path]:
+def engines(c: Context) -> list[str | None]:
+    """Where a class's labs may go: the swarm's nodes (the configuration's ``nodes``, with
+    ``engine: swarm``), each a whole lab at a time; else this machine's engine (None)."""
+    lab = from_config(c.config)
+    return list(lab.nodes) if lab.engine == "swarm" else [None]
+
+
+def _bring_up(name: str, group: str, node: str | None) -> tuple[str, int, Path]:
+    """One lab up, as `invoke up` in a subprocess: on ``node``'s engine as a lab of its own
+    (DOCKER_HOST, as the docker CLI is pointed at another engine), or on this machine's."""
     log = log_file(f"class-{name}")
+    env = {**os.environ, "INVOKE_LAB_GROUP": group, "INVOKE_LAB_ENGINE": "bridge"}
+    if node:
+        env["DOCKER_HOST"] = node
     with open(log, "w") as out:
-        code = subprocess.run([sys.executable, "-m", "invoke", "up", "--lab", name], cwd=PROJECT_ROOT,
-                              env={**os.environ, "INVOKE_LAB_GROUP": group}, stdout=out,
-                              stderr=subprocess.STDOUT).returncode
+        code = subprocess.run([sys.executable, "-m", "invoke", "up", "--lab", name], cwd=PROJECT_ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT).returncode
     return name, code, log
 
 
-def shared_image(c: Context, group: str, labs: list[str]) -> None:
-    """Build the class's image once (tcplab/lab:GROUP, if it is not current) and tag it for
-    each lab, so each lab finds its own image as a lab alone would, and nothing is built twice."""
-    from lab.host.image import build, is_current
+def free_memory(docker: Docker) -> int:
+    """Bytes of an engine's memory not promised to its running containers (their --memory)."""
+    info = docker.run(["info", "--format", "{{.MemTotal}}"], quiet=True, echo=False).stdout.strip()
+    ids = docker.run(["ps", "-q"], quiet=True, echo=False).stdout.split()
+    promised = sum((item.get("HostConfig") or {}).get("Memory") or 0 for item in docker.inspect(ids, kind="container"))
+    return int(info or 0) - promised
 
-    docker = Docker(c)
+
+def place(c: Context, labs: list[str], nodes: list[str | None]) -> dict[str, str | None]:
+    """Each lab on the node with the most free memory at that moment (a lab's two containers
+    count as their memory limits): whole labs, spread by what the nodes can hold."""
+    if nodes == [None]:
+        return {lab: None for lab in labs}
+    per_lab = 2 * _bytes(from_config(c.config).memory)
+    free = {node: free_memory(Docker(c, host=node)) for node in nodes}
+    placed = {}
+    for lab in labs:
+        node = max(free, key=lambda candidate: free[candidate])
+        placed[lab] = node
+        free[node] -= per_lab
+    return placed
+
+
+def _bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", size.strip().lower()).groups()
+    return int(number) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+
+
+def shared_image(c: Context, group: str, placed: dict[str, str | None]) -> None:
+    """Build the class's image once (tcplab/lab:GROUP, if it is not current), copy it to each node
+    that has a lab, and tag it there for each lab: each lab finds its own image as a lab alone
+    would, and nothing is built twice."""
+    from lab.host.image import build, is_current
+    from lab.host.swarm import copy_image
+
+    here = Docker(c)
     lab = from_config({}, group)
-    found = docker.inspect([lab.image], kind="image")
+    found = here.inspect([lab.image], kind="image")
     if not found or not is_current(found[0]):
-        build(c, lab, docker)
-    for name in labs:
-        docker.run(["tag", lab.image, from_config({}, name).image], quiet=True, echo=False)
+        build(c, lab, here)
+    for node in dict.fromkeys(placed.values()):
+        docker = Docker(c, host=node)
+        if node:
+            copy_image(docker, lab.image, is_current)
+        for name in (name for name, where in placed.items() if where == node):
+            docker.run(["tag", lab.image, from_config({}, name).image], quiet=True, echo=False)
 
 
 def up(c: Context, group: str, names: dict[str, str]) -> None:
@@ -77,13 +126,14 @@ def up(c: Context, group: str, names: dict[str, str]) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     labs = list(names.values())
-    shared_image(c, group, labs)
+    placed = place(c, labs, engines(c))
+    shared_image(c, group, placed)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console()) as progress:
         task = progress.add_task(f"class {group}: labs up", total=len(labs))
         done = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            for result in pool.map(lambda name: _bring_up(name, group), labs):
+            for result in pool.map(lambda name: _bring_up(name, group, placed[name]), labs):
                 done.append(result)
                 progress.advance(task)
     failed = [(name, log) for name, code, log in done if code != 0]
@@ -91,7 +141,12 @@ def up(c: Context, group: str, names: dict[str, str]) -> None:
         first_name, first_log = failed[0]
         raise LabError(f"{len(failed)} of {len(labs)} labs did not come up ({first_name}: see {first_log}); "
                        f"invoke class down --group {group} removes them all")
-    say(f"class {group}: {len(labs)} labs up ({labs[0]} .. {labs[-1]}); a student's tasks take --lab {group}-ID")
+    where = ""
+    if any(placed.values()):
+        counts = {node: sum(1 for n in placed.values() if n == node) for node in dict.fromkeys(placed.values())}
+        where = " (" + ", ".join(f"{count} on {node}" for node, count in counts.items()) + ")"
+    say(f"class {group}: {len(labs)} labs up{where}; a student's tasks take --lab {group}-ID"
+        + ("; invoke class status says on which node (DOCKER_HOST=NODE before the task)" if where else ""))
 
 
 def class_labs(docker: Docker, group: str) -> set[str]:
@@ -116,40 +171,51 @@ def _lab_containers(docker: Docker, labs: set[str]) -> list[dict[str, str]]:
 
 
 def status(c: Context, group: str) -> None:
-    """A table: each lab of the class, its containers' states."""
+    """A table: each lab of the class, where it runs (on a swarm), its containers' states."""
     from rich.table import Table
 
-    docker = Docker(c)
-    by_lab: dict[str, list[str]] = {}
-    for container in _lab_containers(docker, class_labs(docker, group)):
-        by_lab.setdefault(container["lab"], []).append(f"{container['name'].removeprefix(container['lab'] + '-')}: "
-                                                      f"{container['state']}")
-    if not by_lab:
-        say(f"class {group} has no lab on this engine")
+    nodes = engines(c)
+    rows = []
+    for node in nodes:
+        docker = Docker(c, host=node)
+        by_lab: dict[str, list[str]] = {}
+        for container in _lab_containers(docker, class_labs(docker, group)):
+            by_lab.setdefault(container["lab"], []).append(
+                f"{container['name'].removeprefix(container['lab'] + '-')}: {container['state']}")
+        rows += [(lab, node, states) for lab, states in by_lab.items()]
+    if not rows:
+        say(f"class {group} has no lab on {'its nodes' if nodes != [None] else 'this engine'}")
         return
-    table = Table(title=f"class {group}: {len(by_lab)} labs")
+    table = Table(title=f"class {group}: {len(rows)} labs")
     table.add_column("lab")
+    if nodes != [None]:
+        table.add_column("node")
     table.add_column("containers")
     table.add_column("up")
-    for lab, states in sorted(by_lab.items()):
-        table.add_row(lab, ", ".join(sorted(states)), "yes" if all(s.endswith(": running") for s in states) else "NO")
+    for lab, node, states in sorted(rows, key=lambda row: row[0]):
+        table.add_row(lab, *([node] if nodes != [None] else []), ", ".join(sorted(states)),
+                      "yes" if all(s.endswith(": running") for s in states) else "NO")
     console().print(table)
 
 
 def down(c: Context, group: str) -> None:
-    """Remove the class's labs: their containers, networks and image tags (the class's own image
-    stays, as `down` leaves a lab's: `invoke clean --lab GROUP` removes it)."""
-    docker = Docker(c)
-    labs = class_labs(docker, group)
-    containers = [container["id"] for container in _lab_containers(docker, labs)]
-    if containers:
-        docker.run(["rm", "--force", *containers], quiet=True)
-    networks = docker.ids("network", f"{GROUP_LABEL}={group}")
-    if networks:
-        docker.run(["network", "rm", *networks], quiet=True)
-    tags = [from_config({}, lab).image for lab in sorted(labs)]
-    present = {tag for image in docker.inspect(tags, kind="image") for tag in image.get("RepoTags") or []}
-    if present & set(tags):
-        docker.run(["rmi", *sorted(present & set(tags))], quiet=True)
-    say(f"class {group}: removed {len(labs)} labs ({len(containers)} containers, {len(networks)} networks)"
-        if labs else f"class {group} has nothing on this engine")
+    """Remove the class's labs on every engine it uses: their containers, networks and image tags
+    (the class's own image stays, as `down` leaves a lab's: `invoke clean --lab GROUP` removes it)."""
+    removed = {"labs": 0, "containers": 0, "networks": 0}
+    for node in engines(c):
+        docker = Docker(c, host=node)
+        labs = class_labs(docker, group)
+        containers = [container["id"] for container in _lab_containers(docker, labs)]
+        if containers:
+            docker.run(["rm", "--force", *containers], quiet=True)
+        networks = docker.ids("network", f"{GROUP_LABEL}={group}")
+        if networks:
+            docker.run(["network", "rm", *networks], quiet=True)
+        tags = [from_config({}, lab).image for lab in sorted(labs)]
+        present = {tag for image in docker.inspect(tags, kind="image") for tag in image.get("RepoTags") or []}
+        if present & set(tags):
+            docker.run(["rmi", *sorted(present & set(tags))], quiet=True)
+        for key, count in (("labs", len(labs)), ("containers", len(containers)), ("networks", len(networks))):
+            removed[key] += count
+    say(f"class {group}: removed {removed['labs']} labs ({removed['containers']} containers, "
+        f"{removed['networks']} networks)" if removed["labs"] else f"class {group} has nothing to remove")

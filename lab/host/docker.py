@@ -75,9 +75,10 @@ def explain(stderr: str, command: str) -> str:
 class Docker:
     """Runs docker commands through an invoke Context."""
 
-    def __init__(self, c: Context, echo: bool = True) -> None:
+    def __init__(self, c: Context, echo: bool = True, host: str | None = None) -> None:
         self.c = c
         self.echo = echo
+        self.host = host          # another engine (docker -H HOST): a class's lab on a swarm node
 
     def run(self, args: Sequence[str], *, quiet: bool = False, check: bool = True,
             pty: bool = False, show_stderr: bool = False, echo: bool = True) -> Result:
@@ -88,6 +89,8 @@ class Docker:
         goes there). ``check`` turns a failure into a DockerError. ``echo=False``
         is for a question asked through ``docker run`` (a helper reading tc's qdiscs).
         """
+        if self.host:
+            args = ["-H", self.host, *args]
         command = shlex.join(["docker", *args])
         if pty or show_stderr:
             hide = None

@@ -141,9 +141,9 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
     nodes = tuple(node.strip() for node in str(section["nodes"] or "").split(",") if node.strip())
     if engine not in ("bridge", "swarm"):
         raise LabError(f"lab engine {engine!r} is not one: use bridge (one engine) or swarm (two nodes)")
-    if engine == "swarm" and len(nodes) != 2:
-        raise LabError("a swarm lab needs its two nodes: nodes = 'SERVER_NODE,CLIENT_NODE' (docker -H endpoints, "
-                       "e.g. ssh://user@host1,ssh://user@host2) in invoke.yaml or INVOKE_LAB_NODES")
+    if engine == "swarm" and len(nodes) < 2:
+        raise LabError("a swarm lab needs its nodes: nodes = 'SERVER_NODE,CLIENT_NODE[,MORE...]' (docker -H "
+                       "endpoints, e.g. ssh://user@host1,ssh://user@host2) in invoke.yaml or INVOKE_LAB_NODES")
     group = str(section["group"] or "")
     if group and not _NAME.fullmatch(group):
         raise LabError(f"lab group {group!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")

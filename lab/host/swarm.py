@@ -35,7 +35,7 @@ class NodeDocker(Docker):
     def __init__(self, c: Context, lab: Lab, echo: bool = True) -> None:
         super().__init__(c, echo)
         self.lab = lab
-        self.server_node, self.client_node = lab.nodes
+        self.server_node, self.client_node = lab.nodes[0], lab.nodes[1]     # more nodes are for classes
         self.unreachable: set[str] = set()
 
     # --- where a command goes ------------------------------------------------------
@@ -132,23 +132,24 @@ class NodeDocker(Docker):
     # --- the image on every node -------------------------------------------------------
 
     def distribute(self, image: str, is_current) -> None:
-        """The lab's image (built on this machine's engine) on each node where it is missing or old:
-        ``docker save | docker -H NODE load``."""
+        """The lab's image (built on this machine's engine) on each node where it is missing or old."""
         for node in dict.fromkeys((self.server_node, self.client_node)):
-            found = super().run(self.on(node, ["image", "inspect", image]), quiet=True, check=False)
-            try:
-                current = found.exited == 0 and is_current(json.loads(found.stdout)[0])
-            except (json.JSONDecodeError, IndexError):
-                current = False
-            if current:
-                continue
-            self._echo(f"docker save {image} | docker -H {node} load")
-            save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-            load = subprocess.run(["docker", "-H", node, "load", "-q"], stdin=save.stdout, capture_output=True,
-                                  text=True)
-            save.stdout.close()
-            if save.wait() != 0 or load.returncode != 0:
-                raise DockerError(f"could not copy {image} to node {node}: {load.stderr.strip()[-200:]}")
+            copy_image(Docker(self.c, self.echo, host=node), image, is_current)
+
+
+def copy_image(node: Docker, image: str, is_current) -> None:
+    """The image (built on this machine's engine) on ``node``'s engine, unless it is there and
+    current: ``docker save | docker -H NODE load``."""
+    found = node.inspect([image], kind="image")
+    if found and is_current(found[0]):
+        return
+    node._echo(f"docker save {image} | docker -H {node.host} load")
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", "-H", node.host, "load", "-q"], stdin=save.stdout, capture_output=True,
+                          text=True)
+    save.stdout.close()
+    if save.wait() != 0 or load.returncode != 0:
+        raise DockerError(f"could not copy {image} to node {node.host}: {load.stderr.strip()[-200:]}")
 
 
 def _value_of(args: Sequence[str], flag: str) -> str | None:
