@@ -171,6 +171,7 @@ def test_the_lab_itself_runs_across_two_nodes_and_down_leaves_nothing_on_either(
         up = ok(invoke("up", "--lab", lab, env=env, timeout=900))
         assert f"docker -H {SOCKETS[1]} run --detach --name {lab}-server" in up
         assert f"docker -H {SOCKETS[2]} run --detach --name {lab}-client" in up
+        assert "an overlay between the nodes, not encrypted" in up
         assert "OK across hosts" in ok(invoke("send", "ECHO across hosts", "--lab", lab, env=env))
         status = ok(invoke("status", "--lab", lab, env={**env, "COLUMNS": "200"}))
         assert "an overlay between two nodes" in status and "running" in status

@@ -124,7 +124,9 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         build(c, lab, docker)
     if lab.network not in found:
         subnet = create_network(docker, topology)
-        say(f"network {lab.network} ({subnet}{', internal' if lab.internal else ''})")
+        say(f"network {lab.network} ({subnet}{', internal' if lab.internal else ''}"
+            + (", an overlay between the nodes, not encrypted: the lab's packets cross the hosts' network as "
+               "they are (see the README's Across hosts)" if lab.engine == "swarm" else "") + ")")
     else:
         subnet = next((cfg.get("Subnet") for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])), None)
     names = [topology.container(role.name) for role in topology.long_lived]
