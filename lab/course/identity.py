@@ -26,6 +26,7 @@ from typing import Callable
 from lab.course.variant import Course, Variant
 from lab.inspect.analysis import Capture
 from lab.inspect.expectations import first_sent_again
+from lab.inspect.graphs import data_sender
 
 TOKEN = re.compile(rb"\[tcplab:([0-9a-f]{8})\]")
 BULK_REQUEST = re.compile(rb"^BULK (\d{1,12})(?: [^\n]*)?\r?$", re.M)
@@ -130,7 +131,8 @@ def _event_evidence(text: str, conn) -> Evidence | None:
     if action != "drop" or what not in ("data", "byte") or not nth.isdigit():
         return None
     nth = int(nth)
-    sent = [s for s in conn.segments if s.from_client == _client_sends_data(conn) and s.length]
+    sender_is_client = data_sender(conn.segments)
+    sent = [s for s in conn.segments if s.from_client == sender_is_client and s.length]
     first_seen: dict[int, int] = {}
     for segment in sent:
         first_seen.setdefault(segment.rel_seq, len(first_seen) + 1)
@@ -153,10 +155,6 @@ def _syn_ack_to_ack_ms(conn) -> float | None:
     hs = conn.handshake
     syn_ack = next((s.time_ns for s in conn.segments if s.frame == hs.syn_ack), None)
     return None if syn_ack is None or hs.ack is None else (hs.ack_time - syn_ack) / 1e6
-
-
-def _client_sends_data(conn) -> bool:
-    return conn.client.payload_bytes > conn.server.payload_bytes
 
 
 def roster_lookup(course: Course, roster: list[str]) -> Callable[[str, int], str | None]:

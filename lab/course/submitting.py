@@ -10,15 +10,11 @@ from lab import __version__
 from lab.course import archive
 from lab.course.variant import current, submissions_dir
 from lab.errors import LabError
-from lab.paths import PROJECT_ROOT
+from lab.inspect.kernel import kernel_file_of
+from lab.paths import PROJECT_ROOT, shown
 from lab.teach.answers import answers_file, file_digest
-from lab.teach.notebook import shown
 
 BUNDLED = PROJECT_ROOT / "notebooks" / "data"
-
-
-def kernel_file(capture: Path) -> Path:
-    return capture.with_name(capture.stem + ".kernel.jsonl")
 
 
 def recorded_answers() -> list[dict]:
@@ -62,8 +58,9 @@ def submit(extra: list[str] | None = None, say=print) -> Path:
             raise LabError(f"no capture at {name}: name a file in captures/")
         files[path.name] = path
     for capture in list(files.values()):
-        if kernel_file(capture).is_file():
-            files[kernel_file(capture).name] = kernel_file(capture)
+        kernel = kernel_file_of(capture)
+        if kernel is not None:
+            files[kernel.name] = kernel
     for reason in sorted(passed_over):
         say(f"answers about {reason} are left out")
     if not kept and not extra:

@@ -79,6 +79,7 @@ class Docker:
         self.c = c
         self.echo = echo
         self.host = host          # another engine (docker -H HOST): a class's lab on a swarm node
+        self.unreachable: set[str] = set()     # engines that did not answer (lab.host.swarm: a node that left)
 
     def run(self, args: Sequence[str], *, quiet: bool = False, check: bool = True,
             pty: bool = False, show_stderr: bool = False, echo: bool = True) -> Result:

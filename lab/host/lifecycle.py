@@ -202,7 +202,7 @@ def down(c: Context, lab: Lab) -> None:
         docker.run(["rm", "--force", *containers], quiet=True)
         for labels in containers.values():          # an orphaned capture's partial file goes with it
             remove_partial_capture(labels.get(PART_LABEL, ""))
-    unreachable = sorted(getattr(docker, "unreachable", ()))   # a swarm lab's node that left
+    unreachable = sorted(docker.unreachable)        # a swarm lab's node that left
     if networks:
         kept = docker.run(["network", "rm", *networks], quiet=True, check=not unreachable).exited != 0
     if unreachable:

@@ -62,7 +62,7 @@ from lab.host.state import is_ours, object_labels, require_up
 from lab.host.swarm import docker_for
 from lab.host.topology import NODE_NETWORK, Topology, describe
 from lab.inside import capture as ring_engine
-from lab.paths import CAPTURES_DIR
+from lab.paths import CAPTURES_DIR, shown
 from lab.terminal import say
 
 READY_TIMEOUT = 30.0
@@ -178,8 +178,8 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     if kernel_summary is not None:
         say(f"kernel view: {kernel_summary}")
     if underlay is not None and underlay.path is not None:
-        say(f"underlay: {underlay.path.relative_to(CAPTURES_DIR.parent)}: the server node's {lab.underlay}, the "
-            f"lab's packets inside VXLAN (invoke inspect --pcap {underlay.path.relative_to(CAPTURES_DIR.parent)})")
+        say(f"underlay: {shown(underlay.path)}: the server node's {lab.underlay}, the lab's packets inside VXLAN "
+            f"(invoke inspect --pcap {shown(underlay.path)})")
     if not stats and not outcome:
         raise LabError(f"the capture engine died (exit {proc.returncode}) before it finished: {final.name} "
                        f"holds the {result.packets} packets it had written")
@@ -323,15 +323,15 @@ def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None) -> tup
 
 
 def report(final: Path, result, stats: dict, request: CaptureRequest, outcome: str) -> None:
-    shown = final.relative_to(CAPTURES_DIR.parent) if final.is_relative_to(CAPTURES_DIR.parent) else final
+    where = shown(final)
     dropped = stats.get("dropped")
     counters = (f"{stats['captured']} packets captured, {dropped} dropped by the kernel"
                 if stats else f"{result.packets} packets")
-    say(f"{outcome}{shown}: {counters} ({result.comments} annotated; engine {request.engine})")
+    say(f"{outcome}{where}: {counters} ({result.comments} annotated; engine {request.engine})")
     if stats.get("reason") == "interface-gone":
         say("the capture ended because the server's interface went away: the server container stopped "
             "(see invoke status); the file holds everything captured until then")
     if dropped:
         say(f"warning: the kernel dropped {dropped} packets the engine could not take in time; "
             "the file misses them")
-    say(f"next: invoke inspect --pcap {shlex.quote(str(shown))} (or open it in Wireshark)")
+    say(f"next: invoke inspect --pcap {shlex.quote(where)} (or open it in Wireshark)")

@@ -99,7 +99,7 @@ def status(c: Context, lab: Lab) -> None:
         return
     term = console()
     term.print(status_table(lab, rows, term.width))
-    for node in sorted(getattr(docker, "unreachable", ())):
+    for node in sorted(docker.unreachable):
         print(f"node {node} does not answer (it left the swarm, or its host is down): the lab's containers there "
               "are not shown; invoke down removes the rest and says what it could not")
     for net in networks:

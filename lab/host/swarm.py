@@ -36,7 +36,6 @@ class NodeDocker(Docker):
         super().__init__(c, echo)
         self.lab = lab
         self.server_node, self.client_node = lab.nodes[0], lab.nodes[1]     # more nodes are for classes
-        self.unreachable: set[str] = set()
 
     # --- where a command goes ------------------------------------------------------
 
@@ -51,12 +50,8 @@ class NodeDocker(Docker):
     def route(self, args: Sequence[str]) -> str:
         verb = args[0] if args else ""
         if verb == "run":
-            for flag in ("--network", "--name"):
-                if flag in args and args.index(flag) + 1 < len(args):
-                    value = args[args.index(flag) + 1]
-                    if flag == "--name" or value.startswith("container:"):
-                        return self.node_of(value)
-            return self.node_of(_value_of(args, "--network") or "")
+            network = _value_of(args, "--network") or ""
+            return self.node_of(network if network.startswith("container:") else _value_of(args, "--name") or "")
         if verb in ABOUT_A_CONTAINER:
             target = next((word for word in args[1:] if not word.startswith("-")), "")
             return self.node_of(target)

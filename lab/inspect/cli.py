@@ -96,7 +96,7 @@ def inner_capture_of(path: Path, capture, term):
                f"VXLAN (UDP {overlay.VXLAN_PORT}, VNI {vnis}), each {', '.join(map(str, overheads))} bytes larger "
                "than the frame it carries; what follows is the TCP inside them (frame N: the Nth carried frame)",
                highlight=False)
-    return overlay.analyze_inner(path)
+    return overlay.analyze_inner(path, carried)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,13 +81,14 @@ def inner_records(encapsulated: list[Encapsulated]) -> Iterator[Record]:
         yield Record(packet.time_ns, ETHERNET, packet.inner, len(packet.inner))
 
 
-def analyze_inner(path: str | os.PathLike):
+def analyze_inner(path: str | os.PathLike, encapsulated: list[Encapsulated] | None = None):
     """The lab's TCP inside the overlay, analysed as lab.inspect analyses a capture (a
-    lab.inspect.analysis.Capture; frame N is the Nth inner frame, see :func:`pairs`)."""
+    lab.inspect.analysis.Capture; frame N is the Nth inner frame, see :func:`pairs`).
+    ``encapsulated`` is :func:`unwrap`'s answer where the caller has it already."""
     from lab.inspect.analysis import Capture
     from lab.inspect.tcp import Tracker
 
-    encapsulated = unwrap(path)
+    encapsulated = unwrap(path) if encapsulated is None else encapsulated
     tracker = Tracker(keep=True, emit=False)
     tracker.consume(inner_records(encapsulated))
     return Capture(str(path), tracker.frames, tracker.connections, tracker.flagged, tracker.first_time_ns or 0)

@@ -11,6 +11,7 @@ student's own record; the grader never reads it; it checks again.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -43,6 +44,13 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=16)
+def _digest_of(path: str, mtime_ns: int, size: int) -> str:
+    """A capture's SHA-256, read once while it is unchanged: a notebook checks many answers
+    about the same 3 MB capture."""
+    return file_digest(Path(path))
+
+
 def record(checker: str, options: dict[str, Any], capture: Path, exercise: str, answer: Any,
            correct: bool | None) -> bool:
     """Append one answer if a student is set; True if it was recorded."""
@@ -50,8 +58,10 @@ def record(checker: str, options: dict[str, Any], capture: Path, exercise: str, 
 
     if answer is ... or current() is None:
         return False
+    info = capture.stat()
     entry = {"exercise": exercise, "answer": plain(answer), "capture": capture.name, "path": str(capture.resolve()),
-             "sha256": file_digest(capture), "checker": checker, "options": options, "correct": correct,
+             "sha256": _digest_of(str(capture.resolve()), info.st_mtime_ns, info.st_size), "checker": checker,
+             "options": options, "correct": correct,
              "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = answers_file()
     path.parent.mkdir(exist_ok=True)

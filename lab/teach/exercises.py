@@ -87,7 +87,7 @@ class Exercises:
     def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None, port: int = PORT) -> None:
         self.path, self.port = Path(path), port
         self.options = {"bulk": bulk, "stream": stream, "port": port}     # how to make the same one again
-        self.capture = analyze(self.path, keep=False)
+        self.capture = self.read_capture()
         candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections
         if not candidates:
             self.conn = None          # a capture without TCP (the UDP notebook)
@@ -97,6 +97,10 @@ class Exercises:
             self.conn = max(candidates, key=lambda c: c.server.payload_bytes)
         else:
             self.conn = next((c for c in candidates if c.handshake.syn is not None), candidates[0])
+
+    def read_capture(self):
+        """The analysed capture the questions are asked of (a subclass reads another kind)."""
+        return analyze(self.path, keep=False)
 
     @functools.cached_property
     def segments(self) -> list[Segment]:

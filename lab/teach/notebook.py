@@ -18,7 +18,7 @@ from lab.inside.protocol import PORT
 from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
-from lab.paths import PROJECT_ROOT
+from lab.paths import PROJECT_ROOT, shown
 
 DATA = PROJECT_ROOT / "notebooks" / "data"
 # Set while `invoke publish` runs the notebooks: the copies it writes show what a learner
@@ -132,13 +132,6 @@ def capture_path(given: str | None, bundled: str) -> Path:
     print(f"studying {shown(path)}" + ("" if chosen else " (bundled; invoke notebook --pcap NN=yours.pcapng studies yours)"))
     return path
 
-
-def shown(path: Path) -> str:
-    """A path as the learner reads it: from the project's folder when it is inside it."""
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def addresses(capture) -> tuple[str, str]:

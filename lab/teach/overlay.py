@@ -21,12 +21,12 @@ class OverlayExercises(Exercises):
     """The questions about an underlay capture; the studied connection is the lab's, inside it."""
 
     def __init__(self, path: str | Path, port: int = PORT) -> None:
-        self.path, self.port = Path(path), port
+        super().__init__(path, bulk=True, port=port)      # the connection that carried the most, as for 04
         self.options = {"port": port}
+
+    def read_capture(self):
         self.carried = overlay.unwrap(self.path)
-        self.capture = overlay.analyze_inner(self.path)
-        candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections
-        self.conn = max(candidates, key=lambda c: c.server.payload_bytes) if candidates else None
+        return overlay.analyze_inner(self.path, self.carried)
 
     @functools.cached_property
     def segments(self) -> list[Segment]:

@@ -18,6 +18,7 @@ import os
 import re
 from pathlib import Path
 
+from lab.inspect.kernel import kernel_file_of
 from lab.paths import PROJECT_ROOT
 from lab.teach.notebook import DATA, PUBLISHING, STUDIES
 
@@ -61,8 +62,8 @@ def made_from(notebook: Path) -> str:
         digest.update(f"{cell.cell_type}\0{cell.source}\0".encode())
     for bundled in STUDIES[notebook.name[:2]]:
         capture = DATA / bundled
-        for path in (capture, capture.with_name(capture.stem + ".kernel.jsonl")):
-            if path.exists():
+        for path in (capture, kernel_file_of(capture)):
+            if path is not None and path.exists():
                 digest.update(path.read_bytes())
     return digest.hexdigest()
 
