@@ -26,7 +26,7 @@ from pathlib import Path
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker
+from lab.host.docker import Docker, engine_env
 from lab.host.progress import log_file
 from lab.host.settings import GROUP_LABEL, LABEL, from_config
 from lab.paths import PROJECT_ROOT
@@ -62,11 +62,10 @@ def engines(c: Context) -> list[str | None]:
 
 def _bring_up(name: str, group: str, node: str | None) -> tuple[str, int, Path]:
     """One lab up, as `invoke up` in a subprocess: on ``node``'s engine as a lab of its own
-    (DOCKER_HOST, as the docker CLI is pointed at another engine), or on this machine's."""
+    (DOCKER_HOST or DOCKER_CONTEXT, as the docker CLI is pointed at another engine), or on this
+    machine's."""
     log = log_file(f"class-{name}")
-    env = {**os.environ, "INVOKE_LAB_GROUP": group, "INVOKE_LAB_ENGINE": "bridge"}
-    if node:
-        env["DOCKER_HOST"] = node
+    env = {**os.environ, "INVOKE_LAB_GROUP": group, "INVOKE_LAB_ENGINE": "bridge", **(engine_env(node) if node else {})}
     with open(log, "w") as out:
         code = subprocess.run([sys.executable, "-m", "invoke", "up", "--lab", name], cwd=PROJECT_ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT).returncode

@@ -26,9 +26,22 @@ from lab.errors import LabError
 QUESTIONS = ("inspect", "logs", "ps", "images", "info", "version", "top", "ls")
 
 
+def engine_args(endpoint: str | None) -> list[str]:
+    """The docker CLI's words for another engine than its default: ``-H ADDRESS`` for an address
+    (unix://, tcp://, ssh://), ``--context NAME`` for a docker context (which may hold TLS keys)."""
+    if not endpoint:
+        return []
+    return ["-H", endpoint] if "://" in endpoint else ["--context", endpoint]
+
+
+def engine_env(endpoint: str) -> dict[str, str]:
+    """The same as the environment a docker CLI (or a task run as a subprocess) reads."""
+    return {"DOCKER_HOST": endpoint} if "://" in endpoint else {"DOCKER_CONTEXT": endpoint}
+
+
 def is_question(words: Sequence[str]) -> bool:
     """True for a docker command that only asks (``inspect``, ``network ls``, ...), changing nothing."""
-    if words[:1] == ["-H"]:                  # on one engine of several (lab.host.swarm)
+    if words[:1] in (["-H"], ["--context"]):       # on one engine of several (lab.host.swarm)
         words = words[2:]
     verb = words[1] if words[:1] in (["network"], ["image"], ["container"], ["volume"]) and len(words) > 1 else \
         (words[0] if words else "")
@@ -90,8 +103,7 @@ class Docker:
         goes there). ``check`` turns a failure into a DockerError. ``echo=False``
         is for a question asked through ``docker run`` (a helper reading tc's qdiscs).
         """
-        if self.host:
-            args = ["-H", self.host, *args]
+        args = [*engine_args(self.host), *args]
         command = shlex.join(["docker", *args])
         if pty or show_stderr:
             hide = None

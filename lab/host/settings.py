@@ -49,7 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1,              # a student's own: scenarios pick their lost segment and link numbers by it
     "group": "",            # the class a lab belongs to (invoke class up sets it)
     "engine": "bridge",     # bridge: one engine; swarm: the server and the client on two nodes of a swarm
-    "nodes": "",            # with swarm: the server's node and the client's, as docker -H takes them, comma-separated
+    "nodes": "",            # with swarm: the engines (docker -H addresses or context names), comma-separated
+    "server_node": "",      # with swarm: which of them runs the server (a swarm node's hostname, ID or LABEL=VALUE)
+    "client_node": "",      # with swarm: which runs the client (the same forms); unset: the first two of nodes
+    "encrypt": AUTO,        # with swarm: the overlay encrypted (IPsec) where every node's kernel can; yes; no
     "underlay": "eth0",     # with swarm: the server node's own interface, where capture --underlay listens
     "verbose": False,       # every line of an image build, not its progress (build, up, demo: --verbose)
 }
@@ -58,6 +61,9 @@ ALLOWED_CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_co
 LINEAR_SYN_TIMEOUTS = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")     # the docker CLI's rule for a context's name
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +82,10 @@ class Lab:
     ipv6: bool = False       # an IPv4 lesson: no IPv6 (router solicitations, MLD) unless asked
     group: str = ""          # the class this lab belongs to, if any
     engine: str = "bridge"   # or "swarm": server and client on two nodes, an overlay between them
-    nodes: tuple[str, ...] = ()   # with swarm: (the server's node, the client's node), docker -H endpoints
+    nodes: tuple[str, ...] = ()   # with swarm: the engines (docker -H endpoints or docker context names)
+    server_node: str = ""    # with swarm: the server's node by the swarm's name for it ("": the first of nodes)
+    client_node: str = ""    # with swarm: the client's ("": the first other node)
+    encrypt: str = AUTO      # with swarm: auto, yes or no (lab.host.encryption)
     underlay: str = "eth0"   # with swarm: the server node's interface between the hosts
 
     @property
@@ -143,7 +152,17 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
         raise LabError(f"lab engine {engine!r} is not one: use bridge (one engine) or swarm (two nodes)")
     if engine == "swarm" and len(nodes) < 2:
         raise LabError("a swarm lab needs its nodes: nodes = 'SERVER_NODE,CLIENT_NODE[,MORE...]' (docker -H "
-                       "endpoints, e.g. ssh://user@host1,ssh://user@host2) in invoke.yaml or INVOKE_LAB_NODES")
+                       "endpoints, e.g. ssh://user@host1,ssh://user@host2, or docker context names) in invoke.yaml "
+                       "or INVOKE_LAB_NODES")
+    for node in nodes:
+        if "://" not in node and not _CONTEXT.fullmatch(node):
+            raise LabError(f"node {node!r} is neither an engine address (unix://, tcp://, ssh://) nor a docker "
+                           "context name: fix nodes in invoke.yaml or INVOKE_LAB_NODES")
+    server_node, client_node = (str(section[key] or "").strip() for key in ("server_node", "client_node"))
+    encrypt = str(section["encrypt"]).strip().lower()
+    if encrypt not in (AUTO, *TRUE_WORDS, *FALSE_WORDS):
+        raise LabError(f"encrypt {encrypt!r} is not one of auto, yes, no: fix it in invoke.yaml or INVOKE_LAB_ENCRYPT")
+    encrypt = encrypt if encrypt == AUTO else ("yes" if encrypt in TRUE_WORDS else "no")
     group = str(section["group"] or "")
     if group and not _NAME.fullmatch(group):
         raise LabError(f"lab group {group!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
@@ -161,6 +180,9 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
         group=group,
         engine=engine,
         nodes=nodes,
+        server_node=server_node,
+        client_node=client_node,
+        encrypt=encrypt,
         underlay=str(section["underlay"]),
     )
 
@@ -168,7 +190,7 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
 def yes(value: Any) -> bool:
     """A setting's truth, however it was written (invoke.yaml's true, INVOKE_LAB_X=0, "no")."""
     if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
+        return value.strip().lower() not in FALSE_WORDS
     return bool(value)
 
 

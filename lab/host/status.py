@@ -86,6 +86,17 @@ def status_table(lab: Lab, rows: list[dict[str, str]], width: int):
     return table
 
 
+def overlay_line(docker: Docker, network: dict) -> str:
+    """What a swarm lab's status adds to its network's line: encrypted or not, and which node holds
+    the server and which the client."""
+    encrypted = "encrypted" in (network.get("Options") or {})
+    try:
+        where = f"the server on {docker.server_node}, the client on {docker.client_node}"
+    except LabError as error:               # placed by name, and a node it names does not answer
+        where = f"where its containers are is unknown: {error}"
+    return f", an overlay between two nodes{', encrypted (IPsec)' if encrypted else ', not encrypted'}: {where}"
+
+
 def status(c: Context, lab: Lab) -> None:
     """Print the table of the lab's containers and its network."""
     topology = describe(lab)
@@ -105,8 +116,7 @@ def status(c: Context, lab: Lab) -> None:
     for net in networks:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
         print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}"
-              + (f", an overlay between two nodes: the server on {lab.nodes[0]}, the client on {lab.nodes[1]}"
-                 if lab.engine == "swarm" else ""))
+              + (overlay_line(docker, net) if lab.engine == "swarm" else ""))
     server = found.get(topology.container("server")) or {}
     sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
     if server:

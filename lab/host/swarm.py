@@ -2,13 +2,14 @@
 
 With ``engine = "swarm"`` the lab's network is an attachable overlay (VXLAN between the
 nodes) and its containers live on two engines, each reached as the docker CLI reaches
-one (``docker -H ENDPOINT``: unix://, tcp:// or ssh://). The rest of the lab does not
-change: every docker command still goes through one object, :class:`NodeDocker`, which
-sends it to the engine of the container it is about. The client host, the client runs
-and everything that joins the client's namespace (its sampler, its link emulator) go to
-the client's node; everything else, the overlay network included, to the server's
-node, which must be a manager of the swarm. Questions about several containers (``ps``,
-``inspect``, ``rm``) go to both and their answers are put together.
+one (``docker -H ENDPOINT`` for unix://, tcp:// or ssh://, ``docker --context NAME``).
+Which engine runs the server and which the client is lab.host.placement's answer. The
+rest of the lab does not change: every docker command still goes through one object,
+:class:`NodeDocker`, which sends it to the engine of the container it is about. The
+client host, the client runs and everything that joins the client's namespace (its
+sampler, its link emulator) go to the client's node; the overlay network to a manager;
+everything else to the server's node. Questions about several containers (``ps``,
+``inspect``, ``rm``) go to every engine of the lab and their answers are put together.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Sequence
 from invoke import Context
 from invoke.runners import Result
 
-from lab.host.docker import Docker, DockerError, explain
+from lab.host.docker import Docker, DockerError, engine_args, explain
+from lab.host.placement import Placement
 from lab.host.settings import Lab
 
 EVERYWHERE = ("ps", "inspect", "rm")
@@ -35,7 +37,15 @@ class NodeDocker(Docker):
     def __init__(self, c: Context, lab: Lab, echo: bool = True) -> None:
         super().__init__(c, echo)
         self.lab = lab
-        self.server_node, self.client_node = lab.nodes[0], lab.nodes[1]     # more nodes are for classes
+        self.placement = Placement(self, lab)
+
+    @property
+    def server_node(self) -> str:
+        return self.placement.server
+
+    @property
+    def client_node(self) -> str:
+        return self.placement.client
 
     # --- where a command goes ------------------------------------------------------
 
@@ -55,11 +65,13 @@ class NodeDocker(Docker):
         if verb in ABOUT_A_CONTAINER:
             target = next((word for word in args[1:] if not word.startswith("-")), "")
             return self.node_of(target)
+        if verb == "network" or "--type=network" in args:
+            return self.placement.manager
         return self.server_node
 
     @staticmethod
     def on(node: str, args: Sequence[str]) -> list[str]:
-        return ["-H", node, *args]
+        return [*engine_args(node), *args]
 
     # --- running ---------------------------------------------------------------------
 
@@ -93,13 +105,13 @@ class NodeDocker(Docker):
         answer (it left the swarm, or its host is down) is remembered in ``unreachable`` and
         the other answers alone."""
         results = []
-        for node in dict.fromkeys((self.server_node, self.client_node)):
+        for node in dict.fromkeys(self.lab.nodes):
             try:
                 results.append(super(NodeDocker, self).run(self.on(node, args), check=False, **kwargs))
             except DockerError:
                 self.unreachable.add(node)
         if not results:
-            raise DockerError(f"neither node answers ({self.server_node}, {self.client_node}): is the swarm up?")
+            raise DockerError(f"no node of the lab answers ({', '.join(self.lab.nodes)}): is the swarm up?")
         verb = args[0]
         if verb == "inspect":
             merged = []
@@ -138,9 +150,10 @@ def copy_image(node: Docker, image: str, is_current) -> None:
     found = node.inspect([image], kind="image")
     if found and is_current(found[0]):
         return
-    node._echo(f"docker save {image} | docker -H {node.host} load")
+    load_args = ["docker", *engine_args(node.host), "load", "-q"]
+    node._echo(f"docker save {image} | {shlex.join(load_args[:-1])}")
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-    load = subprocess.run(["docker", "-H", node.host, "load", "-q"], stdin=save.stdout, capture_output=True,
+    load = subprocess.run(load_args, stdin=save.stdout, capture_output=True,
                           text=True)
     save.stdout.close()
     if save.wait() != 0 or load.returncode != 0:

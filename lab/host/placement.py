@@ -1,0 +1,127 @@
+"""Which of a swarm lab's engines runs the server, which the client, and where its overlay is made.
+
+The configuration names the engines as the docker CLI reaches them (``nodes``: addresses
+or context names); the swarm knows each as a node, with an ID, a hostname and labels
+(``docker node update --label-add tcplab.role=server NODE``). ``server_node`` and
+``client_node`` choose by the swarm's names: a node's hostname, its ID, or ``KEY=VALUE``
+for one of its labels. To match the two, each engine is asked its node ID (``docker
+info``) and a manager of the swarm describes the nodes (``docker node inspect``). Without
+them, the first engine runs the server and the second the client, as before, and the
+first must be a manager; with them, the overlay is made on the first engine that is one
+(a worker cannot create a swarm's network, only attach to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+
+from lab.errors import LabError
+from lab.host.docker import Docker, DockerError
+from lab.host.settings import Lab
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One engine of the lab, as the swarm describes it."""
+
+    endpoint: str
+    node_id: str
+    manager: bool
+    hostname: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, wanted: str) -> bool:
+        key, equals, value = wanted.partition("=")
+        if equals:
+            return (key, value) in self.labels
+        return wanted in (self.node_id, self.hostname)
+
+    def described(self) -> str:
+        labels = ", ".join(f"{key}={value}" for key, value in self.labels) or "no labels"
+        return f"{self.endpoint} (node {self.node_id[:12]}, hostname {self.hostname or '?'}, {labels})"
+
+
+class Placement:
+    """The lab's server, client and manager engines, each found when first asked for (a command
+    that needs none of them, ``down`` after a node left, asks nothing). An engine that does not
+    answer is added to ``docker.unreachable`` and is not chosen."""
+
+    def __init__(self, docker: Docker, lab: Lab) -> None:
+        self.docker, self.lab = docker, lab
+        self.by_name = bool(lab.server_node or lab.client_node)
+
+    @functools.cached_property
+    def nodes(self) -> list[Node]:
+        return describe_nodes(self.docker, self.lab.nodes)
+
+    @functools.cached_property
+    def server(self) -> str:
+        if not self.by_name:
+            return self.lab.nodes[0]
+        return choose(self.nodes, self.lab.server_node, "server_node", taken=None).endpoint
+
+    @functools.cached_property
+    def client(self) -> str:
+        if not self.by_name:
+            return self.lab.nodes[1]
+        server = next(node for node in self.nodes if node.endpoint == self.server)
+        return choose(self.nodes, self.lab.client_node, "client_node", taken=server).endpoint
+
+    @functools.cached_property
+    def manager(self) -> str:
+        """Where the overlay is made: the server's engine by default, else the first manager."""
+        if not self.by_name:
+            return self.lab.nodes[0]
+        return next(node.endpoint for node in self.nodes if node.manager)
+
+
+def describe_nodes(docker: Docker, endpoints: tuple[str, ...]) -> list[Node]:
+    """Each answering engine's swarm node: its ID and role from the engine, its hostname and labels
+    from a manager."""
+    def swarm_of(endpoint: str) -> dict | None:
+        try:
+            found = Docker(docker.c, echo=False, host=endpoint).run(["info", "--format", "{{json .Swarm}}"],
+                                                                    quiet=True, echo=False)
+        except DockerError:
+            docker.unreachable.add(endpoint)
+            return None
+        return json.loads(found.stdout or "{}")
+
+    answers = docker.gather(*(lambda endpoint=endpoint: swarm_of(endpoint) for endpoint in endpoints))
+    nodes = [Node(endpoint, swarm.get("NodeID", ""), bool(swarm.get("ControlAvailable")))
+             for endpoint, swarm in zip(endpoints, answers) if swarm and swarm.get("NodeID")]
+    not_in_swarm = [endpoint for endpoint, swarm in zip(endpoints, answers) if swarm is not None and
+                    not swarm.get("NodeID")]
+    if not_in_swarm:
+        raise LabError(f"{', '.join(not_in_swarm)} is not a node of a swarm: join it (docker swarm join) or take "
+                       "it out of nodes")
+    managers = [node for node in nodes if node.manager]
+    if not managers:
+        raise LabError("none of the lab's nodes that answer is a manager of the swarm: add one to nodes "
+                       "(docker node ls on a manager lists them)")
+    described = Docker(docker.c, echo=False, host=managers[0].endpoint).inspect(
+        [node.node_id for node in nodes], kind="node")
+    by_id = {item.get("ID"): item for item in described}
+    return [dataclasses.replace(
+        node, hostname=(by_id.get(node.node_id, {}).get("Description") or {}).get("Hostname", ""),
+        labels=tuple(sorted(((by_id.get(node.node_id, {}).get("Spec") or {}).get("Labels") or {}).items())))
+        for node in nodes]
+
+
+def choose(nodes: list[Node], wanted: str, setting: str, taken: Node | None) -> Node:
+    """The first node (in the order of ``nodes``) that ``wanted`` names and that is not ``taken``;
+    unset, the first one not taken."""
+    free = [node for node in nodes if node != taken]
+    if not wanted:
+        if not free:
+            raise LabError("the lab needs two nodes that answer, one for the server and one for the client")
+        return free[0]
+    for node in free:
+        if node.matches(wanted):
+            return node
+    same = " (it names the server's node: the client needs another)" if taken and taken.matches(wanted) else ""
+    raise LabError(f"no node of the lab matches {setting} {wanted!r}{same}; its nodes that answer: "
+                   + "; ".join(node.described() for node in nodes)
+                   + ". Name one by hostname, node ID or KEY=VALUE of a label (docker node update --label-add)")
