@@ -75,3 +75,24 @@ def test_notebook_09s_exercises_are_asked_of_the_capture_under_the_overlay(under
     assert ex.reveal("overlay_mss") == 1460                      # this capture was made on a bridge, then wrapped
     assert ex.verdict("vxlan_overhead_bytes", 50).ok and not ex.verdict("vxlan_overhead_bytes", 42).ok
     assert ex.verdict("retransmitted", True).ok                    # notebooks 01-04's questions, on the inner TCP
+
+
+def test_an_encrypted_overlays_capture_is_said_to_be_esp_which_nobody_here_can_read(tmp_path):
+    """Under an encrypted overlay each VXLAN packet travels inside IPsec ESP: what the lab then
+    says of the capture, and tshark agrees on which frames are ESP."""
+    import subprocess
+
+    from scapy.layers.ipsec import ESP
+
+    from tests.helpers import invoke, ok
+
+    frames = [Ether() / IP(src=NODES[n % 2], dst=NODES[1 - n % 2]) / ESP(spi=0x1a388af0, seq=n) / (b"\xa5" * 120)
+              for n in range(1, 11)]
+    frames.append(Ether() / IP(src=NODES[0], dst=NODES[1]) / UDP(dport=7946) / b"gossip")    # the swarm's own
+    path = tmp_path / "encrypted.underlay.pcap"
+    wrpcap(str(path), frames)
+    assert overlay.encrypted_packets(path) == 10 and overlay.unwrap(path) == []
+    theirs = subprocess.run([TSHARK, "-r", str(path), "-Y", "esp"], capture_output=True, text=True, check=True)
+    assert len(theirs.stdout.splitlines()) == 10
+    said = ok(invoke("inspect", "--pcap", str(path), env={"COLUMNS": "300"}))
+    assert "10 of 11 frames are IPsec ESP (IP protocol 50)" in said and "encrypt: no" in said

@@ -29,6 +29,7 @@ from invoke import Context
 
 from lab.errors import LabError
 from lab.host.docker import Docker, explain
+from lab.host.encryption import choose_encryption
 from lab.host.image import build, is_current
 from lab.host.safe_files import remove_partial_capture
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
@@ -88,20 +89,20 @@ def probe_args(topology: Topology) -> list[str]:
             f"echo 'ECHO ready' | nc -N -w 2 server {topology.lab.port}"]
 
 
-def create_network(docker: Docker, topology: Topology) -> str:
+def create_network(docker: Docker, topology: Topology, encrypted: bool = False) -> str:
     """Create the lab network; with subnet "auto", the first free /24 of the pool."""
     lab = topology.lab
     if lab.subnet != AUTO:
-        docker.run(topology.network_create_args(lab.subnet), quiet=True)
+        docker.run(topology.network_create_args(lab.subnet, encrypted), quiet=True)
         return lab.subnet
     for candidate in AUTO_POOL.subnets(new_prefix=24):
-        args = topology.network_create_args(str(candidate))
+        args = topology.network_create_args(str(candidate), encrypted)
         result = docker.run(args, quiet=True, check=False, echo=False)     # a try: only the one that works is told
         if result.exited == 0:
             docker.print_command(args)
             return str(candidate)
         if "overlaps" not in result.stderr:
-            docker.run(topology.network_create_args(str(candidate)), quiet=True)  # raises the real error
+            docker.run(args, quiet=True)                                    # raises the real error
     raise LabError(f"every /24 in {AUTO_POOL} is in use: set a subnet with INVOKE_LAB_SUBNET or in invoke.yaml")
 
 
@@ -123,10 +124,10 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         say(f"image {lab.image} was built from older code: building it again")
         build(c, lab, docker)
     if lab.network not in found:
-        subnet = create_network(docker, topology)
+        encrypted, said = choose_encryption(docker, topology) if lab.engine == "swarm" else (False, "")
+        subnet = create_network(docker, topology, encrypted)
         say(f"network {lab.network} ({subnet}{', internal' if lab.internal else ''}"
-            + (", an overlay between the nodes, not encrypted: the lab's packets cross the hosts' network as "
-               "they are (see the README's Across hosts)" if lab.engine == "swarm" else "") + ")")
+            + (f", an overlay between the nodes, {said} (see the README's Across hosts)" if said else "") + ")")
     else:
         subnet = next((cfg.get("Subnet") for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])), None)
     names = [topology.container(role.name) for role in topology.long_lived]

@@ -42,6 +42,7 @@ LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
 
 
 NODE_NETWORK = "the node's own"   # joins= this: the node's namespace (an underlay capture), not a container's
+NO_NETWORK = "a new empty one"    # joins= this: a namespace of its own with no network (a probe of the kernel)
 
 @dataclasses.dataclass(frozen=True)
 class Role:
@@ -148,11 +149,13 @@ class Topology:
     def lab_labels(self) -> list[str]:
         return [word for label in self.lab.labels for word in ("--label", label)]
 
-    def network_create_args(self, subnet: str) -> list[str]:
-        """The lab network: a bridge (an attachable overlay for a swarm lab) with an explicit subnet,
-        --internal unless configured otherwise."""
+    def network_create_args(self, subnet: str, encrypted: bool = False) -> list[str]:
+        """The lab network: a bridge (an attachable overlay for a swarm lab, ``encrypted`` with
+        IPsec between the nodes if asked) with an explicit subnet, --internal unless configured
+        otherwise."""
         gateway = ipaddress.ip_network(subnet).network_address + 1    # the host's address on it
-        driver = ["--driver", "overlay", "--attachable"] if self.lab.engine == "swarm" else ["--driver", "bridge"]
+        driver = ["--driver", "overlay", "--attachable", *(["--opt", "encrypted"] if encrypted else [])] \
+            if self.lab.engine == "swarm" else ["--driver", "bridge"]
         args = ["network", "create", *driver, "--subnet", subnet, "--gateway", str(gateway), *self.lab_labels()]
         if self.lab.internal:
             args.append("--internal")
@@ -192,6 +195,8 @@ class Topology:
                 args += ["--sysctl", f"{key}={value}"]
         elif joins == NODE_NETWORK:
             args += ["--network", "host"]
+        elif joins == NO_NETWORK:
+            args += ["--network", "none"]
         else:
             target = joins or (self.container(role.joins) if role.joins else None)
             if target is None:

@@ -89,6 +89,11 @@ def inner_capture_of(path: Path, capture, term):
 
     carried = overlay.unwrap(path)
     if not carried:
+        encrypted = overlay.encrypted_packets(path)
+        if encrypted:
+            term.print(f"{path}: {encrypted} of {capture.frames} frames are IPsec ESP (IP protocol {overlay.ESP}): "
+                       "an encrypted overlay's, whose VXLAN and TCP inside only the nodes' keys can read; bring the "
+                       "lab up with encrypt: no to see them", highlight=False)
         return capture
     vnis = ", ".join(str(vni) for vni in sorted({packet.vni for packet in carried}))
     overheads = sorted({packet.overhead for packet in carried})

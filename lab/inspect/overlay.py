@@ -27,6 +27,7 @@ from lab.inspect.reader import Record, read_records
 
 VXLAN_PORT = 4789
 UDP, VXLAN_HEADER = 17, 8
+ESP = 50
 ETHERNET = 1                      # the inner frame's link type (pcap's LINKTYPE_ETHERNET)
 OUTER_OVERHEAD = 14 + 20 + 8 + VXLAN_HEADER      # what the overlay adds to each inner frame: 50 bytes
 VNI_PRESENT = 0x08                # the I flag: the VNI field is valid
@@ -73,6 +74,14 @@ def unwrap(path: str | os.PathLike) -> list[Encapsulated]:
                 vni, _, src, dst, inner = parts
                 found.append(Encapsulated(number, record.time_ns, src, dst, vni, record.wire_length, inner))
     return found
+
+
+def encrypted_packets(path: str | os.PathLike) -> int:
+    """How many packets of a capture are IPsec ESP (IP protocol 50): an encrypted overlay's, whose
+    VXLAN and what it carries only the two nodes' keys can read."""
+    with open(path, "rb") as stream:
+        return sum(1 for record in read_records(stream)
+                   if (ip := ip_packet(record.linktype, record.data)) is not None and ip.proto == ESP)
 
 
 def inner_records(encapsulated: list[Encapsulated]) -> Iterator[Record]:
