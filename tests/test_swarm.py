@@ -11,6 +11,7 @@ handshake agrees on an MSS of 1410 (1460 on a bridge); and nothing is left on an
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import subprocess
@@ -191,6 +192,50 @@ def test_the_lab_itself_runs_across_two_nodes_and_down_leaves_nothing_on_either(
             made.unlink()
 
 
+def kernel_takes_an_esp_key() -> bool:
+    """Whether this machine's kernel (every node's here) can hold the keys of an encrypted overlay:
+    asked in a throw-away network namespace, as the lab asks each node."""
+    from lab.host.encryption import ESP_KEY_PROBE
+
+    return subprocess.run(["unshare", "--net", *ESP_KEY_PROBE], capture_output=True, timeout=30).returncode == 0
+
+
+def test_placed_by_node_label_through_docker_contexts_with_the_server_on_a_worker(cluster, tmp_path):
+    """Nodes named as docker contexts (in the test's own DOCKER_CONFIG), the server placed by the
+    label tcplab.node=node2 on node 2, which is a worker, the client on node 1; the overlay is
+    made on node 1, the manager; encrypted as far as this kernel allows, and said."""
+    config = {"DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    for node in (1, 2):
+        subprocess.run(["docker", "context", "create", f"tcplab-node{node}", "--docker", f"host={SOCKETS[node]}"],
+                       env={**os.environ, **config}, check=True, capture_output=True, timeout=60)
+    env = {**config, "INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": "tcplab-node1,tcplab-node2",
+           "INVOKE_LAB_SERVER_NODE": "tcplab.node=node2", "INVOKE_LAB_CLIENT_NODE": "tcplab.node=node1",
+           "INVOKE_LAB_SUBNET": "10.79.11.0/24"}
+    lab = f"{LAB}-placed"
+    esp = kernel_takes_an_esp_key()
+    try:
+        if not esp:
+            refused = invoke("up", "--lab", lab, env={**env, "INVOKE_LAB_ENCRYPT": "yes"}, timeout=900)
+            assert refused.returncode == 1 and "Traceback" not in refused.stderr
+            assert "encrypt is yes, but a node's kernel has no IPsec ESP" in refused.stderr
+            assert on(1, "network", "ls", "-q", "--filter", f"label=org.tcplab.lab={lab}", text=True).stdout == ""
+        up = ok(invoke("up", "--lab", lab, env=env, timeout=900))
+        assert "docker --context tcplab-node1 network create --driver overlay" in up
+        assert f"docker --context tcplab-node2 run --detach --name {lab}-server" in up
+        assert f"docker --context tcplab-node1 run --detach --name {lab}-client" in up
+        assert ("encrypted (IPsec ESP" if esp else "not encrypted: a node's kernel has no IPsec ESP") in up
+        assert on(2, "ps", "-q", "--filter", f"name={lab}-server", text=True).stdout.strip()
+        assert "OK placed" in ok(invoke("send", "ECHO placed", "--lab", lab, env=env))
+        status = ok(invoke("status", "--lab", lab, env={**env, "COLUMNS": "250"}))
+        assert "the server on tcplab-node2, the client on tcplab-node1" in status
+        ok(invoke("down", "--lab", lab, env=env))
+        for node in (1, 2):
+            assert on(node, "ps", "-aq", "--filter", f"label=org.tcplab.lab={lab}", text=True).stdout.split() == []
+        assert on(1, "network", "ls", "-q", "--filter", f"label=org.tcplab.lab={lab}", text=True).stdout == ""
+    finally:
+        invoke("down", "--lab", lab, env=env)
+
+
 def test_a_class_is_spread_over_the_nodes_by_free_memory_and_goes_down_from_all_of_them(cluster):
     env = {"INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": f"{SOCKETS[1]},{SOCKETS[2]}"}
     group = "nlt-swcls"
@@ -205,6 +250,11 @@ def test_a_class_is_spread_over_the_nodes_by_free_memory_and_goes_down_from_all_
             answer = on(number, "exec", f"{lab}-client", "sh", "-c", "echo 'ECHO mine' | nc -N -w 2 server 7070",
                         text=True)
             assert answer.stdout.strip() == "OK mine"
+        neighbours = [lab for lab, node in placed.items() if node == SOCKETS[1]]      # two labs on one node
+        other = json.loads(on(1, "inspect", f"{neighbours[1]}-server", text=True).stdout)[0]
+        other_ip = next(iter(other["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        reach = on(1, "exec", f"{neighbours[0]}-client", "nc", "-z", "-w", "2", other_ip, "7070", check=False)
+        assert reach.returncode != 0                                 # a lab cannot reach its neighbour's server
         assert "removed 4 labs" in ok(invoke("class", "down", "--group", group, env=env))
         for number in (1, 2):
             left = on(number, "ps", "-aq", "--filter", f"label=org.tcplab.group={group}", text=True).stdout.split()
