@@ -34,7 +34,11 @@ def build(c, verbose=False, lab=None):
 @task(help={"cc": "the TCP congestion control of the server and client (e.g. cubic, reno, bbr: what the kernel "
                   "offers; default: the kernel's own)", "verbose": VERBOSE_HELP, "lab": LAB_HELP})
 def up(c, cc=None, verbose=False, lab=None):
-    """Start the lab: network, server and client host; returns when the server answers."""
+    """Start the lab: network, server and client host; returns when the server answers.
+
+    Across hosts (a Docker Swarm): the settings engine, nodes, server_node, client_node and encrypt
+    (INVOKE_LAB_ENGINE=swarm INVOKE_LAB_NODES=ssh://me@host1,ssh://me@host2 ...; README, Across hosts).
+    """
     c.config.lab.verbose = verbose
     lifecycle.up(c, lab_of(c, lab, cc=cc))
 

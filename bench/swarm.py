@@ -5,10 +5,12 @@ namespaces; root only), in one run:
 
 * `invoke up` and `invoke down` of a swarm lab next to the same work in bare docker
   commands (an overlay, the server on node 1, the client on node 2, the offload
-  helpers, a request until answered; rm and network rm), medians of --runs;
+  helpers, a request until answered; rm and network rm), medians of --runs; `up` also
+  with encrypt: no, which does not ask the nodes' kernels whether they can encrypt;
 * a BULK download's throughput and the TCP connect time (SYN to SYN/ACK seen by the
   client, median of 50) between the containers over the overlay, next to the same
-  programs run in the nodes' own namespaces, talking over the "wire" directly;
+  programs run in the nodes' own namespaces, talking over the "wire" directly, with
+  the nodes' offloads as they are and then off, as the lab's containers have them;
 * the bytes per packet on node 1's interface against inside the server's namespace
   for the same download: the overlay's overhead, measured from the two captures.
 
@@ -37,6 +39,7 @@ NODES = ("unix:///run/tcplab-cluster/node1.sock", "unix:///run/tcplab-cluster/no
 NODE1_IP = "192.168.77.1"
 ENV = {**os.environ, "INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": ",".join(NODES),
        "INVOKE_LAB_SUBNET": "10.79.20.0/24"}
+OFFLOADS_OFF = ("ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off", "tx", "off")
 CONNECT_TIMES = ("import socket, sys, time\n"
                  "host, port, out = sys.argv[1], int(sys.argv[2]), []\n"
                  "for _ in range(50):\n"
@@ -104,16 +107,19 @@ def main() -> None:
     subprocess.run(invoke("build"), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["bash", str(ROOT / ".ci" / "cluster"), "up", "2", IMAGE], check=True, stdout=subprocess.DEVNULL)
     try:
-        ups, downs, floor_ups, floor_downs = [], [], [], []
+        ups, plain_ups, downs, floor_ups, floor_downs = [], [], [], [], []
         for _ in range(args.runs):
             ups.append(timed(invoke("up"), ENV))
             downs.append(timed(invoke("down"), ENV))
+            plain_ups.append(timed(invoke("up"), {**ENV, "INVOKE_LAB_ENCRYPT": "no"}))
+            timed(invoke("down"), ENV)
             floor_ups.append(timed(floor_up))
             floor_downs.append(timed(floor_down))
-        up, floor = statistics.median(ups), statistics.median(floor_ups)
+        up, plain, floor = (statistics.median(times) for times in (ups, plain_ups, floor_ups))
         down, floor_d = statistics.median(downs), statistics.median(floor_downs)
         table(f"a lab across two nodes, median of {args.runs} (seconds)", ["", "invoke", "bare docker", "ratio"],
-              [["up", f"{up:.1f}", f"{floor:.1f}", f"{up / floor:.2f}"],
+              [["up (encrypt: auto, the nodes' kernels asked)", f"{up:.1f}", f"{floor:.1f}", f"{up / floor:.2f}"],
+               ["up (encrypt: no)", f"{plain:.1f}", f"{floor:.1f}", f"{plain / floor:.2f}"],
                ["down", f"{down:.1f}", f"{floor_d:.1f}", f"{down / floor_d:.2f}"]])
 
         subprocess.run(invoke("up"), cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL)
@@ -123,10 +129,15 @@ def main() -> None:
            "lab.inside.server", "--host", NODE1_IP, "--port", "7070")
         time.sleep(1)
         direct = (bulk_mbit(2, "host", NODE1_IP, args.bulk), connect_ms(2, "host", NODE1_IP))
+        for node in (1, 2):         # as the lab's containers have them: wire-sized segments, no offloads
+            subprocess.run(["nsenter", f"--net=/var/run/netns/tcplab-node{node}", *OFFLOADS_OFF], check=True)
+        like_lab = bulk_mbit(2, "host", NODE1_IP, args.bulk)
         on(1, "rm", "-f", f"{LAB}-direct")
         table("between the containers over the overlay, and between the nodes directly (same programs)",
               ["", "overlay", "nodes directly", "ratio"],
               [["BULK throughput, Mbit/s", f"{over[0]:.0f}", f"{direct[0]:.0f}", f"{over[0] / direct[0]:.2f}"],
+               ["BULK, the nodes' offloads off as the lab's are", f"{over[0]:.0f}", f"{like_lab:.0f}",
+                f"{over[0] / like_lab:.2f}"],
                ["TCP connect (SYN to SYN/ACK), ms", f"{over[1]:.3f}", f"{direct[1]:.3f}",
                 f"{over[1] / direct[1]:.2f}"]])
 

@@ -23,11 +23,12 @@ from lab.host.swarm import NodeDocker
 from lab.host.topology import describe
 
 A, B, C = "unix:///run/a.sock", "ssh://me@host-b", "lab-c"        # two addresses and a docker context
-SWARM = {A: {"NodeID": "idA", "ControlAvailable": True}, B: {"NodeID": "idB", "ControlAvailable": False},
-         C: {"NodeID": "idC", "ControlAvailable": False}}
-NODES = [{"ID": "idA", "Description": {"Hostname": "rack1"}, "Spec": {"Labels": {"tcplab.role": "client"}}},
-         {"ID": "idB", "Description": {"Hostname": "rack2"}, "Spec": {"Labels": {}}},
-         {"ID": "idC", "Description": {"Hostname": "rack3"}, "Spec": {"Labels": {"tcplab.role": "server"}}}]
+IDS = {A: "aaaaaaaa0001", B: "bbbbbbbb0002", C: "cccccccc0003"}
+SWARM = {A: {"NodeID": IDS[A], "ControlAvailable": True}, B: {"NodeID": IDS[B], "ControlAvailable": False},
+         C: {"NodeID": IDS[C], "ControlAvailable": False}}
+NODES = [{"ID": IDS[A], "Description": {"Hostname": "rack1"}, "Spec": {"Labels": {"tcplab.role": "client"}}},
+         {"ID": IDS[B], "Description": {"Hostname": "rack2"}, "Spec": {"Labels": {}}},
+         {"ID": IDS[C], "Description": {"Hostname": "rack3"}, "Spec": {"Labels": {"tcplab.role": "server"}}}]
 
 
 def swarm_lab(**section) -> settings.Lab:
@@ -89,7 +90,8 @@ def test_placed_by_label_and_by_hostname_the_overlay_goes_to_the_manager():
 
 
 def test_a_client_named_by_the_servers_own_node_is_refused_with_the_nodes_listed():
-    docker = NodeDocker(mock(), swarm_lab(server_node="idC", client_node="tcplab.role=server"))
+    docker = NodeDocker(mock(), swarm_lab(server_node="cccccc", client_node="tcplab.role=server"))
+    assert docker.server_node == C
     with pytest.raises(LabError, match="it names the server's node") as error:
         docker.client_node
     assert "hostname rack1, tcplab.role=client" in str(error.value) and "\n" not in str(error.value)
@@ -134,3 +136,13 @@ def test_a_kernel_without_esp_leaves_the_overlay_plain_and_says_so_or_refuses_if
 def test_encrypt_no_asks_no_kernel():
     c, (encrypted, said) = probe(Result(""), encrypt="no")
     assert not encrypted and "encrypt: no" in said and c.run.call_args_list == []
+
+
+@pytest.mark.parametrize("wanted, matched", [
+    ("tcplab.role=server", True), ("tcplab.role=client", False), ("rack3", True), ("rack", False),
+    ("cccccccc0003", True), ("cccccc", True), ("ccc", False), ("tcplab.role", False)])
+def test_a_node_is_named_by_label_hostname_or_id_as_docker_node_takes_them(wanted, matched):
+    from lab.host.placement import Node
+
+    node = Node(C, IDS[C], manager=False, hostname="rack3", labels=(("tcplab.role", "server"),))
+    assert node.matches(wanted) is matched

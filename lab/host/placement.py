@@ -33,10 +33,11 @@ class Node:
     labels: tuple[tuple[str, str], ...] = ()
 
     def matches(self, wanted: str) -> bool:
+        """By a label (KEY=VALUE), its hostname, or its ID or a prefix of it, as docker node takes one."""
         key, equals, value = wanted.partition("=")
         if equals:
             return (key, value) in self.labels
-        return wanted in (self.node_id, self.hostname)
+        return wanted == self.hostname or (len(wanted) >= 6 and self.node_id.startswith(wanted))
 
     def described(self) -> str:
         labels = ", ".join(f"{key}={value}" for key, value in self.labels) or "no labels"
@@ -44,9 +45,9 @@ class Node:
 
 
 class Placement:
-    """The lab's server, client and manager engines, each found when first asked for (a command
-    that needs none of them, ``down`` after a node left, asks nothing). An engine that does not
-    answer is added to ``docker.unreachable`` and is not chosen."""
+    """The lab's server, client and manager engines, each found when first asked for: ``down``,
+    which needs only a manager, still works after the server's or client's node has left. An
+    engine that does not answer is added to ``docker.unreachable`` and is not chosen."""
 
     def __init__(self, docker: Docker, lab: Lab) -> None:
         self.docker, self.lab = docker, lab
