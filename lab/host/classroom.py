@@ -145,7 +145,13 @@ def up(c: Context, group: str, names: dict[str, str]) -> None:
         counts = {node: sum(1 for n in placed.values() if n == node) for node in dict.fromkeys(placed.values())}
         where = " (" + ", ".join(f"{count} on {node}" for node, count in counts.items()) + ")"
     say(f"class {group}: {len(labs)} labs up{where}; a student's tasks take --lab {group}-ID"
-        + ("; invoke class status says on which node (DOCKER_HOST=NODE before the task)" if where else ""))
+        + (f"; invoke class status says on which node ({pointer(placed)}=NODE before the task)" if where else ""))
+
+
+def pointer(placed: dict[str, str | None]) -> str:
+    """How a student points the docker CLI at their lab's node: DOCKER_HOST, or DOCKER_CONTEXT
+    where the nodes are contexts."""
+    return " or ".join(dict.fromkeys(next(iter(engine_env(node))) for node in placed.values() if node))
 
 
 def class_labs(docker: Docker, group: str) -> set[str]:
