@@ -130,7 +130,8 @@ def main() -> None:
         time.sleep(1)
         direct = (bulk_mbit(2, "host", NODE1_IP, args.bulk), connect_ms(2, "host", NODE1_IP))
         for node in (1, 2):         # as the lab's containers have them: wire-sized segments, no offloads
-            subprocess.run(["nsenter", f"--net=/var/run/netns/tcplab-node{node}", *OFFLOADS_OFF], check=True)
+            subprocess.run(["nsenter", f"--net=/var/run/netns/tcplab-node{node}", *OFFLOADS_OFF], check=True,
+                           stdout=subprocess.DEVNULL)
         like_lab = bulk_mbit(2, "host", NODE1_IP, args.bulk)
         on(1, "rm", "-f", f"{LAB}-direct")
         table("between the containers over the overlay, and between the nodes directly (same programs)",
