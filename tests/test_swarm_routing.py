@@ -146,3 +146,10 @@ def test_a_node_is_named_by_label_hostname_or_id_as_docker_node_takes_them(wante
 
     node = Node(C, IDS[C], manager=False, hostname="rack3", labels=(("tcplab.role", "server"),))
     assert node.matches(wanted) is matched
+
+
+def test_the_clients_node_is_still_found_when_the_servers_has_left():
+    docker = NodeDocker(mock(gone=(C,)), swarm_lab(server_node="tcplab.role=server", client_node="rack1"))
+    assert docker.route(["exec", "sw-client", "true"]) == A
+    with pytest.raises(LabError, match="no node of the lab matches server_node 'tcplab.role=server'"):
+        docker.route(["exec", "sw-server", "true"])

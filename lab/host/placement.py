@@ -67,7 +67,10 @@ class Placement:
     def client(self) -> str:
         if not self.by_name:
             return self.lab.nodes[1]
-        server = next(node for node in self.nodes if node.endpoint == self.server)
+        try:
+            server = next(node for node in self.nodes if node.endpoint == self.server)
+        except LabError:          # the server's node left: the client's can still be found (status, down)
+            server = None
         return choose(self.nodes, self.lab.client_node, "client_node", taken=server).endpoint
 
     @functools.cached_property

@@ -90,11 +90,17 @@ def overlay_line(docker: Docker, network: dict) -> str:
     """What a swarm lab's status adds to its network's line: encrypted or not, and which node holds
     the server and which the client."""
     encrypted = "encrypted" in (network.get("Options") or {})
+    return (f", an overlay between two nodes{', encrypted (IPsec)' if encrypted else ', not encrypted'}: "
+            f"the server on {node_of_role(docker, 'server')}, the client on {node_of_role(docker, 'client')}")
+
+
+def node_of_role(docker, role: str) -> str:
+    """The engine of the server's or the client's node; placed by name, a node that does not answer
+    is said as such (the name it was chosen by)."""
     try:
-        where = f"the server on {docker.server_node}, the client on {docker.client_node}"
-    except LabError as error:               # placed by name, and a node it names does not answer
-        where = f"where its containers are is unknown: {error}"
-    return f", an overlay between two nodes{', encrypted (IPsec)' if encrypted else ', not encrypted'}: {where}"
+        return docker.server_node if role == "server" else docker.client_node
+    except LabError:
+        return f"a node that does not answer ({getattr(docker.lab, f'{role}_node')})"
 
 
 def status(c: Context, lab: Lab) -> None:
