@@ -264,9 +264,11 @@ def test_a_class_is_spread_over_the_nodes_by_free_memory_and_goes_down_from_all_
 
 
 def test_a_node_that_leaves_mid_lab_is_said_and_down_cleans_what_it_can_reach(cluster):
-    """Last in this file: it stops node 2's engine, and the cluster goes down after it."""
+    """Last in this file: it stops node 2's engine, and the cluster goes down after it. The lab is
+    placed by label, so that its client's node is one that no longer answers when status asks."""
     env = {"INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": f"{SOCKETS[1]},{SOCKETS[2]}",
-           "INVOKE_LAB_SUBNET": "10.79.8.0/24"}
+           "INVOKE_LAB_SUBNET": "10.79.8.0/24", "INVOKE_LAB_SERVER_NODE": "tcplab.node=node1",
+           "INVOKE_LAB_CLIENT_NODE": "tcplab.node=node2"}
     lab = f"{LAB}-gone"
     ok(invoke("up", "--lab", lab, env=env))
     pid = int(open("/run/tcplab-cluster/node2.pid").read())
@@ -277,6 +279,7 @@ def test_a_node_that_leaves_mid_lab_is_said_and_down_cleans_what_it_can_reach(cl
         time.sleep(0.25)
     status = ok(invoke("status", "--lab", lab, env={**env, "COLUMNS": "200"}))
     assert f"node {SOCKETS[2]} does not answer" in status and f"{lab}-server" in status
+    assert "the client on a node that does not answer (tcplab.node=node2)" in status
     down = invoke("down", "--lab", lab, env=env)
     assert down.returncode == 1 and "Traceback" not in down.stderr
     assert f"{SOCKETS[2]} does not answer" in down.stderr and "run invoke down again when it is back" in down.stderr
