@@ -16,9 +16,14 @@ so when they cannot; ``yes`` refuses to come up unencrypted; ``no`` never encryp
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lab.errors import LabError
 from lab.host.docker import Docker
 from lab.host.topology import NO_NETWORK, Topology
+
+if TYPE_CHECKING:
+    from lab.host.swarm import NodeDocker
 
 # One ESP key, as Docker adds them (AES-GCM with a 128-bit ICV), between two documentation
 # addresses (RFC 5737): it is never used, and the namespace it is added to is the helper's.
@@ -36,10 +41,9 @@ def kernel_cannot_encrypt(docker: Docker, topology: Topology) -> str | None:
     return said[-1] if said else f"ip xfrm exited with {probe.exited}"
 
 
-def choose_encryption(docker, topology: Topology) -> tuple[bool, str]:
-    """Encrypt the lab's overlay or not, and the words ``up`` says about it.
-
-    ``docker`` is the lab's NodeDocker: its server's and client's engines are asked."""
+def choose_encryption(docker: NodeDocker, topology: Topology) -> tuple[bool, str]:
+    """Encrypt the lab's overlay or not, and the words ``up`` says about it: the kernels of the
+    server's and the client's nodes are asked, at once."""
     lab = topology.lab
     if lab.encrypt == "no":
         return False, "not encrypted (encrypt: no): the lab's packets cross the hosts' network as they are"

@@ -13,7 +13,7 @@ from lab.host import impair
 from lab.host.docker import Docker
 from lab.host.settings import ROLE_LABEL, Lab
 from lab.host.state import existing, is_up, lab_option, object_labels, object_name, our_containers
-from lab.host.swarm import docker_for
+from lab.host.swarm import NodeDocker, docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import console, say
 
@@ -86,7 +86,7 @@ def status_table(lab: Lab, rows: list[dict[str, str]], width: int):
     return table
 
 
-def overlay_line(docker: Docker, network: dict) -> str:
+def overlay_line(docker: NodeDocker, network: dict) -> str:
     """What a swarm lab's status adds to its network's line: encrypted or not, and which node holds
     the server and which the client."""
     encrypted = "encrypted" in (network.get("Options") or {})
@@ -94,7 +94,7 @@ def overlay_line(docker: Docker, network: dict) -> str:
             f"the server on {node_of_role(docker, 'server')}, the client on {node_of_role(docker, 'client')}")
 
 
-def node_of_role(docker, role: str) -> str:
+def node_of_role(docker: NodeDocker, role: str) -> str:
     """The engine of the server's or the client's node; placed by name, a node that does not answer
     is said as such (the name it was chosen by)."""
     try:
