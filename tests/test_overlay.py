@@ -91,7 +91,8 @@ def test_an_encrypted_overlays_capture_is_said_to_be_esp_which_nobody_here_can_r
     frames.append(Ether() / IP(src=NODES[0], dst=NODES[1]) / UDP(dport=7946) / b"gossip")    # the swarm's own
     path = tmp_path / "encrypted.underlay.pcap"
     wrpcap(str(path), frames)
-    assert overlay.encrypted_packets(path) == 10 and overlay.unwrap(path) == []
+    underlay = overlay.read_underlay(path)
+    assert underlay.encrypted == 10 and underlay.carried == [] and overlay.unwrap(path) == []
     theirs = subprocess.run([TSHARK, "-r", str(path), "-Y", "esp"], capture_output=True, text=True, check=True)
     assert len(theirs.stdout.splitlines()) == 10
     said = ok(invoke("inspect", "--pcap", str(path), env={"COLUMNS": "300"}))

@@ -87,13 +87,13 @@ def inner_capture_of(path: Path, capture, term):
     adds, said once, and the inner capture to report on; any other capture as it is."""
     from lab.inspect import overlay
 
-    carried = overlay.unwrap(path)
+    underlay = overlay.read_underlay(path)
+    carried = underlay.carried
     if not carried:
-        encrypted = overlay.encrypted_packets(path)
-        if encrypted:
-            term.print(f"{path}: {encrypted} of {capture.frames} frames are IPsec ESP (IP protocol {overlay.ESP}): "
-                       "an encrypted overlay's, whose VXLAN and TCP inside only the nodes' keys can read; bring the "
-                       "lab up with encrypt: no to see them", highlight=False)
+        if underlay.encrypted:
+            term.print(f"{path}: {underlay.encrypted} of {capture.frames} frames are IPsec ESP (IP protocol "
+                       f"{overlay.ESP}): an encrypted overlay's, whose VXLAN and TCP inside only the nodes' keys can "
+                       "read; bring the lab up with encrypt: no to see them", highlight=False)
         return capture
     vnis = ", ".join(str(vni) for vni in sorted({packet.vni for packet in carried}))
     overheads = sorted({packet.overhead for packet in carried})

@@ -52,7 +52,10 @@ class Encapsulated:
 
 def vxlan(linktype: int, data: bytes) -> tuple[int, int, bytes, bytes, bytes] | None:
     """(VNI, inner offset, outer src, outer dst, inner frame) of a VXLAN packet, or None."""
-    ip = ip_packet(linktype, data)
+    return _vxlan_in(ip_packet(linktype, data), data)
+
+
+def _vxlan_in(ip, data: bytes) -> tuple[int, int, bytes, bytes, bytes] | None:
     if ip is None or ip.proto != UDP or len(data) < ip.offset + 8 + VXLAN_HEADER:
         return None
     dport = struct.unpack_from("!H", data, ip.offset + 2)[0]
@@ -64,24 +67,33 @@ def vxlan(linktype: int, data: bytes) -> tuple[int, int, bytes, bytes, bytes] | 
     return vni, inner, ip.src, ip.dst, data[inner:]
 
 
-def unwrap(path: str | os.PathLike) -> list[Encapsulated]:
-    """Every VXLAN packet of a capture, with its inner frame, in capture order."""
-    found = []
+@dataclasses.dataclass(frozen=True)
+class Underlay:
+    """What a capture of a host's own interface holds of overlay networks."""
+
+    carried: list[Encapsulated]   # every VXLAN packet, with its inner frame, in capture order
+    encrypted: int                # packets of IPsec ESP: an encrypted overlay's, which only the nodes' keys can read
+
+
+def read_underlay(path: str | os.PathLike) -> Underlay:
+    """The VXLAN packets and the ESP packets of a capture, in one pass over it."""
+    carried, encrypted = [], 0
     with open(path, "rb") as stream:
         for number, record in enumerate(read_records(stream), start=1):
-            parts = vxlan(record.linktype, record.data)
+            ip = ip_packet(record.linktype, record.data)
+            if ip is not None and ip.proto == ESP:
+                encrypted += 1
+                continue
+            parts = _vxlan_in(ip, record.data)
             if parts is not None:
                 vni, _, src, dst, inner = parts
-                found.append(Encapsulated(number, record.time_ns, src, dst, vni, record.wire_length, inner))
-    return found
+                carried.append(Encapsulated(number, record.time_ns, src, dst, vni, record.wire_length, inner))
+    return Underlay(carried, encrypted)
 
 
-def encrypted_packets(path: str | os.PathLike) -> int:
-    """How many packets of a capture are IPsec ESP (IP protocol 50): an encrypted overlay's, whose
-    VXLAN and what it carries only the two nodes' keys can read."""
-    with open(path, "rb") as stream:
-        return sum(1 for record in read_records(stream)
-                   if (ip := ip_packet(record.linktype, record.data)) is not None and ip.proto == ESP)
+def unwrap(path: str | os.PathLike) -> list[Encapsulated]:
+    """Every VXLAN packet of a capture, with its inner frame, in capture order."""
+    return read_underlay(path).carried
 
 
 def inner_records(encapsulated: list[Encapsulated]) -> Iterator[Record]:
