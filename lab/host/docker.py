@@ -26,17 +26,22 @@ from lab.errors import LabError
 QUESTIONS = ("inspect", "logs", "ps", "images", "info", "version", "top", "ls")
 
 
+def is_engine_address(endpoint: str) -> bool:
+    """An engine is named by its address (unix://, tcp://, ssh://) or by a docker context's name."""
+    return "://" in endpoint
+
+
 def engine_args(endpoint: str | None) -> list[str]:
-    """The docker CLI's words for another engine than its default: ``-H ADDRESS`` for an address
-    (unix://, tcp://, ssh://), ``--context NAME`` for a docker context (which may hold TLS keys)."""
+    """The docker CLI's words for another engine than its default: ``-H ADDRESS`` for an address,
+    ``--context NAME`` for a docker context (which may hold TLS keys)."""
     if not endpoint:
         return []
-    return ["-H", endpoint] if "://" in endpoint else ["--context", endpoint]
+    return ["-H", endpoint] if is_engine_address(endpoint) else ["--context", endpoint]
 
 
 def engine_env(endpoint: str) -> dict[str, str]:
     """The same as the environment a docker CLI (or a task run as a subprocess) reads."""
-    return {"DOCKER_HOST": endpoint} if "://" in endpoint else {"DOCKER_CONTEXT": endpoint}
+    return {"DOCKER_HOST": endpoint} if is_engine_address(endpoint) else {"DOCKER_CONTEXT": endpoint}
 
 
 def is_question(words: Sequence[str]) -> bool:

@@ -94,24 +94,27 @@ def describe_nodes(docker: Docker, endpoints: tuple[str, ...]) -> list[Node]:
         return json.loads(found.stdout or "{}")
 
     answers = docker.gather(*(lambda endpoint=endpoint: swarm_of(endpoint) for endpoint in endpoints))
-    nodes = [Node(endpoint, swarm.get("NodeID", ""), bool(swarm.get("ControlAvailable")))
-             for endpoint, swarm in zip(endpoints, answers) if swarm and swarm.get("NodeID")]
-    not_in_swarm = [endpoint for endpoint, swarm in zip(endpoints, answers) if swarm is not None and
-                    not swarm.get("NodeID")]
+    answered = {endpoint: swarm for endpoint, swarm in zip(endpoints, answers) if swarm is not None}
+    not_in_swarm = [endpoint for endpoint, swarm in answered.items() if not swarm.get("NodeID")]
     if not_in_swarm:
         raise LabError(f"{', '.join(not_in_swarm)} is not a node of a swarm: join it (docker swarm join) or take "
                        "it out of nodes")
-    managers = [node for node in nodes if node.manager]
+    managers = [endpoint for endpoint, swarm in answered.items() if swarm.get("ControlAvailable")]
     if not managers:
         raise LabError("none of the lab's nodes that answer is a manager of the swarm: add one to nodes "
                        "(docker node ls on a manager lists them)")
-    described = Docker(docker.c, echo=False, host=managers[0].endpoint).inspect(
-        [node.node_id for node in nodes], kind="node")
+    described = Docker(docker.c, echo=False, host=managers[0]).inspect(
+        [swarm["NodeID"] for swarm in answered.values()], kind="node")
     by_id = {item.get("ID"): item for item in described}
-    return [dataclasses.replace(
-        node, hostname=(by_id.get(node.node_id, {}).get("Description") or {}).get("Hostname", ""),
-        labels=tuple(sorted(((by_id.get(node.node_id, {}).get("Spec") or {}).get("Labels") or {}).items())))
-        for node in nodes]
+    return [node_of(endpoint, swarm, by_id.get(swarm["NodeID"], {})) for endpoint, swarm in answered.items()]
+
+
+def node_of(endpoint: str, swarm: dict, description: dict) -> Node:
+    """A Node from what its engine says of its swarm (``docker info``) and a manager of it (``docker
+    node inspect``)."""
+    return Node(endpoint, swarm["NodeID"], bool(swarm.get("ControlAvailable")),
+                hostname=(description.get("Description") or {}).get("Hostname", ""),
+                labels=tuple(sorted(((description.get("Spec") or {}).get("Labels") or {}).items())))
 
 
 def choose(nodes: list[Node], wanted: str, setting: str, taken: Node | None) -> Node:

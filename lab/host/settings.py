@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
+from lab.host.docker import is_engine_address
 from lab.inside.protocol import PORT
 
 LABEL = "org.tcplab.lab"
@@ -155,7 +156,7 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
                        "endpoints, e.g. ssh://user@host1,ssh://user@host2, or docker context names) in invoke.yaml "
                        "or INVOKE_LAB_NODES")
     for node in nodes:
-        if "://" not in node and not _CONTEXT.fullmatch(node):
+        if not is_engine_address(node) and not _CONTEXT.fullmatch(node):
             raise LabError(f"node {node!r} is neither an engine address (unix://, tcp://, ssh://) nor a docker "
                            "context name: fix nodes in invoke.yaml or INVOKE_LAB_NODES")
     server_node, client_node = (str(section[key] or "").strip() for key in ("server_node", "client_node"))

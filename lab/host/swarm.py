@@ -100,10 +100,10 @@ class NodeDocker(Docker):
         return kind in (None, "container")
 
     def _everywhere(self, args: Sequence[str], check: bool = True, **kwargs) -> Result:
-        """Ask both nodes; put the answers together (JSON lists joined, lines joined); a removal
-        succeeds where the container was found on one node or the other. A node that does not
-        answer (it left the swarm, or its host is down) is remembered in ``unreachable`` and
-        the other answers alone."""
+        """Ask every engine of the lab; put the answers together (JSON lists joined, lines joined);
+        a removal succeeds where the container was found on one node or another. A node that
+        does not answer (it left the swarm, or its host is down) is remembered in ``unreachable``
+        and the others answer alone."""
         results = []
         for node in dict.fromkeys(self.lab.nodes):
             try:
@@ -153,8 +153,7 @@ def copy_image(node: Docker, image: str, is_current) -> None:
     load_args = ["docker", *engine_args(node.host), "load", "-q"]
     node._echo(f"docker save {image} | {shlex.join(load_args[:-1])}")
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-    load = subprocess.run(load_args, stdin=save.stdout, capture_output=True,
-                          text=True)
+    load = subprocess.run(load_args, stdin=save.stdout, capture_output=True, text=True)
     save.stdout.close()
     if save.wait() != 0 or load.returncode != 0:
         raise DockerError(f"could not copy {image} to node {node.host}: {load.stderr.strip()[-200:]}")
