@@ -152,3 +152,12 @@ class BackgroundCapture:
         code = self.proc.wait(timeout)
         self.reader.join(5)
         return code, "".join(self.lines)
+
+
+def mock_docker(responses: dict):
+    """An invoke MockContext answering docker commands by regex (first match wins), for the lab's
+    host code to run against without an engine; ``c.run.call_args_list`` is what it asked."""
+    from invoke import Config, MockContext
+
+    config = Config(overrides={"run": {"echo_format": "{command}"}})
+    return MockContext(config=config, run={re.compile(k): v for k, v in responses.items()}, repeat=True)

@@ -7,25 +7,19 @@ real engine does it.
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
-from invoke import Config, MockContext
+from invoke import MockContext
 from invoke.runners import Result
 
 from lab.errors import LabError
 from lab.host import client_runs, lifecycle, options, settings, state
 from lab.host.docker import Docker, explain
 from lab.host.topology import describe
+from tests.helpers import mock_docker
 
 LAB = settings.from_config({"lab": {}}, None)
 TOPO = describe(LAB)
-
-
-def mock(responses: dict[str, Result]) -> MockContext:
-    """A MockContext answering docker commands by regex (first match wins)."""
-    config = Config(overrides={"run": {"echo_format": "{command}"}})
-    return MockContext(config=config, run={re.compile(k): v for k, v in responses.items()}, repeat=True)
 
 
 def commands(c: MockContext) -> list[str]:
@@ -85,7 +79,7 @@ def test_bad_settings_are_one_line_errors(section, lab, message):
 
 
 def test_auto_subnet_takes_the_next_24_when_one_overlaps():
-    c = mock({
+    c = mock_docker({
         r"docker network create .*10\.77\.0\.0/24": Result(stderr="Pool overlaps with other one on this address space", exited=1),
         r"docker network create .*": Result(""),
     })
@@ -94,14 +88,14 @@ def test_auto_subnet_takes_the_next_24_when_one_overlaps():
 
 def test_an_explicit_subnet_that_overlaps_is_a_one_line_error():
     lab = settings.from_config({"lab": {"subnet": "10.9.0.0/24"}}, None)
-    c = mock({r"docker network create": Result(stderr="Error response from daemon: Pool overlaps with other one on this address space", exited=1)})
+    c = mock_docker({r"docker network create": Result(stderr="Error response from daemon: Pool overlaps with other one on this address space", exited=1)})
     with pytest.raises(LabError, match="overlaps a network that exists"):
         lifecycle.create_network(Docker(c), describe(lab))
 
 
 def test_up_refuses_a_foreign_container_that_has_our_name():
     foreign = [{"Name": "/tcplab-server", "Config": {"Labels": {"maintainer": "someone"}}, "State": {"Running": True}}]
-    c = mock({
+    c = mock_docker({
         r"docker inspect --type=image": Result(json.dumps([{"RepoTags": ["tcplab/lab:tcplab"]}])),
         r"docker inspect tcplab-net": Result(json.dumps(foreign), exited=1),
     })
@@ -111,7 +105,7 @@ def test_up_refuses_a_foreign_container_that_has_our_name():
 
 
 def test_down_removes_exactly_the_labelled_resources():
-    c = mock({
+    c = mock_docker({
         r"docker ps --all --filter label=org.tcplab.lab=tcplab": Result("aaa\tserver\t\nbbb\tclient\t\nccc\timage\t\n"),
         r"docker network ls -q --filter label=org.tcplab.lab=tcplab": Result("nnn\n"),
         r"docker (rm|network rm)": Result(""),
@@ -130,7 +124,7 @@ def test_a_container_started_by_hand_from_our_image_is_not_ours():
 
 
 def test_down_with_nothing_labelled_removes_nothing():
-    c = mock({r"docker (ps|network ls)": Result("")})
+    c = mock_docker({r"docker (ps|network ls)": Result("")})
     lifecycle.down(c, LAB)
     assert not any(" rm " in cmd for cmd in commands(c))
 
@@ -140,7 +134,7 @@ def test_clean_keeps_the_base_image_unless_asked():
         {"Id": "sha256:lab", "RepoTags": ["tcplab/lab:tcplab"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
         {"Id": "sha256:base", "RepoTags": ["tcplab/base:bookworm"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "base"}}},
     ]
-    c = mock({
+    c = mock_docker({
         r"docker (ps|network ls)": Result(""),
         r"docker image ls": Result("sha256:lab\nsha256:base\n"),
         r"docker inspect --type=image": Result(json.dumps(images)),
@@ -158,7 +152,7 @@ def test_clean_leaves_an_image_built_from_ours_which_inherited_our_labels():
         {"Id": "sha256:theirs", "RepoTags": ["mine:latest"], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
         {"Id": "sha256:untagged", "RepoTags": [], "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": "image"}}},
     ]
-    c = mock({
+    c = mock_docker({
         r"docker (ps|network ls)": Result(""),
         r"docker image ls": Result("sha256:lab\nsha256:theirs\nsha256:untagged\n"),
         r"docker inspect --type=image": Result(json.dumps(images)),
@@ -209,14 +203,14 @@ def test_up_with_another_congestion_control_than_the_running_lab_says_to_go_down
                 "Config": {"Labels": {"org.tcplab.lab": "tcplab", "org.tcplab.role": role}},
                 "HostConfig": {"Sysctls": {"net.ipv4.tcp_congestion_control": "cubic"}}} for role in ("server", "client")]
     image = {"Id": "sha256:x", "RepoTags": ["tcplab/lab:tcplab"], "Config": {"Labels": {}}}
-    c = mock({r"docker inspect": Result(json.dumps([*running, image]))})
+    c = mock_docker({r"docker inspect": Result(json.dumps([*running, image]))})
     with pytest.raises(LabError, match="is up with congestion control cubic: run 'invoke down' first, "
                                        "then 'invoke up --cc reno'"):
         lifecycle.up(c, settings.from_config({"lab": {}}, None, cc="reno"))
 
 
 def test_send_when_the_lab_is_down_says_to_run_up():
-    c = mock({r"docker inspect": Result("[]", exited=1)})
+    c = mock_docker({r"docker inspect": Result("[]", exited=1)})
     with pytest.raises(LabError, match="run 'invoke up' first"):
         client_runs.send(c, LAB, ["ECHO x"])
 
@@ -234,13 +228,13 @@ def test_docker_errors_become_one_actionable_line(stderr, advice):
 
 
 def test_a_missing_docker_command_is_named():
-    c = mock({r"docker": Result(stderr="sh: 1: docker: not found", exited=127)})
+    c = mock_docker({r"docker": Result(stderr="sh: 1: docker: not found", exited=127)})
     with pytest.raises(LabError, match="not installed"):
         Docker(c).run(["ps"])
 
 
 def test_every_docker_command_that_does_something_is_echoed_and_questions_are_not(capsys):
-    c = mock({r"docker (ps|run|network)": Result("")})
+    c = mock_docker({r"docker (ps|run|network)": Result("")})
     Docker(c).run(["run", "--rm", "tcplab/lab:tcplab", "true"], quiet=True)
     Docker(c).run(["network", "create", "tcplab-net"], quiet=True)
     Docker(c).run(["ps", "-a"], quiet=True)

@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from invoke import Config, MockContext
+from invoke import MockContext
 from invoke.runners import Result
 
 from lab.errors import LabError
@@ -21,6 +21,7 @@ from lab.host.docker import engine_args, engine_env
 from lab.host.encryption import choose_encryption
 from lab.host.swarm import NodeDocker
 from lab.host.topology import describe
+from tests.helpers import mock_docker
 
 A, B, C = "unix:///run/a.sock", "ssh://me@host-b", "lab-c"        # two addresses and a docker context
 IDS = {A: "aaaaaaaa0001", B: "bbbbbbbb0002", C: "cccccccc0003"}
@@ -49,8 +50,7 @@ def mock(extra: dict[str, Result] | None = None, gone: tuple[str, ...] = ()) -> 
             else Result(json.dumps(swarm)))
     answers[rf"docker {engine_words(A)} inspect --type=node"] = Result(json.dumps(NODES))
     answers[r"docker .*"] = Result("")
-    config = Config(overrides={"run": {"echo_format": "{command}"}})
-    return MockContext(config=config, run={re.compile(k): v for k, v in answers.items()}, repeat=True)
+    return mock_docker(answers)
 
 
 def test_an_address_is_reached_with_H_and_a_context_by_its_name():
