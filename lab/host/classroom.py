@@ -104,14 +104,11 @@ def shared_image(c: Context, group: str, placed: dict[str, str | None]) -> None:
     """Build the class's image once (tcplab/lab:GROUP, if it is not current), copy it to each node
     that has a lab, and tag it there for each lab: each lab finds its own image as a lab alone
     would, and nothing is built twice."""
-    from lab.host.image import build, is_current
+    from lab.host.image import build_unless_current, is_current
     from lab.host.swarm import copy_image
 
-    here = Docker(c)
     lab = from_config({}, group)
-    found = here.inspect([lab.image], kind="image")
-    if not found or not is_current(found[0]):
-        build(c, lab, here)
+    build_unless_current(c, lab, Docker(c))
     for node in dict.fromkeys(placed.values()):
         docker = Docker(c, host=node)
         if node:

@@ -143,6 +143,14 @@ def build(c: Context, lab: Lab, docker: Docker) -> None:
     say(f"image {lab.image} is ready")
 
 
+def build_unless_current(c: Context, lab: Lab, docker: Docker) -> None:
+    """The lab's image on ``docker``'s engine, built if it is missing or was built from older code
+    (the image a swarm lab or a class copies to its nodes)."""
+    found = docker.inspect([lab.image], kind="image")
+    if not found or not is_current(found[0]):
+        build(c, lab, docker)
+
+
 def verbose(c: Context) -> bool:
     """--verbose on build, up or demo: show every line of a build instead of its progress."""
     return bool((c.config.get("lab") or {}).get("verbose"))

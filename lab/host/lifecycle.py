@@ -30,7 +30,7 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host.docker import Docker, explain
 from lab.host.encryption import choose_encryption
-from lab.host.image import build, is_current
+from lab.host.image import build, build_unless_current, is_current
 from lab.host.safe_files import remove_partial_capture
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
 from lab.host.state import existing, lab_option, our_containers, running
@@ -113,10 +113,7 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     found = existing(docker, topology, with_image=lab.engine != "swarm")
     refuse_another_congestion_control(found, topology)
     if lab.engine == "swarm":                 # built here, then copied to the nodes that lack it
-        here = Docker(c)
-        built = here.inspect([lab.image], kind="image")
-        if not built or not is_current(built[0]):
-            build(c, lab, here)
+        build_unless_current(c, lab, Docker(c))
         docker.distribute(lab.image, is_current)
     elif lab.image not in found:
         build(c, lab, docker)
