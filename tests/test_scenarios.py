@@ -136,9 +136,21 @@ def lab():
     invoke("down", "--lab", LAB)
 
 
+@pytest.fixture
+def captures_made():
+    """The files a test adds to captures/ (a scenario's capture and its kernel view), removed after it;
+    what was there before is left alone."""
+    from lab.paths import CAPTURES_DIR
+
+    before = set(CAPTURES_DIR.iterdir()) if CAPTURES_DIR.exists() else set()
+    yield
+    for made in set(CAPTURES_DIR.iterdir()) - before if CAPTURES_DIR.exists() else ():
+        made.unlink()
+
+
 @pytest.mark.docker
 @pytest.mark.parametrize("name", scenario.bundled())
-def test_each_bundled_scenario_shows_what_it_expects(lab, name):
+def test_each_bundled_scenario_shows_what_it_expects(lab, name, captures_made):
     result = invoke("scenario", name, "--seed", "7", "--lab", lab)
     out = ok(result)                        # exit 0: every expectation matched (else "does not show what ...")
     assert "matches" in out and "yes" in out and "kernel view:" in result.stdout + result.stderr
