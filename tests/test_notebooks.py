@@ -86,8 +86,10 @@ def dynamics_for(name: str) -> Dynamics:
     """The bundled capture (with its kernel samples) each question of notebooks 07 and 08 is about."""
     if name in ("syn_times_s", "client_rtos_s", "third_syn_s"):
         return Dynamics(DATA / "syn-loss.pcapng", bulk=False)
-    if name in ("tail_retransmission_ms", "rto_before_it_ms"):
-        return Dynamics(DATA / "tail-loss.pcapng", bulk=False)
+    if name in ("tail_retransmission_ms", "rto_before_it_ms", "tail_mechanism"):
+        return Dynamics(DATA / "tail-loss-probe.pcapng", bulk=False)
+    if name in ("rto_backoffs_ms", "cwnd_after_timeout", "third_copy_wait_ms"):
+        return Dynamics(DATA / "tail-loss-rto.pcapng", bulk=False)
     if name in ("zero_window_s", "window_probes", "probes"):
         return Dynamics(DATA / "zero-window.pcapng")
     if name in ("queue_delay_ms", "late_rtt_ms"):
@@ -111,8 +113,11 @@ def test_the_bundled_captures_show_what_notebooks_07_and_08_teach():
         Dynamics(DATA / "bufferbloat-bbr.pcapng").reveal("queue_delay_ms")
     syn = Dynamics(DATA / "syn-loss.pcapng", bulk=False)
     assert syn.reveal("syn_times_s") == pytest.approx([0, 1, 3], abs=0.1) and syn.reveal("client_rtos_s")[:2] == [1, 2]
-    tail = Dynamics(DATA / "tail-loss.pcapng", bulk=False)
-    assert tail.reveal("tail_retransmission_ms") >= 200
+    tail = Dynamics(DATA / "tail-loss-probe.pcapng", bulk=False)
+    assert tail.reveal("tail_retransmission_ms") >= 200 and tail.reveal("tail_mechanism") == "probe"
+    timer = Dynamics(DATA / "tail-loss-rto.pcapng", bulk=False)
+    assert [resend.cause for resend in timer.resends] == ["probe", "timer", "timer"]
+    assert timer.reveal("rto_backoffs_ms") == [220, 440, 880] and timer.reveal("cwnd_after_timeout") == 1
     assert Dynamics(DATA / "zero-window.pcapng").reveal("window_probes") >= 2
 
 
@@ -257,16 +262,16 @@ def test_notebooks_07_and_08_run_on_fresh_scenario_captures(lab):
     """The learner's own runs: each scenario on a fresh lab, then the notebook on those captures."""
     made = {}
     try:
-        for scenario_name, seed in (("slow-start", 3), ("bufferbloat", 3), ("syn-loss", 3), ("tail-loss-rto", 3),
-                                    ("zero-window", 3)):
+        for scenario_name, seed in (("slow-start", 3), ("bufferbloat", 3), ("syn-loss", 3), ("tail-loss-probe", 3),
+                                    ("tail-loss-rto", 3), ("zero-window", 3)):
             result = invoke("scenario", scenario_name, "--seed", str(seed), "--lab", lab)
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-            made[scenario_name] = sorted(CAPTURES_DIR.glob(f"{scenario_name}-seed{seed}*.pcapng"))[-1]
+            made[scenario_name] = sorted(CAPTURES_DIR.glob(f"{scenario_name}-*seed{seed}*.pcapng"))[-1]
         books = {
             "07": with_parameters(NOTEBOOKS[6], pcap=made["slow-start"], bloat_loss=made["bufferbloat"],
                                   bloat_bbr=made["bufferbloat"]),
-            "08": with_parameters(NOTEBOOKS[7], syn_pcap=made["syn-loss"], tail_pcap=made["tail-loss-rto"],
-                                  window_pcap=made["zero-window"]),
+            "08": with_parameters(NOTEBOOKS[7], syn_pcap=made["syn-loss"], tail_pcap=made["tail-loss-probe"],
+                                  rto_pcap=made["tail-loss-rto"], window_pcap=made["zero-window"]),
         }
         for number, book in books.items():
             NotebookClient(book, timeout=600, kernel_name="python3",
@@ -313,8 +318,8 @@ def test_a_notebook_given_the_wrong_kind_of_capture_says_what_to_capture_in_one_
 
 def test_a_capture_named_for_one_kind_of_notebook_is_studied_there_or_refused(monkeypatch):
     monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "exchange.pcapng"))
-    monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "tail-loss.pcapng"))
-    assert notebook.capture_path(None, "bulk-loss.pcapng") == DATA / "tail-loss.pcapng"
+    monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "tail-loss-probe.pcapng"))
+    assert notebook.capture_path(None, "bulk-loss.pcapng") == DATA / "tail-loss-probe.pcapng"
     assert notebook.capture_path(None, "exchange.pcapng") == DATA / "exchange.pcapng"
     monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "exchange.pcapng"))
     with pytest.raises(notebook.CaptureMismatch, match="lacks what this notebook studies"):

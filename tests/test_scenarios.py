@@ -40,6 +40,16 @@ def test_the_nth_data_segment_is_counted_by_first_transmission_not_by_retransmis
     assert fates == [None, None, None, None, Event.parse("drop:data:3")]
 
 
+def test_copies_sent_again_are_counted_apart_as_resent():
+    """The tail-loss-rto scenario loses the original, the probe and the timer's first copy:
+    drop:data:1 and drop:resent:1:2."""
+    events = Events([Event.parse("drop:data:1"), Event.parse("drop:resent:1:2")])
+    assert events.match(headers(tcp_packet(SERVER, 1000, SYN | ACK))) is None
+    fates = [events.match(headers(tcp_packet(SERVER, 1001, ACK, 24))) for _ in range(4)]   # one reply, four times
+    assert [fate.what if fate else None for fate in fates] == ["data", "resent", "resent", None]
+    assert events.match(headers(tcp_packet(SERVER, 1025, ACK))) is None                    # a pure ACK is neither
+
+
 def test_syn_acks_and_fins_are_counted_and_bytes_are_relative_to_the_first_sequence_number():
     events = Events([Event.parse("drop:syn-ack:2"), Event.parse("drop:byte:2000:2")])
     assert events.match(headers(tcp_packet(SERVER, 5000, SYN | ACK))) is None

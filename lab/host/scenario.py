@@ -9,7 +9,10 @@ learner or an instructor writes. It names:
   ``jitter_ms``, ``loss_pct``, ``rate_kbit``, ``queue_packets``) and ``events``,
   the packet-level ones lab.inside.linkemu applies (``"drop:data:5"``);
 * ``[expect]``: the outcome, as checks of lab.inspect.expectations; a table
-  ``[expect.bbr]`` replaces it where the server's congestion control is bbr.
+  ``[expect.bbr]`` replaces it where the server's congestion control is bbr;
+* ``cc``: the congestion control the lesson is about (slow start is reno's and
+  cubic's, not bbr's), if it is about one: a lab brought up for the scenario runs
+  it where the host allows, and a lab already up with another is said to differ.
 
 Any number may be a range ``[low, high]``, also inside an event
 (``"drop:data:[15, 40]"``): the seed picks within it, so two students with two
@@ -35,8 +38,8 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host import impair, lifecycle, recorder
 from lab.host.capture_request import CaptureRequest
-from lab.host.settings import Lab
-from lab.host.state import address_of, require_up
+from lab.host.settings import AUTO, Lab, check_congestion_control
+from lab.host.state import address_of, existing, is_up, lab_option, require_up
 from lab.host.swarm import docker_for
 from lab.host.topology import describe
 from lab.inside.linkemu import Event
@@ -46,6 +49,7 @@ from lab.terminal import say
 BUNDLED = Path(__file__).resolve().parent.parent / "scenarios"
 MAX_FILE_BYTES = 64 << 10
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+_CC = re.compile(r"[a-z0-9_]{1,16}")
 _RANGE = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*\]")
 LINK_NUMBERS = {"delay_ms": 60_000, "jitter_ms": 60_000, "loss_pct": 100, "rate_kbit": 10_000_000,
                 "queue_packets": 100_000}
@@ -94,6 +98,7 @@ class Scenario:
     to_server: Direction | None
     expect: dict[str, Any]
     expect_by_cc: dict[str, dict[str, Any]]
+    cc: str | None = None            # the congestion control the lesson is about, if one
 
     def expectations(self, cc: str | None) -> dict[str, Any]:
         return self.expect_by_cc.get(cc or "", self.expect)
@@ -169,9 +174,12 @@ def resolve(name: str, raw: dict[str, Any], seed: int, where: str = "scenario") 
         unknown = set(table) - set(CHECKS)
         if unknown:
             raise LabError(f"{where}: unknown expectation {sorted(unknown)[0]!r}: the checks are {', '.join(CHECKS)}")
+    cc = raw.get("cc")
+    if cc is not None and not (isinstance(cc, str) and _CC.fullmatch(cc)):
+        raise LabError(f"{where}: cc names a congestion control, e.g. cc = \"reno\"")
     return Scenario(name, seed, str(raw.get("title", name)), str(raw.get("lesson", "")).strip(), exchange,
                     _direction(raw.get("to_client"), rng, f"{where}: to_client"),
-                    _direction(raw.get("to_server"), rng, f"{where}: to_server"), plain, by_cc)
+                    _direction(raw.get("to_server"), rng, f"{where}: to_server"), plain, by_cc, cc)
 
 
 def _number(value: Any, rng: random.Random, what: str, high: float) -> float | int:
@@ -205,9 +213,10 @@ def _direction(raw: Any, rng: random.Random, where: str) -> Direction | None:
     return Direction(**numbers, events=tuple(events))
 
 
-def free_name(scenario: Scenario) -> str:
-    """scenario-seedN, or -2, -3, ... where an earlier run holds that name."""
-    base = f"{scenario.name}-seed{scenario.seed}"
+def free_name(scenario: Scenario, cc: str | None = None) -> str:
+    """NAME-CC-seedN (slow-start-reno-seed1), or -2, -3, ... where an earlier run holds that
+    name: a reno run and a bbr run of one scenario are told apart by their names."""
+    base = f"{scenario.name}-{cc}-seed{scenario.seed}" if cc else f"{scenario.name}-seed{scenario.seed}"
     for number in range(1, 1000):
         name = base if number == 1 else f"{base}-{number}"
         if not any((CAPTURES_DIR / f"{name}{suffix}").exists() for suffix in (".pcapng", ".pcap", ".kernel.jsonl")):
@@ -215,13 +224,41 @@ def free_name(scenario: Scenario) -> str:
     raise LabError(f"captures/ holds 999 runs of {base}: move some away")
 
 
+def congestion_control_of(docker, server: str) -> str | None:
+    """The congestion control the server's new connections get: its namespace's own word
+    (the engine's kernel, wherever it runs), or None if it does not answer."""
+    result = docker.run(["exec", server, "cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
+                        quiet=True, check=False, echo=False)
+    return (result.stdout.strip() or None) if result.exited == 0 else None
+
+
+def lab_for(lab: Lab, scenario: Scenario, docker, topology) -> Lab:
+    """The lab to run ``scenario`` on: a lab that is down and left to the kernel's default
+    comes up with the congestion control the lesson is about, where the host allows it."""
+    if not scenario.cc or lab.cc != AUTO or is_up(existing(docker, topology), topology):
+        return lab
+    try:
+        check_congestion_control(scenario.cc)
+    except LabError as refused:
+        say(f"{scenario.name} is about {scenario.cc}, which this lab cannot use ({refused}); "
+            "it runs with the kernel's default")
+        return lab
+    say(f"lab {lab.name!r} comes up with {scenario.cc}: the congestion control {scenario.name} is about")
+    return dataclasses.replace(lab, cc=scenario.cc)
+
+
 def run(c: Context, lab: Lab, scenario: Scenario, console) -> Path:
     """Bring the lab up if needed, apply the scenario, capture the exchange, remove the link; the capture."""
-    topology = describe(lab)
     docker = docker_for(c, lab)
+    lab = lab_for(lab, scenario, docker, describe(lab))
+    topology = describe(lab)
     lifecycle.up(c, lab, topology)          # up if it is not; its image rebuilt if older than this code
     found = require_up(docker, topology)
     say(f"scenario {scenario.name} (seed {scenario.seed}): {scenario.title}")
+    cc = congestion_control_of(docker, topology.container("server"))
+    if scenario.cc and cc and cc != scenario.cc:
+        say(f"{scenario.name} is about {scenario.cc}, and lab {lab.name!r} runs {cc}: this run shows {cc} "
+            f"(for {scenario.cc}: invoke down{lab_option(lab)}, then invoke up --cc {scenario.cc}{lab_option(lab)})")
     impair.clear(c, lab, quiet=True, docker=docker)
     server, client = topology.container("server"), topology.container("client")
     try:
@@ -231,7 +268,7 @@ def run(c: Context, lab: Lab, scenario: Scenario, console) -> Path:
                 options = direction.emulator_options(address_of(found, sender, topology), scenario.seed)
                 impair.start_emulators(docker, topology, target, [receiver], options)
                 say(f"link to the {'client' if target == 'server' else 'server'}: {direction} (lab's emulator)")
-        request = CaptureRequest(name=free_name(scenario), client_args=tuple(scenario.client_args()), kernel=True)
+        request = CaptureRequest(name=free_name(scenario, cc), client_args=tuple(scenario.client_args()), kernel=True)
         return recorder.capture(c, lab, request, console)
     finally:
         impair.clear(c, lab, quiet=True, docker=docker)

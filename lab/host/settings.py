@@ -92,14 +92,21 @@ class Lab:
     @property
     def sysctls(self) -> dict[str, str]:
         """Settings of each host's network namespace, made at its creation (docker --sysctl,
-        no capability needed): the congestion control, IPv6 off unless asked for, and the
-        SYN timer of RFC 6298 (1 s, then doubling) where the kernel starts with linear ones."""
+        no capability needed): the congestion control, IPv6 off unless asked for, no memory
+        of earlier connections, and the SYN timer of RFC 6298 (1 s, then doubling) where the
+        kernel starts with linear ones."""
         found = {} if self.cc == AUTO else {"net.ipv4.tcp_congestion_control": self.cc}
         if LINEAR_SYN_TIMEOUTS.exists():
             # Linux 6.x retries a SYN every second four times before backing off (its
             # default since 2025); the lab's lessons and scenarios show the backoff every
             # textbook describes, so every learner's kernel does the same here.
             found["net.ipv4.tcp_syn_linear_timeouts"] = "0"
+        # Linux remembers each peer's RTT and its variance when a connection closes
+        # (tcp_metrics, `ip tcp_metrics show`) and starts the next connection to it from
+        # them: a tail-loss run after a 40 ms scenario on the same lab began with an RTO
+        # of 240 ms where its own 16 ms RTT gives 220 ms. Every run starts from the
+        # kernel's defaults, as a learner's first run does.
+        found["net.ipv4.tcp_no_metrics_save"] = "1"
         if not self.ipv6:     # "default" for eth0, which Docker adds after the sysctls are set
             found["net.ipv6.conf.all.disable_ipv6"] = "1"
             found["net.ipv6.conf.default.disable_ipv6"] = "1"

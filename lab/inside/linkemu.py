@@ -219,7 +219,7 @@ def headers(head: bytes) -> Headers:
 
 SYN, ACK, FIN = 0x02, 0x10, 0x01
 EVENT_ACTIONS = ("drop", "delay", "reorder")
-EVENT_TARGETS = ("syn", "syn-ack", "fin", "data", "byte")
+EVENT_TARGETS = ("syn", "syn-ack", "fin", "data", "resent", "byte")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,8 +258,11 @@ class Events:
 
     Data segments are counted by first transmission: a retransmission carries
     bytes already counted, so "the 5th data segment" stays the same segment
-    whatever happens to it. Bytes are relative to the connection's first
-    sequence number, as Wireshark shows them.
+    whatever happens to it. Retransmissions are counted apart, as "resent":
+    "drop:resent:1:2" loses the first two copies sent again (a tail loss probe
+    and the timer's first retransmission, when the original was lost too).
+    Bytes are relative to the connection's first sequence number, as
+    Wireshark shows them.
     """
 
     def __init__(self, events: list[Event]) -> None:
@@ -287,6 +290,8 @@ class Events:
         if first_time:
             self.sent_up_to[packet.ports] = end
             kinds.append("data")
+        elif packet.payload:
+            kinds.append("resent")
         for kind in kinds:
             self.seen[kind] += 1
         for event in self.events:

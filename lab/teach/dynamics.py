@@ -21,6 +21,7 @@ from typing import Any
 from lab.inside.protocol import PORT
 from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
+from lab.inspect.timers import Resend, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
 from lab.teach.exercises import QUESTIONS, Exercises, Question
 
@@ -111,6 +112,39 @@ class Dynamics(Exercises):
             raise ValueError("nothing was sent again")
         return round((found[0].time_ns - found[1]) / 1e6, 1)
 
+    @functools.cached_property
+    def resends(self) -> list[Resend]:
+        """The sender's data sent again, each with what its kernel says sent it (lab.inspect.timers)."""
+        return resends(self.segments, self.sender_is_client, self.sender)
+
+    def tail_cause(self) -> str:
+        """What sent the lost data again first: "probe" (a tail loss probe) or "timer" (an RTO)."""
+        if not self.resends:
+            raise ValueError("nothing was sent again")
+        return self.resends[0].cause
+
+    def copy_gaps_ms(self) -> list[float]:
+        """The waits (ms) before each copy of the lost data: each from the copy before it."""
+        return [round(resend.waited_ms, 1) for resend in self.resends]
+
+    def rto_backoffs_ms(self) -> list[float]:
+        """The sender's RTO (ms) at backoff 0, 1, 2, ...: the timer doubling after each expiry."""
+        return [rto for _, rto in backoffs(self.sender)]
+
+    def cwnd_after_timeout(self) -> int:
+        """The sender's cwnd (segments) once its retransmission timer had fired."""
+        timed_out = next((resend for resend in self.resends if resend.cause == "timer"), None)
+        if timed_out is None:
+            raise ValueError("the retransmission timer never fired in this capture")
+        return timed_out.after.values["cwnd"]
+
+    def rto_formula(self) -> tuple[float, float, float, float]:
+        """(srtt, rttvar, Linux's srtt + max(4 x rttvar, 200 ms) rounded up to a 4 ms tick, the
+        kernel's RTO), in ms, from the sender's first sample with an RTT."""
+        first = next(k for k in self.sender if k.values.get("srtt_us") and k.values.get("state") == "ESTABLISHED")
+        srtt, rttvar = first.values["srtt_us"] / 1000, first.values["rttvar_us"] / 1000
+        return srtt, rttvar, linux_rto_ms(srtt, rttvar), first.values["rto_us"] / 1000
+
     def rto_before_retransmission_ms(self) -> float:
         """The sender's RTO, as its kernel had it, just before it sent the lost data again."""
         found = self.sent_again()
@@ -185,10 +219,23 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         "how long (ms) the server waited before sending its lost reply again",
         lambda d: d.retransmission_gap_ms(),
         "the time of the retransmitted frame minus the time of the original", "number", 0.1),
+    "tail_mechanism": Question(
+        "what sent the lost reply again: \"probe\" (a tail loss probe) or \"timer\" (a retransmission timeout)",
+        lambda d: d.tail_cause(),
+        "read the server's kernel samples just after the copy left: its ca_state and backoff say which "
+        "mechanism sent it (the cell before the exercises says what each looks like)", "text"),
     "rto_before_it_ms": Question(
         "the server's RTO (ms), as its kernel had it just before that retransmission",
         lambda d: d.rto_before_retransmission_ms(),
         "the server's kernel samples: rto_us, just before the retransmission", "number", 0.1),
+    "rto_backoffs_ms": Question(
+        "the server's RTO (ms) at backoff 0, 1 and 2, as a list",
+        lambda d: d.rto_backoffs_ms(),
+        "the server's kernel samples: rto_us each time backoff changes", "list", 0.05),
+    "cwnd_after_timeout": Question(
+        "the server's cwnd (segments) once its retransmission timer had fired",
+        lambda d: d.cwnd_after_timeout(),
+        "the server's kernel sample right after the first copy in ca_state loss"),
     "zero_window_s": Question(
         "how long (s) the client's window stayed at zero",
         lambda d: d.zero_window_s(),
@@ -216,7 +263,12 @@ PREDICTIONS: dict[str, Question] = {
     "tail_retransmission_ms": Question(
         "how long (ms) the server waited before sending its lost reply again",
         lambda d: d.retransmission_gap_ms(),
-        "with nothing after it to bring duplicate ACKs, only the RTO helps: srtt + 4 x rttvar, at least 200 ms"),
+        "with one segment outstanding Linux probes after 2 x srtt + 200 ms, or at the RTO (srtt + "
+        "max(4 x rttvar, 200 ms)) if that is sooner"),
+    "third_copy_wait_ms": Question(
+        "how long (ms) the server waited before its third copy of the reply (from the second)",
+        lambda d: d.copy_gaps_ms()[2],
+        "each expiry of the retransmission timer doubles it (backoff): the second wait was one RTO"),
     "probes": Question(
         "how many zero-window probes the server sent while the client did not read",
         lambda d: d.window_probes(),

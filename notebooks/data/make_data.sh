@@ -57,22 +57,24 @@ capture_while udp 14 udp
 
 # 07 and 08: scenarios, each capture with the kernel's samples beside it. The lab
 # comes up again with reno (the textbook's algorithm, and one every host lets
-# containers use), then with bbr for the bufferbloat comparison.
-scenario() {  # scenario NAME FILE: run a bundled scenario (seed 1), keep its capture as FILE
+# containers use), then with bbr for the bufferbloat comparison. A scenario's
+# capture is named for its congestion control: slow-start-reno-seed1.pcapng.
+scenario() {  # scenario NAME FILE CC: run a bundled scenario (seed 1) on a lab with CC, keep it as FILE
     inv scenario "$1" --seed 1
-    mv "captures/$1-seed1.pcapng" "$out/$2.pcapng"
-    mv "captures/$1-seed1.kernel.jsonl" "$out/$2.kernel.jsonl"
+    mv "captures/$1-$3-seed1.pcapng" "$out/$2.pcapng"
+    mv "captures/$1-$3-seed1.kernel.jsonl" "$out/$2.kernel.jsonl"
 }
 inv down
 inv up --cc reno
-scenario slow-start slow-start
-scenario bufferbloat bufferbloat-reno
-scenario syn-loss syn-loss
-scenario tail-loss-rto tail-loss
-scenario zero-window zero-window
+scenario slow-start slow-start reno
+scenario bufferbloat bufferbloat-reno reno
+scenario syn-loss syn-loss reno
+scenario tail-loss-probe tail-loss-probe reno
+scenario tail-loss-rto tail-loss-rto reno
+scenario zero-window zero-window reno
 inv down
 inv up --cc bbr
-scenario bufferbloat bufferbloat-bbr
+scenario bufferbloat bufferbloat-bbr bbr
 
 # 09: the lab across two hosts of a swarm, made here on two engines in namespaces
 # (.ci/cluster, root only); the capture of node 1's own interface, the lab inside VXLAN.
