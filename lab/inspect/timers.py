@@ -78,8 +78,9 @@ class Resend:
                        f"cwnd {values.get('cwnd')}, RTO {values.get('rto_us', 0) / 1000:g} ms)")
 
 
-def _state_at(series: Sequence[KernelSample], time_ns: int) -> KernelSample | None:
-    """The sample in force at ``time_ns``: the sampler keeps a socket's changes only."""
+def state_at(series: Sequence[KernelSample], time_ns: int) -> KernelSample | None:
+    """The sample in force at ``time_ns``: the sampler keeps a socket's changes only, so a
+    socket's state at any moment is its last sample before it."""
     found = None
     for sample in series:
         if sample.time_ns > time_ns:
@@ -115,8 +116,8 @@ def resends(segments: Sequence[Segment], sender_is_client: bool,
             continue
         if segment.rel_seq in first_copy:
             following = next((s.time_ns for s in segments[index + 1:]), segment.time_ns + 50_000_000)
-            before = _state_at(sender_kernel, last_copy[segment.rel_seq] + 500_000)
-            after = _state_at(sender_kernel, min(following, segment.time_ns + 50_000_000) - 1)
+            before = state_at(sender_kernel, last_copy[segment.rel_seq] + 500_000)
+            after = state_at(sender_kernel, min(following, segment.time_ns + 50_000_000) - 1)
             found.append(Resend(segment, (segment.time_ns - last_copy[segment.rel_seq]) / 1e6,
                                 _cause(before, after), before, after))
         first_copy.setdefault(segment.rel_seq, segment.time_ns)

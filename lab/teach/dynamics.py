@@ -14,6 +14,7 @@ ssthresh, RTO and its backoff, which no capture shows. Two kinds of cell:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,18 @@ from typing import Any
 from lab.inside.protocol import PORT
 from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
-from lab.inspect.timers import Resend, backoffs, linux_rto_ms, resends
+from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
 from lab.teach.exercises import QUESTIONS, Exercises, Question
+
+
+@dataclasses.dataclass
+class Flight:
+    """One round trip's worth of new data: what the ACKs of the flight before let out."""
+
+    segments: list
+    opened_ns: int | None           # the ACK that began it (None for the first flight)
+    quiet_from_ns: int | None       # the ACK before that one: between the two, nothing arrives
 
 
 class Dynamics(Exercises):
@@ -64,13 +74,42 @@ class Dynamics(Exercises):
     def initial_cwnd(self) -> int:
         return self.established()[0].values["cwnd"]
 
-    def cwnd_after_rounds(self, rounds: int) -> int:
-        """The sender's cwnd ``rounds`` round trips (its srtt then) after its first data segment."""
-        first_data = next(s for s in self.data(self.sender_is_client))
-        samples = self.established()
-        srtt_ns = next(k.values["srtt_us"] for k in samples if k.time_ns >= first_data.time_ns) * 1000
-        at = first_data.time_ns + rounds * srtt_ns
-        return next((k.values["cwnd"] for k in samples if k.time_ns >= at), samples[-1].values["cwnd"])
+    @functools.cached_property
+    def flights(self) -> list[Flight]:
+        """The sender's first transmissions, flight by flight, as the ACK clock groups them.
+
+        A flight ends when the first ACK covering its first segment arrives: from then
+        on the sender answers that flight's ACKs with the next one. In slow start each
+        flight is twice the one before (10, 20, 40, 80 segments), whatever the link's delay.
+        """
+        firsts = {id(segment) for segment in self.data(self.sender_is_client)}
+        flights, last_ack_ns = [Flight([], None, None)], None
+        for segment in self.segments:
+            if segment.from_client == self.sender_is_client:
+                if id(segment) in firsts:
+                    flights[-1].segments.append(segment)
+                continue
+            if not segment.flags & ACK:
+                continue
+            current = flights[-1].segments
+            if current and segment.rel_ack > current[0].rel_seq:
+                flights.append(Flight([], segment.time_ns, last_ack_ns))
+            last_ack_ns = segment.time_ns
+        return [flight for flight in flights if flight.segments]
+
+    def cwnd_after_flights(self, count: int) -> int:
+        """The sender's cwnd once the ACKs of its first ``count`` flights are in: its kernel's,
+        between the last of those ACKs and the first ACK of the next flight. No ACK arrives
+        in between, so cwnd holds still there: the question has one answer."""
+        flights = self.flights
+        if len(flights) <= count + 1:
+            raise ValueError(f"the capture has {len(flights)} flights of data, not {count + 2}")
+        flight = flights[count + 1]         # its first ACK covers flight ``count``: the ones before are in
+        quiet_ns = ((flight.quiet_from_ns or flight.opened_ns) + flight.opened_ns) // 2
+        sample = state_at(self.established(), quiet_ns)
+        if sample is None:
+            raise ValueError("no kernel sample of the sender before that flight")
+        return sample.values["cwnd"]
 
     def first_reduction(self) -> tuple[int, int]:
         """(cwnd just before the first loss was noticed, the ssthresh set then), in segments."""
@@ -249,8 +288,8 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
 
 PREDICTIONS: dict[str, Question] = {
     "cwnd_after_3_rounds": Question(
-        "the kernel's cwnd three round trips after the first data segment",
-        lambda d: d.cwnd_after_rounds(3),
+        "the kernel's cwnd once the ACKs of the first three flights are in (the fourth flight's size)",
+        lambda d: d.cwnd_after_flights(3),
         "in slow start each ACKed segment adds one segment to cwnd: twice as much every round trip"),
     "late_rtt_ms": Question(
         "the median RTT (ms) in the second half of the transfer",
