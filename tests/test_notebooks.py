@@ -92,6 +92,8 @@ def dynamics_for(name: str) -> Dynamics:
         return Dynamics(DATA / "tail-loss-rto.pcapng", bulk=False)
     if name in ("zero_window_s", "window_probes", "probes"):
         return Dynamics(DATA / "zero-window.pcapng")
+    if name in ("aimd_cuts", "aimd_cut_factor", "increase_per_rtt"):
+        return Dynamics(DATA / "aimd.pcapng")
     if name in ("queue_delay_ms", "late_rtt_ms"):
         return Dynamics(DATA / "bufferbloat-reno.pcapng")
     return Dynamics(DATA / "slow-start.pcapng")
@@ -137,6 +139,28 @@ def test_bbr_leaves_slow_start_doubling_behind_after_its_third_flight():
     dyn = Dynamics(DATA / "bufferbloat-bbr.pcapng")
     assert [len(flight.segments) for flight in dyn.flights[:3]] == [10, 20, 40]
     assert dyn.cwnd_after_flights(3) < 80
+
+
+KERNEL_CAPTURES = sorted(path.name.removesuffix(".kernel.jsonl") + ".pcapng" for path in DATA.glob("*.kernel.jsonl"))
+
+
+@pytest.mark.parametrize("capture", KERNEL_CAPTURES)
+def test_a_capture_without_what_a_question_needs_gets_one_sentence(capture, capsys):
+    """Every question of 07 and 08 asked of every bundled kernel capture: an answer, or one
+    sentence saying this capture cannot answer it (no loss, no SYN sent again), never a traceback."""
+    dyn = Dynamics(DATA / capture, bulk=not capture.startswith(("syn-loss", "tail-loss")))
+    for name in DYNAMICS_QUESTIONS:
+        verdict = dyn.verdict(name, 12345)
+        assert verdict.ok is False or "this capture cannot answer it" in verdict.message, (name, verdict)
+    for name in PREDICTIONS:
+        dyn.reveal_against(name, 12345)
+        out = capsys.readouterr().out
+        assert "you predicted" in out or "this capture cannot answer it" in out, (name, out)
+
+
+def test_a_question_on_a_capture_without_a_loss_says_so_in_one_sentence():
+    verdict = Dynamics(DATA / "tail-loss-probe.pcapng", bulk=False).verdict("cwnd_at_first_loss", 300)
+    assert verdict.ok is None and verdict.message.startswith("cwnd_at_first_loss: this capture cannot answer it")
 
 
 def test_a_prediction_is_revealed_only_once_it_is_made(capsys):

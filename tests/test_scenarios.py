@@ -6,6 +6,7 @@ The docker test at the end runs every bundled scenario as a learner does
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
@@ -164,8 +165,26 @@ def test_each_bundled_scenario_shows_what_it_expects(lab, name, captures_made):
     result = invoke("scenario", name, "--seed", "7", "--lab", lab)
     out = ok(result)                        # exit 0: every expectation matched (else "does not show what ...")
     assert "matches" in out and "yes" in out and "kernel view:" in result.stdout + result.stderr
+    ran = re.search(rf"captures/{name}-(\w+)-seed7\.pcapng", out)       # the name carries the algorithm
+    assert ran, out[-2000:]
+    about = scenario.load(name).cc
+    if about and ran[1] != about:
+        assert f"{name} is about {about}, and lab {lab!r} runs {ran[1]}" in out
     status = ok(invoke("status", "--lab", lab))
     assert "nfqueue" not in status and "delay" not in status        # the scenario's link is gone
+
+
+@pytest.mark.docker
+def test_a_scenario_about_reno_brings_its_lab_up_with_reno_and_shows_the_saw_tooth(captures_made):
+    """aimd names reno: a lab that is down comes up with it, and the kernel shows reno's cuts
+    (ssthresh half the window) and its climb of about one segment per round trip."""
+    name = "nlt-aimd"
+    try:
+        out = ok(invoke("scenario", "aimd", "--seed", "2", "--lab", name, env={"COLUMNS": "250"}))
+        assert f"lab {name!r} comes up with reno" in out and "captures/aimd-reno-seed2.pcapng" in out
+        assert re.search(r"aimd_cycles_at_least .*? [3-9]\d* cuts, ssthresh 0\.4\d to 0\.5\d", out.replace("\n", " "))
+    finally:
+        invoke("down", "--lab", name)
 
 
 def test_acks_that_did_not_move_count_whatever_wireshark_calls_them():

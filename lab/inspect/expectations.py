@@ -14,6 +14,7 @@ between a segment and its ACK.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from typing import Any, Callable, Sequence
 
 from lab.inspect.rtt import rtt_samples
@@ -326,6 +327,40 @@ def reaches_pct_of_rate(evidence: Evidence, pct: float, window_s: float = 0.2) -
     return Verdict("reaches_pct_of_rate", expected, seen, when is not None)
 
 
+def aimd_cycles_at_least(evidence: Evidence, count: int) -> Verdict:
+    """The sender cut its window ``count`` times or more (ca_state recovery or loss, ssthresh
+    set to a fraction of the window), climbing between the cuts: a saw-tooth."""
+    from lab.inspect.congestion import cuts
+
+    found = cuts(evidence.kernel)
+    if not found:
+        return Verdict("aimd_cycles_at_least", f">= {count} cuts of the window", "no cut: "
+                       + ("no kernel samples of the sender" if not evidence.kernel else "the window was never cut"),
+                       False)
+    factors = sorted(cut.factor for cut in found)
+    seen = (f"{len(found)} cuts, ssthresh {factors[0]:.2f} to {factors[-1]:.2f} of the window before "
+            f"(first: cwnd {found[0].cwnd_before} -> {found[0].ssthresh}, last: {found[-1].cwnd_before} -> "
+            f"{found[-1].ssthresh})")
+    return Verdict("aimd_cycles_at_least", f">= {count} cuts of the window", seen, len(found) >= count)
+
+
+def additive_increase_per_rtt(evidence: Evidence, bounds: Sequence[float]) -> Verdict:
+    """Between cuts the window climbs by ``bounds`` (low, high) segments per round trip, the
+    median over the climbs (reno: one per round trip)."""
+    from lab.inspect.congestion import climbs
+
+    low, high = bounds
+    found = climbs(evidence.kernel)
+    expected = f"{low:g} to {high:g} segments per round trip between cuts"
+    if not found:
+        return Verdict("additive_increase_per_rtt", expected, "no stretch of congestion avoidance", False)
+    rates = sorted(climb.per_rtt for climb in found)
+    median = statistics.median(rates)
+    seen = (f"{median:.2f} segments per round trip (median of {len(found)} climbs, {rates[0]:.2f} to {rates[-1]:.2f}; "
+            f"e.g. cwnd {found[0].cwnd_from} -> {found[0].cwnd_to} over {found[0].rounds:.1f} round trips)")
+    return Verdict("additive_increase_per_rtt", expected, seen, low <= median <= high)
+
+
 def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
     samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
@@ -362,7 +397,7 @@ CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
         syn_retransmitted_at_s, fast_retransmission, recovered_by_duplicate_acks, retransmitted_by, backoff_reaches,
         cwnd_after_timeout, duplicate_acks_at_least,
         repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
-        rtt_grows_by_at_least, rtt_grows_by_at_most)
+        rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt)
 }
 """Every expectation a scenario may state, by the name it uses."""
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
 from pathlib import Path
 from typing import Any
 
 from lab.inside.protocol import PORT
+from lab.inspect.congestion import Cut, cuts, increase_per_rtt
 from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
-from lab.teach.exercises import QUESTIONS, Exercises, Question
+from lab.teach.exercises import MISSING, QUESTIONS, Exercises, Question, lacks
 
 
 @dataclasses.dataclass
@@ -118,6 +120,24 @@ class Dynamics(Exercises):
         before = max(k.values["cwnd"] for k in samples[:max(at, 1)])
         return before, samples[at].values["ssthresh"]
 
+    def window_cuts(self) -> list[Cut]:
+        """Each time the sender cut its window (lab.inspect.congestion): ca_state recovery or loss."""
+        return cuts(self.sender)
+
+    def cut_factor(self) -> float:
+        """The median ssthresh set at a cut, over the window before it (two decimals)."""
+        found = self.window_cuts()
+        if not found:
+            raise ValueError("the sender never cut its window in this capture")
+        return round(statistics.median(cut.factor for cut in found), 2)
+
+    def climb_per_rtt(self) -> float:
+        """Segments per round trip the window grew by between cuts (the median climb)."""
+        found = increase_per_rtt(self.sender)
+        if found is None:
+            raise ValueError("no stretch of congestion avoidance in this capture")
+        return round(found, 2)
+
     def rtt_late_ms(self) -> float:
         """The median RTT of the second half of the transfer (what a queue adds shows here)."""
         return round(rtt_range(Evidence(self.segments, self.sender_is_client))[2], 1)
@@ -209,7 +229,11 @@ class Dynamics(Exercises):
             print(f"{name}: write your prediction in the cell above (replace ...), run it, then run this cell: "
                   "the answer shows only after you have guessed")
             return
-        truth = question.truth(self)
+        try:
+            truth = question.truth(self)
+        except MISSING as missing:
+            print(f"{name}: {lacks(missing)}")
+            return
         print(f"you predicted {prediction!r}; {question.prompt}: {truth!r}")
         try:
             off = (float(prediction) - float(truth)) / float(truth) if float(truth) else None
@@ -239,6 +263,15 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         "ssthresh after the loss divided by cwnd before it (two decimals)",
         lambda d: round(d.first_reduction()[1] / d.first_reduction()[0], 2),
         "divide the two numbers above; reno halves, cubic keeps 0.7", "number", 0.15),
+    "aimd_cuts": Question(
+        "how many times the sender cut its window (entered recovery or loss)",
+        lambda d: len(d.window_cuts()),
+        "count the samples where ca_state turns to recovery or loss"),
+    "aimd_cut_factor": Question(
+        "ssthresh set at a cut divided by cwnd just before it (two decimals, the median of the cuts)",
+        lambda d: d.cut_factor(),
+        "at each cut: the new ssthresh over the largest cwnd since the cut before", "number", 0.1,
+        wrong=lambda d: [0.7, 1.0]),      # cubic's factor, and no cut at all
     "queue_delay_ms": Question(
         "how long (ms) a packet waits in the queue late in the transfer: the median RTT of the "
         "second half minus the least RTT",
@@ -291,6 +324,10 @@ PREDICTIONS: dict[str, Question] = {
         "the kernel's cwnd once the ACKs of the first three flights are in (the fourth flight's size)",
         lambda d: d.cwnd_after_flights(3),
         "in slow start each ACKed segment adds one segment to cwnd: twice as much every round trip"),
+    "increase_per_rtt": Question(
+        "segments per round trip the window grew by between cuts",
+        lambda d: d.climb_per_rtt(),
+        "in congestion avoidance reno adds one segment once a whole window has been acknowledged"),
     "late_rtt_ms": Question(
         "the median RTT (ms) in the second half of the transfer",
         lambda d: d.rtt_late_ms(),

@@ -215,7 +215,10 @@ class Exercises:
             raise KeyError(f"no question {name!r}; the questions are: {', '.join(self.questions)}")
         if answer is ... or answer is None:
             return Verdict(None, f"{name}: replace ... with your answer, then run the cell again")
-        truth = question.truth(self)
+        try:
+            truth = question.truth(self)
+        except MISSING as missing:
+            return Verdict(None, f"{name}: {lacks(missing)}")
         problem = form_problem(question, truth, answer)
         if problem:
             return Verdict(False, f"✘ {name}: {problem}")
@@ -236,6 +239,19 @@ class Exercises:
     def reveal(self, name: str) -> Any:
         """The right answer for this capture: only when the learner asks."""
         return self.questions[name].truth(self)
+
+
+# What a question's truth raises when the capture lacks what it is about (no loss, no SYN
+# sent again, no kernel sample): said in one sentence, never as a traceback.
+MISSING = (ValueError, LookupError, StopIteration, ZeroDivisionError)
+
+
+def lacks(missing: Exception) -> str:
+    """One sentence for a capture without what a question asks about."""
+    reason = str(missing).strip() if isinstance(missing, ValueError) and str(missing).strip() else \
+        "it holds nothing this question is about"
+    return (f"this capture cannot answer it ({reason}); study the bundled capture, or make one with "
+            "the scenario the notebook names")
 
 
 def form_problem(question: Question, truth: Any, answer: Any) -> str | None:

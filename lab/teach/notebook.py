@@ -92,7 +92,7 @@ KERNEL_NEED = (_has_kernel_samples, "the kernel's samples beside it, in NAME.ker
 STUDIES = {
     "01": ("exchange.pcapng",), "02": ("exchange.pcapng",), "03": ("exchange.pcapng",),
     "04": ("bulk-loss.pcapng",), "05": ("crafted.pcapng",), "06": ("udp.pcapng",),
-    "07": ("slow-start.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng"),
+    "07": ("slow-start.pcapng", "aimd.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng"),
     "08": ("syn-loss.pcapng", "tail-loss-probe.pcapng", "tail-loss-rto.pcapng", "zero-window.pcapng"),
     "09": ("overlay.underlay.pcap",),
 }

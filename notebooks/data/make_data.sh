@@ -67,6 +67,7 @@ scenario() {  # scenario NAME FILE CC: run a bundled scenario (seed 1) on a lab 
 inv down
 inv up --cc reno
 scenario slow-start slow-start reno
+scenario aimd aimd reno
 scenario bufferbloat bufferbloat-reno reno
 scenario syn-loss syn-loss reno
 scenario tail-loss-probe tail-loss-probe reno

@@ -1,0 +1,32 @@
+"""Reno's saw-tooth in the kernel's samples (the bundled aimd capture), and bbr's window that holds."""
+
+from __future__ import annotations
+
+from lab.inspect.congestion import climbs, cuts, increase_per_rtt
+from lab.inspect.expectations import additive_increase_per_rtt, aimd_cycles_at_least
+from tests.test_timers import evidence_of
+
+
+def test_reno_halves_its_window_at_each_loss_and_climbs_one_segment_per_round_trip():
+    evidence = evidence_of("aimd.pcapng")
+    found = cuts(evidence.kernel)
+    assert len(found) >= 3 and all(cut.state == "recovery" for cut in found)
+    assert all(0.45 <= cut.factor <= 0.52 for cut in found)           # RFC 5681: half the flight
+    rising = climbs(evidence.kernel)
+    assert len(rising) >= 3 and all(climb.cwnd_to > climb.cwnd_from for climb in rising)
+    assert 0.85 <= increase_per_rtt(evidence.kernel) <= 1.1
+    assert aimd_cycles_at_least(evidence, 3).ok and not aimd_cycles_at_least(evidence, len(found) + 1).ok
+    assert additive_increase_per_rtt(evidence, (0.5, 1.5)).ok
+    assert not additive_increase_per_rtt(evidence, (-0.3, 0.3)).ok       # what bbr's scenario expects
+
+
+def test_a_slow_start_that_ends_with_its_first_loss_has_no_climb_to_measure():
+    evidence = evidence_of("slow-start.pcapng")
+    assert cuts(evidence.kernel)[0].factor < 0.55 and climbs(evidence.kernel) == []
+    verdict = additive_increase_per_rtt(evidence, (0.5, 1.5))
+    assert not verdict.ok and "no stretch of congestion avoidance" in verdict.seen
+
+
+def test_without_kernel_samples_no_saw_tooth_is_claimed():
+    verdict = aimd_cycles_at_least(evidence_of("aimd.pcapng", kernel=False), 1)
+    assert not verdict.ok and "no kernel samples" in verdict.seen
