@@ -76,3 +76,34 @@ def test_the_bundled_slow_start_samples_match_its_connection_and_agree_with_its_
     assert agreeing > 100 and len(disagreeing) < 0.1 * agreeing
     flight = bytes_in_flight(conn.segments, False)
     assert max(value for _, value in flight) > 100_000 and flight[-1][1] == 0
+
+
+@pytest.mark.parametrize("name", ["bufferbloat-reno", "bufferbloat-bbr", "slow-start", "aimd"])
+def test_the_rtt_figure_puts_packets_and_kernel_on_one_time_axis(name):
+    """A sample is taken when its ACK arrives: plotted then, the capture's EstimatedRTT and the
+    kernel's srtt agree (median within 2%); plotted when the segment left, as the figure once
+    did, reno's bufferbloat run was 100% apart and its srtt seemed to lag by a second."""
+    import statistics
+
+    from lab.inspect.graphs import _start, rtt_points
+    from lab.inspect.rtt import estimated_rtts
+    from lab.inspect.timers import state_at
+    from lab.teach.dynamics import Dynamics
+
+    dyn = Dynamics(DATA / f"{name}.pcapng")
+    start = _start(dyn.segments)
+    times, rtts = rtt_points(dyn.segments, dyn.sender_is_client)
+    apart = []
+    for at, estimate in zip(times, estimated_rtts(rtts)):
+        sample = state_at(dyn.sender, start + int(at * 1e9))
+        if sample is not None and sample.values.get("srtt_us"):
+            apart.append(abs(estimate - sample.values["srtt_us"] / 1000) / (sample.values["srtt_us"] / 1000))
+    assert len(apart) > 100 and statistics.median(apart) < 0.02
+
+
+def test_a_line_is_not_drawn_across_a_silence():
+    from lab.inspect.graphs import with_gaps
+
+    xs, ys = with_gaps([0.0, 0.01, 0.02, 0.03, 1.5, 1.51], [1, 2, 3, 4, 5, 6])
+    assert xs[4] != xs[4] and ys[4] != ys[4] and xs[5:] == [1.5, 1.51]      # a NaN breaks the line at the gap
+    assert with_gaps([0.0, 0.01, 0.02, 0.03], [1, 2, 3, 4]) == ([0.0, 0.01, 0.02, 0.03], [1, 2, 3, 4])

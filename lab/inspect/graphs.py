@@ -148,25 +148,59 @@ def throughput_figure(segments: Sequence[Segment], interval_s: float | None = No
     return fig
 
 
+GAP_FACTOR = 5      # a line breaks where two points are this many median spacings apart (and 50 ms or more)
+
+
+def with_gaps(times: Sequence[float], values: Sequence[float]) -> tuple[list[float], list[float]]:
+    """The points with a NaN between two that lie far apart, so a line is not drawn across a
+    silence (a timeout, a stall) as if the values had moved smoothly through it."""
+    import statistics
+
+    if len(times) < 3:
+        return list(times), list(values)
+    spacing = statistics.median(b - a for a, b in zip(times, times[1:]))
+    gap = max(GAP_FACTOR * spacing, 0.05)
+    xs, ys = [times[0]], [values[0]]
+    for (before, after), value in zip(zip(times, times[1:]), values[1:]):
+        if after - before > gap:
+            xs.append(float("nan"))
+            ys.append(float("nan"))
+        xs.append(after)
+        ys.append(value)
+    return xs, ys
+
+
+def rtt_points(segments: Sequence[Segment], from_client: bool) -> tuple[list[float], list[float]]:
+    """(time the ACK arrived, s since the first frame; RTT ms) of each of one side's RTT samples.
+
+    A sample is taken when its ACK arrives: that is when the sender learns it and its
+    kernel updates srtt, so this is the time axis the kernel's samples share.
+    """
+    start = _start(segments)
+    samples = [s for s in rtt_samples(segments) if s.from_client == from_client]
+    return [(s.acked_ns - start) / 1e9 for s in samples], [s.rtt_ms for s in samples]
+
+
 def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None, kernel=None):
     """RTT samples of the sender's segments over time, with EstimatedRTT (and the kernel's
-    srtt and RTO when ``kernel``, the sender's samples, is given)."""
+    srtt and RTO when ``kernel``, the sender's samples, is given), all on one time axis:
+    when the ACK arrived, on the capture's clock."""
     if from_client is None:
         from_client = data_sender(segments)
     fig, ax = _axes(ax, (10, 3.5))
     start = _start(segments)
-    samples = [s for s in rtt_samples(segments) if s.from_client == from_client]
-    times = [(s.sent_ns - start) / 1e9 for s in samples]
-    ax.scatter(times, [s.rtt_ms for s in samples], s=8, color="tab:purple", label="SampleRTT")
-    if samples:
-        ax.plot(times, estimated_rtt(samples), color="black", linewidth=1, label="EstimatedRTT (alpha 1/8)")
+    times, rtts = rtt_points(segments, from_client)
+    ax.scatter(times, rtts, s=8, color="tab:purple", label="SampleRTT")
+    if rtts:
+        ax.plot(*with_gaps(times, estimated_rtts(rtts)), color="black", linewidth=1,
+                label="EstimatedRTT (alpha 1/8)")
     if kernel:
         timed = [((k.time_ns - start) / 1e9, k.values) for k in kernel if k.values.get("srtt_us")]
         ax.step([t for t, _ in timed], [v["srtt_us"] / 1000 for _, v in timed], where="post", color="tab:green",
                 label="kernel srtt")
         ax.step([t for t, _ in timed], [v["rto_us"] / 1000 for _, v in timed], where="post", color="tab:red",
                 linestyle="--", label="kernel RTO")
-    ax.set_xlabel("time the segment was sent (s)")
+    ax.set_xlabel("time the ACK arrived (s since the first frame; the kernel's samples on the same clock)")
     ax.set_ylabel("RTT (ms)")
     ax.set_title("Round-trip time of each acknowledged segment")
     ax.legend(loc="upper left", fontsize=8)
