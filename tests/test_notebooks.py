@@ -372,7 +372,7 @@ def test_one_capture_for_every_notebook_is_passed_over_where_it_does_not_fit(mon
     monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "exchange.pcapng"))
     monkeypatch.setenv("INVOKE_LAB_NAME", "nlt-no-such-lab")
     out = text_of(execute(NOTEBOOKS[5]))                                      # 06 studies UDP
-    assert "lacks what this notebook studies (UDP datagrams to port 7070)" in out
+    assert "lacks what this notebook studies (UDP datagrams to the lab's server)" in out
     assert "ECHO over UDP" in out                                             # the bundled one, studied
 
 

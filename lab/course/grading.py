@@ -27,7 +27,7 @@ from pathlib import Path
 from lab.course import archive, identity
 from lab.course.variant import Course, check_id
 from lab.errors import LabError
-from lab.inside.protocol import PORT
+from lab.inspect.lab_port import port_of_connections
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 CHECKERS = ("Exercises", "Dynamics", "OverlayExercises")
@@ -122,7 +122,7 @@ def _capture_identity(path: Path, name: str, variant, whose) -> identity.Identit
             capture = analyze_inner(path)
     except (LabError, OSError) as error:
         return identity.Identity(False, (identity.Evidence("file", False, f"not a readable capture: {error}"),))
-    return identity.judge(capture, name, variant, PORT, whose)
+    return identity.judge(capture, name, variant, port_of_connections(capture.connections), whose)
 
 
 def _check_answers(submission, student: str, folder: Path, captures: dict) -> list[Row]:

@@ -20,7 +20,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from lab.inside.protocol import PORT
 from lab.inspect.congestion import Cut, cuts, increase_per_rtt
 from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
@@ -41,7 +40,7 @@ class Flight:
 class Dynamics(Exercises):
     """Exercises on one capture and its kernel samples (the lab's connection, or its biggest)."""
 
-    def __init__(self, path: str | Path, bulk: bool = True, port: int = PORT) -> None:
+    def __init__(self, path: str | Path, bulk: bool = True, port: int | None = None) -> None:
         super().__init__(path, bulk=bulk, port=port)
         self.options = {"bulk": bulk, "port": port}
         kernel_path = kernel_file_of(self.path)

@@ -28,9 +28,9 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.inside.protocol import PORT
 from lab.inspect import analyze, read_records, stream_segments
 from lab.inspect.decode import ACK, FIN, SYN, endpoint_text, udp_datagram
+from lab.inspect.lab_port import server_port
 from lab.inspect.rtt import estimated_rtts
 from lab.inspect.tcp import RETRANSMITTED, Segment
 
@@ -77,18 +77,20 @@ def _text(value: Any) -> str:
 
 
 class Exercises:
-    """The questions about one capture; the studied connection is the lab's (server port 7070, the lab's).
+    """The questions about one capture; the studied connection is the lab's (the port its protocol is spoken to).
 
     ``stream`` picks another connection; by default the first with a handshake
     (for the request/response notebooks) or, with ``bulk=True``, the one whose
     server sent the most bytes (a BULK download).
     """
 
-    def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None, port: int = PORT) -> None:
-        self.path, self.port = Path(path), port
+    def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None,
+                 port: int | None = None) -> None:
+        self.path = Path(path)
         self.options = {"bulk": bulk, "stream": stream, "port": port}     # how to make the same one again
         self.capture = self.read_capture()
-        candidates = [c for c in self.capture.connections if c.server.port == port] or self.capture.connections
+        self.port = port if port is not None else self.lab_port()
+        candidates = [c for c in self.capture.connections if c.server.port == self.port] or self.capture.connections
         if not candidates:
             self.conn = None          # a capture without TCP (the UDP notebook)
         elif stream is not None:
@@ -101,6 +103,11 @@ class Exercises:
     def read_capture(self):
         """The analysed capture the questions are asked of (a subclass reads another kind)."""
         return analyze(self.path, keep=False)
+
+    def lab_port(self) -> int:
+        """The lab's server port in this capture: where its protocol is spoken (lab.inspect.lab_port),
+        whatever port the lab was configured with."""
+        return server_port(self.path)
 
     @functools.cached_property
     def segments(self) -> list[Segment]:

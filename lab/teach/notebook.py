@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from lab.inside.protocol import PORT
+from lab.inspect.lab_port import server_port
 from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
@@ -34,9 +34,11 @@ class CaptureMismatch(Exception):
 
 
 def _lab_connections(path: Path):
+    """The connections to the lab's server: the port its protocol is spoken to (any port)."""
     from lab.inspect.analysis import analyze
 
-    return [c for c in analyze(path).connections if c.server.port == PORT]
+    port = server_port(path)
+    return [c for c in analyze(path).connections if c.server.port == port]
 
 
 def _has_exchange(path: Path) -> bool:
@@ -53,16 +55,19 @@ def _has_loss(path: Path) -> bool:
 def _has_udp(path: Path) -> bool:
     from lab.inspect.decode import udp_datagram
 
+    port = server_port(path)
     with path.open("rb") as stream:
-        return any((found := udp_datagram(record.linktype, record.data)) is not None and PORT in (found.sport,
+        return any((found := udp_datagram(record.linktype, record.data)) is not None and port in (found.sport,
                                                                                                    found.dport)
                    for record in read_records(stream))
 
 
 def _has_vxlan(path: Path) -> bool:
+    from lab.inspect.lab_port import port_of_connections
     from lab.inspect.overlay import analyze_inner
 
-    return any(c.server.port == PORT for c in analyze_inner(path).connections)
+    inner = analyze_inner(path).connections
+    return any(c.server.port == port_of_connections(inner) for c in inner)
 
 
 def _has_kernel_samples(path: Path) -> bool:
@@ -73,13 +78,13 @@ def _has_kernel_samples(path: Path) -> bool:
 
 # What each bundled capture has that its notebooks need, and how a learner makes one like it.
 NEEDS = {
-    "exchange.pcapng": (_has_exchange, f"a TCP connection to port {PORT} with requests and replies",
+    "exchange.pcapng": (_has_exchange, "a TCP connection to the lab's server with requests and replies",
                         "invoke capture --send 'ECHO hello' --send TIME"),
     "bulk-loss.pcapng": (_has_loss, "a download with retransmissions",
                          "invoke impair --loss 2, then invoke capture --bulk 3000000"),
-    "crafted.pcapng": (lambda path: bool(_lab_connections(path)), f"TCP to port {PORT}",
+    "crafted.pcapng": (lambda path: bool(_lab_connections(path)), "TCP to the lab's server",
                        "invoke capture --seconds 8, and run the crafting cells meanwhile"),
-    "udp.pcapng": (_has_udp, f"UDP datagrams to port {PORT}",
+    "udp.pcapng": (_has_udp, "UDP datagrams to the lab's server",
                    "invoke capture --seconds 10 while invoke send --udp 'ECHO hi' runs"),
     "overlay.underlay.pcap": (_has_vxlan, "the lab's TCP inside VXLAN, from a host's own interface",
                               "invoke capture --underlay --bulk 1000000 on a lab across hosts (engine swarm)"),
@@ -134,12 +139,12 @@ def capture_path(given: str | None, bundled: str) -> Path:
 
 
 
-def addresses(capture) -> tuple[str, str]:
-    """(client, server) IPv4 addresses of the lab's first connection in ``capture``: the real ones,
-    for packets made by hand (scapy would otherwise fill in this machine's own as the source)."""
+def addresses(path: Path) -> tuple[str, str]:
+    """(client, server) IPv4 addresses of the lab's first connection in the capture at ``path``:
+    the real ones, for packets made by hand (scapy would otherwise fill in this machine's own)."""
     from lab.inspect.decode import address_text
 
-    conn = next(c for c in capture.connections if c.server.port == PORT)
+    conn = _lab_connections(Path(path))[0]
     return address_text(conn.client.address), address_text(conn.server.address)
 
 

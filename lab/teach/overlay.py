@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from lab.inside.protocol import PORT
 from lab.inspect import overlay
+from lab.inspect.lab_port import port_of_connections
 from lab.inspect.tcp import Segment
 from lab.teach.exercises import QUESTIONS, Exercises, Question
 
@@ -20,13 +20,16 @@ from lab.teach.exercises import QUESTIONS, Exercises, Question
 class OverlayExercises(Exercises):
     """The questions about an underlay capture; the studied connection is the lab's, inside it."""
 
-    def __init__(self, path: str | Path, port: int = PORT) -> None:
+    def __init__(self, path: str | Path, port: int | None = None) -> None:
         super().__init__(path, bulk=True, port=port)      # the connection that carried the most, as for 04
         self.options = {"port": port}
 
     def read_capture(self):
         self.carried = overlay.unwrap(self.path)
         return overlay.analyze_inner(self.path, self.carried)
+
+    def lab_port(self) -> int:
+        return port_of_connections(self.capture.connections)
 
     @functools.cached_property
     def segments(self) -> list[Segment]:
