@@ -328,6 +328,40 @@ def test_notebooks_07_and_08_run_on_fresh_scenario_captures(lab):
             path.with_name(path.stem + ".kernel.jsonl").unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("name", [name for name, question in DYNAMICS_QUESTIONS.items() if question.wrong])
+def test_a_kernel_checker_tells_the_right_answer_from_the_scenarios_own_numbers(name):
+    """zero_window_s = 2 (the scenario's pause, not the 1.86 s measured), reduction_factor 0.57
+    (neither reno's 0.5 nor cubic's 0.7) and cwnd_at_first_loss 290 were once accepted."""
+    dyn = dynamics_for(name)
+    truth, question = dyn.reveal(name), DYNAMICS_QUESTIONS[name]
+    wrong_answers = [value for value in question.wrong(dyn) if value != truth]
+    assert wrong_answers, name
+    for wrong_answer in wrong_answers:
+        assert dyn.verdict(name, round(wrong_answer, 3)).ok is False, (truth, wrong_answer)
+    assert dyn.verdict(name, truth).ok is True
+
+
+@pytest.mark.parametrize("name, answer, ok", [
+    ("zero_window_s", 2, False), ("reduction_factor", 0.57, False), ("reduction_factor", 0.5, True),
+    ("cwnd_at_first_loss", 290, False), ("cwnd_at_first_loss", 380, False), ("cwnd_at_first_loss", 330, True),
+])
+def test_the_answers_the_issue_found_accepted_are_judged_now(name, answer, ok):
+    assert dynamics_for(name).verdict(name, answer).ok is ok
+
+
+@pytest.mark.parametrize("name, slip", [
+    ("syn_times_s", lambda truth: [t * 1000 for t in truth]),        # milliseconds for seconds
+    ("tail_retransmission_ms", lambda truth: truth / 1000),           # seconds for milliseconds
+    ("cwnd_at_first_loss", lambda truth: truth * 1448),               # bytes for segments
+])
+def test_a_unit_slip_is_told_to_check_its_units_without_the_answer(name, slip):
+    dyn = dynamics_for(name)
+    truth = dyn.reveal(name)
+    verdict = dyn.verdict(name, slip(truth))
+    assert verdict.ok is False and "check your units" in verdict.message
+    assert not gives_away(verdict.message, truth)
+
+
 @pytest.mark.parametrize("name", [name for name, question in QUESTIONS.items() if question.wrong])
 def test_a_checker_tells_the_right_method_from_the_nearest_wrong_one(name):
     ex = exercises_for(name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,46 @@ class Dynamics(Exercises):
 
     def seconds(self, time_ns: int) -> float:
         return (time_ns - self.start_ns) / 1e9
+
+    @functools.cached_property
+    def scenario(self):
+        """The bundled scenario that made this capture, with its seed's numbers, when its name says
+        so (NAME-CC-seedN.pcapng, or a bundled NAME.pcapng: seed 1); else None. Its own numbers
+        (the pause, the queue) are answers a learner may give without measuring: wrong ones."""
+        from lab.host import scenario as scenarios
+
+        stem = self.path.name.removesuffix(self.path.suffix)
+        for name in sorted(scenarios.bundled(), key=len, reverse=True):
+            if stem == name or stem.startswith(name + "-"):
+                seed = re.search(r"-seed(\d+)", stem)
+                return scenarios.load(name, int(seed[1]) if seed else 1)
+        return None
+
+    def scenario_numbers(self, key: str) -> list[float]:
+        """A number of the scenario's exchange (pause_for) or of its link to the client
+        (queue_packets, ...), as a list: empty where the capture's scenario is unknown."""
+        if self.scenario is None:
+            return []
+        link = self.scenario.to_client
+        value = self.scenario.exchange.get(key, getattr(link, key, None) if link else None)
+        return [float(value)] if isinstance(value, (int, float)) else []
+
+    def link_numbers(self) -> list[float]:
+        """What the scenario's link predicts without the capture: the full queue's delay (ms)."""
+        link = self.scenario.to_client if self.scenario else None
+        if not link or not link.rate_kbit:
+            return []
+        return [link.queue_packets * 1500 * 8 / link.rate_kbit]
+
+    def capacity_segments(self) -> list[float]:
+        """The link's bandwidth-delay product plus its queue, in segments: where a textbook says
+        slow start must overflow, a prediction rather than the kernel's number."""
+        link = self.scenario.to_client if self.scenario else None
+        mss = next((k.values.get("snd_mss") for k in self.established() if k.values.get("snd_mss")), None)
+        if not link or not link.rate_kbit or not mss:
+            return []
+        bdp_bytes = link.rate_kbit * 1000 / 8 * 2 * link.delay_ms / 1000
+        return [bdp_bytes / mss + link.queue_packets]
 
     @functools.cached_property
     def sender(self) -> list[KernelSample]:
@@ -250,18 +291,23 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         "the sender's congestion window (segments) when its connection opened",
         lambda d: d.initial_cwnd(),
         "the kernel's first ESTABLISHED sample of the sender: its cwnd (RFC 6928 sets the initial window)"),
+    # Numbers read from the kernel's samples: 5% covers reading a neighbouring sample; the wrong
+    # answers are the flight before (half), and what the link predicts without the kernel.
     "cwnd_at_first_loss": Question(
         "the sender's largest cwnd (segments) before its first loss",
         lambda d: d.first_reduction()[0],
-        "in the kernel's series, the cwnd before ssthresh first gets a value", "number", 0.15),
+        "in the kernel's series, the cwnd before ssthresh first gets a value", "number", 0.05,
+        wrong=lambda d: [d.first_reduction()[0] / 2, *d.capacity_segments()]),
     "ssthresh_after_loss": Question(
         "the ssthresh (segments) the sender set at its first loss",
         lambda d: d.first_reduction()[1],
-        "the first sample whose ssthresh is not None", "number", 0.15),
+        "the first sample whose ssthresh is not None", "number", 0.05,
+        wrong=lambda d: [d.first_reduction()[0], d.first_reduction()[0] * 0.7]),
     "reduction_factor": Question(
         "ssthresh after the loss divided by cwnd before it (two decimals)",
         lambda d: round(d.first_reduction()[1] / d.first_reduction()[0], 2),
-        "divide the two numbers above; reno halves, cubic keeps 0.7", "number", 0.15),
+        "divide the two numbers above; reno halves, cubic keeps 0.7", "number", 0.05,
+        wrong=lambda d: [0.5, 0.7]),          # each algorithm's factor is the other's wrong answer
     "aimd_cuts": Question(
         "how many times the sender cut its window (entered recovery or loss)",
         lambda d: len(d.window_cuts()),
@@ -276,7 +322,7 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         "second half minus the least RTT",
         lambda d: d.queue_delay_ms(),
         "the RTT graph: its floor is the link alone, its level late in the transfer the link and the queue",
-        "number", 0.2),
+        "number", 0.2, wrong=lambda d: d.link_numbers()),        # the full queue's delay, computed not measured
     # 08: timers and flow control
     "syn_times_s": Question(
         "the times (s, since the first packet) of every SYN the client sent, as a list",
@@ -310,7 +356,8 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
     "zero_window_s": Question(
         "how long (s) the client's window stayed at zero",
         lambda d: d.zero_window_s(),
-        "from the frame marked TCP ZeroWindow to the window update after it", "number", 0.15),
+        "from the frame marked TCP ZeroWindow to the window update after it", "number", 0.15,
+        wrong=lambda d: d.scenario_numbers("pause_for") or [2.0]),     # how long the client paused: not measured
     "window_probes": Question(
         "how many zero-window probes the server sent",
         lambda d: d.window_probes(),

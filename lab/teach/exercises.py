@@ -229,9 +229,19 @@ class Exercises:
         problem = form_problem(question, truth, answer)
         if problem:
             return Verdict(False, f"✘ {name}: {problem}")
-        if _matches(question, truth, answer, question.tolerance_for(self, truth)):
+        tolerance = question.tolerance_for(self, truth)
+        if _matches(question, truth, answer, tolerance):
             return Verdict(True, f"✔ {name}: right")
+        slip = unit_slip(question, truth, answer, tolerance, self.unit_sizes())
+        if slip:
+            return Verdict(False, f"✘ {name}: check your units: {slip}")
         return Verdict(False, f"✘ {name}: not quite. Hint: {question.hint}")
+
+    def unit_sizes(self) -> dict[str, float]:
+        """Units an answer may slip into besides a thousand: here a segment's bytes (the MSS)."""
+        syn = next((s for s in self.segments if s.flags & SYN and s.options and s.options.mss), None) \
+            if self.conn is not None else None
+        return {"bytes where the question asks for segments (a segment is one MSS)": syn.options.mss} if syn else {}
 
     def check(self, name: str, answer: Any) -> None:
         """Print whether ``answer`` is right for this capture (with a hint if not); a student's
@@ -277,6 +287,26 @@ def form_problem(question: Question, truth: Any, answer: Any) -> str | None:
         except ValueError:
             return "write the number alone, without units or words (e.g. 0.043, not '0.043 ms')"
         return "write the number without quotes (e.g. 0.043, not '0.043')"
+    return None
+
+
+def unit_slip(question: Question, truth: Any, answer: Any, tolerance: float, sizes: dict[str, float]) -> str | None:
+    """What the answer would be right in, when it is the truth in another unit: seconds given as
+    milliseconds ([0, 1000, 3000] for [0, 1, 3]), 0.944 for 944 ms, bytes for segments."""
+    if question.kind not in ("number", "list", "exact") or isinstance(truth, bool):
+        return None
+    factors = {"milliseconds where the question asks for seconds?": 1 / 1000,
+               "seconds where the question asks for milliseconds?": 1000.0,
+               **{f"{what}?": 1 / size for what, size in sizes.items()}}
+    for said, factor in factors.items():
+        try:
+            scaled = [a * factor for a in answer] if isinstance(answer, (list, tuple)) else answer * factor
+        except TypeError:
+            return None
+        if isinstance(answer, bool) or isinstance(scaled, bool):
+            return None
+        if _matches(question, truth, scaled, max(tolerance, 0.02)):
+            return f"the number is right in another unit: {said}"
     return None
 
 
