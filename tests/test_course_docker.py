@@ -39,7 +39,7 @@ def test_three_students_run_a_scenario_submit_and_are_graded_and_a_swapped_captu
             assert f"you are {student}" in said
             seed = read_course(tmp_path / "net101.course.toml").variant(student).seed
             ok(invoke("scenario", "fast-retransmit", "--lab", LAB, env=env))       # the student's seed, by default
-            made[student] = max(CAPTURES_DIR.glob(f"fast-retransmit-seed{seed}*.pcapng"), key=lambda p: p.stat().st_mtime)
+            made[student] = max(CAPTURES_DIR.glob(f"fast-retransmit-*seed{seed}*.pcapng"), key=lambda p: p.stat().st_mtime)
         for student, capture in (("alice", made["alice"]), ("bob", made["bob"]), ("carol", made["bob"])):
             env = {"TCPLAB_SUBMISSIONS": str(tmp_path / student)}
             if student == "carol":

@@ -240,3 +240,20 @@ def test_the_report_reads_whole_at_any_width_from_80_columns(width):
     assert client in text and server in text                                # endpoints whole, ports kept
     assert f"-> SYN: the client {client} asks to open a connection;" in text
     assert "now waits in TIME_WAIT" in " ".join(text.split())
+
+
+def test_a_long_stream_is_laddered_as_a_window_around_what_wireshark_flags():
+    """05 and 08 once spent two minutes drawing 2,790 arrows of a download."""
+    from lab.inspect.analysis import analyze
+    from lab.inspect.ladder import MAX_FIGURE_RUNGS, ladder_figure, ladder_window
+    from lab.paths import PROJECT_ROOT
+
+    capture = PROJECT_ROOT / "notebooks" / "data" / "bulk-loss.pcapng"
+    conn = max(analyze(capture, keep=True).connections, key=lambda c: len(c.segments))
+    shown, said = ladder_window(conn.segments)
+    flagged = next(s for s in conn.segments if s.analysis)
+    assert len(shown) == MAX_FIGURE_RUNGS and flagged in shown and shown[0].frame < flagged.frame
+    assert said.startswith(f"frames {shown[0].frame}-{shown[-1].frame} of {len(conn.segments)}")
+    figure = ladder_figure(conn, conn.segments, title="a download")
+    assert said in figure.axes[0].get_title() and len(figure.axes[0].texts) < 3 * MAX_FIGURE_RUNGS + 10
+    assert ladder_window(conn.segments[:10]) == (conn.segments[:10], "")

@@ -394,8 +394,8 @@ def test_a_notebook_given_the_wrong_kind_of_capture_says_what_to_capture_in_one_
 
 def test_a_capture_named_for_one_kind_of_notebook_is_studied_there_or_refused(monkeypatch):
     monkeypatch.setenv("TCPLAB_PCAP", str(DATA / "exchange.pcapng"))
-    monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "tail-loss-probe.pcapng"))
-    assert notebook.capture_path(None, "bulk-loss.pcapng") == DATA / "tail-loss-probe.pcapng"
+    monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "slow-start.pcapng"))
+    assert notebook.capture_path(None, "bulk-loss.pcapng") == DATA / "slow-start.pcapng"
     assert notebook.capture_path(None, "exchange.pcapng") == DATA / "exchange.pcapng"
     monkeypatch.setenv("TCPLAB_PCAP_BULK_LOSS", str(DATA / "exchange.pcapng"))
     with pytest.raises(notebook.CaptureMismatch, match="lacks what this notebook studies"):
@@ -427,3 +427,36 @@ def test_no_cell_shows_an_exercises_answer_before_the_learner_has_given_one(path
             assert not gives_away(shown, truth), f"{asked[1]} is shown above its exercise"
         elif cell.cell_type == "code":
             shown += "\n".join(out.get("text", "") for out in cell.outputs)
+
+
+# What each bundled capture holds, judged by its packets and kernel samples: the kinds it may
+# stand in for. A download went to 05 and to all of 08's kinds once, for having a kernel file.
+FITS = {
+    "aimd.pcapng": {"exchange", "bulk-loss", "slow-start", "aimd"},
+    "bufferbloat-bbr.pcapng": {"exchange", "bufferbloat-bbr"},
+    "bufferbloat-reno.pcapng": {"exchange", "bulk-loss", "slow-start", "bufferbloat-reno"},
+    "bulk-loss.pcapng": {"exchange", "bulk-loss"},
+    "crafted.pcapng": {"exchange", "crafted"},
+    "exchange.pcapng": {"exchange"},
+    "slow-start.pcapng": {"exchange", "bulk-loss", "slow-start"},
+    "syn-loss.pcapng": {"exchange", "syn-loss"},
+    "tail-loss-probe.pcapng": {"exchange", "tail-loss-probe"},
+    "tail-loss-rto.pcapng": {"exchange", "tail-loss-rto"},
+    "udp.pcapng": {"udp"},
+    "zero-window.pcapng": {"exchange", "bulk-loss", "zero-window"},
+}
+
+
+@pytest.mark.parametrize("capture", sorted(FITS))
+def test_a_capture_is_offered_only_where_its_content_is(capture):
+    fits = {kind.split(".")[0] for kind, (has, _, _) in notebook.NEEDS.items() if has(DATA / capture)}
+    assert fits == FITS[capture]
+
+
+def test_a_bare_capture_goes_to_the_notebooks_it_fits_and_says_which(capsys):
+    from lab.host.jupyter import capture_variables
+
+    assert capture_variables([str(DATA / "bulk-loss.pcapng")]) == {"TCPLAB_PCAP": str(DATA / "bulk-loss.pcapng")}
+    assert "studied by notebooks 01, 02, 03, 04;" in capsys.readouterr().out
+    capture_variables([str(DATA / "tail-loss-rto.pcapng")])
+    assert "studied by notebooks 01, 02, 03, 08;" in capsys.readouterr().out

@@ -33,6 +33,15 @@ def test_an_event_is_parsed_and_written_back_the_same():
             Event.parse(bad)
 
 
+@pytest.mark.parametrize("file_name, made", [
+    ("slow-start-reno-seed7.pcapng", ("slow-start", 7)), ("slow-start-seed7-2.pcapng", ("slow-start", 7)),
+    ("tail-loss-rto-bbr-seed3-12.pcapng", ("tail-loss-rto", 3)), ("tail-loss-probe-seed1.pcapng", ("tail-loss-probe", 1)),
+    ("aimd.pcapng", ("aimd", None)), ("my-own-seed3.pcapng", None), ("slow-start-reno.pcapng", None),
+])
+def test_a_captures_name_says_which_scenario_and_seed_made_it(file_name, made):
+    assert scenario.made_by(file_name) == made
+
+
 def test_the_nth_data_segment_is_counted_by_first_transmission_not_by_retransmission():
     events = Events([Event.parse("drop:data:3")])
     fates = [events.match(headers(tcp_packet(SERVER, 1000, SYN | ACK)))]

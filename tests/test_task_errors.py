@@ -37,7 +37,7 @@ from tests.helpers import ROOT, invoke
     (["notebook", "--pcap", "04=notebooks/data/exchange.pcapng"],
      "lacks what notebook 04 studies (a download with retransmissions); make one with: invoke impair --loss 2"),
     (["notebook", "--pcap", "07=notebooks/data/slow-start.pcapng"], "notebook 07 studies 4 captures: name which"),
-    (["notebook", "--pcap", "zero-window=notebooks/data/bulk-loss.pcapng"], "lacks what notebook 08 studies (the kernel's samples"),
+    (["notebook", "--pcap", "zero-window=notebooks/data/bulk-loss.pcapng"], "lacks what notebook 08 studies (a zero window that opened again"),
     (["notebook", "--pcap", "README.md"], "README.md: not a pcap or pcapng file"),
 ])
 def test_bad_input_is_one_line(args, message):
@@ -94,8 +94,8 @@ def test_notebook_hands_each_notebook_its_own_capture(monkeypatch):
     monkeypatch.setattr(jupyter, "jupyter_command", lambda: "jupyter-lab")
     monkeypatch.setattr(Context, "run", lambda self, command, **kwargs: ran.update(command=command, **kwargs))
     data = ROOT / "notebooks" / "data"
-    jupyter.open_notebooks(Context(), [f"04={data / 'tail-loss-probe.pcapng'}", f"zero-window={data / 'zero-window.pcapng'}",
+    jupyter.open_notebooks(Context(), [f"04={data / 'slow-start.pcapng'}", f"zero-window={data / 'zero-window.pcapng'}",
                                        str(data / "exchange.pcapng")], None, "walk")
-    assert ran["env"] == {"INVOKE_LAB_NAME": "walk", "TCPLAB_PCAP_BULK_LOSS": str(data / "tail-loss-probe.pcapng"),
+    assert ran["env"] == {"INVOKE_LAB_NAME": "walk", "TCPLAB_PCAP_BULK_LOSS": str(data / "slow-start.pcapng"),
                           "TCPLAB_PCAP_ZERO_WINDOW": str(data / "zero-window.pcapng"),
                           "TCPLAB_PCAP": str(data / "exchange.pcapng")}

@@ -24,13 +24,13 @@ import re
 from typing import Callable
 
 from lab.course.variant import Course, Variant
+from lab.host.scenario import made_by
 from lab.inspect.analysis import Capture
 from lab.inspect.expectations import first_sent_again
 from lab.inspect.graphs import data_sender
 
 TOKEN = re.compile(rb"\[tcplab:([0-9a-f]{8})\]")
 BULK_REQUEST = re.compile(rb"^BULK (\d{1,12})(?: [^\n]*)?\r?$", re.M)
-SCENARIO_FILE = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)-seed(?P<seed>\d+)(?:-\d+)?\.pcapng")
 DELAY_TOLERANCE_MS = 1.0
 DELAY_TOLERANCE_SHARE = 0.05
 
@@ -67,9 +67,9 @@ def judge(capture: Capture, file_name: str, variant: Variant, port: int,
     lab = [conn for conn in capture.connections if conn.server.port == port]
     requests = b"".join(s.payload for conn in lab for s in conn.segments if s.from_client and s.payload)
     evidence = list(_tokens(requests, variant, whose))
-    scenario = SCENARIO_FILE.fullmatch(file_name)
-    if scenario:
-        evidence += _scenario_evidence(scenario["name"], lab, variant)
+    scenario = made_by(file_name) if file_name.endswith(".pcapng") else None
+    if scenario and scenario[1] is not None:
+        evidence += _scenario_evidence(scenario[0], lab, variant)
     else:
         evidence += _bulk_sizes(requests, variant, whose)
     if not evidence:

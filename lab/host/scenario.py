@@ -213,6 +213,19 @@ def _direction(raw: Any, rng: random.Random, where: str) -> Direction | None:
     return Direction(**numbers, events=tuple(events))
 
 
+def made_by(file_name: str) -> tuple[str, int | None] | None:
+    """(bundled scenario, seed) a capture's name says made it: NAME-CC-seedN.pcapng (or an older
+    NAME-seedN), -2, -3 for later runs, or a bundled capture named NAME (no seed); else None."""
+    stem = re.sub(r"\.(pcapng|pcap)$", "", file_name)
+    for name in sorted(bundled(), key=len, reverse=True):
+        if stem == name:
+            return name, None
+        rest = re.fullmatch(rf"{re.escape(name)}(?:-{_CC.pattern})?-seed(\d+)(?:-\d+)?", stem)
+        if rest:
+            return name, int(rest[1])
+    return None
+
+
 def free_name(scenario: Scenario, cc: str | None = None) -> str:
     """NAME-CC-seedN (slow-start-reno-seed1), or -2, -3, ... where an earlier run holds that
     name: a reno run and a bbr run of one scenario are told apart by their names."""

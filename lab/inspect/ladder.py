@@ -112,10 +112,30 @@ def ladder_text(conn: Connection, segments: Sequence[Segment], width: int = 100,
     return "\n".join(lines)
 
 
+MAX_FIGURE_RUNGS = 60        # a ladder taller than this is drawn as a window (2,790 rungs took two minutes)
+
+
+def ladder_window(segments: Sequence[Segment], limit: int = MAX_FIGURE_RUNGS) -> tuple[list[Segment], str]:
+    """At most ``limit`` segments, and what they are: all of them, or a window that opens a few
+    frames before the first one Wireshark flags (a retransmission, a duplicate ACK, a zero
+    window), else the first ``limit``: where the lesson is, not the middle of a long download."""
+    if len(segments) <= limit:
+        return list(segments), ""
+    flagged = next((i for i, segment in enumerate(segments) if segment.analysis), None)
+    first = 0 if flagged is None else max(0, min(flagged - limit // 4, len(segments) - limit))
+    shown = list(segments[first:first + limit])
+    around = "around the first frame Wireshark flags" if flagged is not None else "the first ones"
+    return shown, f"frames {shown[0].frame}-{shown[-1].frame} of {len(segments)} in this stream, {around}"
+
+
 def ladder_figure(conn: Connection, segments: Sequence[Segment], ax=None, title: str | None = None):
-    """The ladder as a matplotlib figure: one arrow per frame, flagged frames in red."""
+    """The ladder as a matplotlib figure: one arrow per frame, flagged frames in red; a stream
+    longer than MAX_FIGURE_RUNGS is drawn as a window (ladder_window), said under the title."""
     import matplotlib.pyplot as plt
 
+    segments, window = ladder_window(segments)
+    if window:
+        title = f"{title or f'TCP stream {conn.stream}'}\n({window})"
     items = rungs(segments)
     if ax is None:
         fig, ax = plt.subplots(figsize=(11, 1.4 + 0.5 * max(len(items), 1)))

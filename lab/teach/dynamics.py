@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,16 @@ from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
-from lab.teach.exercises import MISSING, QUESTIONS, Exercises, Question, lacks
+from lab.paths import PROJECT_ROOT
+from lab.teach.exercises import MISSING, QUESTIONS, CaptureMismatch, Exercises, Question, lacks
+
+
+# The bundled captures of notebooks/data/ and the scenario (seed 1) each was made by.
+DATA = PROJECT_ROOT / "notebooks" / "data"
+DATA_SCENARIOS = {"slow-start.pcapng": "slow-start", "aimd.pcapng": "aimd", "bufferbloat-reno.pcapng": "bufferbloat",
+                  "bufferbloat-bbr.pcapng": "bufferbloat", "syn-loss.pcapng": "syn-loss",
+                  "tail-loss-probe.pcapng": "tail-loss-probe", "tail-loss-rto.pcapng": "tail-loss-rto",
+                  "zero-window.pcapng": "zero-window"}
 
 
 @dataclasses.dataclass
@@ -46,8 +54,6 @@ class Dynamics(Exercises):
         self.options = {"bulk": bulk, "port": port}
         kernel_path = kernel_file_of(self.path)
         if kernel_path is None:
-            from lab.teach.notebook import CaptureMismatch
-
             raise CaptureMismatch(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
                                   "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
         self.kernel = connection_samples(read_kernel_file(kernel_path), self.conn)
@@ -72,12 +78,9 @@ class Dynamics(Exercises):
         (the pause, the queue) are answers a learner may give without measuring: wrong ones."""
         from lab.host import scenario as scenarios
 
-        stem = self.path.name.removesuffix(self.path.suffix)
-        for name in sorted(scenarios.bundled(), key=len, reverse=True):
-            if stem == name or stem.startswith(name + "-"):
-                seed = re.search(r"-seed(\d+)", stem)
-                return scenarios.load(name, int(seed[1]) if seed else 1)
-        return None
+        bundled = DATA_SCENARIOS.get(self.path.name) if self.path.parent == DATA else None
+        found = (bundled, 1) if bundled else scenarios.made_by(self.path.name)
+        return scenarios.load(found[0], found[1] or 1) if found else None
 
     def scenario_numbers(self, key: str) -> list[float]:
         """A number of the scenario's exchange (pause_for) or of its link to the client

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,13 @@ from lab.inspect.rtt import estimated_rtts
 from lab.inspect.tcp import RETRANSMITTED, Segment
 
 FIRST = 6     # "the first six segments", as in the Kurose-Ross lab
+
+
+class CaptureMismatch(Exception):
+    """A capture that lacks what a notebook studies: one sentence saying what to capture instead."""
+
+    def _render_traceback_(self) -> list[str]:      # IPython shows these lines instead of a traceback
+        return [f"this notebook cannot study that capture: {self}"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,9 +303,13 @@ def unit_slip(question: Question, truth: Any, answer: Any, tolerance: float, siz
     milliseconds ([0, 1000, 3000] for [0, 1, 3]), 0.944 for 944 ms, bytes for segments."""
     if question.kind not in ("number", "list", "exact") or isinstance(truth, bool):
         return None
-    factors = {"milliseconds where the question asks for seconds?": 1 / 1000,
-               "seconds where the question asks for milliseconds?": 1000.0,
-               **{f"{what}?": 1 / size for what, size in sizes.items()}}
+    factors = {}
+    if re.search(r"\(s\b|\bseconds\b", question.prompt):
+        factors["milliseconds where the question asks for seconds?"] = 1 / 1000
+    if re.search(r"\(ms\b|\bmilliseconds\b", question.prompt):
+        factors["seconds where the question asks for milliseconds?"] = 1000.0
+    if "segments" in question.prompt:
+        factors.update({f"{what}?": 1 / size for what, size in sizes.items()})
     for said, factor in factors.items():
         try:
             scaled = [a * factor for a in answer] if isinstance(answer, (list, tuple)) else answer * factor

@@ -9,6 +9,7 @@ print one line saying so and what to run, instead of failing.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -19,18 +20,12 @@ from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
 from lab.paths import PROJECT_ROOT, shown
+from lab.teach.exercises import CaptureMismatch  # noqa: F401  (the notebooks and the grader name it here)
 
 DATA = PROJECT_ROOT / "notebooks" / "data"
 # Set while `invoke publish` runs the notebooks: the copies it writes show what a learner
 # without a running lab sees, whatever labs are up on the machine that made them.
 PUBLISHING = "TCPLAB_PUBLISHING"
-
-
-class CaptureMismatch(Exception):
-    """A capture that lacks what a notebook studies: one sentence saying what to capture instead."""
-
-    def _render_traceback_(self) -> list[str]:      # IPython shows these lines instead of a traceback
-        return [f"this notebook cannot study that capture: {self}"]
 
 
 def _lab_connections(path: Path):
@@ -46,10 +41,19 @@ def _has_exchange(path: Path) -> bool:
                for c in _lab_connections(path))
 
 
-def _has_loss(path: Path) -> bool:
-    from lab.inspect.analysis import analyze
+DOWNLOAD_BYTES = 100_000     # a connection that carried this much is a download, not an exchange
 
-    return bool(analyze(path).frames_with("retransmission"))
+
+def _has_loss(path: Path) -> bool:
+    """A download with data sent again (a SYN sent again is another lesson: 08's)."""
+    from lab.inspect.analysis import analyze, stream_segments
+    from lab.inspect.tcp import RETRANSMITTED
+
+    for conn in analyze(path).connections:
+        if max(conn.server.payload_bytes, conn.client.payload_bytes) >= DOWNLOAD_BYTES:
+            if any(s.length and s.analysis & RETRANSMITTED for s in stream_segments(path, conn.stream)):
+                return True
+    return False
 
 
 def _has_udp(path: Path) -> bool:
@@ -70,27 +74,131 @@ def _has_vxlan(path: Path) -> bool:
     return any(c.server.port == port_of_connections(inner) for c in inner)
 
 
-def _has_kernel_samples(path: Path) -> bool:
+def _has_crafted(path: Path) -> bool:
+    """A SYN made by hand: the server's SYN/ACK answered by the client kernel's RST."""
+    from lab.inspect.analysis import stream_segments
+
+    for conn in _lab_connections(path):
+        if conn.handshake.syn_ack is not None and conn.rst_frames:
+            kinds = [(s.from_client, s.flags & (SYN | ACK | RST)) for s in stream_segments(path, conn.stream)[:3]]
+            if kinds[:3] == [(True, SYN), (False, SYN | ACK), (True, RST)]:
+                return True
+    return False
+
+
+@functools.lru_cache(maxsize=32)
+def _dynamics(path: Path, bulk: bool, modified_ns: int):
+    """The capture with its kernel samples (lab.teach.dynamics), or None without them; read once
+    per file while it is unchanged, since several needs ask of the same capture."""
     from lab.inspect.kernel import kernel_file_of
+    from lab.teach.dynamics import Dynamics
 
-    return kernel_file_of(path) is not None
+    if kernel_file_of(path) is None:
+        return None
+    dyn = Dynamics(path, bulk=bulk)
+    return dyn if dyn.conn is not None and dyn.sender else None
 
 
-# What each bundled capture has that its notebooks need, and how a learner makes one like it.
+def _kernel_view(path: Path, bulk: bool = True):
+    """The capture's Dynamics: for ``bulk`` a download's (the biggest connection, one that carried
+    DOWNLOAD_BYTES or more); else an exchange's (the lab's first, one that carried less)."""
+    dyn = _dynamics(path, bulk, path.stat().st_mtime_ns)
+    if dyn is None:
+        return None
+    carried = max(dyn.conn.server.payload_bytes, dyn.conn.client.payload_bytes)
+    return dyn if (carried >= DOWNLOAD_BYTES) == bulk else None
+
+
+def _has_slow_start_loss(path: Path) -> bool:
+    """Kernel samples of a download whose slow start ended in a loss (ssthresh set)."""
+    dyn = _kernel_view(path)
+    return bool(dyn and len(dyn.flights) >= 4 and dyn.window_cuts())
+
+
+def _has_saw_tooth(path: Path) -> bool:
+    """Kernel samples of a download that cut its window twice or more and climbed between."""
+    from lab.inspect.congestion import climbs
+
+    dyn = _kernel_view(path)
+    return bool(dyn and len(dyn.window_cuts()) >= 2 and climbs(dyn.sender))
+
+
+def _congestion_control(path: Path) -> str | None:
+    dyn = _kernel_view(path)
+    return next((k.values["cc"] for k in dyn.sender if k.values.get("cc")), None) if dyn else None
+
+
+def _has_bloat(path: Path) -> bool:
+    """A loss-based sender's download whose late round trip is three times its least: a full queue."""
+    from lab.inspect.expectations import Evidence, rtt_range
+
+    if _congestion_control(path) not in ("reno", "cubic"):
+        return False
+    dyn = _kernel_view(path)
+    found = rtt_range(Evidence(dyn.segments, dyn.sender_is_client))
+    return bool(found) and found[2] >= 3 * found[0]
+
+
+def _has_syn_again(path: Path) -> bool:
+    """Kernel samples of a connection whose client sent its SYN more than once."""
+    dyn = _kernel_view(path, bulk=False)
+    return bool(dyn and len(dyn.syn_times_s()) >= 2)
+
+
+def _has_resend_by(cause: str):
+    """Kernel samples of a reply sent again by ``cause``: the timer's at least once, or only
+    tail loss probes (a capture where the timer fired teaches the timer, not the probe)."""
+    def has(path: Path) -> bool:
+        dyn = _kernel_view(path, bulk=False)
+        causes = {resend.cause for resend in dyn.resends} if dyn else set()
+        return cause in causes and (cause != "probe" or causes == {"probe"})
+    return has
+
+
+def _has_zero_window(path: Path) -> bool:
+    """Kernel samples of a download whose receiver's window closed and opened again."""
+    from lab.inspect.tcp import WINDOW_UPDATE, ZERO_WINDOW
+
+    dyn = _kernel_view(path)
+    if not dyn:
+        return False
+    received = [s for s in dyn.segments if s.from_client != dyn.sender_is_client]
+    zero = next((s for s in received if s.analysis & ZERO_WINDOW), None)
+    return zero is not None and any(s.analysis & WINDOW_UPDATE and s.time_ns > zero.time_ns for s in received)
+
+
+# What each bundled capture has that its notebooks need, judged by the packets and the kernel's
+# samples (not by a kernel file's being there), and how a learner makes one like it.
 NEEDS = {
     "exchange.pcapng": (_has_exchange, "a TCP connection to the lab's server with requests and replies",
                         "invoke capture --send 'ECHO hello' --send TIME"),
     "bulk-loss.pcapng": (_has_loss, "a download with retransmissions",
                          "invoke impair --loss 2, then invoke capture --bulk 3000000"),
-    "crafted.pcapng": (lambda path: bool(_lab_connections(path)), "TCP to the lab's server",
+    "crafted.pcapng": (_has_crafted, "a SYN made by hand: the server's SYN/ACK answered by the client's RST",
                        "invoke capture --seconds 8, and run the crafting cells meanwhile"),
     "udp.pcapng": (_has_udp, "UDP datagrams to the lab's server",
                    "invoke capture --seconds 10 while invoke send --udp 'ECHO hi' runs"),
     "overlay.underlay.pcap": (_has_vxlan, "the lab's TCP inside VXLAN, from a host's own interface",
                               "invoke capture --underlay --bulk 1000000 on a lab across hosts (engine swarm)"),
+    "slow-start.pcapng": (_has_slow_start_loss, "a download's slow start ending in a loss, with the kernel's samples",
+                          "invoke scenario slow-start"),
+    "aimd.pcapng": (_has_saw_tooth, "a download that cut its window twice or more, with the kernel's samples",
+                    "invoke scenario aimd"),
+    "bufferbloat-reno.pcapng": (_has_bloat,
+                                "a download by a loss-based sender (reno, cubic) whose round trip grew threefold "
+                                "or more (a queue that filled), with the kernel's samples",
+                                "invoke up --cc reno, then invoke scenario bufferbloat"),
+    "bufferbloat-bbr.pcapng": (lambda path: _congestion_control(path) == "bbr",
+                               "a download by bbr, with the kernel's samples",
+                               "invoke up --cc bbr, then invoke scenario bufferbloat"),
+    "syn-loss.pcapng": (_has_syn_again, "a SYN sent again, with the kernel's samples", "invoke scenario syn-loss"),
+    "tail-loss-probe.pcapng": (_has_resend_by("probe"), "a reply sent again by a tail loss probe, with the kernel's "
+                               "samples", "invoke scenario tail-loss-probe"),
+    "tail-loss-rto.pcapng": (_has_resend_by("timer"), "a reply sent again by the retransmission timer, with the "
+                             "kernel's samples", "invoke scenario tail-loss-rto"),
+    "zero-window.pcapng": (_has_zero_window, "a zero window that opened again, with the kernel's samples",
+                           "invoke scenario zero-window"),
 }
-KERNEL_NEED = (_has_kernel_samples, "the kernel's samples beside it, in NAME.kernel.jsonl",
-               "invoke scenario NAME, or invoke capture --kernel")
 
 
 # The bundled captures each notebook studies, in the order its cells read them.
@@ -105,7 +213,7 @@ STUDIES = {
 
 def need_of(bundled: str) -> tuple:
     """(test, what it needs in words, how a learner makes one) for the captures like ``bundled``."""
-    return NEEDS.get(bundled, KERNEL_NEED)
+    return NEEDS[bundled]
 
 
 def variable_for(bundled: str) -> str:
