@@ -460,3 +460,30 @@ def test_a_bare_capture_goes_to_the_notebooks_it_fits_and_says_which(capsys):
     assert "studied by notebooks 01, 02, 03, 04;" in capsys.readouterr().out
     capture_variables([str(DATA / "tail-loss-rto.pcapng")])
     assert "studied by notebooks 01, 02, 03, 08;" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if "reveal_against" in p.read_text()], ids=lambda p: p.stem)
+def test_no_figure_or_answer_comes_before_its_prediction(path):
+    """Predict, then reveal: in a section that asks for a prediction, no cell before the reveal
+    draws a figure, and the reveal cell reveals only (07 once drew cwnd before asking for it;
+    08 drew its ladder in the reveal cell, prediction or not)."""
+    cells = nbformat.read(path, as_version=4).cells
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code" or "reveal_against(" not in cell.source:
+            continue
+        start = max(i for i in range(index) if cells[i].cell_type == "markdown" and cells[i].source.startswith("## ")
+                    or i == 0)
+        before = [c.source for c in cells[start:index] if c.cell_type == "code"]
+        assert any("prediction = ..." in source for source in before), (path.stem, cell.source)
+        assert not any("figure(" in source or "plt." in source for source in before + [cell.source]), \
+            (path.stem, cell.source)
+
+
+def test_the_overlay_predictions_hold_on_the_bundled_capture():
+    from lab.teach.overlay import OVERLAY_PREDICTIONS, OverlayExercises
+
+    ex = OverlayExercises(DATA / "overlay.underlay.pcap")
+    assert OVERLAY_PREDICTIONS["largest_segment"].truth(ex) == ex.syn_mss() - 12 == 1398     # the timestamps' 12
+    share = OVERLAY_PREDICTIONS["overlay_share_pct"].truth(ex)
+    full, ack = 100 * 50 / (1398 + 66 + 50), 100 * 50 / 116
+    assert full < share < ack and share == pytest.approx(3.5, abs=0.1)

@@ -281,3 +281,40 @@ def kernel_states_figure(series_by_host: dict, start_ns: int, until_s: float | N
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
+
+
+def overlay_cost_figure(carried, segments: Sequence[Segment], ax=None):
+    """Where the bytes on the wire between two hosts go, under an overlay: the lab's data, the
+    lab's own headers (Ethernet, IP, TCP), and the overlay's (outer Ethernet, IP, UDP, VXLAN);
+    for the largest data packet, for an ACK, and for the whole capture. ``carried`` are
+    lab.inspect.overlay's packets, ``segments`` the inner TCP (frame N: the Nth carried)."""
+    fig, ax = _axes(ax, (10, 2.8))
+    data = {segment.frame: segment.length for segment in segments}
+    rows = []
+    for name, pick in (("largest data packet", lambda: max(data, key=data.get)),
+                       ("an ACK (no data)", lambda: next(frame for frame, length in data.items() if not length))):
+        try:
+            frame = pick()
+        except (ValueError, StopIteration):
+            continue
+        packet = carried[frame - 1]
+        rows.append((name, data[frame], len(packet.inner) - data[frame], packet.outer_length - len(packet.inner)))
+    inner = sum(len(packet.inner) for packet in carried)
+    moved = sum(data.values())
+    rows.append(("the whole capture", moved, inner - moved, sum(p.outer_length for p in carried) - inner))
+    colors = (("TCP data", "tab:green"), ("the lab's headers", "tab:blue"), ("the overlay's headers", "tab:red"))
+    for row, (name, *parts) in enumerate(rows):
+        left = 0.0
+        for value, (label, color) in zip(parts, colors):
+            share = 100 * value / sum(parts)
+            ax.barh(row, share, left=left, color=color, label=label if row == 0 else None)
+            if share >= 6:
+                ax.text(left + share / 2, row, f"{share:.0f}%", ha="center", va="center", color="white", fontsize=8)
+            left += share
+    ax.set_yticks(range(len(rows)), [row[0] for row in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the bytes on the wire (%)")
+    ax.set_title("Where the bytes on the wire go, under the overlay")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncols=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

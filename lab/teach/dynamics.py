@@ -26,7 +26,7 @@ from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of,
 from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
 from lab.paths import PROJECT_ROOT
-from lab.teach.exercises import MISSING, QUESTIONS, CaptureMismatch, Exercises, Question, lacks
+from lab.teach.exercises import QUESTIONS, CaptureMismatch, Exercises, Question
 
 
 # The bundled captures of notebooks/data/ and the scenario (seed 1) each was made by.
@@ -263,29 +263,9 @@ class Dynamics(Exercises):
     def window_probes(self) -> int:
         return sum(1 for s in self.segments if s.from_client == self.sender_is_client and s.analysis & KEEP_ALIVE)
 
-    # --- predict, then reveal ---------------------------------------------------------
-
-    def reveal_against(self, name: str, prediction: Any) -> None:
-        """After the learner's prediction: what really happened, and how far off the guess was."""
-        question = PREDICTIONS[name]
-        if prediction is ... or prediction is None:
-            print(f"{name}: write your prediction in the cell above (replace ...), run it, then run this cell: "
-                  "the answer shows only after you have guessed")
-            return
-        try:
-            truth = question.truth(self)
-        except MISSING as missing:
-            print(f"{name}: {lacks(missing)}")
-            return
-        print(f"you predicted {prediction!r}; {question.prompt}: {truth!r}")
-        try:
-            off = (float(prediction) - float(truth)) / float(truth) if float(truth) else None
-        except (TypeError, ValueError):
-            off = None
-        if off is not None:
-            print(f"off by {off:+.0%}" + (" - close." if abs(off) <= 0.2 else ". " + question.hint))
-        else:
-            print(question.hint)
+    @property
+    def predictions(self) -> dict[str, Question]:
+        return PREDICTIONS
 
 
 DYNAMICS_QUESTIONS: dict[str, Question] = {

@@ -265,6 +265,36 @@ class Exercises:
         """The right answer for this capture: only when the learner asks."""
         return self.questions[name].truth(self)
 
+    # --- predict, then reveal ---------------------------------------------------------
+
+    @property
+    def predictions(self) -> dict[str, Question]:
+        """What the learner is asked to predict before a cell shows it (a subclass has its own)."""
+        return {}
+
+    def reveal_against(self, name: str, prediction: Any) -> None:
+        """After the learner's prediction: what really happened, and how far off the guess was.
+        Without a prediction it shows nothing: guessing after seeing is not predicting."""
+        question = self.predictions[name]
+        if prediction is ... or prediction is None:
+            print(f"{name}: write your prediction in the cell above (replace ...), run it, then run this cell: "
+                  "the answer shows only after you have guessed")
+            return
+        try:
+            truth = question.truth(self)
+        except MISSING as missing:
+            print(f"{name}: {lacks(missing)}")
+            return
+        print(f"you predicted {prediction!r}; {question.prompt}: {truth!r}")
+        try:
+            off = (float(prediction) - float(truth)) / float(truth) if float(truth) else None
+        except (TypeError, ValueError):
+            off = None
+        if off is not None:
+            print(f"off by {off:+.0%}" + (" - close." if abs(off) <= 0.2 else ". " + question.hint))
+        else:
+            print(question.hint)
+
 
 # What a question's truth raises when the capture lacks what it is about (no loss, no SYN
 # sent again, no kernel sample): said in one sentence, never as a traceback.

@@ -39,8 +39,22 @@ class OverlayExercises(Exercises):
     def questions(self) -> dict[str, Question]:
         return {**QUESTIONS, **OVERLAY_QUESTIONS}
 
+    @property
+    def predictions(self) -> dict[str, Question]:
+        return OVERLAY_PREDICTIONS
+
     def syn_mss(self) -> int | None:
         return self.syn().options.mss
+
+    def largest_segment(self) -> int:
+        """The most data one segment carried inside the overlay (bytes)."""
+        return max(segment.length for segment in self.segments)
+
+    def overlay_share_pct(self) -> float:
+        """The share of the bytes on the wire that the overlay's own headers took (percent)."""
+        wire = sum(packet.outer_length for packet in self.carried)
+        inner = sum(len(packet.inner) for packet in self.carried)
+        return round(100 * (1 - inner / wire), 1)
 
 
 OVERLAY_QUESTIONS = {
@@ -57,4 +71,15 @@ OVERLAY_QUESTIONS = {
         lambda e: e.syn_mss(),
         "the MSS option of the SYN: the overlay's interface has an MTU 50 bytes below 1500; less 40 for the "
         "IPv4 and TCP headers"),
+}
+
+OVERLAY_PREDICTIONS = {
+    "largest_segment": Question(
+        "the most data (bytes) one segment carried inside the overlay",
+        lambda e: e.largest_segment(),
+        "the MSS less the options every segment carries (the timestamps: 12 bytes)"),
+    "overlay_share_pct": Question(
+        "the share (%) of the bytes on the wire that the overlay's headers took, over the whole download",
+        lambda e: e.overlay_share_pct(),
+        "50 bytes a packet: about 3% of a full segment's 1,514, 43% of a 66-byte ACK; weigh by how many of each"),
 }
