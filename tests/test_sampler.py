@@ -44,6 +44,14 @@ def test_a_sockets_kernel_state_is_read_from_its_tcp_info():
             sample["bytes_acked"]) == (42, 30, 40_000, 240_000, 12, 123_456)
 
 
+def test_the_receivers_side_and_the_window_scales_are_read_too():
+    info = bytearray(tcp_info(rcv_space=14_480, rcv_ssthresh=64_088, ato_us=40_000))
+    info[6] = (7 << 4) | 10                          # tcpi_rcv_wscale 7, tcpi_snd_wscale 10 (bit-fields, low first)
+    sample = sampler.parse_socket(diag_message(1, bytes(info)))
+    assert (sample["rcv_space"], sample["rcv_ssthresh"], sample["ato_us"]) == (14_480, 64_088, 40_000)
+    assert (sample["snd_wscale"], sample["rcv_wscale"]) == (10, 7)
+
+
 def test_no_threshold_yet_is_none_not_two_billion():
     assert sampler.parse_socket(diag_message(1, tcp_info(ssthresh=0x7FFFFFFF)))["ssthresh"] is None
 

@@ -305,7 +305,8 @@ def judge(pcap: Path, scenario: Scenario, port: int):
     sender = samples["client" if sender_is_client else "server"]
     cc = next((s.values["cc"] for s in samples["server"] if s.values.get("cc")), None)
     rate = scenario.to_client.rate_kbit if scenario.to_client else 0.0
-    evidence = Evidence(conn.segments, sender_is_client, sender, rate)
+    receiver = samples["server" if sender_is_client else "client"]
+    evidence = Evidence(conn.segments, sender_is_client, sender, rate, receiver)
     return check_all(evidence, scenario.expectations(cc)), cc
 
 

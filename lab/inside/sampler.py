@@ -73,7 +73,8 @@ _u8x5 = struct.Struct("=BBBBB")                # state, ca_state, retransmits, p
 _u32 = struct.Struct("=I")
 _u64 = struct.Struct("=Q")
 TCP_INFO_FIELDS = {                             # name: (offset, format)
-    "rto_us": (8, _u32), "snd_mss": (16, _u32), "unacked": (24, _u32), "lost": (32, _u32),
+    "rto_us": (8, _u32), "ato_us": (12, _u32), "snd_mss": (16, _u32), "unacked": (24, _u32), "lost": (32, _u32),
+    "rcv_ssthresh": (64, _u32), "rcv_space": (96, _u32),
     "retrans": (36, _u32), "srtt_us": (68, _u32), "rttvar_us": (72, _u32), "ssthresh": (76, _u32),
     "cwnd": (80, _u32), "total_retrans": (100, _u32), "pacing_rate": (104, _u64), "bytes_acked": (120, _u64),
     "delivery_rate": (160, _u64),
@@ -147,6 +148,8 @@ def parse_socket(payload: bytes) -> dict:
             _, ca_state, _, probes, backoff = _u8x5.unpack_from(value)
             sample["ca_state"] = CA_STATES.get(ca_state, str(ca_state))
             sample["probes"], sample["backoff"] = probes, backoff   # zero-window probes; timer doublings
+            scales = value[6]                                     # tcpi_snd_wscale : 4, tcpi_rcv_wscale : 4
+            sample["snd_wscale"], sample["rcv_wscale"] = scales & 0x0F, scales >> 4
             sample.update(zip(_tcp_info_names, _tcp_info.unpack_from(value)))
             if sample["ssthresh"] >= INFINITE_SSTHRESH:
                 sample["ssthresh"] = None       # still in slow start: no threshold yet

@@ -54,6 +54,7 @@ class Evidence:
     sender_is_client: bool
     kernel: list = dataclasses.field(default_factory=list)     # lab.inspect.kernel.KernelSample of the sender
     rate_kbit: float = 0.0
+    receiver_kernel: list = dataclasses.field(default_factory=list)    # and of the receiver
 
     @property
     def start_ns(self) -> int:
@@ -361,6 +362,25 @@ def additive_increase_per_rtt(evidence: Evidence, bounds: Sequence[float]) -> Ve
     return Verdict("additive_increase_per_rtt", expected, seen, low <= median <= high)
 
 
+def receive_window_grows_by_at_least(evidence: Evidence, factor: float) -> Verdict:
+    """The receiver's advertised window grows ``factor`` times from its first ACK's: Linux tunes
+    its receive buffer to what the connection delivers per round trip (net.ipv4.tcp_moderate_rcvbuf),
+    and window scaling (RFC 7323, the SYN's option) lets the window say more than 64 KiB."""
+    acks = [s for s in evidence.received() if s.flags & ACK and not s.flags & SYN]
+    syn = next((s for s in evidence.received() if s.flags & SYN and s.options), None)
+    if not acks or not acks[0].window:
+        return Verdict("receive_window_grows_by_at_least", f"window x{factor:g}", "no ACK from the receiver", False)
+    first, most = acks[0].window, max(ack.window for ack in acks)
+    scale = syn.options.window_scale if syn else None
+    seen = (f"advertised window {first:,} -> {most:,} bytes (x{most / first:.1f})"
+            + (f", window scale {scale} (each unit {1 << scale} bytes)" if scale is not None else ""))
+    spaces = [k.values["rcv_space"] for k in evidence.receiver_kernel if k.values.get("rcv_space")]
+    if spaces:
+        seen += f"; the receiver's kernel: rcv_space {spaces[0]:,} -> {max(spaces):,} bytes"
+    return Verdict("receive_window_grows_by_at_least", f"the receiver's window x{factor:g} or more", seen,
+                   most >= factor * first)
+
+
 def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
     samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
@@ -397,7 +417,8 @@ CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
         syn_retransmitted_at_s, fast_retransmission, recovered_by_duplicate_acks, retransmitted_by, backoff_reaches,
         cwnd_after_timeout, duplicate_acks_at_least,
         repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
-        rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt)
+        rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt,
+        receive_window_grows_by_at_least)
 }
 """Every expectation a scenario may state, by the name it uses."""
 

@@ -105,7 +105,8 @@ class Dynamics(Exercises):
         mss = next((k.values.get("snd_mss") for k in self.established() if k.values.get("snd_mss")), None)
         if not link or not link.rate_kbit or not mss:
             return []
-        bdp_bytes = link.rate_kbit * 1000 / 8 * 2 * link.delay_ms / 1000
+        back = self.scenario.to_server.delay_ms if self.scenario.to_server else 0.0
+        bdp_bytes = link.rate_kbit * 1000 / 8 * (link.delay_ms + back) / 1000     # a round trip's worth
         return [bdp_bytes / mss + link.queue_packets]
 
     @functools.cached_property
@@ -162,6 +163,14 @@ class Dynamics(Exercises):
         at = next(i for i, k in enumerate(samples) if k.values.get("ssthresh") is not None)
         before = max(k.values["cwnd"] for k in samples[:max(at, 1)])
         return before, samples[at].values["ssthresh"]
+
+    def window_growth(self) -> float:
+        """The receiver's largest advertised window over the one in its first ACK (one decimal)."""
+        acks = [s for s in self.segments if s.from_client != self.sender_is_client and s.flags & ACK
+                and not s.flags & SYN and s.window]
+        if not acks:
+            raise ValueError("the receiver sent no ACK with a window")
+        return round(max(ack.window for ack in acks) / acks[0].window, 1)
 
     def window_cuts(self) -> list[Cut]:
         """Each time the sender cut its window (lab.inspect.congestion): ca_state recovery or loss."""
@@ -291,6 +300,11 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         lambda d: round(d.first_reduction()[1] / d.first_reduction()[0], 2),
         "divide the two numbers above; reno halves, cubic keeps 0.7", "number", 0.05,
         wrong=lambda d: [0.5, 0.7]),          # each algorithm's factor is the other's wrong answer
+    "window_growth": Question(
+        "the receiver's largest advertised window divided by the one in its first ACK (one decimal)",
+        lambda d: d.window_growth(),
+        "Wireshark's tcp.window_size (scaled by the SYN's window scale): its largest value over its first",
+        "number", 0.1, wrong=lambda d: [1.0]),       # the 64 KiB a window without scaling could say
     "aimd_cuts": Question(
         "how many times the sender cut its window (entered recovery or loss)",
         lambda d: len(d.window_cuts()),
