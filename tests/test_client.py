@@ -80,6 +80,12 @@ def test_messages_are_sent_and_replies_printed(server):
     assert result.stdout == "OK hello\nOK TCP\n"
 
 
+def test_requests_written_in_two_pieces_with_nagle_are_answered_the_same(server):
+    """The server reads a line, however it arrives: --split-at writes each request in two."""
+    result = run_client("--port", str(server.port), "--nagle", "--split-at", "5", "ECHO hello", "UPPER tcp")
+    assert result.returncode == 0 and result.stdout == "OK hello\nOK TCP\n"
+
+
 def test_an_err_reply_is_printed_and_exits_1(server):
     result = run_client("--port", str(server.port), "NOPE", "ECHO after")
     assert result.returncode == 1
@@ -166,7 +172,8 @@ def test_a_server_that_breaks_the_protocol_exits_7(fake):
     assert_one_line_error(run_client("--port", str(srv.port), "ECHO x"), 7, "broke the protocol")
 
 
-@pytest.mark.parametrize("args", [[], ["--port", "0", "ECHO x"], ["--udp", "--bulk", "5"], ["--bulk", "5", "ECHO x"]])
+@pytest.mark.parametrize("args", [[], ["--port", "0", "ECHO x"], ["--udp", "--bulk", "5"], ["--bulk", "5", "ECHO x"],
+                                  ["--split-at", "0", "ECHO x"]])
 def test_bad_command_lines_exit_2_without_traceback(args):
     result = run_client(*args)
     assert result.returncode == 2

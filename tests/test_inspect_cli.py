@@ -185,8 +185,10 @@ def test_the_text_ladder_has_one_arrow_per_frame_in_the_right_direction():
 
 
 def test_the_ladder_figure_draws_one_arrow_per_frame_and_marks_flagged_ones_red():
+    from lab.inspect.ladder import MAX_FIGURE_RUNGS
+
     capture = analyze(LOSS, keep=True)
-    segments = capture.connections[0].segments[:80]
+    segments = capture.connections[0].segments[:MAX_FIGURE_RUNGS]      # longer: a window (the test below)
     fig = ladder_figure(capture.connections[0], segments)
     arrows = [text for text in fig.axes[0].texts if getattr(text, "arrow_patch", None) is not None]
     assert len(arrows) == len(segments)

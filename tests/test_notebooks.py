@@ -92,6 +92,8 @@ def dynamics_for(name: str) -> Dynamics:
         return Dynamics(DATA / "tail-loss-rto.pcapng", bulk=False)
     if name in ("zero_window_s", "window_probes", "probes"):
         return Dynamics(DATA / "zero-window.pcapng")
+    if name in ("delayed_ack_ms", "second_write_wait_ms"):
+        return Dynamics(DATA / "nagle.pcapng", bulk=False)
     if name in ("aimd_cuts", "aimd_cut_factor", "increase_per_rtt"):
         return Dynamics(DATA / "aimd.pcapng")
     if name in ("queue_delay_ms", "late_rtt_ms"):
@@ -148,7 +150,7 @@ KERNEL_CAPTURES = sorted(path.name.removesuffix(".kernel.jsonl") + ".pcapng" for
 def test_a_capture_without_what_a_question_needs_gets_one_sentence(capture, capsys):
     """Every question of 07 and 08 asked of every bundled kernel capture: an answer, or one
     sentence saying this capture cannot answer it (no loss, no SYN sent again), never a traceback."""
-    dyn = Dynamics(DATA / capture, bulk=not capture.startswith(("syn-loss", "tail-loss")))
+    dyn = Dynamics(DATA / capture, bulk=not capture.startswith(("syn-loss", "tail-loss", "nagle")))
     for name in DYNAMICS_QUESTIONS:
         verdict = dyn.verdict(name, 12345)
         assert verdict.ok is False or "this capture cannot answer it" in verdict.message, (name, verdict)
@@ -450,6 +452,8 @@ FITS = {
     "tail-loss-rto.pcapng": {"exchange", "tail-loss-rto"},
     "udp.pcapng": {"udp"},
     "zero-window.pcapng": {"exchange", "bulk-loss", "zero-window"},
+    "nagle.pcapng": {"exchange", "nagle"},
+    "nagle-off.pcapng": {"exchange", "nagle-off"},
 }
 
 
@@ -493,3 +497,14 @@ def test_the_overlay_predictions_hold_on_the_bundled_capture():
     share = OVERLAY_PREDICTIONS["overlay_share_pct"].truth(ex)
     full, ack = 100 * 50 / (1398 + 66 + 50), 100 * 50 / 116
     assert full < share < ack and share == pytest.approx(3.5, abs=0.1)
+
+
+def test_nagle_holds_the_second_write_for_the_delayed_ack_and_nodelay_does_not():
+    """The numbers 08 and the nagle scenarios state, on the bundled captures: the server's lone ACK
+    after its 40 ms delayed-ACK timer (its kernel's ato), the second piece just after it; with
+    TCP_NODELAY the pieces leave within a millisecond."""
+    nagle, nodelay = Dynamics(DATA / "nagle.pcapng", bulk=False), Dynamics(DATA / "nagle-off.pcapng", bulk=False)
+    assert 40 <= nagle.delayed_ack_ms() <= 48
+    assert {k.values["ato_us"] for k in nagle.kernel["server"] if k.values.get("ato_us")} == {40_000}
+    assert all(nagle.delayed_ack_ms() <= wait <= nagle.delayed_ack_ms() + 20 for wait in nagle.request_waits_ms())
+    assert nodelay.request_waits_ms() and max(nodelay.request_waits_ms()) < 2

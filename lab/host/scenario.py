@@ -3,8 +3,9 @@
 A scenario is a TOML file in lab/scenarios/ (the bundled ones) or any file a
 learner or an instructor writes. It names:
 
-* ``exchange``: what the client does (``send = [...]`` request lines, or ``bulk =
-  N`` bytes, with ``rcvbuf``, ``pause_after`` and ``pause_for`` for a slow reader);
+* ``exchange``: what the client does (``send = [...]`` request lines, with ``nagle``
+  and ``split_at`` for small writes, or ``bulk = N`` bytes, with ``rcvbuf``,
+  ``pause_after`` and ``pause_for`` for a slow reader);
 * ``[to_client]`` and ``[to_server]``: the link each way (``delay_ms``,
   ``jitter_ms``, ``loss_pct``, ``rate_kbit``, ``queue_packets``) and ``events``,
   the packet-level ones lab.inside.linkemu applies (``"drop:data:5"``);
@@ -53,7 +54,7 @@ _CC = re.compile(r"[a-z0-9_]{1,16}")
 _RANGE = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*\]")
 LINK_NUMBERS = {"delay_ms": 60_000, "jitter_ms": 60_000, "loss_pct": 100, "rate_kbit": 10_000_000,
                 "queue_packets": 100_000}
-EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for"}
+EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for", "nagle", "split_at"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +110,9 @@ class Scenario:
         if "send" in exchange:
             from lab.course.variant import tagged
 
-            return tagged([str(line) for line in exchange["send"]])
+            writes = (["--nagle"] if exchange.get("nagle") else []) + \
+                (["--split-at", str(exchange["split_at"])] if "split_at" in exchange else [])
+            return writes + tagged([str(line) for line in exchange["send"]])
         from lab.course.variant import bulk_note
 
         args = ["--bulk", str(exchange["bulk"]), *bulk_note()]
@@ -163,7 +166,9 @@ def resolve(name: str, raw: dict[str, Any], seed: int, where: str = "scenario") 
     if "send" in exchange and not (isinstance(exchange["send"], list) and exchange["send"]
                                    and all(isinstance(line, str) for line in exchange["send"])):
         raise LabError(f"{where}: exchange.send is a list of request lines, e.g. [\"ECHO hi\"]")
-    exchange = {key: value if key == "send" else _number(value, rng, f"{where}: exchange.{key}", 1 << 31)
+    if not isinstance(exchange.get("nagle", False), bool):
+        raise LabError(f"{where}: exchange.nagle is true or false")
+    exchange = {key: value if key in ("send", "nagle") else _number(value, rng, f"{where}: exchange.{key}", 1 << 31)
                 for key, value in exchange.items()}
     expect = raw.get("expect", {})
     if not isinstance(expect, dict):

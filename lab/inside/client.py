@@ -80,17 +80,21 @@ class Client:
     """One TCP connection to the lab server, speaking lab.protocol."""
 
     def __init__(self, host: str, port: int, timeout: float, pause: Pauser | None = None,
-                 receive_buffer: int | None = None) -> None:
+                 receive_buffer: int | None = None, nagle: bool = False, split_at: int | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.pause = pause or Pauser(False)
         self.receive_buffer = receive_buffer
+        self.nagle = nagle              # keep Nagle's algorithm (no TCP_NODELAY): small writes wait
+        self.split_at = split_at        # write each request in two: its first split_at bytes, then the rest
         self.sock: socket.socket | None = None
         self.decoder = protocol.ReplyDecoder()
 
     def connect(self) -> None:
         self.pause(f"connect to {self.host}:{self.port} (SYN ->, <- SYN/ACK, ACK ->)")
         self.sock = _network_call(self._open, self.host, self.port)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Each request is one write, sent at once; with Nagle's algorithm (--nagle) a small
+        # write waits while earlier data is unacknowledged: what the nagle scenario shows.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if self.nagle else 1)
 
     def _open(self) -> socket.socket:
         if self.receive_buffer is None:
@@ -120,7 +124,9 @@ class Client:
         assert self.sock is not None, "connect() first"
         if request is not None:
             self.decoder.expect(request)
-        _network_call(lambda: self.sock.sendall(data), self.host, self.port)
+        for piece in ((data[:self.split_at], data[self.split_at:]) if self.split_at else (data,)):
+            if piece:
+                _network_call(lambda piece=piece: self.sock.sendall(piece), self.host, self.port)
         reply: protocol.Reply | None = None
         bulk_bytes = 0
         for event in self._events():
@@ -330,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--bulk", type=int, metavar="N", help="download N bytes with BULK and report throughput")
     parser.add_argument("--step", action="store_true", help="pause before connect, each send and close, saying what goes on the wire")
     parser.add_argument("--rcvbuf", type=int, metavar="BYTES", help="the socket's receive buffer (a small one fills fast)")
+    parser.add_argument("--nagle", action="store_true",
+                        help="keep Nagle's algorithm (no TCP_NODELAY): a small write waits for the ACK of the last")
+    parser.add_argument("--split-at", type=int, metavar="BYTES",
+                        help="write each request in two: its first BYTES, then the rest (write, write, read)")
     parser.add_argument("--note", default="", metavar="TEXT", help="with --bulk: a note after the byte count "
                         "(the server ignores it; a student's says whose the request is)")
     parser.add_argument("--pause-after", type=int, metavar="BYTES", help="with --bulk: stop reading after BYTES ...")
@@ -357,10 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pause-after BYTES goes with --bulk; --pause-for is 0 to 600 seconds")
     if args.rcvbuf is not None and not 1024 <= args.rcvbuf <= 1 << 30:
         parser.error("--rcvbuf is 1024 bytes to 1 GiB")
+    if args.split_at is not None and not 1 <= args.split_at <= protocol.DEFAULT_MAX_LINE:
+        parser.error(f"--split-at is 1 to {protocol.DEFAULT_MAX_LINE} bytes")
     try:
         if args.udp:
             return run_udp(args.host, args.port, args.timeout, args.messages)
-        client = Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf)
+        client = Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf, args.nagle, args.split_at)
         if args.interactive:
             return run_interactive(client)
         if args.bulk is not None:

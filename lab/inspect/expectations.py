@@ -381,6 +381,73 @@ def receive_window_grows_by_at_least(evidence: Evidence, factor: float) -> Verdi
                    most >= factor * first)
 
 
+def request_writes(evidence: Evidence) -> list[list[Segment]]:
+    """The client's data segments, request by request: those up to and with the one that
+    ends a line (a request written in two writes may leave as two segments)."""
+    requests, current = [], []
+    for segment in evidence.segments:
+        if segment.from_client and segment.length and not segment.analysis & RETRANSMISSION:
+            current.append(segment)
+            if segment.payload.endswith(b"\n"):
+                requests.append(current)
+                current = []
+    return requests
+
+
+def second_write_waits(evidence: Evidence) -> list[float]:
+    """For each request after the first that left in pieces: ms from its first piece to its last."""
+    return [(pieces[-1].time_ns - pieces[0].time_ns) / 1e6 for pieces in request_writes(evidence)[1:]
+            if len(pieces) > 1]
+
+
+def _waits_text(waits: list[float]) -> str:
+    return (f"the rest of each request left {statistics.median(waits):.1f} ms after its first piece (median of "
+            f"{len(waits)}; {min(waits):.1f} to {max(waits):.1f})") if waits else "no request left in pieces"
+
+
+def second_write_waits_ms_at_least(evidence: Evidence, ms: float) -> Verdict:
+    """Nagle's algorithm holds a small write while earlier data is unacknowledged: the second
+    write of a request leaves only when the first is ACKed, ``ms`` or more later (the receiver
+    delays that ACK: it has nothing to send with it yet)."""
+    waits = second_write_waits(evidence)
+    return Verdict("second_write_waits_ms_at_least", f"the second write held >= {ms:g} ms", _waits_text(waits),
+                   bool(waits) and statistics.median(waits) >= ms)
+
+
+def second_write_waits_ms_at_most(evidence: Evidence, ms: float) -> Verdict:
+    """Without Nagle (TCP_NODELAY) each write leaves at once: ``ms`` at most between the pieces."""
+    waits = second_write_waits(evidence)
+    return Verdict("second_write_waits_ms_at_most", f"the second write held <= {ms:g} ms", _waits_text(waits),
+                   bool(waits) and statistics.median(waits) <= ms)
+
+
+def delayed_acks(evidence: Evidence) -> list[float]:
+    """For each request after the first that left in pieces: ms from its first piece to the server's
+    ACK of that piece alone (no data with it: the server has nothing to answer yet)."""
+    waits = []
+    for pieces in request_writes(evidence)[1:]:
+        end = pieces[0].rel_seq + pieces[0].length
+        ack = next((s for s in evidence.segments if not s.from_client and not s.length and s.flags & ACK
+                    and s.rel_ack == end and s.time_ns >= pieces[0].time_ns), None)
+        if len(pieces) > 1 and ack is not None:
+            waits.append((ack.time_ns - pieces[0].time_ns) / 1e6)
+    return waits
+
+
+def delayed_ack_ms_at_least(evidence: Evidence, ms: float) -> Verdict:
+    """The server acknowledges a request's first piece on its own (no reply to carry the ACK yet)
+    only after its delayed-ACK timer: ``ms`` or more, the median over requests after the first
+    (Linux ACKs at once while a connection is new, in quick-ACK mode)."""
+    waits = delayed_acks(evidence)
+    seen = (f"the server's ACK of a first piece after {statistics.median(waits):.1f} ms (median of {len(waits)})"
+            if waits else "no first piece acknowledged on its own")
+    atos = sorted({k.values["ato_us"] // 1000 for k in evidence.receiver_kernel if k.values.get("ato_us")})
+    if atos:
+        seen += f"; the server's kernel: delayed-ACK timeout (ato) {', '.join(map(str, atos))} ms"
+    return Verdict("delayed_ack_ms_at_least", f"the ACK delayed >= {ms:g} ms", seen,
+                   bool(waits) and statistics.median(waits) >= ms)
+
+
 def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
     samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
@@ -418,7 +485,8 @@ CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
         cwnd_after_timeout, duplicate_acks_at_least,
         repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
         rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt,
-        receive_window_grows_by_at_least)
+        receive_window_grows_by_at_least, second_write_waits_ms_at_least, second_write_waits_ms_at_most,
+        delayed_ack_ms_at_least)
 }
 """Every expectation a scenario may state, by the name it uses."""
 

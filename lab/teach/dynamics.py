@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.inspect.congestion import Cut, cuts, increase_per_rtt
-from lab.inspect.expectations import Evidence, first_sent_again, rtt_range
+from lab.inspect.expectations import Evidence, delayed_acks, first_sent_again, rtt_range, second_write_waits
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
@@ -34,7 +34,7 @@ DATA = PROJECT_ROOT / "notebooks" / "data"
 DATA_SCENARIOS = {"slow-start.pcapng": "slow-start", "aimd.pcapng": "aimd", "bufferbloat-reno.pcapng": "bufferbloat",
                   "bufferbloat-bbr.pcapng": "bufferbloat", "syn-loss.pcapng": "syn-loss",
                   "tail-loss-probe.pcapng": "tail-loss-probe", "tail-loss-rto.pcapng": "tail-loss-rto",
-                  "zero-window.pcapng": "zero-window"}
+                  "zero-window.pcapng": "zero-window", "nagle.pcapng": "nagle", "nagle-off.pcapng": "nagle-off"}
 
 
 @dataclasses.dataclass
@@ -163,6 +163,24 @@ class Dynamics(Exercises):
         at = next(i for i, k in enumerate(samples) if k.values.get("ssthresh") is not None)
         before = max(k.values["cwnd"] for k in samples[:max(at, 1)])
         return before, samples[at].values["ssthresh"]
+
+    def request_waits_ms(self) -> list[float]:
+        """For each request after the first written in two pieces: ms from its first piece to its
+        last, as the server saw them arrive (lab.inspect.expectations)."""
+        return [round(wait, 1) for wait in second_write_waits(Evidence(self.segments, True))]
+
+    def second_write_wait_ms(self) -> float:
+        waits = self.request_waits_ms()
+        if not waits:
+            raise ValueError("no request was written in two pieces")
+        return round(statistics.median(waits), 1)
+
+    def delayed_ack_ms(self) -> float:
+        """The median wait of the server's ACK of a request's first piece (its delayed ACK)."""
+        waits = delayed_acks(Evidence(self.segments, True))
+        if not waits:
+            raise ValueError("the server acknowledged no first piece on its own")
+        return round(statistics.median(waits), 1)
 
     def window_growth(self) -> float:
         """The receiver's largest advertised window over the one in its first ACK (one decimal)."""
@@ -350,6 +368,11 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         "the server's cwnd (segments) once its retransmission timer had fired",
         lambda d: d.cwnd_after_timeout(),
         "the server's kernel sample right after the first copy in ca_state loss"),
+    "delayed_ack_ms": Question(
+        "how long (ms) the server waited before acknowledging a request's first piece on its own",
+        lambda d: d.delayed_ack_ms(),
+        "from a first piece (\"ECHO \") to the server's ACK of it that carries no data; leave out the first request",
+        "number", 0.15, wrong=lambda d: [200.0]),      # other stacks' (and the RFC's most) 200 ms
     "zero_window_s": Question(
         "how long (s) the client's window stayed at zero",
         lambda d: d.zero_window_s(),
@@ -388,6 +411,11 @@ PREDICTIONS: dict[str, Question] = {
         "how long (ms) the server waited before its third copy of the reply (from the second)",
         lambda d: d.copy_gaps_ms()[2],
         "each expiry of the retransmission timer doubles it (backoff): the second wait was one RTO"),
+    "second_write_wait_ms": Question(
+        "how long (ms) the second piece of a request waited after the first, with Nagle's algorithm on",
+        lambda d: d.second_write_wait_ms(),
+        "Nagle sends a small write once the earlier data is acknowledged; the server delays that ACK (40 ms on "
+        "Linux) while it has nothing to send with it"),
     "probes": Question(
         "how many zero-window probes the server sent while the client did not read",
         lambda d: d.window_probes(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import statistics
 import shutil
 from pathlib import Path
 
@@ -167,6 +168,17 @@ def _has_zero_window(path: Path) -> bool:
     return zero is not None and any(s.analysis & WINDOW_UPDATE and s.time_ns > zero.time_ns for s in received)
 
 
+def _has_pieces(nagle: bool):
+    """Requests written in two pieces: the second held back (Nagle) or not (TCP_NODELAY)."""
+    def has(path: Path) -> bool:
+        from lab.inspect.expectations import Evidence, second_write_waits
+
+        dyn = _kernel_view(path, bulk=False)
+        waits = second_write_waits(Evidence(dyn.segments, True)) if dyn else []
+        return bool(waits) and (statistics.median(waits) >= 20) == nagle
+    return has
+
+
 # What each bundled capture has that its notebooks need, judged by the packets and the kernel's
 # samples (not by a kernel file's being there), and how a learner makes one like it.
 NEEDS = {
@@ -196,6 +208,10 @@ NEEDS = {
                                "samples", "invoke scenario tail-loss-probe"),
     "tail-loss-rto.pcapng": (_has_resend_by("timer"), "a reply sent again by the retransmission timer, with the "
                              "kernel's samples", "invoke scenario tail-loss-rto"),
+    "nagle.pcapng": (_has_pieces(True), "requests written in two pieces, the second held back by Nagle's algorithm, "
+                     "with the kernel's samples", "invoke scenario nagle"),
+    "nagle-off.pcapng": (_has_pieces(False), "requests written in two pieces with TCP_NODELAY, with the kernel's "
+                         "samples", "invoke scenario nagle-off"),
     "zero-window.pcapng": (_has_zero_window, "a zero window that opened again, with the kernel's samples",
                            "invoke scenario zero-window"),
 }
@@ -206,7 +222,8 @@ STUDIES = {
     "01": ("exchange.pcapng",), "02": ("exchange.pcapng",), "03": ("exchange.pcapng",),
     "04": ("bulk-loss.pcapng",), "05": ("crafted.pcapng",), "06": ("udp.pcapng",),
     "07": ("slow-start.pcapng", "aimd.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng"),
-    "08": ("syn-loss.pcapng", "tail-loss-probe.pcapng", "tail-loss-rto.pcapng", "zero-window.pcapng"),
+    "08": ("syn-loss.pcapng", "tail-loss-probe.pcapng", "tail-loss-rto.pcapng", "zero-window.pcapng", "nagle.pcapng",
+           "nagle-off.pcapng"),
     "09": ("overlay.underlay.pcap",),
 }
 

@@ -73,6 +73,8 @@ scenario syn-loss syn-loss reno
 scenario tail-loss-probe tail-loss-probe reno
 scenario tail-loss-rto tail-loss-rto reno
 scenario zero-window zero-window reno
+scenario nagle nagle reno
+scenario nagle-off nagle-off reno
 inv down
 inv up --cc bbr
 scenario bufferbloat bufferbloat-bbr bbr
