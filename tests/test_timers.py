@@ -105,3 +105,14 @@ def test_no_delivery_rate_above_the_link_passes():
     assert not reaches_pct_of_rate(evidence_of("slow-start.pcapng", 10_000), 80).ok     # a link half as fast
     bloat = reaches_pct_of_rate(evidence_of("bufferbloat-reno.pcapng", 10_000, kernel=False), 80)
     assert bloat.ok and "acknowledged" in bloat.seen
+
+
+@pytest.mark.parametrize("name", ["slow-start.pcapng", "aimd.pcapng"])
+def test_a_download_repairs_its_losses_in_recovery_not_by_a_probe_or_the_timer(name):
+    """In a download the next packet follows a copy within microseconds, before the next
+    sample: the cause is read in the samples just after it (read before the next packet,
+    burst-loss's three copies once showed as probes)."""
+    evidence = evidence_of(name)
+    found = resends(evidence.segments, evidence.sender_is_client, evidence.kernel)
+    assert found and {resend.cause for resend in found} == {"recovery"}
+    assert retransmitted_by(evidence, "recovery").ok and not retransmitted_by(evidence, "probe").ok

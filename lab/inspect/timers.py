@@ -100,24 +100,37 @@ def _cause(before: KernelSample | None, after: KernelSample | None) -> str:
     return "probe" if ca_state in ("open", "disorder") and backoff == 0 else "unknown"
 
 
+AFTER_NS = 5_000_000        # the kernel's state is read in the 5 ms after a copy left: a few sampling intervals
+
+
+def _after(series: Sequence[KernelSample], time_ns: int, before: KernelSample | None) -> KernelSample | None:
+    """The sender's state once a copy had left: of the samples in the AFTER_NS after it, the one
+    that says most (a timeout, then recovery), else the last; else the state in force then.
+
+    In a download the next packet follows within microseconds, long before the next sample,
+    so the state cannot be read "before the next packet": recovery lasts a round trip, a
+    timeout's loss state longer, and either shows in the samples just after the copy.
+    """
+    window = [k for k in series if time_ns - 200_000 <= k.time_ns <= time_ns + AFTER_NS and k.values.get("ca_state")]
+    for wanted in ("timer", "recovery"):
+        found = next((k for k in window if _cause(before, k) == wanted), None)
+        if found is not None:
+            return found
+    return window[-1] if window else state_at(series, time_ns + AFTER_NS)
+
+
 def resends(segments: Sequence[Segment], sender_is_client: bool,
             sender_kernel: Sequence[KernelSample]) -> list[Resend]:
-    """Every data segment the sender sent again, in order, each with its cause from the kernel.
-
-    The state after a copy is the one in force just before the next packet of the
-    connection (either way), at most 50 ms on: what the kernel did when it sent it,
-    before any answer could change it.
-    """
+    """Every data segment the sender sent again, in order, each with its cause from the kernel."""
     first_copy: dict[int, int] = {}
     last_copy: dict[int, int] = {}
     found = []
-    for index, segment in enumerate(segments):
+    for segment in segments:
         if segment.from_client != sender_is_client or not segment.length:
             continue
         if segment.rel_seq in first_copy:
-            following = next((s.time_ns for s in segments[index + 1:]), segment.time_ns + 50_000_000)
             before = state_at(sender_kernel, last_copy[segment.rel_seq] + 500_000)
-            after = state_at(sender_kernel, min(following, segment.time_ns + 50_000_000) - 1)
+            after = _after(sender_kernel, segment.time_ns, before)
             found.append(Resend(segment, (segment.time_ns - last_copy[segment.rel_seq]) / 1e6,
                                 _cause(before, after), before, after))
         first_copy.setdefault(segment.rel_seq, segment.time_ns)
