@@ -211,7 +211,8 @@ def demo(c, message=None, verbose=False, lab=None):
 @task(
     positional=["name"],
     help={"name": "a bundled scenario (invoke scenario list: syn-loss, fast-retransmit, burst-loss, tail-loss-probe, "
-                  "tail-loss-rto, reorder, slow-start, aimd, bufferbloat, zero-window, nagle, nagle-off) or a .toml "
+                  "tail-loss-rto, reorder, slow-start, aimd, bbr, bufferbloat, zero-window, nagle, nagle-off) or a "
+                  ".toml "
                   "file",
           "seed": "a seed: it picks the lost segment and the link's numbers (default: the student's, set by invoke "
                   "student, else the config's lab.seed, 1)",

@@ -30,3 +30,17 @@ def test_a_slow_start_that_ends_with_its_first_loss_has_no_climb_to_measure():
 def test_without_kernel_samples_no_saw_tooth_is_claimed():
     verdict = aimd_cycles_at_least(evidence_of("aimd.pcapng", kernel=False), 1)
     assert not verdict.ok and "no kernel samples" in verdict.seen
+
+
+def test_bbrs_phase_is_told_by_its_pacing_gain():
+    from lab.inspect.congestion import bbr_phase, bbr_phases
+    from lab.inspect.kernel import KernelSample
+
+    def sample(at_ms: int, gain: int | None, cwnd: int = 40) -> KernelSample:
+        return KernelSample(at_ms * 1_000_000, "server", "a", "b",
+                            {"state": "ESTABLISHED", "cwnd": cwnd, "pacing_gain": gain})
+
+    series = [sample(0, 0), sample(1, 739), sample(400, 88), sample(450, 320), sample(480, 192), sample(500, 256),
+              sample(10_000, 256, cwnd=4), sample(10_200, 320)]
+    assert bbr_phase(sample(0, None)) is None and bbr_phase(sample(0, 0)) is None
+    assert [phase for _, phase in bbr_phases(series)] == ["startup", "drain", "probe_bw", "probe_rtt", "probe_bw"]

@@ -44,6 +44,15 @@ def test_a_sockets_kernel_state_is_read_from_its_tcp_info():
             sample["bytes_acked"]) == (42, 30, 40_000, 240_000, 12, 123_456)
 
 
+def test_bbrs_own_state_is_read_when_the_kernel_gives_it():
+    head = diag_message(1, tcp_info(cwnd=30), cc=b"bbr\0")
+    bbr = sampler._bbr_info.pack(500_000, 0, 26_200, 320, 512)
+    sample = sampler.parse_socket(head + sampler._rtattr.pack(4 + len(bbr), sampler.INET_DIAG_BBRINFO) + bbr)
+    assert (sample["bbr_bw"], sample["bbr_min_rtt_us"], sample["pacing_gain"], sample["cwnd_gain"]) == \
+        (500_000, 26_200, 320, 512)
+    assert "pacing_gain" not in sampler.parse_socket(diag_message(1, tcp_info(cwnd=30)))   # reno, cubic: none
+
+
 def test_the_receivers_side_and_the_window_scales_are_read_too():
     info = bytearray(tcp_info(rcv_space=14_480, rcv_ssthresh=64_088, ato_us=40_000))
     info[6] = (7 << 4) | 10                          # tcpi_rcv_wscale 7, tcpi_snd_wscale 10 (bit-fields, low first)

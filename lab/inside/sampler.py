@@ -52,7 +52,7 @@ NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-INET_DIAG_INFO, INET_DIAG_CONG = 2, 4
+INET_DIAG_INFO, INET_DIAG_VEGASINFO, INET_DIAG_CONG, INET_DIAG_BBRINFO = 2, 3, 4, 16
 DISCOVER_S = 0.25
 ANSWER_TIMEOUT_S = 0.5
 MAX_INTERVALS = 100_000     # the intervals kept for the median and p99 at the end: the last 100 s of sampling
@@ -93,7 +93,10 @@ def _layout(fields: dict[str, tuple[int, struct.Struct]]) -> tuple[struct.Struct
 _tcp_info, _tcp_info_names = _layout(TCP_INFO_FIELDS)
 
 
-EXTENSIONS = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1))
+# BBR's own state (its bandwidth and min RTT estimates, its gains) comes as INET_DIAG_BBRINFO when
+# asked for as INET_DIAG_VEGASINFO (linux/inet_diag.h): the extension bits stop at 8.
+EXTENSIONS = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1)) | (1 << (INET_DIAG_VEGASINFO - 1))
+_bbr_info = struct.Struct("=IIIII")            # bw_lo, bw_hi (bytes/s), min_rtt (us), pacing_gain, cwnd_gain (x256)
 ALL_BUT_LISTEN = 0xFFFFFFFF & ~(1 << 10)
 
 
@@ -155,6 +158,10 @@ def parse_socket(payload: bytes) -> dict:
                 sample["ssthresh"] = None       # still in slow start: no threshold yet
         elif kind == INET_DIAG_CONG:
             sample["cc"] = value.split(b"\0", 1)[0].decode(errors="replace")
+        elif kind == INET_DIAG_BBRINFO and len(value) >= _bbr_info.size:
+            bw_lo, bw_hi, min_rtt, pacing_gain, cwnd_gain = _bbr_info.unpack_from(value)
+            sample.update(bbr_bw=bw_lo | bw_hi << 32, bbr_min_rtt_us=min_rtt, pacing_gain=pacing_gain,
+                          cwnd_gain=cwnd_gain)
         offset += (length + 3) & ~3
     return sample
 

@@ -102,3 +102,31 @@ def increase_per_rtt(series: Sequence[KernelSample]) -> float | None:
     """The median climb's segments per round trip, or None without a climb."""
     found = climbs(series)
     return statistics.median(climb.per_rtt for climb in found) if found else None
+
+
+# BBR (v1, Linux's tcp_bbr.c) says which phase it is in by its pacing gain, in units of 1/256:
+# start-up paces at 2.89 times its bandwidth estimate, drain at 1/2.89 to empty the queue it
+# built, probe-bandwidth cycles 1.25, 0.75 and six round trips of 1.0, and probe-RTT holds its
+# window at 4 segments for 200 ms every 10 s without a lower RTT, to measure the link alone.
+BBR_GAINS = {739: "startup", 88: "drain", 320: "probe_bw", 192: "probe_bw", 256: "probe_bw"}
+BBR_PROBE_RTT_CWND = 4
+
+
+def bbr_phase(sample: KernelSample) -> str | None:
+    """The phase a bbr sender's sample shows, or None (no bbr state in it)."""
+    gain = sample.values.get("pacing_gain")
+    if not gain:            # None: not bbr; 0: bbr before its first estimate
+        return None
+    if gain == 256 and (sample.values.get("cwnd") or 0) <= BBR_PROBE_RTT_CWND:
+        return "probe_rtt"
+    return BBR_GAINS.get(gain, f"gain {gain / 256:.2f}")
+
+
+def bbr_phases(series: Sequence[KernelSample]) -> list[tuple[int, str]]:
+    """(from ns, phase) each time a bbr sender's phase changed while established."""
+    found: list[tuple[int, str]] = []
+    for sample in _established(series):
+        phase = bbr_phase(sample)
+        if phase is not None and (not found or found[-1][1] != phase):
+            found.append((sample.time_ns, phase))
+    return found

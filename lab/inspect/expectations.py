@@ -448,6 +448,34 @@ def delayed_ack_ms_at_least(evidence: Evidence, ms: float) -> Verdict:
                    bool(waits) and statistics.median(waits) >= ms)
 
 
+def bbr_phases_seen(evidence: Evidence, phases: Sequence[str]) -> Verdict:
+    """A bbr sender went through these phases, in this order (its kernel's pacing gain says
+    which: lab.inspect.congestion.bbr_phase), with its bandwidth and min RTT estimates."""
+    from lab.inspect.congestion import bbr_phases
+
+    seen_phases = bbr_phases(evidence.kernel)
+    expected = "bbr's phases " + " -> ".join(phases)
+    if not seen_phases:
+        cc = next((k.values["cc"] for k in evidence.kernel if k.values.get("cc")), None)
+        return Verdict("bbr_phases_seen", expected, f"no bbr state in the samples (the sender runs {cc})", False)
+    order = [phase for _, phase in seen_phases]
+    position = 0
+    for phase in order:
+        if position < len(phases) and phase == phases[position]:
+            position += 1
+    start = seen_phases[0][0]
+    names = " -> ".join(dict.fromkeys(order))
+    when = ", ".join(f"{phase} at {(at - start) / 1e9:.2f} s" for at, phase in seen_phases
+                     if phase in ("drain", "probe_rtt"))
+    estimates = [k for k in evidence.kernel if k.values.get("bbr_bw")]
+    seen = f"{names}" + (f" ({when})" if when else "")
+    if estimates:
+        last = estimates[-1].values
+        seen += (f"; its estimates: {last['bbr_bw'] * 8 / 1e6:.1f} Mbit/s, min RTT "
+                 f"{last['bbr_min_rtt_us'] / 1000:.1f} ms")
+    return Verdict("bbr_phases_seen", expected, seen, position == len(phases))
+
+
 def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
     samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
@@ -486,7 +514,7 @@ CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
         repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
         rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt,
         receive_window_grows_by_at_least, second_write_waits_ms_at_least, second_write_waits_ms_at_most,
-        delayed_ack_ms_at_least)
+        delayed_ack_ms_at_least, bbr_phases_seen)
 }
 """Every expectation a scenario may state, by the name it uses."""
 

@@ -28,7 +28,7 @@ MAX_LINE_BYTES = 4096
 HOSTS = ("server", "client")
 NUMBERS = ("cwnd", "ssthresh", "srtt_us", "rttvar_us", "rto_us", "unacked", "lost", "retrans", "total_retrans",
            "bytes_acked", "delivery_rate", "pacing_rate", "snd_mss", "probes", "backoff", "ato_us", "rcv_ssthresh",
-           "rcv_space", "snd_wscale", "rcv_wscale")
+           "rcv_space", "snd_wscale", "rcv_wscale", "bbr_bw", "bbr_min_rtt_us", "pacing_gain", "cwnd_gain")
 TEXTS = ("state", "ca_state", "cc")
 EARLY_S = 2.0     # a socket may be sampled before its first packet (SYN_SENT), by this much at most
 
