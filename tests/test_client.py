@@ -86,6 +86,11 @@ def test_requests_written_in_two_pieces_with_nagle_are_answered_the_same(server)
     assert result.returncode == 0 and result.stdout == "OK hello\nOK TCP\n"
 
 
+def test_several_flows_download_at_once_each_checked(server):
+    result = run_client("--port", str(server.port), "--bulk", "200000", "--flows", "3")
+    assert result.returncode == 0 and result.stdout.count("OK received 200000 bytes") == 3
+
+
 def test_an_err_reply_is_printed_and_exits_1(server):
     result = run_client("--port", str(server.port), "NOPE", "ECHO after")
     assert result.returncode == 1
@@ -173,7 +178,7 @@ def test_a_server_that_breaks_the_protocol_exits_7(fake):
 
 
 @pytest.mark.parametrize("args", [[], ["--port", "0", "ECHO x"], ["--udp", "--bulk", "5"], ["--bulk", "5", "ECHO x"],
-                                  ["--split-at", "0", "ECHO x"]])
+                                  ["--split-at", "0", "ECHO x"], ["--flows", "2", "ECHO x"], ["--bulk", "5", "--flows", "9"]])
 def test_bad_command_lines_exit_2_without_traceback(args):
     result = run_client(*args)
     assert result.returncode == 2

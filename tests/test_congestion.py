@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lab.inspect.congestion import climbs, cuts, increase_per_rtt
 from lab.inspect.expectations import additive_increase_per_rtt, aimd_cycles_at_least
 from tests.test_timers import evidence_of
@@ -44,3 +46,24 @@ def test_bbrs_phase_is_told_by_its_pacing_gain():
               sample(10_000, 256, cwnd=4), sample(10_200, 320)]
     assert bbr_phase(sample(0, None)) is None and bbr_phase(sample(0, 0)) is None
     assert [phase for _, phase in bbr_phases(series)] == ["startup", "drain", "probe_bw", "probe_rtt", "probe_bw"]
+
+
+def test_jains_index_is_one_for_equal_shares_and_one_over_n_for_one_taking_all():
+    from lab.inspect.fairness import jain_index
+
+    assert jain_index([5.0, 5.0]) == 1.0 and jain_index([10.0, 0.0]) == 0.5
+    assert jain_index([7.0, 3.0]) == pytest.approx(0.862, abs=0.001)       # 70/30: below the scenario's 0.9
+    assert jain_index([1.0, 1.0, 1.0, 0.0]) == pytest.approx(0.75)
+
+
+def test_two_copies_of_one_download_share_perfectly_and_one_flow_has_no_share():
+    from lab.inspect.fairness import shares
+    from lab.inspect.expectations import Evidence, jain_index_at_least
+
+    evidence = evidence_of("aimd.pcapng")
+    both = shares([evidence.segments, evidence.segments])
+    assert len(both.rates) >= 4 and all(index == pytest.approx(1.0) for index in both.jain)
+    assert both.share(0) == pytest.approx(0.5)
+    assert shares([evidence.segments]).rates == []
+    alone = jain_index_at_least(Evidence(evidence.segments, False, flows=[(evidence.segments, [])]), 0.9)
+    assert not alone.ok and "never all under way" in alone.seen

@@ -5,7 +5,7 @@ learner or an instructor writes. It names:
 
 * ``exchange``: what the client does (``send = [...]`` request lines, with ``nagle``
   and ``split_at`` for small writes, or ``bulk = N`` bytes, with ``rcvbuf``,
-  ``pause_after`` and ``pause_for`` for a slow reader);
+  ``pause_after`` and ``pause_for`` for a slow reader, or ``flows`` downloads at once);
 * ``[to_client]`` and ``[to_server]``: the link each way (``delay_ms``,
   ``jitter_ms``, ``loss_pct``, ``rate_kbit``, ``queue_packets``) and ``events``,
   the packet-level ones lab.inside.linkemu applies (``"drop:data:5"``);
@@ -54,7 +54,7 @@ _CC = re.compile(r"[a-z0-9_]{1,16}")
 _RANGE = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*\]")
 LINK_NUMBERS = {"delay_ms": 60_000, "jitter_ms": 60_000, "loss_pct": 100, "rate_kbit": 10_000_000,
                 "queue_packets": 100_000}
-EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for", "nagle", "split_at"}
+EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for", "nagle", "split_at", "flows"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +118,8 @@ class Scenario:
         args = ["--bulk", str(exchange["bulk"]), *bulk_note()]
         if "rcvbuf" in exchange:
             args += ["--rcvbuf", str(exchange["rcvbuf"])]
+        if "flows" in exchange:
+            args += ["--flows", str(exchange["flows"])]
         if "pause_after" in exchange:
             args += ["--pause-after", str(exchange["pause_after"]), "--pause-for", f"{exchange.get('pause_for', 2):g}"]
         return args
@@ -305,13 +307,16 @@ def judge(pcap: Path, scenario: Scenario, port: int):
         raise LabError(f"{pcap.name} holds no connection to port {port}: the exchange did not happen")
     conn = connections[-1]
     kernel_path = kernel_file_of(pcap)
-    samples = connection_samples(read_kernel_file(kernel_path), conn) if kernel_path else {"server": [], "client": []}
+    kernel_samples = read_kernel_file(kernel_path) if kernel_path else []
+    samples = connection_samples(kernel_samples, conn)
     sender_is_client = data_sender(conn.segments)
     sender = samples["client" if sender_is_client else "server"]
     cc = next((s.values["cc"] for s in samples["server"] if s.values.get("cc")), None)
     rate = scenario.to_client.rate_kbit if scenario.to_client else 0.0
     receiver = samples["server" if sender_is_client else "client"]
-    evidence = Evidence(conn.segments, sender_is_client, sender, rate, receiver)
+    flows = [(flow.segments, connection_samples(kernel_samples, flow)["server"]) for flow in connections
+             if flow.server.payload_bytes]
+    evidence = Evidence(conn.segments, sender_is_client, sender, rate, receiver, flows)
     return check_all(evidence, scenario.expectations(cc)), cc
 
 

@@ -293,6 +293,15 @@ def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_
     return EXIT_OK
 
 
+def run_flows(clients: list[Client], nbytes: int, note: str = "") -> int:
+    """Several BULK downloads at once, one connection each: flows that share the link's
+    bottleneck, for a lesson on fairness. Each reports as a single download does."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+        return max(pool.map(lambda client: run_bulk(client, nbytes, note=note), clients))
+
+
 def run_udp(host: str, port: int, timeout: float, messages: list[str]) -> int:
     """Each message is one datagram; each reply must come back within the timeout."""
     status = EXIT_OK
@@ -336,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--bulk", type=int, metavar="N", help="download N bytes with BULK and report throughput")
     parser.add_argument("--step", action="store_true", help="pause before connect, each send and close, saying what goes on the wire")
     parser.add_argument("--rcvbuf", type=int, metavar="BYTES", help="the socket's receive buffer (a small one fills fast)")
+    parser.add_argument("--flows", type=int, default=1, metavar="N",
+                        help="with --bulk: N downloads at once, each on its own connection (default %(default)s)")
     parser.add_argument("--nagle", action="store_true",
                         help="keep Nagle's algorithm (no TCP_NODELAY): a small write waits for the ACK of the last")
     parser.add_argument("--split-at", type=int, metavar="BYTES",
@@ -367,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pause-after BYTES goes with --bulk; --pause-for is 0 to 600 seconds")
     if args.rcvbuf is not None and not 1024 <= args.rcvbuf <= 1 << 30:
         parser.error("--rcvbuf is 1024 bytes to 1 GiB")
+    if not 1 <= args.flows <= 8 or (args.flows > 1 and (args.bulk is None or args.pause_after is not None)):
+        parser.error("--flows is 1 to 8, with --bulk (and no --pause-after)")
     if args.split_at is not None and not 1 <= args.split_at <= protocol.DEFAULT_MAX_LINE:
         parser.error(f"--split-at is 1 to {protocol.DEFAULT_MAX_LINE} bytes")
     try:
@@ -375,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf, args.nagle, args.split_at)
         if args.interactive:
             return run_interactive(client)
+        if args.bulk is not None and args.flows > 1:
+            clients = [client] + [Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf)
+                                  for _ in range(args.flows - 1)]
+            return run_flows(clients, args.bulk, args.note)
         if args.bulk is not None:
             return run_bulk(client, args.bulk, args.pause_after, args.pause_for, args.note)
         return run_lines(client, args.messages)

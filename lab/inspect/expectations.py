@@ -55,6 +55,7 @@ class Evidence:
     kernel: list = dataclasses.field(default_factory=list)     # lab.inspect.kernel.KernelSample of the sender
     rate_kbit: float = 0.0
     receiver_kernel: list = dataclasses.field(default_factory=list)    # and of the receiver
+    flows: list = dataclasses.field(default_factory=list)     # every download: (segments, its sender's samples)
 
     @property
     def start_ns(self) -> int:
@@ -476,6 +477,28 @@ def bbr_phases_seen(evidence: Evidence, phases: Sequence[str]) -> Verdict:
     return Verdict("bbr_phases_seen", expected, seen, position == len(phases))
 
 
+def jain_index_at_least(evidence: Evidence, least: float) -> Verdict:
+    """Flows that share the bottleneck get fair shares: Jain's index of their delivery rates,
+    the median over half-second windows where all were under way, is ``least`` or more; with
+    each flow's share and its sender's cwnd (lab.inspect.fairness)."""
+    from lab.inspect.fairness import median_jain, shares
+
+    found = shares([segments for segments, _ in evidence.flows])
+    index = median_jain(found)
+    expected = f"Jain's index >= {least:g} over {len(evidence.flows)} flows"
+    if index is None:
+        return Verdict("jain_index_at_least", expected,
+                       f"{len(evidence.flows)} flow(s), never all under way for half a second", False)
+    parts = []
+    for number, (_, kernel) in enumerate(evidence.flows):
+        cwnds = [k.values["cwnd"] for k in kernel if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
+        parts.append(f"flow {number + 1} {100 * found.share(number):.0f}%"
+                     + (f" (cwnd median {statistics.median(cwnds):.0f})" if cwnds else ""))
+    seen = (f"Jain's index {index:.3f} (median of {len(found.rates)} windows, least {min(found.jain):.3f}); "
+            + ", ".join(parts))
+    return Verdict("jain_index_at_least", expected, seen, index >= least)
+
+
 def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     """(least, greatest, median of the second half) of the sender's RTT samples, in ms."""
     samples = [s.rtt_ms for s in rtt_samples(evidence.segments) if s.from_client == evidence.sender_is_client]
@@ -514,7 +537,7 @@ CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
         repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
         rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt,
         receive_window_grows_by_at_least, second_write_waits_ms_at_least, second_write_waits_ms_at_most,
-        delayed_ack_ms_at_least, bbr_phases_seen)
+        delayed_ack_ms_at_least, bbr_phases_seen, jain_index_at_least)
 }
 """Every expectation a scenario may state, by the name it uses."""
 
