@@ -92,6 +92,10 @@ def dynamics_for(name: str) -> Dynamics:
         return Dynamics(DATA / "tail-loss-rto.pcapng", bulk=False)
     if name in ("zero_window_s", "window_probes", "probes"):
         return Dynamics(DATA / "zero-window.pcapng")
+    if name in ("drain_s", "bbr_min_rtt_ms", "probe_rtt_s"):
+        return Dynamics(DATA / "bbr.pcapng")
+    if name in ("jain_index", "fair_share_pct"):
+        return Dynamics(DATA / "fairness.pcapng")
     if name in ("delayed_ack_ms", "second_write_wait_ms"):
         return Dynamics(DATA / "nagle.pcapng", bulk=False)
     if name in ("aimd_cuts", "aimd_cut_factor", "increase_per_rtt"):
@@ -452,6 +456,8 @@ FITS = {
     "tail-loss-rto.pcapng": {"exchange", "tail-loss-rto"},
     "udp.pcapng": {"udp"},
     "zero-window.pcapng": {"exchange", "bulk-loss", "zero-window"},
+    "bbr.pcapng": {"exchange", "bufferbloat-bbr", "bbr"},
+    "fairness.pcapng": {"exchange", "bulk-loss", "slow-start", "aimd", "bufferbloat-reno", "fairness"},
     "nagle.pcapng": {"exchange", "nagle"},
     "nagle-off.pcapng": {"exchange", "nagle-off"},
 }
@@ -508,3 +514,16 @@ def test_nagle_holds_the_second_write_for_the_delayed_ack_and_nodelay_does_not()
     assert {k.values["ato_us"] for k in nagle.kernel["server"] if k.values.get("ato_us")} == {40_000}
     assert all(nagle.delayed_ack_ms() <= wait <= nagle.delayed_ack_ms() + 20 for wait in nagle.request_waits_ms())
     assert nodelay.request_waits_ms() and max(nodelay.request_waits_ms()) < 2
+
+
+def test_the_bundled_bbr_and_fairness_captures_show_what_07_says():
+    """bbr: start-up, drain within a second, probe-bandwidth, probe-RTT about 10 s in, its min RTT
+    above the 40 ms of delay; two reno downloads: Jain's index near 1, shares near half."""
+    bbr = Dynamics(DATA / "bbr.pcapng")
+    order = [phase for _, phase in bbr.bbr_phase_times_s()]
+    assert order[:4] == ["startup", "drain", "probe_bw", "probe_rtt"]
+    assert bbr.first_phase_s("drain") < 2 and 9.5 <= bbr.first_phase_s("probe_rtt") <= 11
+    assert 40 < bbr.bbr_min_rtt_ms() < 60
+    pair = Dynamics(DATA / "fairness.pcapng")
+    assert len(pair.flows) == 2 and pair.jain() >= 0.95 and 40 <= pair.first_flow_share_pct() <= 60
+

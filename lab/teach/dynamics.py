@@ -20,11 +20,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from lab.inspect.congestion import Cut, cuts, increase_per_rtt
+from lab.inspect.analysis import stream_segments
+from lab.inspect.congestion import Cut, bbr_phases, cuts, increase_per_rtt
+from lab.inspect.fairness import Shares, median_jain, shares
 from lab.inspect.expectations import Evidence, delayed_acks, first_sent_again, rtt_range, second_write_waits
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
-from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW
+from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW, Segment
 from lab.paths import PROJECT_ROOT
 from lab.teach.exercises import QUESTIONS, CaptureMismatch, Exercises, Question
 
@@ -34,7 +36,8 @@ DATA = PROJECT_ROOT / "notebooks" / "data"
 DATA_SCENARIOS = {"slow-start.pcapng": "slow-start", "aimd.pcapng": "aimd", "bufferbloat-reno.pcapng": "bufferbloat",
                   "bufferbloat-bbr.pcapng": "bufferbloat", "syn-loss.pcapng": "syn-loss",
                   "tail-loss-probe.pcapng": "tail-loss-probe", "tail-loss-rto.pcapng": "tail-loss-rto",
-                  "zero-window.pcapng": "zero-window", "nagle.pcapng": "nagle", "nagle-off.pcapng": "nagle-off"}
+                  "zero-window.pcapng": "zero-window", "nagle.pcapng": "nagle", "nagle-off.pcapng": "nagle-off",
+                  "bbr.pcapng": "bbr", "fairness.pcapng": "fairness"}
 
 
 @dataclasses.dataclass
@@ -190,6 +193,44 @@ class Dynamics(Exercises):
             raise ValueError("the receiver sent no ACK with a window")
         return round(max(ack.window for ack in acks) / acks[0].window, 1)
 
+    def bbr_phase_times_s(self) -> list[tuple[float, str]]:
+        """(s since the first frame, phase) each time a bbr sender's phase changed."""
+        return [(round(self.seconds(at), 2), phase) for at, phase in bbr_phases(self.sender)]
+
+    def first_phase_s(self, wanted: str) -> float:
+        found = next((at for at, phase in self.bbr_phase_times_s() if phase == wanted), None)
+        if found is None:
+            raise ValueError(f"the sender never entered {wanted} (is it bbr, and was the download long enough?)")
+        return found
+
+    def bbr_min_rtt_ms(self) -> float:
+        """bbr's min RTT estimate (ms) at the end of the download."""
+        found = [k.values["bbr_min_rtt_us"] for k in self.sender if k.values.get("bbr_min_rtt_us")]
+        if not found:
+            raise ValueError("no bbr state in the sender's samples")
+        return round(found[-1] / 1000, 1)
+
+    @functools.cached_property
+    def flows(self) -> list[list[Segment]]:
+        """Every download to the lab's server in the capture: each connection's segments."""
+        return [stream_segments(self.path, conn.stream) for conn in self.capture.connections
+                if conn.server.port == self.port and conn.server.payload_bytes]
+
+    def flow_shares(self) -> Shares:
+        return shares(self.flows)
+
+    def jain(self) -> float:
+        found = median_jain(self.flow_shares())
+        if found is None:
+            raise ValueError("the capture holds no two downloads under way at once")
+        return round(found, 2)
+
+    def first_flow_share_pct(self) -> float:
+        found = self.flow_shares()
+        if not found.rates:
+            raise ValueError("the capture holds no two downloads under way at once")
+        return round(100 * found.share(0))
+
     def window_cuts(self) -> list[Cut]:
         """Each time the sender cut its window (lab.inspect.congestion): ca_state recovery or loss."""
         return cuts(self.sender)
@@ -332,6 +373,22 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         lambda d: d.cut_factor(),
         "at each cut: the new ssthresh over the largest cwnd since the cut before", "number", 0.1,
         wrong=lambda d: [0.7, 1.0]),      # cubic's factor, and no cut at all
+    "drain_s": Question(
+        "when (s, since the first frame) bbr's start-up ended and it began to drain the queue",
+        lambda d: d.first_phase_s("drain"),
+        "the sender's samples: the first whose pacing_gain is 88 (1/2.89, in units of 1/256)", "number", 0.1),
+    "bbr_min_rtt_ms": Question(
+        "bbr's own estimate of the shortest round trip (ms), at the end of the download",
+        lambda d: d.bbr_min_rtt_ms(),
+        "the sender's samples: bbr_min_rtt_us, last value; it is more than the link's delay: each segment "
+        "also takes its time to cross the slow link", "number", 0.05,
+        wrong=lambda d: [link.delay_ms + (d.scenario.to_server.delay_ms if d.scenario.to_server else 0)
+                         for link in [d.scenario.to_client] if d.scenario and link]),   # the delay alone
+    "jain_index": Question(
+        "Jain's fairness index of the two downloads' rates (two decimals, the median over half-second windows)",
+        lambda d: d.jain(),
+        "(x1 + x2)^2 / (2 (x1^2 + x2^2)) for each window's two rates; lab.inspect.fairness does it", "number", 0.02,
+        wrong=lambda d: [0.5]),            # one flow taking everything
     "queue_delay_ms": Question(
         "how long (ms) a packet waits in the queue late in the transfer: the median RTT of the "
         "second half minus the least RTT",
@@ -394,6 +451,14 @@ PREDICTIONS: dict[str, Question] = {
         "segments per round trip the window grew by between cuts",
         lambda d: d.climb_per_rtt(),
         "in congestion avoidance reno adds one segment once a whole window has been acknowledged"),
+    "probe_rtt_s": Question(
+        "when (s, since the first frame) bbr first drops its window to 4 segments to measure the round trip",
+        lambda d: d.first_phase_s("probe_rtt"),
+        "bbr probes the round trip when its min RTT estimate is 10 s old without a lower sample"),
+    "fair_share_pct": Question(
+        "the share (%) of what the link delivered that the first download got, while both ran",
+        lambda d: d.first_flow_share_pct(),
+        "the same algorithm and the same round trip: neither has an advantage"),
     "late_rtt_ms": Question(
         "the median RTT (ms) in the second half of the transfer",
         lambda d: d.rtt_late_ms(),

@@ -140,6 +140,18 @@ def _has_bloat(path: Path) -> bool:
     return bool(found) and found[2] >= 3 * found[0]
 
 
+def _has_bbr_phases(path: Path) -> bool:
+    """A bbr download long enough to reach probe-RTT (its kernel state recorded)."""
+    dyn = _kernel_view(path)
+    return bool(dyn and any(phase == "probe_rtt" for _, phase in dyn.bbr_phase_times_s()))
+
+
+def _has_two_flows(path: Path) -> bool:
+    """Two downloads under way at once, with the kernel's samples."""
+    dyn = _kernel_view(path)
+    return bool(dyn and len(dyn.flows) >= 2 and dyn.flow_shares().rates)
+
+
 def _has_syn_again(path: Path) -> bool:
     """Kernel samples of a connection whose client sent its SYN more than once."""
     dyn = _kernel_view(path, bulk=False)
@@ -203,6 +215,10 @@ NEEDS = {
     "bufferbloat-bbr.pcapng": (lambda path: _congestion_control(path) == "bbr",
                                "a download by bbr, with the kernel's samples",
                                "invoke up --cc bbr, then invoke scenario bufferbloat"),
+    "bbr.pcapng": (_has_bbr_phases, "a bbr download that reached probe-RTT (10 s or more), with the kernel's samples",
+                   "invoke up --cc bbr, then invoke scenario bbr"),
+    "fairness.pcapng": (_has_two_flows, "two downloads at once, with the kernel's samples",
+                        "invoke scenario fairness"),
     "syn-loss.pcapng": (_has_syn_again, "a SYN sent again, with the kernel's samples", "invoke scenario syn-loss"),
     "tail-loss-probe.pcapng": (_has_resend_by("probe"), "a reply sent again by a tail loss probe, with the kernel's "
                                "samples", "invoke scenario tail-loss-probe"),
@@ -221,7 +237,8 @@ NEEDS = {
 STUDIES = {
     "01": ("exchange.pcapng",), "02": ("exchange.pcapng",), "03": ("exchange.pcapng",),
     "04": ("bulk-loss.pcapng",), "05": ("crafted.pcapng",), "06": ("udp.pcapng",),
-    "07": ("slow-start.pcapng", "aimd.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng"),
+    "07": ("slow-start.pcapng", "aimd.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng", "bbr.pcapng",
+           "fairness.pcapng"),
     "08": ("syn-loss.pcapng", "tail-loss-probe.pcapng", "tail-loss-rto.pcapng", "zero-window.pcapng", "nagle.pcapng",
            "nagle-off.pcapng"),
     "09": ("overlay.underlay.pcap",),

@@ -75,9 +75,11 @@ scenario tail-loss-rto tail-loss-rto reno
 scenario zero-window zero-window reno
 scenario nagle nagle reno
 scenario nagle-off nagle-off reno
+scenario fairness fairness reno
 inv down
 inv up --cc bbr
 scenario bufferbloat bufferbloat-bbr bbr
+scenario bbr bbr bbr
 
 # 09: the lab across two hosts of a swarm, made here on two engines in namespaces
 # (.ci/cluster, root only); the capture of node 1's own interface, the lab inside VXLAN.
