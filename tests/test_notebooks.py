@@ -302,34 +302,39 @@ def with_parameters(path: Path, **values: str | Path | None) -> nbformat.Noteboo
     leaves that capture the bundled one)."""
     book = nbformat.read(path, as_version=4)
     cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = "\n".join(f"{name} = {None if value is None else str(value)!r}" for name, value in values.items())
+    # The cell's own lines first (every capture it names stays None, the bundled one), then ours:
+    # papermill injects its values the same way, after the defaults.
+    cell.source += "\n" + "\n".join(f"{name} = {None if value is None else str(value)!r}"
+                                     for name, value in values.items())
     return book
 
 
 @pytest.mark.docker
 def test_notebooks_07_and_08_run_on_fresh_scenario_captures():
     """The learner's own runs: each scenario on a fresh lab, then the notebook on those captures.
-    slow-start names reno, so the lab it brings up runs reno, as the notebooks' lessons do; the
-    bbr side of 07's comparison stays the bundled capture."""
+    slow-start names reno, so the lab it brings up runs reno, as the notebooks' lessons do; 07's
+    two bbr captures stay the bundled ones."""
     made, reno_lab = {}, f"{LAB}-reno"
     try:
-        for scenario_name, seed in (("slow-start", 3), ("aimd", 3), ("bufferbloat", 3), ("syn-loss", 3),
-                                    ("tail-loss-probe", 3), ("tail-loss-rto", 3), ("zero-window", 3)):
+        for scenario_name, seed in (("slow-start", 3), ("aimd", 3), ("bufferbloat", 3), ("fairness", 3),
+                                    ("syn-loss", 3), ("tail-loss-probe", 3), ("tail-loss-rto", 3), ("zero-window", 3),
+                                    ("nagle", 3), ("nagle-off", 3)):
             result = invoke("scenario", scenario_name, "--seed", str(seed), "--lab", reno_lab)
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr
             made[scenario_name] = CAPTURES_DIR / f"{scenario_name}-reno-seed{seed}.pcapng"
             assert made[scenario_name].exists(), result.stdout[-2000:]
         books = {
             "07": with_parameters(NOTEBOOKS[6], pcap=made["slow-start"], aimd_pcap=made["aimd"],
-                                  bloat_loss=made["bufferbloat"], bloat_bbr=None),
+                                  bloat_loss=made["bufferbloat"], fair_pcap=made["fairness"]),
             "08": with_parameters(NOTEBOOKS[7], syn_pcap=made["syn-loss"], tail_pcap=made["tail-loss-probe"],
-                                  rto_pcap=made["tail-loss-rto"], window_pcap=made["zero-window"]),
+                                  rto_pcap=made["tail-loss-rto"], window_pcap=made["zero-window"],
+                                  nagle_pcap=made["nagle"], nodelay_pcap=made["nagle-off"]),
         }
         for number, book in books.items():
             NotebookClient(book, timeout=600, kernel_name="python3",
                            resources={"metadata": {"path": str(NOTEBOOKS[0].parent)}}).execute()
             out = text_of(book)
-            assert out.count("(bundled;") == (1 if number == "07" else 0) and "Traceback" not in out
+            assert out.count("(bundled;") == (2 if number == "07" else 0) and "Traceback" not in out   # bbr's two
             assert "cannot answer it" not in out
             assert all(f"studying {notebook.shown(path)}" in out for path in made.values()
                        if str(path) in str(book.cells))
