@@ -211,9 +211,8 @@ def demo(c, message=None, verbose=False, lab=None):
 @task(
     positional=["name"],
     help={"name": "a bundled scenario (invoke scenario list: syn-loss, fast-retransmit, burst-loss, tail-loss-probe, "
-                  "tail-loss-rto, reorder, slow-start, aimd, bbr, bufferbloat, fairness, zero-window, nagle, nagle-off) or a "
-                  ".toml "
-                  "file",
+                  "tail-loss-rto, reorder, slow-start, aimd, bbr, bufferbloat, fairness, fairness-bbr-reno, zero-window, "
+                  "nagle, nagle-off) or a .toml file",
           "seed": "a seed: it picks the lost segment and the link's numbers (default: the student's, set by invoke "
                   "student, else the config's lab.seed, 1)",
           "lab": LAB_HELP},

@@ -91,6 +91,14 @@ def test_several_flows_download_at_once_each_checked(server):
     assert result.returncode == 0 and result.stdout.count("OK received 200000 bytes") == 3
 
 
+def test_a_congestion_control_is_asked_of_the_server_first_and_a_refusal_is_one_line(server):
+    assert run_client("--port", str(server.port), "--cc", "reno", "ECHO hi").stdout == "OK hi\n"
+    flows = run_client("--port", str(server.port), "--bulk", "100000", "--flows", "2", "--cc", "bbr,reno")
+    assert flows.returncode == 0 and flows.stdout.count("OK received 100000 bytes") == 2
+    assert_one_line_error(run_client("--port", str(server.port), "--cc", "no_such", "ECHO hi"), 1,
+                          "the server would not send with no_such")
+
+
 def test_an_err_reply_is_printed_and_exits_1(server):
     result = run_client("--port", str(server.port), "NOPE", "ECHO after")
     assert result.returncode == 1
@@ -178,7 +186,8 @@ def test_a_server_that_breaks_the_protocol_exits_7(fake):
 
 
 @pytest.mark.parametrize("args", [[], ["--port", "0", "ECHO x"], ["--udp", "--bulk", "5"], ["--bulk", "5", "ECHO x"],
-                                  ["--split-at", "0", "ECHO x"], ["--flows", "2", "ECHO x"], ["--bulk", "5", "--flows", "9"]])
+                                  ["--split-at", "0", "ECHO x"], ["--flows", "2", "ECHO x"], ["--bulk", "5", "--flows", "9"],
+                                  ["--cc", "Reno", "ECHO x"]])
 def test_bad_command_lines_exit_2_without_traceback(args):
     result = run_client(*args)
     assert result.returncode == 2

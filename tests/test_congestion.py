@@ -67,3 +67,19 @@ def test_two_copies_of_one_download_share_perfectly_and_one_flow_has_no_share():
     assert shares([evidence.segments]).rates == []
     alone = jain_index_at_least(Evidence(evidence.segments, False, flows=[(evidence.segments, [])]), 0.9)
     assert not alone.ok and "never all under way" in alone.seen
+
+
+def test_a_larger_window_is_read_per_flow_from_each_senders_algorithm():
+    from lab.inspect.expectations import Evidence, window_larger
+    from lab.inspect.kernel import KernelSample
+
+    def flow(cc: str, cwnd: int) -> tuple[list, list]:
+        samples = [KernelSample(i, "server", "a", "b", {"state": "ESTABLISHED", "cwnd": cwnd, "cc": cc})
+                   for i in range(3)]
+        return [], samples
+
+    evidence = Evidence([], False, flows=[flow("bbr", 26), flow("reno", 15)])
+    assert window_larger(evidence, ["bbr", "reno"]).ok and not window_larger(evidence, ["reno", "bbr"]).ok
+    assert not window_larger(Evidence([], False, flows=[flow("bbr", 18), flow("reno", 16)]), ["bbr", "reno"]).ok
+    missing = window_larger(Evidence([], False, flows=[flow("reno", 15), flow("reno", 16)]), ["bbr", "reno"])
+    assert not missing.ok and "flows with reno" in missing.seen

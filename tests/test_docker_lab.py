@@ -165,3 +165,22 @@ def test_up_sets_the_congestion_control_and_turns_ipv6_off(lab_b):
     another = next(name for name in allowed if name != "reno")      # one a container may use
     other = invoke("up", "--cc", another, "--lab", B)
     assert other.returncode == 1 and "is up with congestion control reno: run 'invoke down --lab nlt-b' first" in other.stderr
+
+
+def test_a_lab_running_an_older_image_starts_again_from_the_new_one_and_keeps_its_algorithm(lab_a, tmp_path):
+    """The image is rebuilt after the code changes; a server still running the old image answered
+    the new CC request "unknown verb". `up` starts it again, with the congestion control it had."""
+    ok(invoke("up", "--lab", A, "--cc", "reno"))
+    (tmp_path / "Dockerfile").write_text(f"FROM tcplab/lab:{A}\nLABEL org.tcplab.test=newer\n")
+    subprocess.run(["docker", "build", "-q", "-t", f"tcplab/lab:{A}", str(tmp_path)], check=True,
+                   capture_output=True, timeout=120)
+    out = ok(invoke("up", "--lab", A))
+    assert f"{A}-server, {A}-client ran an older image of the lab: starting them again" in out
+    server = docker_json("inspect", f"{A}-server")[0]
+    assert server["Config"]["Labels"].get("org.tcplab.test") == "newer"
+    algorithm = subprocess.run(["docker", "exec", f"{A}-server", "cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    assert algorithm == "reno"
+    again = ok(invoke("up", "--lab", A))
+    assert "older image" not in again                                  # once current, left alone
+    assert "OK reno" in ok(invoke("send", "CC reno", "--lab", A))

@@ -261,3 +261,14 @@ def test_any_stream_in_any_chunking_gives_the_same_events_and_a_bounded_buffer(s
         assert decoder.buffered < LIMIT
         events += drain(decoder)
     assert events == expected_events(stream, LIMIT)
+
+
+def test_cc_names_an_algorithm_and_nothing_else():
+    from lab.inside.protocol import BadRequest, CongestionControl, encode_request, parse_request_line
+
+    assert parse_request_line(b"CC reno") == CongestionControl("reno")
+    assert parse_request_line(b"cc bbr\r") == CongestionControl("bbr")
+    assert encode_request(CongestionControl("bbr")) == b"CC bbr\n"
+    for bad in (b"CC", b"CC Reno", b"CC reno bbr", b"CC " + b"x" * 16, b"CC ../etc"):
+        assert isinstance(parse_request_line(bad), BadRequest), bad
+

@@ -142,7 +142,7 @@ def test_a_scenario_file_is_read_as_hostile_input(tmp_path):
 
 def test_an_unknown_scenario_is_one_line_naming_the_bundled_ones():
     result = invoke("scenario", "no-such-thing")
-    assert result.returncode == 1 and "the bundled ones are aimd, bbr, bufferbloat, burst-loss, fairness, fast-retransmit" in result.stderr
+    assert result.returncode == 1 and "the bundled ones are aimd, bbr, bufferbloat, burst-loss, fairness, fairness-bbr-reno, fast-retransmit" in result.stderr
     assert "Traceback" not in result.stderr
 
 

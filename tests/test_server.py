@@ -31,7 +31,7 @@ def test_bad_lines_get_err_and_the_connection_goes_on(server):
     reply = exchange(server.port, b"\nNOPE\nECHO \xff\nECHO still here\n")
     assert reply.splitlines() == [
         b"ERR empty request (try: ECHO hello)",
-        b"ERR unknown verb 'NOPE' (verbs: ECHO, UPPER, TIME, BULK, QUIT)",
+        b"ERR unknown verb 'NOPE' (verbs: ECHO, UPPER, TIME, BULK, CC, QUIT)",
         b"ERR request is not valid UTF-8 (byte 5)",
         b"OK still here",
     ]
@@ -358,3 +358,19 @@ def test_a_udp_reply_too_long_for_a_datagram_is_an_err_and_the_log_says_so(serve
     assert reply == b"ERR the reply would not fit in one datagram: send less\n"
     server.terminate()
     assert any("proto=udp" in line and "close=reply-too-long" in line for line in server.log_lines)
+
+
+def test_cc_sets_the_connections_congestion_control_where_the_kernel_allows_it(server):
+    """CC NAME answers OK NAME and the connection's socket then runs it (its tcp_info's algorithm),
+    or ERR for a name no kernel has; either way the connection goes on."""
+    import socket as sockets
+
+    with sockets.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        stream = conn.makefile("rwb")
+        stream.write(b"CC reno\nCC no_such_algo\nECHO still here\n")
+        stream.flush()
+        assert stream.readline() == b"OK reno\n"
+        refused = stream.readline()
+        assert refused.startswith(b"ERR congestion control no_such_algo is not to be had here")
+        assert stream.readline() == b"OK still here\n"
+

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import shlex
 import time
@@ -37,6 +38,8 @@ from lab.host.state import existing, lab_option, our_containers, running
 from lab.host.swarm import docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import say
+
+CC_SYSCTL = "net.ipv4.tcp_congestion_control"
 
 READY_TIMEOUT = 30.0
 
@@ -115,11 +118,11 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     if lab.engine == "swarm":                 # built here, then copied to the nodes that lack it
         build_unless_current(c, lab, Docker(c))
         docker.distribute(lab.image, is_current)
-    elif lab.image not in found:
+    elif lab.image not in found or not is_current(found[lab.image]):
+        if lab.image in found:
+            say(f"image {lab.image} was built from older code: building it again")
         build(c, lab, docker)
-    elif not is_current(found[lab.image]):
-        say(f"image {lab.image} was built from older code: building it again")
-        build(c, lab, docker)
+        found.pop(lab.image, None)
     if lab.network not in found:
         encrypted, said = choose_encryption(docker, topology) if lab.engine == "swarm" else (False, "")
         subnet = create_network(docker, topology, encrypted)
@@ -129,6 +132,20 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         subnet = next((cfg.get("Subnet") for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])), None)
     names = [topology.container(role.name) for role in topology.long_lived]
     stale = [name for name in names if name in found and not running(found[name])]
+    if lab.engine != "swarm":
+        # A running server from an image since rebuilt runs the old code: a request the new
+        # code knows (CC) was answered "unknown verb". It starts again from the new image.
+        image = [found[lab.image]] if lab.image in found else docker.inspect([lab.image], kind="image")
+        outdated = [name for name in names if running(found.get(name)) and image
+                    and found[name].get("Image") != image[0].get("Id")]
+        if outdated:
+            say(f"{', '.join(outdated)} ran an older image of the lab: starting them again from the new one")
+            kept = ((found[outdated[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
+            if lab.cc == AUTO and kept:          # the lab keeps the congestion control it was made with
+                lab = dataclasses.replace(lab, cc=kept)
+                topology = describe(lab)
+            stale += outdated
+            found = {key: value for key, value in found.items() if key not in outdated}
     if stale:
         docker.run(["rm", "--force", *stale], quiet=True)
     to_start = [role.name for role in topology.long_lived if not running(found.get(topology.container(role.name)))]
@@ -156,7 +173,7 @@ def refuse_another_congestion_control(found: dict, topology: Topology) -> None:
     for role in topology.hosts:
         obj = found.get(topology.container(role.name))
         if running(obj):
-            now = ((obj.get("HostConfig") or {}).get("Sysctls") or {}).get("net.ipv4.tcp_congestion_control", "the default")
+            now = ((obj.get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL, "the default")
             if now != lab.cc:
                 raise LabError(f"lab {lab.name!r} is up with congestion control {now}: run 'invoke down"
                                f"{lab_option(lab)}' first, then 'invoke up --cc {lab.cc}{lab_option(lab)}'")

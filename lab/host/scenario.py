@@ -5,7 +5,8 @@ learner or an instructor writes. It names:
 
 * ``exchange``: what the client does (``send = [...]`` request lines, with ``nagle``
   and ``split_at`` for small writes, or ``bulk = N`` bytes, with ``rcvbuf``,
-  ``pause_after`` and ``pause_for`` for a slow reader, or ``flows`` downloads at once);
+  ``pause_after`` and ``pause_for`` for a slow reader, or ``flows`` downloads at once, each
+  with its own congestion control where ``flow_cc`` names them);
 * ``[to_client]`` and ``[to_server]``: the link each way (``delay_ms``,
   ``jitter_ms``, ``loss_pct``, ``rate_kbit``, ``queue_packets``) and ``events``,
   the packet-level ones lab.inside.linkemu applies (``"drop:data:5"``);
@@ -54,7 +55,7 @@ _CC = re.compile(r"[a-z0-9_]{1,16}")
 _RANGE = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*\]")
 LINK_NUMBERS = {"delay_ms": 60_000, "jitter_ms": 60_000, "loss_pct": 100, "rate_kbit": 10_000_000,
                 "queue_packets": 100_000}
-EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for", "nagle", "split_at", "flows"}
+EXCHANGE_KEYS = {"send", "bulk", "rcvbuf", "pause_after", "pause_for", "nagle", "split_at", "flows", "flow_cc"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +121,8 @@ class Scenario:
             args += ["--rcvbuf", str(exchange["rcvbuf"])]
         if "flows" in exchange:
             args += ["--flows", str(exchange["flows"])]
+        if exchange.get("flow_cc"):
+            args += ["--cc", ",".join(exchange["flow_cc"])]
         if "pause_after" in exchange:
             args += ["--pause-after", str(exchange["pause_after"]), "--pause-for", f"{exchange.get('pause_for', 2):g}"]
         return args
@@ -170,8 +173,11 @@ def resolve(name: str, raw: dict[str, Any], seed: int, where: str = "scenario") 
         raise LabError(f"{where}: exchange.send is a list of request lines, e.g. [\"ECHO hi\"]")
     if not isinstance(exchange.get("nagle", False), bool):
         raise LabError(f"{where}: exchange.nagle is true or false")
-    exchange = {key: value if key in ("send", "nagle") else _number(value, rng, f"{where}: exchange.{key}", 1 << 31)
-                for key, value in exchange.items()}
+    flow_cc = exchange.get("flow_cc", [])
+    if not (isinstance(flow_cc, list) and all(isinstance(name, str) and _CC.fullmatch(name) for name in flow_cc)):
+        raise LabError(f"{where}: exchange.flow_cc lists congestion controls, one per flow, e.g. [\"bbr\", \"reno\"]")
+    exchange = {key: value if key in ("send", "nagle", "flow_cc")
+                else _number(value, rng, f"{where}: exchange.{key}", 1 << 31) for key, value in exchange.items()}
     expect = raw.get("expect", {})
     if not isinstance(expect, dict):
         raise LabError(f"{where}: [expect] is a table of checks")

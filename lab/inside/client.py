@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import socket
 import sys
 import time
@@ -80,12 +81,14 @@ class Client:
     """One TCP connection to the lab server, speaking lab.protocol."""
 
     def __init__(self, host: str, port: int, timeout: float, pause: Pauser | None = None,
-                 receive_buffer: int | None = None, nagle: bool = False, split_at: int | None = None) -> None:
+                 receive_buffer: int | None = None, nagle: bool = False, split_at: int | None = None,
+                 congestion_control: str | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.pause = pause or Pauser(False)
         self.receive_buffer = receive_buffer
         self.nagle = nagle              # keep Nagle's algorithm (no TCP_NODELAY): small writes wait
         self.split_at = split_at        # write each request in two: its first split_at bytes, then the rest
+        self.congestion_control = congestion_control     # asked of the server first (CC NAME), if given
         self.sock: socket.socket | None = None
         self.decoder = protocol.ReplyDecoder()
 
@@ -166,11 +169,20 @@ class Client:
         """
         self.connect()
         try:
+            if self.congestion_control:
+                self.ask_congestion_control(self.congestion_control)
             yield self
         except BaseException:
             self.abort()
             raise
         self.close()
+
+    def ask_congestion_control(self, name: str) -> None:
+        """CC NAME: the server sends on this connection with ``name``, or the client stops here."""
+        request = protocol.CongestionControl(name)
+        reply, _ = self.exchange(request, protocol.encode_request(request))
+        if isinstance(reply, Err):
+            raise ClientError(f"the server would not send with {name}: {reply.reason}", EXIT_ERR_REPLY)
 
     def abort(self) -> None:
         """Close at once, without waiting for the server (unread data makes the kernel send RST)."""
@@ -347,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rcvbuf", type=int, metavar="BYTES", help="the socket's receive buffer (a small one fills fast)")
     parser.add_argument("--flows", type=int, default=1, metavar="N",
                         help="with --bulk: N downloads at once, each on its own connection (default %(default)s)")
+    parser.add_argument("--cc", metavar="ALGORITHM[,ALGORITHM...]",
+                        help="ask the server to send with this congestion control (CC request); with --flows, "
+                             "one per flow in turn (e.g. bbr,reno)")
     parser.add_argument("--nagle", action="store_true",
                         help="keep Nagle's algorithm (no TCP_NODELAY): a small write waits for the ACK of the last")
     parser.add_argument("--split-at", type=int, metavar="BYTES",
@@ -380,17 +395,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rcvbuf is 1024 bytes to 1 GiB")
     if not 1 <= args.flows <= 8 or (args.flows > 1 and (args.bulk is None or args.pause_after is not None)):
         parser.error("--flows is 1 to 8, with --bulk (and no --pause-after)")
+    algorithms = args.cc.split(",") if args.cc else [None]
+    if args.cc and not all(re.fullmatch(r"[a-z0-9_]{1,15}", name) for name in algorithms):
+        parser.error("--cc takes algorithm names, e.g. reno or bbr,reno")
     if args.split_at is not None and not 1 <= args.split_at <= protocol.DEFAULT_MAX_LINE:
         parser.error(f"--split-at is 1 to {protocol.DEFAULT_MAX_LINE} bytes")
     try:
         if args.udp:
             return run_udp(args.host, args.port, args.timeout, args.messages)
-        client = Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf, args.nagle, args.split_at)
+        client = Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf, args.nagle, args.split_at,
+                        algorithms[0])
         if args.interactive:
             return run_interactive(client)
         if args.bulk is not None and args.flows > 1:
-            clients = [client] + [Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf)
-                                  for _ in range(args.flows - 1)]
+            clients = [client] + [Client(args.host, args.port, args.timeout, Pauser(args.step), args.rcvbuf,
+                                         congestion_control=algorithms[number % len(algorithms)])
+                                  for number in range(1, args.flows)]
             return run_flows(clients, args.bulk, args.note)
         if args.bulk is not None:
             return run_bulk(client, args.bulk, args.pause_after, args.pause_for, args.note)

@@ -14,6 +14,8 @@ The protocol, as a person types it into ``nc``::
     UPPER <text>   ->  OK <TEXT>
     TIME           ->  OK <UTC time, ISO 8601>
     BULK <nbytes> [note]  ->  OK <nbytes> bytes follow LF, exactly nbytes of PATTERN, OK end of bulk LF
+    CC <algorithm> ->  OK <algorithm>: the server sends on this connection with that congestion
+                       control (setsockopt TCP_CONGESTION; ERR where its kernel refuses it)
     QUIT           ->  OK bye, then the server closes the connection
 
 Rules, and why:
@@ -42,6 +44,7 @@ Rules, and why:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import deque
 from typing import Union
 
@@ -51,8 +54,9 @@ from typing import Union
 PORT = 7070
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_BULK_CAP = 1 << 30
-VERBS = ("ECHO", "UPPER", "TIME", "BULK", "QUIT")
+VERBS = ("ECHO", "UPPER", "TIME", "BULK", "CC", "QUIT")
 BULK_TERMINATOR = "end of bulk"
+_ALGORITHM = re.compile(r"[a-z0-9_]{1,15}")     # TCP_CA_NAME_MAX is 16, its NUL included
 BULK_VIEW_MAX = 256 * 1024
 
 # 63 printable characters and a newline: BULK data is this block repeated.
@@ -101,11 +105,18 @@ class Bulk:
 
 
 @dataclasses.dataclass(frozen=True)
+class CongestionControl:
+    """CC <algorithm>: two flows of one server may then compete with two algorithms."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Quit:
     pass
 
 
-Request = Union[Echo, Upper, Time, Bulk, Quit]
+Request = Union[Echo, Upper, Time, Bulk, CongestionControl, Quit]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +192,10 @@ def encode_request(request: Request) -> bytes:
         if request.nbytes < 0:
             raise LocalProtocolError(f"BULK needs a byte count >= 0, got {request.nbytes}")
         line = f"BULK {request.nbytes}" + (" " + _single_line(request.note, "BULK note") if request.note else "")
+    elif isinstance(request, CongestionControl):
+        if not _ALGORITHM.fullmatch(request.name):
+            raise LocalProtocolError(f"CC takes an algorithm's name (letters, digits, _), got {request.name!r}")
+        line = "CC " + request.name
     elif isinstance(request, Quit):
         line = "QUIT"
     else:
@@ -244,6 +259,11 @@ def parse_request_line(line: bytes, bulk_cap: int = DEFAULT_BULK_CAP) -> Request
         if argument.strip():
             return BadRequest(f"usage: {verb} (no argument)")
         return Time() if verb == "TIME" else Quit()
+    if verb == "CC":
+        name = argument.strip()
+        if not _ALGORITHM.fullmatch(name):
+            return BadRequest("usage: CC <algorithm>, e.g. CC reno")
+        return CongestionControl(name)
     if verb == "BULK":
         count, _, note = argument.strip().partition(" ")
         if not count.isascii() or not count.isdigit():

@@ -75,6 +75,7 @@ from lab.inside.protocol import (
     NEED_DATA,
     BadRequest,
     Bulk,
+    CongestionControl,
     Echo,
     Err,
     Ok,
@@ -164,7 +165,19 @@ def reply_to(request: Request) -> Reply:
         return protocol.bulk_header(request.nbytes)
     if isinstance(request, Quit):
         return Ok("bye")
+    if isinstance(request, CongestionControl):
+        return Err("CC needs a TCP connection: it sets that connection's congestion control")
     raise TypeError(f"not a request: {request!r}")
+
+
+def choose_congestion_control(conn: socket.socket, name: str) -> Reply:
+    """CC NAME: this connection sends with ``name`` from now on, if the kernel lets an
+    unprivileged process pick it (the host's net.ipv4.tcp_allowed_congestion_control)."""
+    try:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
+    except OSError as exc:
+        return Err(f"congestion control {name} is not to be had here ({exc.strerror})")
+    return Ok(name)
 
 
 def format_peer(address: tuple) -> str:
@@ -392,6 +405,9 @@ class LabServer:
         BULK data goes out in slices of one pattern buffer shared by every
         connection (protocol.bulk_view): no connection allocates its own.
         """
+        if isinstance(request, CongestionControl):
+            await self._send(conn, task, protocol.encode_reply(choose_congestion_control(conn, request.name)), record)
+            return
         await self._send(conn, task, protocol.encode_reply(reply_to(request)), record)
         if isinstance(request, Bulk):
             offset = 0

@@ -492,11 +492,31 @@ def jain_index_at_least(evidence: Evidence, least: float) -> Verdict:
     parts = []
     for number, (_, kernel) in enumerate(evidence.flows):
         cwnds = [k.values["cwnd"] for k in kernel if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
-        parts.append(f"flow {number + 1} {100 * found.share(number):.0f}%"
-                     + (f" (cwnd median {statistics.median(cwnds):.0f})" if cwnds else ""))
+        cc = next((k.values["cc"] for k in reversed(kernel) if k.values.get("cc")), None)   # after any CC request
+        parts.append(f"flow {number + 1}{f' ({cc})' if cc else ''} {100 * found.share(number):.0f}%"
+                     + (f", cwnd median {statistics.median(cwnds):.0f}" if cwnds else ""))
     seen = (f"Jain's index {index:.3f} (median of {len(found.rates)} windows, least {min(found.jain):.3f}); "
             + ", ".join(parts))
     return Verdict("jain_index_at_least", expected, seen, index >= least)
+
+
+def window_larger(evidence: Evidence, algorithms: Sequence[str], factor: float = 1.2) -> Verdict:
+    """Of two flows sharing the bottleneck, the one sent with ``algorithms[0]`` keeps a larger
+    window than the one with ``algorithms[1]``: its median cwnd ``factor`` times the other's
+    or more (each flow's algorithm is its sender's, from the kernel's samples)."""
+    first, second = algorithms
+    medians = {}
+    for _, kernel in evidence.flows:
+        cc = next((k.values["cc"] for k in reversed(kernel) if k.values.get("cc")), None)
+        cwnds = [k.values["cwnd"] for k in kernel if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
+        if cc and cwnds:
+            medians[cc] = statistics.median(cwnds)
+    expected = f"{first}'s window >= {factor:g} x {second}'s"
+    if first not in medians or second not in medians:
+        return Verdict("window_larger", expected, f"flows with {', '.join(medians) or 'no kernel samples'}", False)
+    ratio = medians[first] / medians[second]
+    return Verdict("window_larger", expected, f"median cwnd {first} {medians[first]:.0f}, {second} "
+                   f"{medians[second]:.0f} (x{ratio:.2f})", ratio >= factor)
 
 
 def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
@@ -537,7 +557,7 @@ CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {
         repeated_acks_at_least, no_retransmission, zero_window, window_probes_at_least, cwnd_grows_by_at_least, reaches_pct_of_rate,
         rtt_grows_by_at_least, rtt_grows_by_at_most, aimd_cycles_at_least, additive_increase_per_rtt,
         receive_window_grows_by_at_least, second_write_waits_ms_at_least, second_write_waits_ms_at_most,
-        delayed_ack_ms_at_least, bbr_phases_seen, jain_index_at_least)
+        delayed_ack_ms_at_least, bbr_phases_seen, jain_index_at_least, window_larger)
 }
 """Every expectation a scenario may state, by the name it uses."""
 

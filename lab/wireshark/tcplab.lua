@@ -5,7 +5,7 @@
 -- "ECHO hello", "OK hello", "BULK data, bytes 1448-2895 of 1000000".
 --
 -- The protocol, for this file's reader: a request is one line ("VERB args\n",
--- verbs ECHO, UPPER, TIME, BULK, QUIT); a reply is one line, "OK text\n" or
+-- verbs ECHO, UPPER, TIME, BULK, CC, QUIT); a reply is one line, "OK text\n" or
 -- "ERR reason\n"; the reply to "BULK n" is "OK n bytes follow\n", then n bytes of
 -- data, then "OK end of bulk\n". The same lines go over UDP, one per datagram.
 --
@@ -24,7 +24,7 @@ tcplab.fields = { f_line, f_verb, f_status, f_bulk, f_bulk_left }
 tcplab.prefs.port = Pref.uint("Port", 7070, "the lab's server port (TCP and UDP)")
 
 local tcp_seq = Field.new("tcp.seq")
-local VERBS = { ECHO = true, UPPER = true, TIME = true, BULK = true, QUIT = true }
+local VERBS = { ECHO = true, UPPER = true, TIME = true, BULK = true, CC = true, QUIT = true }
 
 -- What the first pass learned, for the passes after it (Wireshark dissects a
 -- frame again whenever it is shown): per frame, and per direction of a stream.
