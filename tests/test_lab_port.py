@@ -117,3 +117,30 @@ def test_a_notebook_runs_on_the_capture_of_a_lab_on_another_port(number, paramet
     out = text_of(book)
     assert "Traceback" not in out and "cannot study that capture" not in out
     assert all(f"studying {notebook.shown(Path(file))}" in out for file in made.values())
+
+
+@pytest.mark.docker
+def test_a_real_lab_on_another_port_is_studied_by_the_notebook_and_its_exercises(tmp_path):
+    """Not a rewritten capture: a lab configured with port 7171 (INVOKE_LAB_PORT), its own capture,
+    notebook 01 run on it, and the exercises' connection the one to 7171."""
+    from nbclient import NotebookClient
+
+    from lab.paths import CAPTURES_DIR
+    from tests.helpers import invoke, ok
+    from tests.test_notebooks import NOTEBOOKS, text_of, with_parameters
+
+    lab, env = "nlt-port", {"INVOKE_LAB_PORT": str(OTHER)}
+    capture = CAPTURES_DIR / "nlt-port-exchange.pcapng"
+    try:
+        assert f"server:{OTHER}" in ok(invoke("up", "--lab", lab, env=env))
+        ok(invoke("capture", "--send", "ECHO on another port", "--send", "TIME", "--name", capture.stem,
+                  "--lab", lab, env=env))
+        assert server_port(capture) == OTHER and Exercises(capture).conn.server.port == OTHER
+        book = with_parameters(NOTEBOOKS[0], pcap=capture)
+        NotebookClient(book, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS[0].parent)}}).execute()
+        out = text_of(book)
+        assert f"studying {notebook.shown(capture)}" in out and "Traceback" not in out
+    finally:
+        invoke("down", "--lab", lab, env=env)
+        capture.unlink(missing_ok=True)

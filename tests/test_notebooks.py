@@ -96,6 +96,8 @@ def dynamics_for(name: str) -> Dynamics:
         return Dynamics(DATA / "bbr.pcapng")
     if name in ("jain_index", "fair_share_pct"):
         return Dynamics(DATA / "fairness.pcapng")
+    if name in ("window_ratio", "bbr_share_pct"):
+        return Dynamics(DATA / "fairness-bbr-reno.pcapng")
     if name in ("delayed_ack_ms", "second_write_wait_ms"):
         return Dynamics(DATA / "nagle.pcapng", bulk=False)
     if name in ("aimd_cuts", "aimd_cut_factor", "increase_per_rtt"):
@@ -317,6 +319,7 @@ def test_notebooks_07_and_08_run_on_fresh_scenario_captures():
     made, reno_lab = {}, f"{LAB}-reno"
     try:
         for scenario_name, seed in (("slow-start", 3), ("aimd", 3), ("bufferbloat", 3), ("fairness", 3),
+                                    ("fairness-bbr-reno", 3),
                                     ("syn-loss", 3), ("tail-loss-probe", 3), ("tail-loss-rto", 3), ("zero-window", 3),
                                     ("nagle", 3), ("nagle-off", 3)):
             result = invoke("scenario", scenario_name, "--seed", str(seed), "--lab", reno_lab)
@@ -325,7 +328,8 @@ def test_notebooks_07_and_08_run_on_fresh_scenario_captures():
             assert made[scenario_name].exists(), result.stdout[-2000:]
         books = {
             "07": with_parameters(NOTEBOOKS[6], pcap=made["slow-start"], aimd_pcap=made["aimd"],
-                                  bloat_loss=made["bufferbloat"], fair_pcap=made["fairness"]),
+                                  bloat_loss=made["bufferbloat"], fair_pcap=made["fairness"],
+                                  mixed_pcap=made["fairness-bbr-reno"]),
             "08": with_parameters(NOTEBOOKS[7], syn_pcap=made["syn-loss"], tail_pcap=made["tail-loss-probe"],
                                   rto_pcap=made["tail-loss-rto"], window_pcap=made["zero-window"],
                                   nagle_pcap=made["nagle"], nodelay_pcap=made["nagle-off"]),
@@ -463,6 +467,8 @@ FITS = {
     "zero-window.pcapng": {"exchange", "bulk-loss", "zero-window"},
     "bbr.pcapng": {"exchange", "bufferbloat-bbr", "bbr"},
     "fairness.pcapng": {"exchange", "bulk-loss", "slow-start", "aimd", "bufferbloat-reno", "fairness"},
+    "fairness-bbr-reno.pcapng": {"exchange", "bulk-loss", "slow-start", "aimd", "bufferbloat-reno", "fairness",
+                                 "fairness-bbr-reno"},
     "nagle.pcapng": {"exchange", "nagle"},
     "nagle-off.pcapng": {"exchange", "nagle-off"},
 }
@@ -531,4 +537,6 @@ def test_the_bundled_bbr_and_fairness_captures_show_what_07_says():
     assert 40 < bbr.bbr_min_rtt_ms() < 60
     pair = Dynamics(DATA / "fairness.pcapng")
     assert len(pair.flows) == 2 and pair.jain() >= 0.95 and 40 <= pair.first_flow_share_pct() <= 60
+    mixed = Dynamics(DATA / "fairness-bbr-reno.pcapng")
+    assert set(mixed.flow_windows()) == {"bbr", "reno"} and mixed.window_ratio() >= 1.2 and mixed.share_of("bbr") > 50
 

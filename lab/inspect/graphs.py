@@ -97,6 +97,18 @@ def estimated_rtt(samples: Sequence[RttSample], alpha: float = ALPHA) -> list[fl
     return estimated_rtts((sample.rtt_ms for sample in samples), alpha)
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend: str | None = "upper left"):
+    """Label a time plot the way every figure here is labelled: axes, title, legend, a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(loc=legend, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def _axes(ax, size=(10, 4.5)):
     import matplotlib.pyplot as plt
 
@@ -124,13 +136,7 @@ def time_sequence_figure(segments: Sequence[Segment], from_client: bool | None =
                 linewidth=1, label="ACK from receiver")
         ax.step([a[0] for a in acks], [a[2] for a in acks], where="post", color="tab:orange",
                 linewidth=1, linestyle="--", label="ACK + receive window")
-    ax.set_xlabel("time since the first frame (s)")
-    ax.set_ylabel("relative sequence number (bytes)")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "time since the first frame (s)", "relative sequence number (bytes)", title)
 
 
 def throughput_figure(segments: Sequence[Segment], interval_s: float | None = None,
@@ -140,12 +146,8 @@ def throughput_figure(segments: Sequence[Segment], interval_s: float | None = No
     interval_s = interval_s or default_interval(segments)
     rows = throughput(segments, interval_s, from_client)
     ax.bar([r[0] for r in rows], [r[1] for r in rows], width=interval_s, align="edge", color="tab:blue")
-    ax.set_xlabel("time since the first frame (s)")
-    ax.set_ylabel("Mbit/s")
-    ax.set_title(f"Throughput of new data per {interval_s * 1000:.3g} ms")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "time since the first frame (s)", "Mbit/s",
+                   f"Throughput of new data per {interval_s * 1000:.3g} ms", legend=None)
 
 
 GAP_FACTOR = 5      # a line breaks where two points are this many median spacings apart (and 50 ms or more)
@@ -200,13 +202,8 @@ def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=
                 label="kernel srtt")
         ax.step([t for t, _ in timed], [v["rto_us"] / 1000 for _, v in timed], where="post", color="tab:red",
                 linestyle="--", label="kernel RTO")
-    ax.set_xlabel("time the ACK arrived (s since the first frame; the kernel's samples on the same clock)")
-    ax.set_ylabel("RTT (ms)")
-    ax.set_title("Round-trip time of each acknowledged segment")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "time the ACK arrived (s since the first frame; the kernel's samples on the same clock)",
+                   "RTT (ms)", "Round-trip time of each acknowledged segment")
 
 
 def kernel_window_figure(segments: Sequence[Segment], kernel, from_client: bool | None = None):
@@ -318,3 +315,15 @@ def overlay_cost_figure(carried, segments: Sequence[Segment], ax=None):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncols=3, fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def cwnd_series_figure(series_by_name: dict, start_ns: int, ax=None):
+    """Several senders' congestion windows (their kernels', in segments) on one time axis: flows
+    that share a bottleneck, side by side."""
+    fig, ax = _axes(ax, (10, 3.2))
+    for name, series in series_by_name.items():
+        points = [((k.time_ns - start_ns) / 1e9, k.values["cwnd"]) for k in series
+                  if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
+        ax.step([t for t, _ in points], [cwnd for _, cwnd in points], where="post", linewidth=1, label=name)
+    return _finish(fig, ax, "time since the first frame (s)", "cwnd (segments)",
+                   "Each sender's congestion window, as its kernel had it", legend="upper right")

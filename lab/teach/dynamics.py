@@ -37,7 +37,7 @@ DATA_SCENARIOS = {"slow-start.pcapng": "slow-start", "aimd.pcapng": "aimd", "buf
                   "bufferbloat-bbr.pcapng": "bufferbloat", "syn-loss.pcapng": "syn-loss",
                   "tail-loss-probe.pcapng": "tail-loss-probe", "tail-loss-rto.pcapng": "tail-loss-rto",
                   "zero-window.pcapng": "zero-window", "nagle.pcapng": "nagle", "nagle-off.pcapng": "nagle-off",
-                  "bbr.pcapng": "bbr", "fairness.pcapng": "fairness"}
+                  "bbr.pcapng": "bbr", "fairness.pcapng": "fairness", "fairness-bbr-reno.pcapng": "fairness-bbr-reno"}
 
 
 @dataclasses.dataclass
@@ -59,7 +59,8 @@ class Dynamics(Exercises):
         if kernel_path is None:
             raise CaptureMismatch(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
                                   "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
-        self.kernel = connection_samples(read_kernel_file(kernel_path), self.conn)
+        self.all_samples = read_kernel_file(kernel_path)
+        self.kernel = connection_samples(self.all_samples, self.conn)
 
     @property
     def questions(self) -> dict[str, Question]:
@@ -211,10 +212,51 @@ class Dynamics(Exercises):
         return round(found[-1] / 1000, 1)
 
     @functools.cached_property
+    def flow_connections(self) -> list:
+        """Every download to the lab's server in the capture."""
+        return [conn for conn in self.capture.connections if conn.server.port == self.port and conn.server.payload_bytes]
+
+    @functools.cached_property
     def flows(self) -> list[list[Segment]]:
-        """Every download to the lab's server in the capture: each connection's segments."""
-        return [stream_segments(self.path, conn.stream) for conn in self.capture.connections
-                if conn.server.port == self.port and conn.server.payload_bytes]
+        """Each download's segments."""
+        return [stream_segments(self.path, conn.stream) for conn in self.flow_connections]
+
+    def flow_series(self) -> dict[str, list[KernelSample]]:
+        """Each download's sender's samples, by "flow N (algorithm)"."""
+        found = {}
+        for number, conn in enumerate(self.flow_connections, 1):
+            series = connection_samples(self.all_samples, conn)["server"]
+            cc = next((k.values["cc"] for k in reversed(series) if k.values.get("cc")), "?")
+            found[f"flow {number} ({cc})"] = series
+        return found
+
+    def flow_windows(self) -> dict[str, float]:
+        """Each download's sender's algorithm and its median cwnd (segments), from the kernel's samples."""
+        found = {}
+        for conn in self.flow_connections:
+            series = [k for k in connection_samples(self.all_samples, conn)["server"]
+                      if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
+            cc = next((k.values["cc"] for k in reversed(series) if k.values.get("cc")), None)
+            if cc and series:
+                found[cc] = statistics.median(k.values["cwnd"] for k in series)
+        return found
+
+    def window_ratio(self, first: str = "bbr", second: str = "reno") -> float:
+        windows = self.flow_windows()
+        if first not in windows or second not in windows:
+            raise ValueError(f"the capture's downloads ran {', '.join(windows) or 'no algorithm the samples show'}, "
+                             f"not {first} and {second}")
+        return round(windows[first] / windows[second], 1)
+
+    def share_of(self, algorithm: str) -> float:
+        """The share (%) of what the link delivered that the download sent with ``algorithm`` got."""
+        found = self.flow_shares()
+        for number, conn in enumerate(self.flow_connections):
+            series = connection_samples(self.all_samples, conn)["server"]
+            if next((k.values["cc"] for k in reversed(series) if k.values.get("cc")), None) == algorithm \
+                    and found.rates:
+                return round(100 * found.share(number))
+        raise ValueError(f"no download in this capture was sent with {algorithm} while another ran")
 
     def flow_shares(self) -> Shares:
         return shares(self.flows)
@@ -389,6 +431,11 @@ DYNAMICS_QUESTIONS: dict[str, Question] = {
         lambda d: d.jain(),
         "(x1 + x2)^2 / (2 (x1^2 + x2^2)) for each window's two rates; lab.inspect.fairness does it", "number", 0.02,
         wrong=lambda d: [0.5]),            # one flow taking everything
+    "window_ratio": Question(
+        "bbr's median cwnd divided by reno's, the two downloads side by side (one decimal)",
+        lambda d: d.window_ratio(),
+        "each download's sender in the kernel's samples: its algorithm (cc) and its cwnd; take each median",
+        "number", 0.1, wrong=lambda d: [1.0]),     # equal windows: what two renos keep
     "queue_delay_ms": Question(
         "how long (ms) a packet waits in the queue late in the transfer: the median RTT of the "
         "second half minus the least RTT",
@@ -459,6 +506,10 @@ PREDICTIONS: dict[str, Question] = {
         "the share (%) of what the link delivered that the first download got, while both ran",
         lambda d: d.first_flow_share_pct(),
         "the same algorithm and the same round trip: neither has an advantage"),
+    "bbr_share_pct": Question(
+        "the share (%) of what the link delivered that the download sent with bbr got, beside reno",
+        lambda d: d.share_of("bbr"),
+        "bbr does not halve its window at a loss; reno does, whichever of them lost the segment"),
     "late_rtt_ms": Question(
         "the median RTT (ms) in the second half of the transfer",
         lambda d: d.rtt_late_ms(),

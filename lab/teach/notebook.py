@@ -152,6 +152,12 @@ def _has_two_flows(path: Path) -> bool:
     return bool(dyn and len(dyn.flows) >= 2 and dyn.flow_shares().rates)
 
 
+def _has_bbr_beside_reno(path: Path) -> bool:
+    """Two downloads at once, one sent with bbr and one with reno, with the kernel's samples."""
+    dyn = _kernel_view(path)
+    return bool(dyn and {"bbr", "reno"} <= set(dyn.flow_windows()) and dyn.flow_shares().rates)
+
+
 def _has_syn_again(path: Path) -> bool:
     """Kernel samples of a connection whose client sent its SYN more than once."""
     dyn = _kernel_view(path, bulk=False)
@@ -219,6 +225,8 @@ NEEDS = {
                    "invoke up --cc bbr, then invoke scenario bbr"),
     "fairness.pcapng": (_has_two_flows, "two downloads at once, with the kernel's samples",
                         "invoke scenario fairness"),
+    "fairness-bbr-reno.pcapng": (_has_bbr_beside_reno, "two downloads at once, one sent with bbr and one with "
+                                 "reno, with the kernel's samples", "invoke scenario fairness-bbr-reno"),
     "syn-loss.pcapng": (_has_syn_again, "a SYN sent again, with the kernel's samples", "invoke scenario syn-loss"),
     "tail-loss-probe.pcapng": (_has_resend_by("probe"), "a reply sent again by a tail loss probe, with the kernel's "
                                "samples", "invoke scenario tail-loss-probe"),
@@ -238,7 +246,7 @@ STUDIES = {
     "01": ("exchange.pcapng",), "02": ("exchange.pcapng",), "03": ("exchange.pcapng",),
     "04": ("bulk-loss.pcapng",), "05": ("crafted.pcapng",), "06": ("udp.pcapng",),
     "07": ("slow-start.pcapng", "aimd.pcapng", "bufferbloat-reno.pcapng", "bufferbloat-bbr.pcapng", "bbr.pcapng",
-           "fairness.pcapng"),
+           "fairness.pcapng", "fairness-bbr-reno.pcapng"),
     "08": ("syn-loss.pcapng", "tail-loss-probe.pcapng", "tail-loss-rto.pcapng", "zero-window.pcapng", "nagle.pcapng",
            "nagle-off.pcapng"),
     "09": ("overlay.underlay.pcap",),

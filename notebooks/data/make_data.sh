@@ -80,6 +80,7 @@ inv down
 inv up --cc bbr
 scenario bufferbloat bufferbloat-bbr bbr
 scenario bbr bbr bbr
+scenario fairness-bbr-reno fairness-bbr-reno bbr
 
 # 09: the lab across two hosts of a swarm, made here on two engines in namespaces
 # (.ci/cluster, root only); the capture of node 1's own interface, the lab inside VXLAN.
