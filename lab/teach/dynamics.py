@@ -18,18 +18,16 @@ import dataclasses
 import functools
 import statistics
 from pathlib import Path
-from typing import Any
 
 from lab.inspect.analysis import stream_segments
 from lab.inspect.congestion import Cut, bbr_phases, cuts, increase_per_rtt
-from lab.inspect.fairness import Shares, median_jain, shares
 from lab.inspect.expectations import Evidence, delayed_acks, first_sent_again, rtt_range, second_write_waits
+from lab.inspect.fairness import Shares, median_jain, shares
 from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
-from lab.inspect.timers import Resend, state_at, backoffs, linux_rto_ms, resends
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW, Segment
+from lab.inspect.timers import Resend, backoffs, linux_rto_ms, resends, state_at
 from lab.paths import PROJECT_ROOT
 from lab.teach.exercises import QUESTIONS, CaptureMismatch, Exercises, Question
-
 
 # The bundled captures of notebooks/data/ and the scenario (seed 1) each was made by.
 DATA = PROJECT_ROOT / "notebooks" / "data"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 import os
 import re
-import statistics
 import shutil
+import statistics
 from pathlib import Path
 
-from lab.inspect.lab_port import server_port
 from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
+from lab.inspect.lab_port import server_port
 from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
 from lab.paths import PROJECT_ROOT, shown
@@ -72,7 +72,8 @@ def _has_vxlan(path: Path) -> bool:
     from lab.inspect.overlay import analyze_inner
 
     inner = analyze_inner(path).connections
-    return any(c.server.port == port_of_connections(inner) for c in inner)
+    port = port_of_connections(inner)
+    return any(c.server.port == port for c in inner)
 
 
 def _has_crafted(path: Path) -> bool:
