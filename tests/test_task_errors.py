@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from lab.teach.notebook import STUDIES
 from tests.helpers import ROOT, invoke
 
 
@@ -36,7 +37,7 @@ from tests.helpers import ROOT, invoke
     (["notebook", "--pcap", "04=/nonexistent.pcapng"], "no capture at /nonexistent.pcapng"),
     (["notebook", "--pcap", "04=notebooks/data/exchange.pcapng"],
      "lacks what notebook 04 studies (a download with retransmissions); make one with: invoke impair --loss 2"),
-    (["notebook", "--pcap", "07=notebooks/data/slow-start.pcapng"], "notebook 07 studies 6 captures: name which"),
+    (["notebook", "--pcap", "07=notebooks/data/slow-start.pcapng"], f"notebook 07 studies {len(STUDIES['07'])} captures: name which"),
     (["notebook", "--pcap", "zero-window=notebooks/data/bulk-loss.pcapng"], "lacks what notebook 08 studies (a zero window that opened again"),
     (["notebook", "--pcap", "README.md"], "README.md: not a pcap or pcapng file"),
 ])
