@@ -294,7 +294,7 @@ def grade(c, submissions, roster=None, secret=None, out=None):
 
     from rich.markup import escape
 
-    from lab.course.grading import grade_all
+    from lab.course.grading import grade_all, printable
     from lab.course.variant import read_roster, read_secret
     from lab.terminal import console
 
@@ -305,7 +305,7 @@ def grade(c, submissions, roster=None, secret=None, out=None):
     out_folder = Path(out) if out else folder.resolve().parent / "grades"
     term = console()
     results = grade_all(folder, read_roster(Path(roster)), read_secret(Path(secret)), out_folder,
-                        progress=lambda graded: term.print(f"{escape(graded.archive)}: {escape(graded.verdict)}",
+                        progress=lambda graded: term.print(escape(printable(f"{graded.archive}: {graded.verdict}")),
                                                            highlight=False, soft_wrap=True))
     accepted = sum(graded.accepted for graded in results)
     term.print(f"{accepted} of {len(results)} archives graded; see {escape(str(out_folder))}/students.csv "

@@ -274,3 +274,68 @@ def test_a_formula_in_an_answer_stays_text_in_the_spreadsheet():
     with io.StringIO() as out:
         csv.writer(out).writerow([grading.spreadsheet_safe("@SUM(A1)")])
         assert out.getvalue().startswith("'@")
+
+
+def test_one_archive_that_breaks_its_worker_is_one_line_and_the_others_are_graded(tmp_path):
+    """A JSON nested 100,000 deep raised RecursionError and stopped the run; an archive named
+    ...zip unpacked into work/.. and raised FileExistsError. Each is one line now."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    capture = exchange_capture(tmp_path / "plain.pcapng", "ECHO hi").read_bytes()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    zip_with(inbox / "deep-answers.zip", members={archive.ANSWERS: deep + b"\n", "a.pcapng": capture})
+    with zipfile.ZipFile(inbox / "deep-manifest.zip", "w") as out:
+        out.writestr(archive.MANIFEST, b'{"format": ' + deep + b"}")
+    zip_with(inbox / "...zip", members={"a.pcapng": capture})
+    zip_with(inbox / "good.zip", members={"a.pcapng": capture})
+    key = Course.from_secret("net101", b"s" * 32)
+    results = {graded.archive: graded.verdict for graded in grading.grade_all(inbox, ROSTER, key, tmp_path / "out",
+                                                                              workers=2)}
+    assert set(results) == {"deep-answers.zip", "deep-manifest.zip", "...zip", "good.zip"}
+    assert "nests too deep" in results["deep-answers.zip"] and "nests too deep" in results["deep-manifest.zip"]
+    assert results["...zip"].startswith("graded:") and results["good.zip"].startswith("graded:")
+    assert all("\n" not in verdict for verdict in results.values())
+
+
+def test_a_failed_run_leaves_the_last_results_whole(tmp_path, monkeypatch):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    zip_with(inbox / "good.zip", members={"a.pcapng": exchange_capture(tmp_path / "p.pcapng", "ECHO hi").read_bytes()})
+    key = Course.from_secret("net101", b"s" * 32)
+    out = tmp_path / "out"
+    grading.grade_all(inbox, ROSTER, key, out, workers=1)
+    before = (out / "students.csv").read_text()
+    monkeypatch.setattr(grading, "write_outputs", lambda *args: 1 / 0)       # the run dies while writing
+    with pytest.raises(ZeroDivisionError):
+        grading.grade_all(inbox, ROSTER, key, out, workers=1)
+    assert (out / "students.csv").read_text() == before                     # the last run's, whole
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []     # nothing half-made left
+
+
+def test_names_from_archives_become_neither_formulas_nor_terminal_escapes(tmp_path):
+    """students.csv's header carried an exercise named =cmd|' /C calc'!A0; ESC]0;pwned BEL ESC[2J
+    reached report.txt and the console."""
+    rows = [grading.Row("alice", "=cmd|' /C calc'!A0", "\x1b]0;pwned\x07\x1b[2J", False, "+SUM(1,2)")]
+    results = [grading.Graded("\x1b[2Jalice.zip", "alice", "graded", rows, accepted=True)]
+    grading.write_outputs(results, ["alice"], tmp_path)
+    header = next(csv.reader(open(tmp_path / "students.csv")))
+    assert header[3] == "'=cmd|' /C calc'!A0"
+    everything = "".join(p.read_text() for p in tmp_path.iterdir())
+    assert "\x1b" not in everything and "\x07" not in everything and "\\x1b]0;pwned\\x07" in everything
+    assert grading.printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+
+
+def test_an_output_folder_the_grader_did_not_make_is_never_replaced(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    zip_with(inbox / "good.zip", members={"a.pcapng": exchange_capture(tmp_path / "p.pcapng", "ECHO hi").read_bytes()})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    key = Course.from_secret("net101", b"s" * 32)
+    with pytest.raises(LabError, match="holds files a grading did not write"):
+        grading.grade_all(inbox, ROSTER, key, mine, workers=1)
+    assert (mine / "thesis.tex").read_text() == "months of work" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    grading.grade_all(inbox, ROSTER, key, tmp_path / "new", workers=1)        # new: made, then made again
+    grading.grade_all(inbox, ROSTER, key, tmp_path / "new", workers=1)
+    assert (tmp_path / "new" / grading.OUTPUT_MARK).is_file()

@@ -146,8 +146,8 @@ def _manifest(data: bytes | None) -> dict:
         raise SubmissionError(f"no {MANIFEST}: not made by invoke submit")
     try:
         manifest = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise SubmissionError(f"its {MANIFEST} is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):       # RecursionError: nested too deep to read
+        raise SubmissionError(f"its {MANIFEST} is not JSON (or nests too deep)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SubmissionError(f"its {MANIFEST} is not a {FORMAT} manifest")
     for key in ("student", "course", "lab_version"):
@@ -170,8 +170,8 @@ def _answers(data: bytes) -> list[dict]:
             raise SubmissionError(f"more than {MAX_ANSWERS:,} answers")
         try:
             entry = json.loads(line)
-        except ValueError:
-            raise SubmissionError(f"{ANSWERS} line {number} is not JSON") from None
+        except (ValueError, RecursionError):
+            raise SubmissionError(f"{ANSWERS} line {number} is not JSON (or nests too deep)") from None
         if not (isinstance(entry, dict) and isinstance(entry.get("exercise"), str)
                 and isinstance(entry.get("capture"), str) and isinstance(entry.get("checker"), str)
                 and isinstance(entry.get("options", {}), dict)):

@@ -10,7 +10,13 @@ Out of one folder of archives come, in the output folder and nowhere else:
 ``grades.csv`` (a row an answer: student, exercise, answer, correct, feedback),
 ``students.csv`` (a row a student, a column an exercise: what an LMS imports),
 ``report.txt`` (which exercises most students missed, and the answers they gave) and
-``work/STUDENT/`` (the captures as unpacked, for a second look).
+``work/NNNN/STUDENT/`` (each archive's captures as unpacked, for a second look; NNNN the
+archive's place in the folder, never a name taken from the archive).
+
+Nothing one archive does reaches another: whatever stops its worker is one line naming
+it. The run is written to a fresh folder and put in place whole, so a run that fails
+never leaves the last run's files looking current. What a student wrote reaches no
+spreadsheet as a formula and no terminal as an escape (``cell``, ``printable``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from lab.course import archive, identity
@@ -62,40 +70,82 @@ def grade_all(folder: Path, roster: list[str], course: Course, out: Path, worker
     archives = sorted(path for path in folder.iterdir() if path.suffix == ".zip")
     if not archives:
         raise LabError(f"no submission (*.zip) in {folder}")
-    out.mkdir(parents=True, exist_ok=True)
-    work = out / "work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    results = []
-    workers = workers or os.cpu_count() or 1
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(grade_one, path, roster, course, work) for path in archives]
-        for future in concurrent.futures.as_completed(futures):
-            results.append(future.result())
-            if progress:
-                progress(results[-1])
-    results.sort(key=lambda graded: (graded.student, graded.made, graded.archive))
-    write_outputs(results, roster, out)
+    _check_output_folder(out)
+    # The run writes into a fresh folder beside ``out`` and puts it in place only when it is
+    # whole: a run that fails half way never leaves the last run's CSVs looking current.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        (fresh / OUTPUT_MARK).write_text("made by invoke grade: the next grading replaces this folder whole\n")
+        work = fresh / "work"
+        work.mkdir()
+        results = []
+        workers = workers or os.cpu_count() or 1
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(grade_one, path, roster, course, work / f"{number:04d}"): path
+                       for number, path in enumerate(archives, 1)}
+            for future in concurrent.futures.as_completed(futures):
+                results.append(_result_of(future, futures[future]))
+                if progress:
+                    progress(results[-1])
+        results.sort(key=lambda graded: (graded.student, graded.made, graded.archive))
+        write_outputs(results, roster, fresh)
+        _put_in_place(fresh, out)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
     return results
 
 
+def _result_of(future, path: Path) -> Graded:
+    """A grading's result; whatever one archive did to its worker (a JSON nested 100,000 deep,
+    memory, a crash) is one line naming that archive, and the others are graded."""
+    try:
+        return future.result()
+    except (Exception, concurrent.futures.process.BrokenProcessPool) as error:   # noqa: B902 - one archive's fault
+        reason = str(error).splitlines()[0][:120] if str(error) else ""
+        return Graded(shown_name(path.name), "?", f"not graded: {type(error).__name__}" + (f" ({reason})" if reason else ""))
+
+
+OUTPUT_MARK = ".tcplab-grades"
+
+
+def _check_output_folder(out: Path) -> None:
+    """The output folder is replaced whole, so it must be new, empty, or one a grading made."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise LabError(f"{out} is not a folder: give --out a new folder for the grades")
+    if out.is_dir() and any(out.iterdir()) and not (out / OUTPUT_MARK).is_file():
+        raise LabError(f"{out} holds files a grading did not write, and a grading replaces its output folder "
+                       "whole: give --out a new or empty folder")
+
+
+def _put_in_place(fresh: Path, out: Path) -> None:
+    """Replace ``out`` by ``fresh`` in two renames: the old results stay whole until the new are."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    fresh.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def grade_one(path: Path, roster: list[str], course: Course, work: Path) -> Graded:
-    """One archive: (never raises for anything in the archive) its verdict and rows."""
+    """One archive, its files unpacked in ``work`` (a folder of its own, named by the grader, not
+    by the archive): its verdict and rows. Anything the archive holds ends in a verdict; what
+    escapes even that (a RecursionError, memory) is caught by grade_all, per archive."""
     try:
         submission = archive.read(path)
     except archive.SubmissionError as error:
-        return Graded(path.name, "?", f"rejected: {error}")
+        return Graded(shown_name(path.name), "?", f"rejected: {error}")
     try:
         student = check_id(submission.student)
     except LabError:
-        return Graded(path.name, "?", "rejected: its student id is not usable")
+        return Graded(shown_name(path.name), "?", "rejected: its student id is not usable")
     if student not in roster:
-        return Graded(path.name, student, f"rejected: {student} is not on the roster")
+        return Graded(shown_name(path.name), student, f"rejected: {student} is not on the roster")
     if submission.course != course.name:
-        return Graded(path.name, student, f"rejected: made for course {submission.course[:40]!r}, "
+        return Graded(shown_name(path.name), student, f"rejected: made for course {submission.course[:40]!r}, "
                                           f"not {course.name}")
     variant = course.variant(student)
-    folder = work / student / path.stem
+    folder = work / student
     folder.mkdir(parents=True)
     for name, data in submission.files.items():
         (folder / name).write_bytes(data)
@@ -108,7 +158,7 @@ def grade_one(path: Path, roster: list[str], course: Course, work: Path) -> Grad
     not_theirs = [f"{name}: {verdict.reason}" for name, verdict in captures.items() if not verdict.yours]
     verdict = (f"graded: {right} of {len(rows)} answers right; {theirs} of {len(captures)} captures theirs"
                + (f" ({'; '.join(not_theirs)})" if not_theirs else ""))
-    return Graded(path.name, student, verdict, rows, made=submission.made, accepted=True)
+    return Graded(shown_name(path.name), student, verdict, rows, made=submission.made, accepted=True)
 
 
 def _capture_identity(path: Path, name: str, variant, whose) -> identity.Identity:
@@ -187,6 +237,19 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text with its control characters shown as escapes (\\x1b for ESC): what a student wrote
+    never moves a terminal's cursor, sets its title or clears it, in report.txt or on screen."""
+    return _CONTROL.sub(lambda found: found[0].encode("unicode_escape").decode(), text)
+
+
+def shown_name(name: str) -> str:
+    return printable(name)
+
+
 def write_outputs(results: list[Graded], roster: list[str], out: Path) -> None:
     latest = {graded.student: graded for graded in results if graded.accepted}    # sorted: the newest last
     exercises = sorted({row.exercise for graded in latest.values() for row in graded.rows})
@@ -195,17 +258,27 @@ def write_outputs(results: list[Graded], roster: list[str], out: Path) -> None:
         writer.writerow(["student", "exercise", "answer", "correct", "feedback"])
         for graded in latest.values():
             for row in graded.rows:
-                writer.writerow([spreadsheet_safe(row.student), spreadsheet_safe(row.exercise),
-                                 spreadsheet_safe(row.answer), int(row.correct), spreadsheet_safe(row.feedback)])
+                writer.writerow([cell(row.student), cell(row.exercise), cell(row.answer), int(row.correct),
+                                 cell(row.feedback)])
     with open(out / "students.csv", "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["student", "submitted", "right", *exercises])
+        writer.writerow(["student", "submitted", "right", *map(cell, exercises)])     # names came from archives
         for student in roster:
             graded = latest.get(student)
             marks = {row.exercise: int(row.correct) for row in graded.rows} if graded else {}
-            writer.writerow([student, int(graded is not None), sum(marks.values()),
+            writer.writerow([cell(student), int(graded is not None), sum(marks.values()),
                              *[marks.get(exercise, "") for exercise in exercises]])
-    (out / "report.txt").write_text(class_report(results, roster, latest, exercises), encoding="utf-8")
+    (out / "report.txt").write_text(printable_lines(class_report(results, roster, latest, exercises)),
+                                    encoding="utf-8")
+
+
+def cell(text: str) -> str:
+    """A CSV cell safe in a spreadsheet and in a terminal: no formula, no control character."""
+    return spreadsheet_safe(printable(str(text)))
+
+
+def printable_lines(text: str) -> str:
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def class_report(results: list[Graded], roster: list[str], latest: dict, exercises: list[str]) -> str:
