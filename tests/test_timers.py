@@ -116,3 +116,19 @@ def test_a_download_repairs_its_losses_in_recovery_not_by_a_probe_or_the_timer(n
     found = resends(evidence.segments, evidence.sender_is_client, evidence.kernel)
     assert found and {resend.cause for resend in found} == {"recovery"}
     assert retransmitted_by(evidence, "recovery").ok and not retransmitted_by(evidence, "probe").ok
+
+
+def test_a_reply_sent_before_the_sockets_first_sample_is_still_told_a_probe_on_time():
+    """In CI the server answered within its first sampling interval: no sample before the original,
+    so the probe's predicted time was missing and a true probe failed the check."""
+    import dataclasses
+
+    evidence = evidence_of("tail-loss-probe.pcapng")
+    original = next(s for s in evidence.segments if s.length and not s.from_client)
+    # The socket's first sample, taken 0.6 ms after the reply left instead of 1.4 ms before it:
+    late = [dataclasses.replace(k, time_ns=original.time_ns + 600_000) if k.time_ns < original.time_ns else k
+            for k in evidence.kernel]
+    assert not [k for k in late if k.time_ns <= original.time_ns + 500_000]
+    shifted = Evidence(evidence.segments, evidence.sender_is_client, late)
+    verdict = retransmitted_by(shifted, "probe")
+    assert verdict.ok and "predicted the probe at 220 ms" in verdict.seen

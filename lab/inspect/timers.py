@@ -129,7 +129,11 @@ def resends(segments: Sequence[Segment], sender_is_client: bool,
         if segment.from_client != sender_is_client or not segment.length:
             continue
         if segment.rel_seq in first_copy:
-            before = state_at(sender_kernel, last_copy[segment.rel_seq] + 500_000)
+            # The state when the last copy left; a socket that sent its reply within the first
+            # sampling interval has no sample before it (CI once), and its first sample, taken
+            # before any ACK could come, holds the same srtt and RTO.
+            before = state_at(sender_kernel, last_copy[segment.rel_seq] + 500_000) or next(
+                (k for k in sender_kernel if k.time_ns < segment.time_ns), None)
             after = _after(sender_kernel, segment.time_ns, before)
             found.append(Resend(segment, (segment.time_ns - last_copy[segment.rel_seq]) / 1e6,
                                 _cause(before, after), before, after))
