@@ -17,6 +17,7 @@ import dataclasses
 import statistics
 from typing import Any, Callable, Sequence
 
+from lab.inspect.kernel import algorithm_of
 from lab.inspect.rtt import rtt_samples
 from lab.inspect.tcp import (
     ACK,
@@ -465,7 +466,7 @@ def bbr_phases_seen(evidence: Evidence, phases: Sequence[str]) -> Verdict:
     seen_phases = bbr_phases(evidence.kernel)
     expected = "bbr's phases " + " -> ".join(phases)
     if not seen_phases:
-        cc = next((k.values["cc"] for k in evidence.kernel if k.values.get("cc")), None)
+        cc = algorithm_of(evidence.kernel)
         return Verdict("bbr_phases_seen", expected, f"no bbr state in the samples (the sender runs {cc})", False)
     order = [phase for _, phase in seen_phases]
     position = 0
@@ -500,7 +501,7 @@ def jain_index_at_least(evidence: Evidence, least: float) -> Verdict:
     parts = []
     for number, (_, kernel) in enumerate(evidence.flows):
         cwnds = [k.values["cwnd"] for k in kernel if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
-        cc = next((k.values["cc"] for k in reversed(kernel) if k.values.get("cc")), None)   # after any CC request
+        cc = algorithm_of(kernel)
         parts.append(f"flow {number + 1}{f' ({cc})' if cc else ''} {100 * found.share(number):.0f}%"
                      + (f", cwnd median {statistics.median(cwnds):.0f}" if cwnds else ""))
     seen = (f"Jain's index {index:.3f} (median of {len(found.rates)} windows, least {min(found.jain):.3f}); "
@@ -515,7 +516,7 @@ def window_larger(evidence: Evidence, algorithms: Sequence[str], factor: float =
     first, second = algorithms
     medians = {}
     for _, kernel in evidence.flows:
-        cc = next((k.values["cc"] for k in reversed(kernel) if k.values.get("cc")), None)
+        cc = algorithm_of(kernel)
         cwnds = [k.values["cwnd"] for k in kernel if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
         if cc and cwnds:
             medians[cc] = statistics.median(cwnds)

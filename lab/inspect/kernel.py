@@ -17,7 +17,7 @@ import dataclasses
 import os
 import stat
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from lab.inspect.decode import ACK, endpoint_text
 from lab.inspect.reader import CaptureFileError
@@ -134,6 +134,12 @@ def connection_samples(samples: Iterable[KernelSample], connection) -> dict[str,
         if sample.time_ns >= earliest and (sample.host, sample.local, sample.remote) in wanted:
             found[sample.host].append(sample)
     return found
+
+
+def algorithm_of(series: Sequence[KernelSample]) -> str | None:
+    """The congestion control a socket ran: its last sample's, so that one switched by a CC
+    request after it opened (its first samples carry the namespace's default) says the one it used."""
+    return next((sample.values["cc"] for sample in reversed(series) if sample.values.get("cc")), None)
 
 
 def changes(series: list[KernelSample]) -> list[KernelSample]:

@@ -23,7 +23,7 @@ from lab.inspect.analysis import stream_segments
 from lab.inspect.congestion import Cut, bbr_phases, cuts, increase_per_rtt
 from lab.inspect.expectations import Evidence, delayed_acks, first_sent_again, rtt_range, second_write_waits
 from lab.inspect.fairness import Shares, median_jain, shares
-from lab.inspect.kernel import KernelSample, connection_samples, kernel_file_of, read_kernel_file
+from lab.inspect.kernel import KernelSample, algorithm_of, connection_samples, kernel_file_of, read_kernel_file
 from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW, Segment
 from lab.inspect.timers import Resend, backoffs, linux_rto_ms, resends, state_at
 from lab.paths import PROJECT_ROOT
@@ -224,7 +224,7 @@ class Dynamics(Exercises):
         found = {}
         for number, conn in enumerate(self.flow_connections, 1):
             series = connection_samples(self.all_samples, conn)["server"]
-            cc = next((k.values["cc"] for k in reversed(series) if k.values.get("cc")), "?")
+            cc = algorithm_of(series) or "?"
             found[f"flow {number} ({cc})"] = series
         return found
 
@@ -234,7 +234,7 @@ class Dynamics(Exercises):
         for conn in self.flow_connections:
             series = [k for k in connection_samples(self.all_samples, conn)["server"]
                       if k.values.get("state") == "ESTABLISHED" and k.values.get("cwnd")]
-            cc = next((k.values["cc"] for k in reversed(series) if k.values.get("cc")), None)
+            cc = algorithm_of(series)
             if cc and series:
                 found[cc] = statistics.median(k.values["cwnd"] for k in series)
         return found
@@ -251,8 +251,7 @@ class Dynamics(Exercises):
         found = self.flow_shares()
         for number, conn in enumerate(self.flow_connections):
             series = connection_samples(self.all_samples, conn)["server"]
-            if next((k.values["cc"] for k in reversed(series) if k.values.get("cc")), None) == algorithm \
-                    and found.rates:
+            if algorithm_of(series) == algorithm and found.rates:
                 return round(100 * found.share(number))
         raise ValueError(f"no download in this capture was sent with {algorithm} while another ran")
 

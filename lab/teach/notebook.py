@@ -127,7 +127,9 @@ def _has_saw_tooth(path: Path) -> bool:
 
 def _congestion_control(path: Path) -> str | None:
     dyn = _kernel_view(path)
-    return next((k.values["cc"] for k in dyn.sender if k.values.get("cc")), None) if dyn else None
+    from lab.inspect.kernel import algorithm_of
+
+    return algorithm_of(dyn.sender) if dyn else None
 
 
 def _has_bloat(path: Path) -> bool:
