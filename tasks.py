@@ -283,33 +283,50 @@ def submit(c, pcap=None):
 
 
 @task(positional=["submissions"], help={
-    "submissions": "the folder of the students' archives (*.zip)",
-    "roster": "the roster: one student id a line, or a CSV with an 'id' column",
+    "submissions": "the folder of the students' archives (*.zip), or an LMS's download of them (Canvas, Moodle)",
+    "roster": "the roster: one id a line, or a CSV (an LMS's export) with an id, login, username or email column",
     "secret": "the course's secret (NAME.secret, from invoke course)",
-    "out": "where to write grades.csv, students.csv, report.txt and work/ (default: grades/ beside the archives)",
+    "course": "the course file, for its [points] (default: NAME.course.toml beside the secret, if there)",
+    "map": "a CSV of archive,student: who handed in which archive, when no LMS export says it",
+    "deadline": "when work was due (2026-12-01T23:59, UTC unless it says +01:00): later archives are marked late",
+    "only": "grade this student's archives again, keeping everyone else's results from the last run",
+    "out": "where to write the grades, the LMS exports, report.txt, feedback/ and work/ (default: grades/ beside "
+           "the archives)",
 })
-def grade(c, submissions, roster=None, secret=None, out=None):
-    """Grade every submission: re-analyse its captures, re-check its answers, check the captures are the student's."""
+def grade(c, submissions, roster=None, secret=None, course=None, map=None, deadline=None, only=None, out=None):
+    """Grade every submission: re-analyse its captures, re-check its answers, find copies and forgeries."""
     from pathlib import Path
 
     from rich.markup import escape
 
-    from lab.course.grading import grade_all, printable
-    from lab.course.variant import read_roster, read_secret
+    from lab.course.collected import parse_deadline, read_map
+    from lab.course.grading import grade_all, read_points
+    from lab.course.gradebook import printable
+    from lab.course.students import read_roster
+    from lab.course.variant import read_secret
     from lab.terminal import console
 
     if not roster or not secret:
         raise LabError("give --roster FILE and --secret NAME.secret: the grader checks each capture against "
                        "its student's variant")
+    key = read_secret(Path(secret))
+    course_file = Path(course) if course else Path(secret).with_name(f"{key.name}.course.toml")
+    if course and not course_file.is_file():
+        raise LabError(f"no course file {course}: give the NAME.course.toml that invoke course wrote")
     folder = Path(submissions)
     out_folder = Path(out) if out else folder.resolve().parent / "grades"
     term = console()
-    results = grade_all(folder, read_roster(Path(roster)), read_secret(Path(secret)), out_folder,
+    grading = grade_all(folder, read_roster(Path(roster)), key, out_folder,
                         progress=lambda graded: term.print(escape(printable(f"{graded.archive}: {graded.verdict}")),
-                                                           highlight=False, soft_wrap=True))
-    accepted = sum(graded.accepted for graded in results)
-    term.print(f"{accepted} of {len(results)} archives graded; see {escape(str(out_folder))}/students.csv "
-               "(one row a student) and report.txt", highlight=False)
+                                                           highlight=False, soft_wrap=True),
+                        weights=read_points(course_file) if course_file.is_file() else None,
+                        deadline=parse_deadline(deadline) if deadline else None,
+                        mapping=read_map(Path(map)) if map else None, only=only)
+    accepted = sum(graded.accepted for graded in grading.results)
+    suspicions = len(grading.suspicions())
+    term.print(f"{accepted} of {len(grading.results)} archives graded; {suspicions} suspicions in report.txt; "
+               f"see {escape(str(out_folder))}/students.csv (and canvas.csv, moodle.csv to import)",
+               highlight=False)
 
 
 @task(name="class", positional=["action"], help={
@@ -322,7 +339,7 @@ def class_(c, action, count=None, roster=None, group="class"):
     """Many labs on one engine, one per student: class up, class status, class down act on all of them, only them."""
     from pathlib import Path
 
-    from lab.course.variant import read_roster
+    from lab.course.students import read_roster
     from lab.host import classroom
     from lab.host.settings import from_config
 

@@ -13,13 +13,15 @@ import json
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 from scapy.all import IP, TCP, Ether, wrpcap
 
 from lab.course import archive, grading
-from lab.course.variant import Course, create, read_course, read_roster, read_secret, set_student
+from lab.course.students import Roster, read_roster
+from lab.course.variant import Course, create, read_course, read_secret, set_student
 from lab.errors import LabError
 from lab.inside.protocol import PORT
 
@@ -34,12 +36,12 @@ def course(tmp_path) -> tuple[Path, Path]:
 def exchange_capture(path: Path, line: str, client_port: int = 40000) -> Path:
     """A capture of one lab exchange: handshake, the request, its reply, the close."""
     client, server = ("10.77.0.3", client_port), ("10.77.0.2", PORT)
-    c_isn, s_isn = 1000, 5000
+    c_isn, s_isn = 1000 + zlib.crc32(line.encode()) % 100_000, 5000     # a run of its own: its own ISNs
 
     def frame(src, dst, flags, seq, ack, data=b"", t=0.0):
         packet = Ether() / IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], flags=flags, seq=seq,
                                                             ack=ack, window=65535) / data
-        packet.time = t
+        packet.time = t + c_isn          # and its own clock
         return packet
 
     request, reply = line.encode() + b"\n", b"OK " + line[5:].encode() + b"\n"
@@ -101,7 +103,7 @@ def test_a_bad_roster_is_one_line_naming_its_row(tmp_path, text, problem):
 def test_a_roster_is_a_csv_with_an_id_column_or_one_id_a_line(tmp_path):
     (tmp_path / "a.csv").write_text("name,id\nAlice,alice\nBob,bob\n")
     (tmp_path / "b.txt").write_text("# class of 2026\nalice\n\nbob\n")
-    assert read_roster(tmp_path / "a.csv") == read_roster(tmp_path / "b.txt") == ["alice", "bob"]
+    assert read_roster(tmp_path / "a.csv").ids == read_roster(tmp_path / "b.txt").ids == ["alice", "bob"]
 
 
 def test_answers_are_recorded_only_for_a_student(tmp_path, monkeypatch, course):
@@ -132,7 +134,7 @@ def test_three_students_are_graded_and_a_swapped_capture_is_caught(tmp_path, mon
         archive_path = student_submits(tmp_path, monkeypatch, student, course_file, capture, answers)
         archive_path.rename(inbox / archive_path.name)
     out = tmp_path / "grades"
-    results = grading.grade_all(inbox, ROSTER + ["dave"], read_secret(secret), out, workers=2)
+    results = grading.grade_all(inbox, ROSTER + ["dave"], read_secret(secret), out, workers=2).results
     verdicts = {graded.student: graded.verdict for graded in results}
     assert verdicts["alice"].startswith("graded: 2 of 3 answers right; 1 of 1 captures theirs")
     assert verdicts["bob"].startswith("graded: 2 of 3 answers right")
@@ -170,7 +172,7 @@ def test_the_grader_rechecks_instead_of_trusting_the_recorded_verdict(tmp_path, 
     capture = exchange_capture(tmp_path / "a.pcapng", f"ECHO hi {read_course(course_file).variant('alice').tag}")
     made = student_submits(tmp_path, monkeypatch, "alice", course_file, capture, {"syn_sequence_number": 7})
     forged = rewritten(made, tmp_path / "inbox", lambda entry: {**entry, "correct": True})   # "it was right"
-    [graded] = grading.grade_all(forged.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1)
+    [graded] = grading.grade_all(forged.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1).results
     assert graded.verdict.startswith("graded: 0 of 1 answers right")
 
 
@@ -181,7 +183,7 @@ def test_an_answer_of_any_type_is_graded_wrong_with_a_reason_never_a_crash(tmp_p
     made = student_submits(tmp_path, monkeypatch, "alice", course_file, capture,
                            {"syn_sequence_number": 7, "request_lengths": [1]})
     odd = rewritten(made, tmp_path / "inbox", lambda entry: {**entry, "answer": answer})
-    [graded] = grading.grade_all(odd.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1)
+    [graded] = grading.grade_all(odd.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1).results
     assert graded.verdict.startswith("graded: 0 of 2 answers right")
     rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv")))
     assert len(rows) == 2 and all(row["feedback"] and len(row["answer"]) <= 200 for row in rows)
@@ -240,7 +242,7 @@ def test_hostile_archives_each_get_a_one_line_verdict_and_nothing_is_written_out
     cases = hostile_archives(inbox)
     before = sorted(p for p in tmp_path.rglob("*"))
     key = Course.from_secret("net101", b"s" * 32)
-    results = grading.grade_all(inbox, ROSTER, key, tmp_path / "out", workers=2)
+    results = grading.grade_all(inbox, ROSTER, key, tmp_path / "out", workers=2).results
     verdicts = {graded.archive: graded.verdict for graded in results}
     assert set(verdicts) == set(cases)
     for name, expected in cases.items():
@@ -263,7 +265,7 @@ def test_a_corrupt_capture_in_a_good_archive_makes_its_answers_wrong_not_the_gra
         out.writestr(archive.MANIFEST, json.dumps(manifest))
         out.writestr(archive.ANSWERS, original.read(archive.ANSWERS))
         out.writestr("a.pcapng", garbage)
-    [graded] = grading.grade_all(broken.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1)
+    [graded] = grading.grade_all(broken.parent, ROSTER, read_secret(secret), tmp_path / "out", workers=1).results
     assert graded.verdict.startswith("graded: 0 of 1 answers right; 0 of 1 captures theirs")
     assert "not a readable capture" in graded.verdict
 
@@ -289,8 +291,8 @@ def test_one_archive_that_breaks_its_worker_is_one_line_and_the_others_are_grade
     zip_with(inbox / "...zip", members={"a.pcapng": capture})
     zip_with(inbox / "good.zip", members={"a.pcapng": capture})
     key = Course.from_secret("net101", b"s" * 32)
-    results = {graded.archive: graded.verdict for graded in grading.grade_all(inbox, ROSTER, key, tmp_path / "out",
-                                                                              workers=2)}
+    results = {graded.archive: graded.verdict
+               for graded in grading.grade_all(inbox, ROSTER, key, tmp_path / "out", workers=2).results}
     assert set(results) == {"deep-answers.zip", "deep-manifest.zip", "...zip", "good.zip"}
     assert "nests too deep" in results["deep-answers.zip"] and "nests too deep" in results["deep-manifest.zip"]
     assert results["...zip"].startswith("graded:") and results["good.zip"].startswith("graded:")
@@ -305,7 +307,7 @@ def test_a_failed_run_leaves_the_last_results_whole(tmp_path, monkeypatch):
     out = tmp_path / "out"
     grading.grade_all(inbox, ROSTER, key, out, workers=1)
     before = (out / "students.csv").read_text()
-    monkeypatch.setattr(grading, "write_outputs", lambda *args: 1 / 0)       # the run dies while writing
+    monkeypatch.setattr(grading.gradebook, "write_all", lambda *args: 1 / 0)       # the run dies while writing
     with pytest.raises(ZeroDivisionError):
         grading.grade_all(inbox, ROSTER, key, out, workers=1)
     assert (out / "students.csv").read_text() == before                     # the last run's, whole
@@ -315,12 +317,14 @@ def test_a_failed_run_leaves_the_last_results_whole(tmp_path, monkeypatch):
 def test_names_from_archives_become_neither_formulas_nor_terminal_escapes(tmp_path):
     """students.csv's header carried an exercise named =cmd|' /C calc'!A0; ESC]0;pwned BEL ESC[2J
     reached report.txt and the console."""
-    rows = [grading.Row("alice", "=cmd|' /C calc'!A0", "\x1b]0;pwned\x07\x1b[2J", False, "+SUM(1,2)")]
+    rows = [grading.Row("alice", "=cmd|' /C calc'!A0", "a.pcapng", "\x1b]0;pwned\x07\x1b[2J", False, "+SUM(1,2)")]
     results = [grading.Graded("\x1b[2Jalice.zip", "alice", "graded", rows, accepted=True)]
-    grading.write_outputs(results, ["alice"], tmp_path)
+    made = grading.Grading(results, Roster.of(["alice"]), Course.from_secret("net101", b"s" * 32),
+                           {"=cmd|' /C calc'!A0": 1.0})
+    grading.gradebook.write_all(made, tmp_path)
     header = next(csv.reader(open(tmp_path / "students.csv")))
-    assert header[3] == "'=cmd|' /C calc'!A0"
-    everything = "".join(p.read_text() for p in tmp_path.iterdir())
+    assert header[8] == "'=cmd|' /C calc'!A0"
+    everything = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
     assert "\x1b" not in everything and "\x07" not in everything and "\\x1b]0;pwned\\x07" in everything
     assert grading.printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
 

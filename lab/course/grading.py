@@ -2,111 +2,284 @@
 
 The grader never trusts a submission: not its verdicts (each answer is checked again,
 by the same checkers the notebooks use, on the capture it was about), not its cached
-outputs (there are none: captures are analysed here), not its claim of who made the
-captures (lab.course.identity checks them against the student's variant). An answer
-counts only when it is right and its capture is the student's.
+outputs (there are none: captures are analysed here), not its claim of who made it or
+when (lab.course.collected: where the course collected it says whose it is, and
+when it arrived), not its captures (lab.course.identity checks them against the
+student's variant, lab.course.copies against every classmate's), not its kernel
+files (lab.course.kernel_agreement checks them against their captures). An answer
+counts only when it is right, its capture is the student's and no classmate's, and
+the kernel file it rests on agrees with the packets.
 
-Out of one folder of archives come, in the output folder and nowhere else:
-``grades.csv`` (a row an answer: student, exercise, answer, correct, feedback),
-``students.csv`` (a row a student, a column an exercise: what an LMS imports),
-``report.txt`` (which exercises most students missed, and the answers they gave) and
-``work/NNNN/STUDENT/`` (each archive's captures as unpacked, for a second look; NNNN the
-archive's place in the folder, never a name taken from the archive).
+Two rules decide what counts, and the report states both: of a student's archives,
+the last to arrive; of the answers in it to one exercise, the last recorded.
 
 Nothing one archive does reaches another: whatever stops its worker is one line naming
-it. The run is written to a fresh folder and put in place whole, so a run that fails
-never leaves the last run's files looking current. What a student wrote reaches no
-spreadsheet as a formula and no terminal as an escape (``cell``, ``printable``).
+it; a capture over MAX_CAPTURE_FRAMES frames or MAX_CAPTURE_CONNECTIONS connections
+(no lesson's capture comes near either) is refused before its analysis costs memory,
+and each worker's memory is capped, so what escapes is one line too. The run is
+written to a fresh folder and put in place whole. What the output holds is described
+in lab.course.gradebook.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
-import csv
 import dataclasses
+import datetime
 import json
 import os
-import re
+import resource
 import shutil
 import tempfile
 from pathlib import Path
 
-from lab.course import archive, identity
-from lab.course.variant import Course, check_id
+from lab.course import archive, collected, copies, gradebook, identity
+from lab.course.students import Roster, canonical, file_part
+from lab.course.variant import Course
 from lab.errors import LabError
 from lab.inspect.lab_port import port_of_connections
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 CHECKERS = ("Exercises", "Dynamics", "OverlayExercises")
+MAX_CAPTURE_FRAMES = 100_000
+MAX_CAPTURE_CONNECTIONS = 1_000
+WORKER_MEMORY_BYTES = 1 << 30
+OUTPUT_MARK = ".tcplab-grades"
+RESULTS = "results.json"
+
+# Kept for the callers that named them here before lab.course.gradebook held them.
+cell, printable, spreadsheet_safe = gradebook.cell, gradebook.printable, gradebook.spreadsheet_safe
 
 
 @dataclasses.dataclass
 class Row:
     student: str
     exercise: str
+    capture: str
     answer: str
     correct: bool
     feedback: str
+    points: float = 0.0
 
 
 @dataclasses.dataclass
 class Graded:
-    """One submission's result: its one-line verdict, and its rows when it could be graded."""
+    """One archive's result: its one-line verdict, and what the class-wide checks need."""
 
     archive: str
     student: str
     verdict: str
     rows: list[Row] = dataclasses.field(default_factory=list)
-    made: str = ""
+    arrived: str = ""
     accepted: bool = False
+    how: str = ""                                             # how the course says whose it is ("" = manifest)
+    findings: list[str] = dataclasses.field(default_factory=list)
+    captures: dict[str, str] = dataclasses.field(default_factory=dict)     # capture -> why not theirs
+    kernel: dict[str, str] = dataclasses.field(default_factory=dict)       # capture -> how its kernel file disagrees
+    prints: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # capture -> lab.course.copies
+    late: bool = False
 
 
-def grade_all(folder: Path, roster: list[str], course: Course, out: Path, workers: int | None = None,
-              progress=None) -> list[Graded]:
-    """Grade every *.zip in ``folder`` into ``out``; the results, newest submission of each student last."""
-    if not folder.is_dir():
-        raise LabError(f"no folder {folder}: name the folder that holds the submissions (*.zip)")
-    archives = sorted(path for path in folder.iterdir() if path.suffix == ".zip")
-    if not archives:
-        raise LabError(f"no submission (*.zip) in {folder}")
+def course_exercises() -> list[str]:
+    """Every exercise a checker of the lab knows."""
+    from lab.teach.dynamics import DYNAMICS_QUESTIONS
+    from lab.teach.exercises import QUESTIONS
+    from lab.teach.overlay import OVERLAY_QUESTIONS
+
+    return sorted({**QUESTIONS, **DYNAMICS_QUESTIONS, **OVERLAY_QUESTIONS})
+
+
+@dataclasses.dataclass
+class Grading:
+    """A class's results and what follows from them all together: which archive counts,
+    copies across the class, points, suspicions."""
+
+    results: list[Graded]
+    roster: Roster
+    course: Course
+    weights: dict[str, float]
+    deadline: datetime.datetime | None = None
+    latest: dict[str, Graded] = dataclasses.field(default_factory=dict)
+    superseded: list[tuple[Graded, Graded]] = dataclasses.field(default_factory=list)
+    copied: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        order = sorted((graded for graded in self.results if graded.accepted),
+                       key=lambda graded: (graded.student, graded.arrived, graded.archive))
+        for graded in order:
+            if graded.student in self.latest:
+                self.superseded.append((self.latest[graded.student], graded))
+            self.latest[graded.student] = graded
+        prints = {student: graded.prints for student, graded in self.latest.items()}
+        self.copied = copies.shared(prints)
+        held = copies.captures_in_copies(self.copied, prints)
+        for student, graded in self.latest.items():
+            for row in graded.rows:
+                # The author of a copied capture is the one whose variant it carries: when the
+                # classmate's copy is not theirs, this one stands; when both pass (a patched
+                # copy), nothing tells who made it, and it counts for neither until the
+                # instructor decides.
+                both_pass = [classmate for classmate, theirs in held.get(student, {}).get(row.capture, [])
+                             if theirs not in self.latest[classmate].captures]
+                if both_pass and row.correct:
+                    row.correct, row.feedback = False, (
+                        f"not counted: {row.capture} comes from the same run of the lab as a capture "
+                        f"{both_pass[0]} handed in, and both carry their own student's marks (see report.txt)")
+                row.points = self.weights.get(row.exercise, 0.0) if row.correct else 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.weights)
+
+    @property
+    def possible(self) -> float:
+        return sum(self.weights.values())
+
+    def right(self, student: str) -> int:
+        graded = self.latest.get(student)
+        return sum(row.correct for row in graded.rows) if graded else 0
+
+    def points(self, student: str) -> float:
+        graded = self.latest.get(student)
+        return sum(row.points for row in graded.rows) if graded else 0.0
+
+    @property
+    def late_policy(self) -> str:
+        if self.deadline is None:
+            return "late work: no --deadline given; only archives the LMS marked late are marked late"
+        return (f"late work: an archive that arrived after {self.deadline.isoformat()} (or that the LMS marked late) "
+                "is marked late in students.csv and below; its points are not changed: apply the course's late "
+                "policy in the LMS")
+
+    def suspicions(self) -> list[str]:
+        said = []
+        for (one, other), (evidence, files) in self.copied.items():
+            said.append(f"copy: {one} and {other} handed in captures of one run of the lab ({evidence}: {files})")
+        for student, graded in self.latest.items():
+            said += [f"{student}: {line}" for line in self._own(graded)]
+        for older, newer in self.superseded:
+            said.append(f"{older.student}: {older.archive} (arrived {older.arrived}) was replaced by {newer.archive} "
+                        f"(arrived {newer.arrived})")
+        for graded in self.results:
+            if graded.accepted and graded is not self.latest.get(graded.student):
+                said += [f"{graded.student}: {finding}" for finding in graded.findings]
+        return said
+
+    def _own(self, graded: Graded) -> list[str]:
+        lines = list(graded.findings)
+        lines += [f"{capture} is not theirs: {reason}" for capture, reason in graded.captures.items()]
+        lines += [f"the kernel file beside {capture} disagrees with it: {reason}; answers resting on it not counted"
+                  for capture, reason in graded.kernel.items()]
+        if graded.late:
+            lines.append(f"late: {graded.archive} arrived {graded.arrived}")
+        return lines
+
+    def suspicions_of(self, student: str) -> list[str]:
+        graded = self.latest.get(student)
+        if graded is None:
+            return []
+        mine = [f"a copy: captures of one run of the lab are in both {one}'s and {other}'s submissions ({evidence})"
+                for (one, other), (evidence, files) in self.copied.items() if student in (one, other)]
+        return mine + self._own(graded)
+
+
+def grade_all(folder: Path, roster: Roster | list[str], course: Course, out: Path, workers: int | None = None,
+              progress=None, weights: dict[str, float] | None = None, deadline: datetime.datetime | None = None,
+              mapping: dict[str, str] | None = None, only: str | None = None) -> Grading:
+    """Grade the archives in ``folder`` (and its folders, as LMSs export them) into ``out``.
+
+    ``only``: grade again that student's archives alone, the others' results kept from
+    the last run in ``out``."""
+    roster = roster if isinstance(roster, Roster) else Roster.of(list(roster))
+    found = collected.find(folder, roster, mapping)
     _check_output_folder(out)
-    # The run writes into a fresh folder beside ``out`` and puts it in place only when it is
-    # whole: a run that fails half way never leaves the last run's CSVs looking current.
+    numbered = list(enumerate(found, 1))
+    kept: list[Graded] = []
+    if only is not None:
+        student = roster.find(only)
+        if student is None:
+            raise LabError(f"--only {only[:40]!r}: nobody of that id is on the roster")
+        kept, numbered = _regrade_only(out, student.id, numbered)
     out.parent.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
         (fresh / OUTPUT_MARK).write_text("made by invoke grade: the next grading replaces this folder whole\n")
         work = fresh / "work"
         work.mkdir()
-        results = []
-        workers = workers or os.cpu_count() or 1
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(grade_one, path, roster, course, work / f"{number:04d}"): path
-                       for number, path in enumerate(archives, 1)}
+        if only is not None and (out / "work").is_dir():
+            _keep_work(out / "work", work, {number for number, _ in numbered})
+        results = list(kept)
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
+                                                    initializer=_bound_memory) as pool:
+            futures = {pool.submit(grade_one, item, roster, course, work / f"{number:04d}"): item
+                       for number, item in numbered}
             for future in concurrent.futures.as_completed(futures):
-                results.append(_result_of(future, futures[future]))
+                results.append(_result_of(future, futures[future], deadline))
                 if progress:
                     progress(results[-1])
-        results.sort(key=lambda graded: (graded.student, graded.made, graded.archive))
-        write_outputs(results, roster, fresh)
+        (fresh / RESULTS).write_text(json.dumps([dataclasses.asdict(graded) for graded in results]))
+        grading = Grading(results, roster, course, _weights(weights, results), deadline)
+        gradebook.write_all(grading, fresh)
         _put_in_place(fresh, out)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
-    return results
+    return grading
 
 
-def _result_of(future, path: Path) -> Graded:
+def _weights(given: dict[str, float] | None, results: list[Graded]) -> dict[str, float]:
+    """The course's exercises and their points: the course file's [points], else one point for
+    each exercise of the lab that someone answered."""
+    if given:
+        return dict(given)
+    answered = {row.exercise for graded in results for row in graded.rows}
+    return {exercise: 1.0 for exercise in course_exercises() if exercise in answered}
+
+
+def _regrade_only(out: Path, student: str, numbered: list) -> tuple[list[Graded], list]:
+    """The last run's results of everyone else, and the archives to grade again."""
+    try:
+        data = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+        last = [Graded(**{**entry, "rows": [Row(**row) for row in entry["rows"]]}) for entry in data]
+    except (OSError, ValueError, TypeError, KeyError):
+        raise LabError(f"--only needs a whole grading in {out} first (its {RESULTS} is missing or unreadable): "
+                       "run invoke grade without --only") from None
+    key = canonical(student)
+    theirs = {graded.archive for graded in last if graded.student != "?" and canonical(graded.student) == key}
+    known = {graded.archive for graded in last}
+    again = [(number, item) for number, item in numbered
+             if (item.student is not None and canonical(item.student) == key)
+             or (item.student is None and (gradebook.printable(item.shown) in theirs
+                                           or gradebook.printable(item.shown) not in known))]
+    shown = {gradebook.printable(item.shown) for _, item in again}
+    return [graded for graded in last if graded.archive not in shown], again
+
+
+def _keep_work(old: Path, new: Path, regraded: set[int]) -> None:
+    """The last run's unpacked archives, but for those graded again (hard links: no copy)."""
+    for entry in old.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and entry.name.isdigit() and int(entry.name) not in regraded:
+            shutil.copytree(entry, new / entry.name, copy_function=os.link, symlinks=True)
+
+
+def _bound_memory() -> None:
+    """Each worker's heap is capped: an archive that would take more ends in MemoryError, one line."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = WORKER_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(WORKER_MEMORY_BYTES, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def _result_of(future, item: collected.Collected, deadline: datetime.datetime | None) -> Graded:
     """A grading's result; whatever one archive did to its worker (a JSON nested 100,000 deep,
     memory, a crash) is one line naming that archive, and the others are graded."""
     try:
-        return future.result()
+        graded = future.result()
     except (Exception, concurrent.futures.process.BrokenProcessPool) as error:   # noqa: B902 - one archive's fault
         reason = str(error).splitlines()[0][:120] if str(error) else ""
-        return Graded(shown_name(path.name), "?", f"not graded: {type(error).__name__}" + (f" ({reason})" if reason else ""))
-
-
-OUTPUT_MARK = ".tcplab-grades"
+        graded = Graded(gradebook.printable(item.shown), item.student or "?",
+                        f"not graded: {type(error).__name__}" + (f" ({reason})" if reason else ""),
+                        arrived=item.arrived)
+    graded.late = item.marked_late or bool(deadline and datetime.datetime.fromisoformat(item.arrived) > deadline)
+    return graded
 
 
 def _check_output_folder(out: Path) -> None:
@@ -127,73 +300,123 @@ def _put_in_place(fresh: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def grade_one(path: Path, roster: list[str], course: Course, work: Path) -> Graded:
+def grade_one(item: collected.Collected, roster: Roster, course: Course, work: Path) -> Graded:
     """One archive, its files unpacked in ``work`` (a folder of its own, named by the grader, not
     by the archive): its verdict and rows. Anything the archive holds ends in a verdict; what
     escapes even that (a RecursionError, memory) is caught by grade_all, per archive."""
+    shown = gradebook.printable(item.shown)
+    if item.problem:
+        return Graded(shown, "?", f"not graded: {item.problem}", arrived=item.arrived)
     try:
-        submission = archive.read(path)
+        submission = archive.read(item.path)
     except archive.SubmissionError as error:
-        return Graded(shown_name(path.name), "?", f"rejected: {error}")
-    try:
-        student = check_id(submission.student)
-    except LabError:
-        return Graded(shown_name(path.name), "?", "rejected: its student id is not usable")
-    if student not in roster:
-        return Graded(shown_name(path.name), student, f"rejected: {student} is not on the roster")
+        return Graded(shown, item.student or "?", f"rejected: {error}", arrived=item.arrived)
+    claimed = roster.find(submission.student)
+    findings = []
+    if item.student is not None:
+        student = item.student
+        if claimed is None or claimed.id != student:
+            findings.append(f"{shown}, collected from {student} ({item.how}), says it is "
+                            f"{gradebook.printable(submission.student[:64])}'s: graded as {student}'s")
+    elif claimed is None:
+        return Graded(shown, "?", f"rejected: {gradebook.printable(submission.student[:64])} is not on the roster",
+                      arrived=item.arrived)
+    else:
+        student = claimed.id
     if submission.course != course.name:
-        return Graded(shown_name(path.name), student, f"rejected: made for course {submission.course[:40]!r}, "
-                                          f"not {course.name}")
+        return Graded(shown, student, f"rejected: made for course {submission.course[:40]!r}, not {course.name}",
+                      arrived=item.arrived, how=item.how, findings=findings)
     variant = course.variant(student)
-    folder = work / student
+    folder = work / file_part(student)
     folder.mkdir(parents=True)
     for name, data in submission.files.items():
         (folder / name).write_bytes(data)
-    whose = identity.roster_lookup(course, roster)
-    captures = {name: _capture_identity(folder / name, name, variant, whose)
-                for name in submission.files if name.endswith(CAPTURE_SUFFIXES)}
-    rows = _check_answers(submission, student, folder, captures)
-    theirs = sum(1 for verdict in captures.values() if verdict.yours)
+    whose = identity.roster_lookup(course, roster.ids)
+    studied = {name: _study(folder / name, name, variant, whose)
+               for name in submission.files if name.endswith(CAPTURE_SUFFIXES)}
+    rows, unknown = _check_answers(submission, student, folder, studied)
+    if unknown:
+        findings.append(f"answers to exercises this course does not have: {', '.join(sorted(unknown)[:5])}"
+                        + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    theirs = sum(1 for study in studied.values() if study.identity.yours)
     right = sum(row.correct for row in rows)
-    not_theirs = [f"{name}: {verdict.reason}" for name, verdict in captures.items() if not verdict.yours]
-    verdict = (f"graded: {right} of {len(rows)} answers right; {theirs} of {len(captures)} captures theirs"
-               + (f" ({'; '.join(not_theirs)})" if not_theirs else ""))
-    return Graded(shown_name(path.name), student, verdict, rows, made=submission.made, accepted=True)
+    not_theirs = {name: study.identity.reason for name, study in studied.items() if not study.identity.yours}
+    verdict = (f"graded: {right} of {len(rows)} answers right; {theirs} of {len(studied)} captures theirs"
+               + (f" ({'; '.join(f'{name}: {why}' for name, why in not_theirs.items())})" if not_theirs else ""))
+    return Graded(shown, student, gradebook.printable(verdict), rows, item.arrived, True, item.how, findings,
+                  not_theirs, {name: "; ".join(s.kernel) for name, s in studied.items() if s.kernel},
+                  {name: study.prints for name, study in studied.items()})
 
 
-def _capture_identity(path: Path, name: str, variant, whose) -> identity.Identity:
-    from lab.inspect.analysis import analyze
+@dataclasses.dataclass
+class Study:
+    """What the grader learns of one capture: whose it is, whether its kernel file agrees, its fingerprints."""
+
+    identity: identity.Identity
+    kernel: list[str] = dataclasses.field(default_factory=list)
+    prints: list[str] = dataclasses.field(default_factory=list)
+    refused: str = ""
+
+
+def _study(path: Path, name: str, variant, whose) -> Study:
+    from lab.inspect.analysis import TooLarge, analyze
+    from lab.inspect.kernel import kernel_file_of, read_kernel_file
 
     try:
-        capture = analyze(path, keep=True)
+        capture = analyze(path, keep=True, max_frames=MAX_CAPTURE_FRAMES, max_connections=MAX_CAPTURE_CONNECTIONS)
         if not capture.connections:              # a capture under an overlay: the lab's TCP is inside VXLAN
             from lab.inspect.overlay import analyze_inner
 
             capture = analyze_inner(path)
+    except TooLarge as error:
+        refused = (f"refused: {error}, more than any lesson's capture (at most {MAX_CAPTURE_FRAMES:,} frames and "
+                   f"{MAX_CAPTURE_CONNECTIONS:,} connections)")
+        return Study(identity.Identity(False, (identity.Evidence("file", False, refused),)), refused=refused)
     except (LabError, OSError) as error:
-        return identity.Identity(False, (identity.Evidence("file", False, f"not a readable capture: {error}"),))
-    return identity.judge(capture, name, variant, port_of_connections(capture.connections), whose)
+        return Study(identity.Identity(False, (identity.Evidence("file", False, f"not a readable capture: {error}"),)),
+                     refused="not a readable capture")
+    samples = []
+    kernel_path = kernel_file_of(path)
+    disagree = []
+    if kernel_path is not None:
+        from lab.course.kernel_agreement import disagreements
+
+        try:
+            samples = read_kernel_file(kernel_path)
+            disagree = disagreements(capture, samples)
+        except (LabError, OSError, ValueError) as error:
+            disagree = [f"it cannot be read ({str(error)[:80]})"]
+    verdict = identity.judge(capture, name, variant, port_of_connections(capture.connections), whose)
+    return Study(verdict, disagree, copies.fingerprints(capture, samples))
 
 
-def _check_answers(submission, student: str, folder: Path, captures: dict) -> list[Row]:
-    """The last answer to each exercise about each capture, checked again."""
-    last: dict[tuple[str, str], dict] = {}
+def _check_answers(submission, student: str, folder: Path, studied: dict[str, Study]) -> tuple[list[Row], set]:
+    """The answer that counts for each exercise of the course (the last one recorded), checked again;
+    and the names of exercises the course does not have."""
+    known = set(course_exercises())
+    counted: dict[str, dict] = {}
+    unknown = set()
     for entry in submission.answers:
-        last[(entry["exercise"], entry["capture"])] = entry
+        if entry["exercise"] in known:
+            counted[entry["exercise"]] = entry
+        else:
+            unknown.add(gradebook.printable(entry["exercise"][:60]))
     checkers: dict = {}
     rows = []
-    for (exercise, capture), entry in sorted(last.items()):
+    for exercise, entry in sorted(counted.items()):
         answer = json.dumps(entry.get("answer"))[:200]
-        correct, feedback = _check(entry, folder, captures, checkers)
-        rows.append(Row(student, exercise, answer, correct, feedback))
-    return rows
+        correct, feedback = _check(entry, folder, studied, checkers)
+        rows.append(Row(student, exercise, gradebook.printable(entry["capture"][:128]), answer, correct, feedback))
+    return rows, unknown
 
 
-def _check(entry: dict, folder: Path, captures: dict, checkers: dict) -> tuple[bool, str]:
+def _check(entry: dict, folder: Path, studied: dict[str, Study], checkers: dict) -> tuple[bool, str]:
     capture = entry["capture"]
-    if capture not in captures:
+    if capture not in studied:
         return False, f"its capture {capture[:60]} is not in the submission"
-    verdict_of_capture = captures[capture]
+    study = studied[capture]
+    if study.refused:
+        return False, f"{capture}: {study.refused}"
     checker = _checker(entry, folder / capture, checkers)
     if isinstance(checker, str):
         return False, checker
@@ -204,8 +427,10 @@ def _check(entry: dict, folder: Path, captures: dict, checkers: dict) -> tuple[b
     except Exception as error:           # an answer of a form no checker foresaw: graded wrong, said why
         return False, f"could not check this answer ({type(error).__name__})"
     message = verdict.message.split(": ", 1)[-1]
-    if not verdict_of_capture.yours:
-        return False, f"{capture} is not this student's: {verdict_of_capture.reason}"
+    if not study.identity.yours:
+        return False, f"{capture} is not this student's: {study.identity.reason}"
+    if study.kernel and entry["checker"] == "Dynamics":
+        return False, f"not counted: the kernel file beside {capture} disagrees with it ({study.kernel[0]})"
     return bool(verdict.ok), message
 
 
@@ -232,76 +457,17 @@ def _checker(entry: dict, path: Path, made: dict):
     return made[key]
 
 
-def spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet shows as text: one starting with = + - @ would be run as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def read_points(path: Path) -> dict[str, float]:
+    """The [points] table of a course file: exercise = points, each an exercise of the lab."""
+    from lab.course.variant import _read_toml
 
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """Text with its control characters shown as escapes (\\x1b for ESC): what a student wrote
-    never moves a terminal's cursor, sets its title or clears it, in report.txt or on screen."""
-    return _CONTROL.sub(lambda found: found[0].encode("unicode_escape").decode(), text)
-
-
-def shown_name(name: str) -> str:
-    return printable(name)
-
-
-def write_outputs(results: list[Graded], roster: list[str], out: Path) -> None:
-    latest = {graded.student: graded for graded in results if graded.accepted}    # sorted: the newest last
-    exercises = sorted({row.exercise for graded in latest.values() for row in graded.rows})
-    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["student", "exercise", "answer", "correct", "feedback"])
-        for graded in latest.values():
-            for row in graded.rows:
-                writer.writerow([cell(row.student), cell(row.exercise), cell(row.answer), int(row.correct),
-                                 cell(row.feedback)])
-    with open(out / "students.csv", "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["student", "submitted", "right", *map(cell, exercises)])     # names came from archives
-        for student in roster:
-            graded = latest.get(student)
-            marks = {row.exercise: int(row.correct) for row in graded.rows} if graded else {}
-            writer.writerow([cell(student), int(graded is not None), sum(marks.values()),
-                             *[marks.get(exercise, "") for exercise in exercises]])
-    (out / "report.txt").write_text(printable_lines(class_report(results, roster, latest, exercises)),
-                                    encoding="utf-8")
-
-
-def cell(text: str) -> str:
-    """A CSV cell safe in a spreadsheet and in a terminal: no formula, no control character."""
-    return spreadsheet_safe(printable(str(text)))
-
-
-def printable_lines(text: str) -> str:
-    return "\n".join(printable(line) for line in text.split("\n"))
-
-
-def class_report(results: list[Graded], roster: list[str], latest: dict, exercises: list[str]) -> str:
-    """Plain text (a student's answer is never markup): who submitted, which exercises were
-    missed most, and the wrong answers given most."""
-    lines = [f"{len(latest)} of {len(roster)} students graded; {len(results)} archives read"]
-    rejected = [graded for graded in results if not graded.accepted]
-    if rejected:
-        lines.append(f"{len(rejected)} archives rejected:")
-        lines += [f"  {graded.archive}: {graded.verdict}" for graded in rejected]
-    missing = [student for student in roster if student not in latest]
-    if missing:
-        lines.append(f"no submission from: {', '.join(missing)}")
-    lines.append("")
-    lines.append("exercises, most missed first (missed = answered wrong, or about a capture not theirs):")
-    tally = []
-    for exercise in exercises:
-        rows = [row for graded in latest.values() for row in graded.rows if row.exercise == exercise]
-        wrong = [row for row in rows if not row.correct]
-        tally.append((len(wrong) / len(rows), exercise, rows, wrong))
-    for share, exercise, rows, wrong in sorted(tally, key=lambda item: (-item[0], item[1])):
-        common = collections.Counter(row.answer for row in wrong).most_common(3)
-        given = "; ".join(f"{answer} ({count})" for answer, count in common)
-        lines.append(f"  {exercise}: {len(wrong)} of {len(rows)} missed ({share:.0%})"
-                     + (f"; wrong answers given: {given}" if given else ""))
-    return "\n".join(lines) + "\n"
+    table = _read_toml(path, "a course file").get("points", {})
+    if not isinstance(table, dict):
+        raise LabError(f"{path}: [points] must be a table of exercise = points")
+    known = set(course_exercises())
+    bad = [name for name, value in table.items()
+           if name not in known or isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0]
+    if bad:
+        raise LabError(f"{path}: [points] has {', '.join(repr(name[:40]) for name in bad[:5])}: each must be an "
+                       "exercise of the lab (see the notebooks) with a number of points")
+    return {name: float(value) for name, value in table.items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lab import __version__
 from lab.course import archive
+from lab.course.students import file_part
 from lab.course.variant import current, submissions_dir
 from lab.errors import LabError
 from lab.inspect.kernel import kernel_file_of
@@ -73,7 +74,7 @@ def submit(extra: list[str] | None = None, say=print) -> Path:
     folder = submissions_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    out = folder / f"{course.name}-{variant.student}-{stamp}.zip"
+    out = folder / f"{course.name}-{file_part(variant.student)}-{stamp}.zip"
     archive.write(out, variant.student, course.name, __version__, kept, files)
     say(f"{shown(out)}: {len(kept)} answers, {len(files)} files; hand this file in")
     return out

@@ -19,11 +19,10 @@ a capture made for one id fails the check under another, which is what stops cop
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import hmac
-import io
+import json
 import os
 import re
 import secrets
@@ -31,10 +30,10 @@ from pathlib import Path
 
 import tomllib
 
+from lab.course.students import canonical, check_id
 from lab.errors import LabError
 from lab.paths import PROJECT_ROOT
 
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 COURSE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
 STUDENT_NAME = "student.toml"
 SMALL_FILE = 1 << 20              # a course, secret or roster file is read only up to this size
@@ -45,14 +44,6 @@ def submissions_dir() -> Path:
     """Where a student's identity, answers and archives are: submissions/ in the project
     (git-ignored), or $TCPLAB_SUBMISSIONS (the tests' own folders)."""
     return Path(os.environ.get("TCPLAB_SUBMISSIONS") or PROJECT_ROOT / "submissions")
-
-
-def check_id(student: str) -> str:
-    """A student id as given, if it is usable in a file name and a lab name; else a LabError."""
-    if not isinstance(student, str) or not STUDENT_ID.fullmatch(student):
-        raise LabError(f"student id {str(student)[:80]!r} is not usable: use up to 64 letters, digits, '.', '_' "
-                       "or '-', starting with a letter or digit")
-    return student
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +75,11 @@ class Course:
         return int.from_bytes(digest[:8], "big")
 
     def variant(self, student: str) -> Variant:
-        check_id(student)
-        token = f"{self._derive('token', student):016x}"[:8]
-        return Variant(student, 1 + self._derive("seed", student) % 999_999, token,
-                       BULK_BASE + self._derive("bulk", student) % BULK_SPREAD)
+        """The variant of ``student``, the same for every spelling of the id (``Alice``, ``alice``)."""
+        key = canonical(student)
+        token = f"{self._derive('token', key):016x}"[:8]
+        return Variant(check_id(student), 1 + self._derive("seed", key) % 999_999, token,
+                       BULK_BASE + self._derive("bulk", key) % BULK_SPREAD)
 
 
 def create(name: str, folder: Path) -> tuple[Path, Path]:
@@ -159,46 +151,13 @@ def read_secret(path: Path) -> Course:
                               _hex_field(data, "secret", path, "a course secret"))
 
 
-def read_roster(path: Path) -> list[str]:
-    """Student ids from a roster: a CSV with an ``id`` column (an LMS export), or one id a line.
-
-    Blank lines and lines starting with # are skipped; a bad or repeated id is a LabError
-    naming its line.
-    """
-    try:
-        with open(path, "rb") as stream:
-            raw = stream.read(SMALL_FILE * 8 + 1)
-    except OSError as error:
-        raise LabError(f"cannot read roster {path}: {error.strerror}") from None
-    if len(raw) > SMALL_FILE * 8:
-        raise LabError(f"roster {path} is too large (8 MiB at most)")
-    text = raw.decode("utf-8-sig", errors="replace")
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip() and not row[0].startswith("#")]
-    header = [cell.strip().lower() for cell in rows[0]] if rows else []
-    column = header.index("id") if "id" in header else None
-    body = rows[1:] if column is not None else rows
-    ids: list[str] = []
-    for number, row in enumerate(body, start=2 if column is not None else 1):
-        student = row[column or 0].strip() if len(row) > (column or 0) else ""
-        try:
-            check_id(student)
-        except LabError as error:
-            raise LabError(f"roster {path}, row {number}: {error}") from None
-        if student in ids:
-            raise LabError(f"roster {path}, row {number}: {student!r} is there twice")
-        ids.append(student)
-    if not ids:
-        raise LabError(f"roster {path} names no student: one id a line, or a CSV with an 'id' column")
-    return ids
-
-
 def set_student(student: str, course_path: Path) -> Variant:
     """Remember who works on this machine, for which course (submissions/student.toml)."""
-    check_id(student)
+    student = check_id(student)
     course = read_course(course_path)
     folder = submissions_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    text = f'student = "{student}"\ncourse = "{course.name}"\nkey = "{course.key.hex()}"\n'
+    text = f'student = {json.dumps(student)}\ncourse = "{course.name}"\nkey = "{course.key.hex()}"\n'
     temporary = folder / f".{STUDENT_NAME}.new"
     temporary.unlink(missing_ok=True)
     _write_new(temporary, text, mode=0o644)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from invoke import Context
 
+from lab.course.students import lab_name
 from lab.errors import LabError
 from lab.host.docker import Docker, engine_env
 from lab.host.progress import log_file
@@ -37,9 +38,10 @@ MAX_LABS = 250                   # /24s of the lab pool, less room for the learn
 
 
 def lab_names(group: str, count: int | None = None, roster: list[str] | None = None) -> dict[str, str]:
-    """Lab name by student (or by number, 01..N): ``group-id``, lowercase, at most 31 characters."""
+    """Lab name by student (or by number, 01..N): ``group-PART``, PART the id's file part
+    (lab.course.students: the id itself when plain, else ASCII and a digest), at most 31 characters."""
     if roster:
-        names = {student: f"{group}-{re.sub(r'[^a-z0-9_.-]', '-', student.lower())}" for student in roster}
+        names = {student: lab_name(group, student) for student in roster}
     elif count:
         if not 1 <= count <= MAX_LABS:
             raise LabError(f"--count must be between 1 and {MAX_LABS}, got {count}")
@@ -48,8 +50,11 @@ def lab_names(group: str, count: int | None = None, roster: list[str] | None = N
         raise LabError("give --count N (labs 01..N) or --roster FILE (a lab for each student)")
     for student, name in names.items():
         from_config({}, name)                                     # a one-line LabError for an unusable name
-    if len(set(names.values())) < len(names):
-        raise LabError("two students' ids give the same lab name (lab names are lowercase): rename one in the roster")
+    taken: dict[str, str] = {}
+    for student, name in names.items():
+        if name in taken:
+            raise LabError(f"{taken[name]!r} and {student!r} would share lab {name}: rename one in the roster")
+        taken[name] = student
     return names
 
 

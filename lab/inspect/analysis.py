@@ -20,7 +20,7 @@ from typing import Iterator
 
 from lab.inspect.fast.bulk import consume as consume_in_bulk
 from lab.inspect.reader import CaptureFileError, read_batches, read_records
-from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, Tracker, analysis_flag_names
+from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, TooLarge, Tracker, analysis_flag_names
 
 SHORT_CONNECTION = 60
 """Connections with at most this many frames keep their segments by default
@@ -96,27 +96,42 @@ def _open_pipe(path: Path):
     return os.fdopen(fd, "rb")
 
 
-def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: bool = True) -> Capture:
+def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: bool = True,
+            max_frames: int | None = None, max_connections: int | None = None) -> Capture:
     """Read and analyse a capture; a damaged file keeps what was read before the damage.
 
     ``bulk=False`` takes every frame through tcp.py's rules one by one, the
     reference the bulk analysis (lab.inspect.fast.bulk, several times faster) is
-    tested against; both give the same Capture.
+    tested against; both give the same Capture. ``max_frames`` and ``max_connections``
+    bound what a capture from a stranger may cost: past either, a TooLarge error.
     """
-    tracker = Tracker(keep=keep, emit=False)
+    tracker = Tracker(keep=keep, emit=False, max_connections=max_connections)
     error = None
     with open_capture(path) as stream:
         try:
             if bulk:
-                consume_in_bulk(tracker, read_batches(stream))
+                consume_in_bulk(tracker, _bounded(read_batches(stream), max_frames))
             else:
-                tracker.consume(read_records(stream))
+                tracker.consume(_bounded(read_records(stream), max_frames, one_each=True))
         except CaptureFileError as exc:
             if tracker.frames == 0:
                 raise
             error = exc
     return Capture(str(path), tracker.frames, tracker.connections, tracker.flagged,
                    tracker.first_time_ns or 0, error)
+
+
+def _bounded(items, max_frames: int | None, one_each: bool = False):
+    """Batches (or records) until ``max_frames`` frames have been read; then a TooLarge error."""
+    if max_frames is None:
+        yield from items
+        return
+    frames = 0
+    for item in items:
+        frames += 1 if one_each else len(item)
+        if frames > max_frames:
+            raise TooLarge(f"more than {max_frames:,} frames")
+        yield item
 
 
 def iter_segments(path: str | os.PathLike) -> Iterator[Segment]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator
 
+from lab.errors import LabError
 from lab.inspect.decode import ACK, FIN, RST, SYN, TcpHeader, TcpOptions, tcp_header, tcp_options
 from lab.inspect.reader import Record
 
@@ -209,6 +210,11 @@ class Connection:
         return self.last_ns - self.start_ns
 
 
+class TooLarge(LabError):
+    """A capture beyond the bounds its reader was given (a grader's: no lesson's capture
+    comes near them), refused before its analysis costs more memory."""
+
+
 class Tracker:
     """Feeds frames through connection tracking and Wireshark's analysis.
 
@@ -220,9 +226,10 @@ class Tracker:
     does the analysis (the fast path of ``--json``).
     """
 
-    def __init__(self, keep: bool | int = True, emit: bool = True) -> None:
+    def __init__(self, keep: bool | int = True, emit: bool = True, max_connections: int | None = None) -> None:
         self.keep = keep
         self.emit = emit
+        self.max_connections = max_connections
         self.connections: list[Connection] = []
         self._by_key: dict[tuple, Connection] = {}
         self.frames = 0
@@ -321,6 +328,8 @@ class Tracker:
             elif flags & ACK and fwd.base_set and seq != fwd.base_seq:
                 fwd.base_seq = seq
         if found is None:
+            if self.max_connections is not None and len(self.connections) >= self.max_connections:
+                raise TooLarge(f"more than {self.max_connections:,} connections")
             fwd, rev = Flow(src, sport), Flow(dst, dport)
             conn = Connection(len(self.connections), frame, now, fwd, rev)
             if self.keep:
