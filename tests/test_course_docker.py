@@ -4,6 +4,7 @@ come up and go down together, and none reaches another."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from lab.paths import CAPTURES_DIR, PROJECT_ROOT
 from tests.helpers import docker_json, invoke, ok
 
 LAB, GROUP = "nlt-course", "nlt-cls"
-STUDENTS = ("alice", "bob", "carol")
+STUDENTS = ("alice", "bob", "carol", "dave")
 
 ANSWER = textwrap.dedent("""
     import sys
@@ -28,19 +29,29 @@ ANSWER = textwrap.dedent("""
 
 
 @pytest.mark.docker
-def test_three_students_run_a_scenario_submit_and_are_graded_and_a_swapped_capture_is_caught(tmp_path):
+def test_students_run_a_scenario_submit_and_are_graded_and_a_swapped_capture_and_a_forged_kernel_file_caught(
+        tmp_path):
+    """alice and bob honest; carol hands in bob's capture; dave his own, with its kernel file's
+    rto_us edited (sed on rto_us once turned a wrong answer right)."""
     ok(invoke("course", "net101", "--folder", str(tmp_path)))
     (tmp_path / "roster.csv").write_text("id,name\n" + "".join(f"{s},{s.title()}\n" for s in STUDENTS))
     made = {}
     try:
-        for student in STUDENTS[:2]:
+        for student in ("alice", "bob", "dave"):
             env = {"TCPLAB_SUBMISSIONS": str(tmp_path / student)}
             said = ok(invoke("student", student, "--course", str(tmp_path / "net101.course.toml"), env=env))
             assert f"you are {student}" in said
             seed = read_course(tmp_path / "net101.course.toml").variant(student).seed
             ok(invoke("scenario", "fast-retransmit", "--lab", LAB, env=env))       # the student's seed, by default
             made[student] = max(CAPTURES_DIR.glob(f"fast-retransmit-*seed{seed}*.pcapng"), key=lambda p: p.stat().st_mtime)
-        for student, capture in (("alice", made["alice"]), ("bob", made["bob"]), ("carol", made["bob"])):
+        kernel = made["dave"].with_name(made["dave"].stem + ".kernel.jsonl")
+        samples = [json.loads(line) for line in kernel.read_text().splitlines()]
+        for sample in samples:
+            if sample.get("state") == "ESTABLISHED" and sample.get("rto_us"):
+                sample["rto_us"] = sample["rto_us"] * 3 // 2
+        kernel.write_text("".join(json.dumps(sample) + "\n" for sample in samples))
+        for student, capture in (("alice", made["alice"]), ("bob", made["bob"]), ("carol", made["bob"]),
+                                 ("dave", made["dave"])):
             env = {"TCPLAB_SUBMISSIONS": str(tmp_path / student)}
             if student == "carol":
                 ok(invoke("student", student, "--course", str(tmp_path / "net101.course.toml"), env=env))
@@ -50,16 +61,23 @@ def test_three_students_run_a_scenario_submit_and_are_graded_and_a_swapped_captu
             ok(invoke("submit", env=env))
         inbox = tmp_path / "inbox"
         inbox.mkdir()
-        for student in STUDENTS:
+        for student in STUDENTS:                     # as an LMS gives them: a folder per student
+            (inbox / student).mkdir()
             for archive in (tmp_path / student).glob("*.zip"):
-                archive.rename(inbox / archive.name)
+                archive.rename(inbox / student / archive.name)
         out = ok(invoke("grade", str(inbox), "--roster", str(tmp_path / "roster.csv"),
                         "--secret", str(tmp_path / "net101.secret"), "--out", str(tmp_path / "grades")))
-        assert "3 of 3 archives graded" in out
+        assert "4 of 4 archives graded" in out
         rows = {(row["student"], row["exercise"]): row for row in csv.DictReader(open(tmp_path / "grades/grades.csv"))}
         assert rows[("alice", "initial_cwnd")]["correct"] == "1" and rows[("bob", "retransmitted")]["correct"] == "1"
         caught = rows[("carol", "initial_cwnd")]
         assert caught["correct"] == "0" and "is not this student's" in caught["feedback"] and "(bob)" in caught["feedback"]
+        forged = rows[("dave", "initial_cwnd")]
+        assert forged["correct"] == "0" and "kernel file beside" in forged["feedback"] and "RTO" in forged["feedback"]
+        report = (tmp_path / "grades" / "report.txt").read_text()
+        assert "copy: bob and carol" in report and "bob's answers stand" in report.replace("\n      ", " ")
+        canvas = list(csv.reader(open(tmp_path / "grades" / "canvas.csv")))
+        assert [row[3] for row in canvas[1:]] == list(STUDENTS) and canvas[1][5] == "2" and canvas[4][5] == "0"
     finally:
         for capture in made.values():
             capture.unlink(missing_ok=True)

@@ -26,8 +26,9 @@ from lab.inspect.analysis import Capture
 from lab.inspect.kernel import KernelSample
 from lab.paths import PROJECT_ROOT
 
-KINDS = {"isn": "connections with the same sequence numbers", "start": "captures starting at the same nanosecond",
-         "sample": "kernel samples at the same nanosecond"}
+KINDS = {"isn": ("connection", "with the same sequence numbers"),
+         "start": ("capture", "starting at the same nanosecond"),
+         "sample": ("kernel sample", "at the same nanosecond")}
 MAX_SAMPLES = 64
 
 
@@ -59,12 +60,14 @@ def shared(prints: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], lis
 
     ``prints`` is student -> capture name -> fingerprints."""
     owners: dict[str, set[tuple[str, str]]] = collections.defaultdict(set)
-    ignored = bundled()
     for student, captures in prints.items():
         for name, found in captures.items():
             for print_ in found:
-                if print_ not in ignored:
-                    owners[print_].add((student, name))
+                owners[print_].add((student, name))
+    owners = {print_: holders for print_, holders in owners.items() if len({s for s, _ in holders}) > 1}
+    if owners:                         # the bundled captures are read only when two students share something
+        ignored = bundled()
+        owners = {print_: holders for print_, holders in owners.items() if print_ not in ignored}
     pairs: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     where: dict[tuple[str, str], set[tuple[str, str]]] = collections.defaultdict(set)
     for print_, holders in owners.items():
@@ -74,7 +77,8 @@ def shared(prints: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], lis
                 where[(one, other)].add((one_capture, other_capture))
     said = {}
     for pair, kinds in sorted(pairs.items()):
-        evidence = ", ".join(f"{count} {KINDS[kind]}" for kind, count in sorted(kinds.items()))
+        evidence = ", ".join(f"{count} {KINDS[kind][0]}{'s' if count > 1 else ''} {KINDS[kind][1]}"
+                             for kind, count in sorted(kinds.items()))
         files = "; ".join(f"{a} and {b}" for a, b in sorted(where[pair])[:3])
         said[pair] = [evidence, files]
     return said

@@ -23,13 +23,11 @@ from __future__ import annotations
 import collections
 import csv
 import re
+import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from lab.course.results import Graded, Grading
 from lab.course.students import Roster, file_part, lab_name
-
-if TYPE_CHECKING:
-    from lab.course.grading import Graded, Grading
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -54,7 +52,7 @@ def number(value: float) -> str:
     return f"{value:g}"
 
 
-def write_all(grading: "Grading", out: Path) -> None:
+def write_all(grading: Grading, out: Path) -> None:
     _grades_csv(grading, out / "grades.csv")
     _students_csv(grading, out / "students.csv")
     _canvas_csv(grading, out / "canvas.csv")
@@ -76,13 +74,13 @@ def _rows(path: Path, header: list[str], rows) -> None:
             writer.writerow([cell(value) for value in row])
 
 
-def _grades_csv(grading: "Grading", path: Path) -> None:
+def _grades_csv(grading: Grading, path: Path) -> None:
     _rows(path, ["student", "exercise", "capture", "answer", "correct", "points", "feedback"],
           ([row.student, row.exercise, row.capture, row.answer, int(row.correct), number(row.points), row.feedback]
            for graded in grading.latest.values() for row in graded.rows))
 
 
-def _students_csv(grading: "Grading", path: Path) -> None:
+def _students_csv(grading: Grading, path: Path) -> None:
     exercises = grading.columns
     rows = []
     for student in grading.roster.students:
@@ -95,14 +93,14 @@ def _students_csv(grading: "Grading", path: Path) -> None:
           rows)
 
 
-def _canvas_csv(grading: "Grading", path: Path) -> None:
+def _canvas_csv(grading: Grading, path: Path) -> None:
     title = f"tcplab {grading.course.name}"
     _rows(path, ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title],
           ([student.name or student.id, student.lms_id, "", student.id, "", number(grading.points(student.id))]
            for student in grading.roster.students))
 
 
-def _moodle_csv(grading: "Grading", path: Path) -> None:
+def _moodle_csv(grading: Grading, path: Path) -> None:
     exercises = grading.columns
     rows = []
     for student in grading.roster.students:
@@ -113,7 +111,7 @@ def _moodle_csv(grading: "Grading", path: Path) -> None:
     _rows(path, ["Username", "Email address", "Full name", f"tcplab {grading.course.name} total", *exercises], rows)
 
 
-def _variants_csv(grading: "Grading", path: Path) -> None:
+def _variants_csv(grading: Grading, path: Path) -> None:
     rows = []
     for student in grading.roster.students:
         variant = grading.course.variant(student.id)
@@ -122,11 +120,18 @@ def _variants_csv(grading: "Grading", path: Path) -> None:
     _rows(path, ["student", "name", "seed", "token", "bulk bytes", "lab (invoke class up --roster)"], rows)
 
 
-def printable_lines(text: str) -> str:
-    return "\n".join(printable(line) for line in text.split("\n"))
+def printable_lines(text: str, width: int = 80) -> str:
+    """Lines a terminal shows as they are (no escapes), wrapped at ``width`` with their indent kept."""
+    lines = []
+    for line in text.split("\n"):
+        line = printable(line)
+        indent = " " * (len(line) - len(line.lstrip(" ")))
+        lines += textwrap.wrap(line, width, initial_indent="", subsequent_indent=indent + "    ",
+                               break_long_words=False, break_on_hyphens=False) or [""]
+    return "\n".join(lines)
 
 
-def feedback_text(grading: "Grading", graded: "Graded") -> str:
+def feedback_text(grading: Grading, graded: Graded) -> str:
     """What one student gets back: every answer that counted, right or not and why, and the suspicions."""
     lines = [f"{graded.student}: {grading.right(graded.student)} of {len(graded.rows)} answers right, "
              f"{number(grading.points(graded.student))} of {number(grading.possible)} points",
@@ -142,7 +147,7 @@ def feedback_text(grading: "Grading", graded: "Graded") -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(grading: "Grading") -> str:
+def report(grading: Grading) -> str:
     """Plain text (a student's answer is never markup): who submitted, the suspicions, and
     which exercises were missed most, with the wrong answers given most."""
     roster: Roster = grading.roster
@@ -162,7 +167,7 @@ def report(grading: "Grading") -> str:
     missing = [student for student in roster.ids if student not in latest]
     if missing:
         lines.append(f"no submission from: {', '.join(missing)}")
-    lines += ["", "suspicions (the points of what they concern are not counted; see each student's feedback file):"]
+    lines += ["", "suspicions (each student's feedback file has theirs):"]
     said = grading.suspicions()
     lines += [f"  {line}" for line in said] if said else ["  none"]
     lines += ["", "exercises, most missed first (missed = answered wrong, or not counted):"]

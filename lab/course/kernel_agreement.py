@@ -21,6 +21,10 @@ where load can only move a number one way:
   bound from the largest srtt and rttvar seen so far, doubled per backoff (Linux
   keeps its rttvar for a round trip, so the RTO lags a falling rttvar, never a
   rising one); in SYN_SENT, 1 s doubled per backoff;
+* **window**: while a sender is in ca_state open, the bytes the capture shows in flight
+  (sent and not yet acknowledged) never exceed its cwnd x snd_mss, give or take one
+  segment (measured: exactly at most cwnd; bbr is left out, its PROBE_RTT cuts cwnd
+  to 4 under a full flight);
 * **SYN timer**: each SYN sent again follows the one before by the RTO the client's
   kernel had then (within 10% above, and 2% below: the emulator only adds delay).
 """
@@ -82,6 +86,7 @@ def _socket(conn, host: str, series: Sequence[KernelSample]) -> list[str]:
                         f"{(sample.time_ns - conn.start_ns) / 1e9:.3f} s; the capture shows {high} by then")
             break
     said += _round_trip(conn, host, series)
+    said += _window(conn, host, series)
     said += _timers(host, series)
     if mine:
         said += _syn_timer(conn, series)
@@ -114,6 +119,30 @@ def _round_trip(conn, host: str, series) -> list[str]:
     if min(srtts) < floor:
         return [f"the {host}'s kernel saw a {min(srtts):.1f} ms round trip; the capture's shortest is "
                 f"{min(seen):.1f} ms"]
+    return []
+
+
+def _window(conn, host: str, series) -> list[str]:
+    mine = host == "client"
+    times, flights = [], []
+    sent = acked = 0
+    for segment in conn.segments:
+        if segment.from_client == mine:
+            sent = max(sent, segment.rel_seq + segment.length)
+        elif segment.flags & ACK:
+            acked = max(acked, segment.rel_ack)
+        times.append(segment.time_ns)
+        flights.append(max(0, sent - acked))
+    for sample in series:
+        values = sample.values
+        cwnd, mss = values.get("cwnd"), values.get("snd_mss")
+        if not cwnd or not mss or values.get("ca_state") != "open" or values.get("cc") == "bbr" \
+                or values.get("state") != "ESTABLISHED":
+            continue
+        at = bisect.bisect_right(times, sample.time_ns) - 1
+        if at >= 0 and flights[at] > (cwnd + 1) * mss:
+            return [f"the {host}'s kernel says its cwnd was {cwnd} segments at {(sample.time_ns - conn.start_ns) / 1e9:.3f}"
+                    f" s; the capture shows {flights[at] / mss:.0f} segments in flight then"]
     return []
 
 
