@@ -75,7 +75,7 @@ def test_students_run_a_scenario_submit_and_are_graded_and_a_swapped_capture_and
         forged = rows[("dave", "initial_cwnd")]
         assert forged["correct"] == "0" and "kernel file beside" in forged["feedback"] and "RTO" in forged["feedback"]
         report = (tmp_path / "grades" / "report.txt").read_text()
-        assert "copy: bob and carol" in report and "bob's answers stand" in report.replace("\n      ", " ")
+        assert "copy: bob and carol" in report and "carry bob's marks only" in report.replace("\n      ", " ")
         canvas = list(csv.reader(open(tmp_path / "grades" / "canvas.csv")))
         assert [row[3] for row in canvas[1:]] == list(STUDENTS) and canvas[1][5] == "2" and canvas[4][5] == "0"
     finally:

@@ -500,7 +500,7 @@ def test_a_class_of_20_with_three_kinds_of_cheating_is_graded_and_every_cheat_na
     assert "carol: alice.pcapng is not theirs: its requests carry the token" in report and "(alice)" in report
     assert "erin/from-erin.zip, collected from erin (folder erin/), says it is frank's" in report
     assert "erin: frank2.pcapng is not theirs" in report
-    assert "copy: alice and carol" in report                       # the same run, and alice's token: she stands
+    assert "copy: alice and carol" in report and "carry alice's marks only" in report     # alice stands
     canvas = list(csv.reader(open(out / "canvas.csv")))
     assert len(canvas) == 21 and {row[3] for row in canvas[1:]} == set(roster)
     table = {row["student"]: row for row in csv.DictReader(open(out / "students.csv"))}

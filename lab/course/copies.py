@@ -55,8 +55,9 @@ def bundled() -> frozenset[str]:
     return frozenset(found)
 
 
-def shared(prints: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], list[str]]:
-    """Pairs of students whose captures share a fingerprint, each with what they share, in words.
+def shared(prints: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], tuple[str, list[tuple[str, str]]]]:
+    """Pairs of students whose captures share a fingerprint: what they share, in words, and
+    which of their captures (one's, the other's).
 
     ``prints`` is student -> capture name -> fingerprints."""
     owners: dict[str, set[tuple[str, str]]] = collections.defaultdict(set)
@@ -79,8 +80,7 @@ def shared(prints: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], lis
     for pair, kinds in sorted(pairs.items()):
         evidence = ", ".join(f"{count} {KINDS[kind][0]}{'s' if count > 1 else ''} {KINDS[kind][1]}"
                              for kind, count in sorted(kinds.items()))
-        files = "; ".join(f"{a} and {b}" for a, b in sorted(where[pair])[:3])
-        said[pair] = [evidence, files]
+        said[pair] = (evidence, sorted(where[pair]))
     return said
 
 

@@ -96,14 +96,16 @@ def _tokens(requests: bytes, variant: Variant, whose) -> list[Evidence]:
 
 
 def _bulk_sizes(requests: bytes, variant: Variant, whose) -> list[Evidence]:
+    """The student's BULK size matches; a classmate's contradicts; any other size (a scenario's,
+    one the student chose while exploring) says nothing either way."""
     sizes = sorted({int(size) for size in BULK_REQUEST.findall(requests)})
-    if not sizes:
-        return []
-    if sizes == [variant.bulk_bytes]:
+    if variant.bulk_bytes in sizes:
         return [Evidence("bulk", True, f"its BULK asks for your {variant.bulk_bytes:,} bytes")]
-    named = ", ".join(f"{size:,} ({whose('bulk', size) or 'nobody on the roster'})"
-                      for size in sizes if size != variant.bulk_bytes)
-    return [Evidence("bulk", False, f"its BULK asks for {named}, yours is {variant.bulk_bytes:,} bytes")]
+    named = [(size, whose("bulk", size)) for size in sizes if whose("bulk", size)]
+    if not named:
+        return []
+    listed = ", ".join(f"{size:,} ({student})" for size, student in named)
+    return [Evidence("bulk", False, f"its BULK asks for {listed}, yours is {variant.bulk_bytes:,} bytes")]
 
 
 def _scenario_evidence(name: str, lab_connections, variant: Variant) -> list[Evidence]:

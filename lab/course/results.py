@@ -65,7 +65,6 @@ class Grading:
     latest: dict[str, Graded] = dataclasses.field(default_factory=dict)
     superseded: list[tuple[Graded, Graded]] = dataclasses.field(default_factory=list)
     copied: dict = dataclasses.field(default_factory=dict)
-    standing: dict[str, bool] = dataclasses.field(default_factory=dict)    # in a copy: its captures are theirs
 
     def __post_init__(self) -> None:
         order = sorted((graded for graded in self.results if graded.accepted),
@@ -77,8 +76,6 @@ class Grading:
         prints = {student: graded.prints for student, graded in self.latest.items()}
         self.copied = copies.shared(prints)
         held = copies.captures_in_copies(self.copied, prints)
-        self.standing = {student: all(capture not in self.latest[student].captures for capture in in_copies)
-                         for student, in_copies in held.items()}
         for student, graded in self.latest.items():
             for row in graded.rows:
                 # The author of a copied capture is the one whose variant it carries: when the
@@ -119,9 +116,9 @@ class Grading:
 
     def suspicions(self) -> list[str]:
         said = []
-        for (one, other), (evidence, files) in self.copied.items():
-            said.append(f"copy: {one} and {other} handed in captures of one run of the lab ({evidence}: {files}); "
-                        + self._who_stands(one, other))
+        for (one, other), (evidence, captures) in self.copied.items():
+            said.append(f"copy: {one} and {other} handed in captures of one run of the lab ({evidence}): "
+                        + "; ".join(self._who_stands(one, other, pair) for pair in captures[:4]))
         for student, graded in self.latest.items():
             said += [f"{student}: {line}" for line in self._own(graded)]
         for older, newer in self.superseded:
@@ -132,17 +129,19 @@ class Grading:
                 said += [f"{graded.student}: {finding}" for finding in graded.findings]
         return said
 
-    def _who_stands(self, one: str, other: str) -> str:
-        """Whose answers about the copied captures count: the one whose marks (token, BULK size,
-        seed) the captures carry; nobody's when both carry their own (one was patched)."""
-        stands = [student for student in (one, other) if self.standing.get(student)]
+    def _who_stands(self, one: str, other: str, captures: tuple[str, str]) -> str:
+        """Whose answers about one copied capture count: the student whose marks (token, BULK
+        size, seed) it carries; nobody's when both carry their own (one was patched)."""
+        mine, theirs = captures
+        stands = [student for student, capture in ((one, mine), (other, theirs))
+                  if capture not in self.latest[student].captures]
+        named = f"{one}'s {mine} and {other}'s {theirs}"
         if len(stands) == 2:
-            return ("both carry their own student's marks (one was patched): counted for neither until you decide "
-                    "(take the copy's archive out and grade again)")
+            return (f"{named} both carry their own student's marks (one was patched): counted for neither until "
+                    "you decide (take the copy's archive out and grade again)")
         if len(stands) == 1:
-            author = stands[0]
-            return f"the captures carry {author}'s marks: {author}'s answers stand, the other's are not counted"
-        return "neither carries its student's marks: counted for neither"
+            return f"{named} carry {stands[0]}'s marks only"
+        return f"{named} carry neither's marks"
 
     def _own(self, graded: Graded) -> list[str]:
         lines = list(graded.findings)
@@ -158,6 +157,6 @@ class Grading:
         if graded is None:
             return []
         mine = [f"a copy: captures of one run of the lab are in both {one}'s and {other}'s submissions "
-                f"({evidence}); {self._who_stands(one, other)}"
-                for (one, other), (evidence, files) in self.copied.items() if student in (one, other)]
+                f"({evidence}): " + "; ".join(self._who_stands(one, other, pair) for pair in captures[:4])
+                for (one, other), (evidence, captures) in self.copied.items() if student in (one, other)]
         return mine + self._own(graded)
