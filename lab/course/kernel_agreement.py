@@ -32,12 +32,12 @@ where load can only move a number one way:
 from __future__ import annotations
 
 import bisect
+import collections
 from typing import Sequence
 
 from lab.inspect.analysis import Capture
 from lab.inspect.decode import ACK, FIN, SYN
 from lab.inspect.kernel import EARLY_S, KernelSample, connection_samples
-from lab.inspect.rtt import rtt_samples
 from lab.inspect.timers import TICK_MS, linux_rto_ms
 
 LATE_S = 1.0
@@ -111,15 +111,36 @@ def copies_sent(segments, from_client: bool) -> list[int]:
 
 def _round_trip(conn, host: str, series) -> list[str]:
     srtts = [k.values["srtt_us"] / 1000 for k in series if k.values.get("srtt_us")]
-    seen = [sample.rtt_ms for sample in rtt_samples(conn.segments)
-            if sample.from_client == (host == "client") and not sample.retransmitted]
-    if not srtts or not seen:
+    seen = shortest_round_trip_ms(conn.segments, host == "client")
+    if not srtts or seen is None:
         return []
-    floor = SRTT_SHARE * min(seen) - SRTT_SLACK_MS
-    if min(srtts) < floor:
-        return [f"the {host}'s kernel saw a {min(srtts):.1f} ms round trip; the capture's shortest is "
-                f"{min(seen):.1f} ms"]
+    if min(srtts) < SRTT_SHARE * seen - SRTT_SLACK_MS:
+        return [f"the {host}'s kernel saw a {min(srtts):.1f} ms round trip; the capture's shortest is {seen:.1f} ms"]
     return []
+
+
+def shortest_round_trip_ms(segments, from_client: bool) -> float | None:
+    """The shortest round trip the capture shows for this side's data (its SYN and FIN count,
+    as the kernel's first sample is the handshake's): a segment sent once, to the first ACK
+    that covers it (Karn's rule: copies measure nothing). One pass: what waits for an ACK
+    is a queue in the order it was sent."""
+    waiting: collections.deque = collections.deque()
+    highest, shortest = 0, None
+    for segment in segments:
+        if segment.from_client == from_client:
+            span = segment.length + (1 if segment.flags & (SYN | FIN) else 0)
+            if span:
+                end = segment.rel_seq + span
+                waiting.append((end, segment.time_ns, segment.rel_seq < highest))
+                highest = max(highest, end)
+        elif segment.flags & ACK:
+            newest = None
+            while waiting and waiting[0][0] <= segment.rel_ack:
+                newest = waiting.popleft()
+            if newest is not None and not newest[2]:
+                rtt = (segment.time_ns - newest[1]) / 1e6
+                shortest = rtt if shortest is None else min(shortest, rtt)
+    return shortest
 
 
 def _window(conn, host: str, series) -> list[str]:
