@@ -10,6 +10,7 @@ numpy, which `invoke up` and `invoke --list` need not wait for.
 
 from invoke import Collection
 
+from lab.course.variant import student_tag
 from lab.errors import LabError
 from lab.host import image, lifecycle
 from lab.host import impair as impairments
@@ -56,13 +57,14 @@ def up(c, cc=None, verbose=False, lab=None):
 )
 def send(c, message, next=None, udp=False, step=False, lab=None):
     """Send requests from a one-shot client container and print the server's replies."""
-    run_client(c, lab_of(c, lab), client_options([message, *(next or [])], udp=udp, step=step), tty=step)
+    run_client(c, lab_of(c, lab), client_options([message, *(next or [])], udp=udp, step=step, tag=student_tag()),
+               tty=step)
 
 
 @task(positional=["nbytes"], help={"nbytes": "how many bytes to download", "lab": LAB_HELP})
 def bulk(c, nbytes, lab=None):
     """Download NBYTES from the server with BULK, check them, and report throughput."""
-    run_client(c, lab_of(c, lab), bulk_options(nbytes))
+    run_client(c, lab_of(c, lab), bulk_options(nbytes, student_tag()))
 
 
 @task(help={"lab": LAB_HELP})
@@ -120,7 +122,8 @@ def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name
     from lab.host.capture_request import capture_request
     from lab.terminal import console
 
-    request = capture_request(seconds, count, filter, exchange_options(send, bulk), name, engine, kernel, underlay)
+    request = capture_request(seconds, count, filter, exchange_options(send, bulk, student_tag()), name, engine, kernel,
+                              underlay)
     recorder.capture(c, lab_of(c, lab), request, console())
 
 
@@ -157,8 +160,9 @@ def impair(c, target=None, delay=None, jitter=None, distribution=None, loss=None
 def notebook(c, pcap=None, port=None, lab=None):
     """Open the study notebooks in JupyterLab (needs the notebooks extra)."""
     from lab.host import jupyter
+    from lab.teach.captures_chosen import capture_variables
 
-    jupyter.open_notebooks(c, pcap, port, lab_of(c, lab).name)
+    jupyter.open_notebooks(c, capture_variables(pcap or []), port, lab_of(c, lab).name)
 
 
 @task(help={"check": "only say whether notebooks/html/ is current (exit 1 if a copy is stale), running nothing"})
@@ -205,7 +209,7 @@ def demo(c, message=None, verbose=False, lab=None):
     from lab.host import tour
 
     c.config.lab.verbose = verbose
-    tour.demo(c, lab_of(c, lab), message)
+    tour.demo(c, lab_of(c, lab), message, student_tag())
 
 
 @task(
@@ -220,15 +224,16 @@ def demo(c, message=None, verbose=False, lab=None):
 def scenario(c, name, seed=None, lab=None):
     """Run a scripted scenario: its link and packet events, the exchange captured with the kernel's view, checked."""
     from lab.host import scenario as scenarios
+    from lab.scenarios import model
     from lab.terminal import console, say
 
     if name == "list":
-        for bundled in scenarios.bundled():
-            say(f"{bundled}: {scenarios.load(bundled).title}")
+        for bundled in model.bundled():
+            say(f"{bundled}: {model.load(bundled).title}")
         return
-    chosen = scenarios.load(name, whole_number(seed, "--seed") if seed is not None else scenario_seed(c))
+    chosen = model.load(name, whole_number(seed, "--seed") if seed is not None else scenario_seed(c))
     the_lab = lab_of(c, lab)
-    pcap = scenarios.run(c, the_lab, chosen, console())
+    pcap = scenarios.run(c, the_lab, chosen, console(), student_tag())
     verdicts, cc = scenarios.judge(pcap, chosen, the_lab.port)
     if not scenarios.report(verdicts, chosen, cc, console()):
         raise LabError(f"{pcap.name}: the capture does not show what {chosen.name} expects (see above)")
@@ -339,14 +344,15 @@ def class_(c, action, count=None, roster=None, group="class"):
     """Many labs on one engine, one per student: class up, class status, class down act on all of them, only them."""
     from pathlib import Path
 
-    from lab.course.students import read_roster
+    from lab.course.students import lab_name, read_roster
     from lab.host import classroom
     from lab.host.settings import from_config
 
     from_config({}, group)                                   # a usable name, or one line saying why not
     if action == "up":
+        students = read_roster(Path(roster)).ids if roster else []
         names = classroom.lab_names(group, whole_number(count, "--count") if count is not None else None,
-                                    read_roster(Path(roster)) if roster else None)
+                                    {student: lab_name(group, student) for student in students})
         classroom.up(c, group, names)
     elif action == "status":
         classroom.status(c, group)

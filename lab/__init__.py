@@ -11,6 +11,8 @@ The package's folders are its layers (read them in this order):
                (topology: roles -> `docker run`), docker, the image, bring-up and tear-down,
                status, impairments, the capture recorder (pcapng, annotations, live view),
                and the task class the invoke tasks are made with (frontdoor).
+    scenarios/ the bundled scenarios and what a scenario is: which packet the link does
+               what to, drawn from a seed (host/ runs one; teach/ and course/ read it).
     inspect/   reading captures and explaining their TCP as Wireshark does; tcp.py is the
                one statement of the rules, inspect/fast/ a speed layer a reader may skip.
     teach/     what the notebooks use: the exercises and their checkers, notebook helpers,
@@ -22,7 +24,9 @@ Beside them: errors (the one error root, LabError), paths, terminal. ``server.py
 and ``client.py`` here only start lab.inside's, so that ``python -m lab.server``
 and ``python -m lab.client`` work as the README teaches.
 
-Data flows one way: tasks.py -> host (the lab's description -> docker) -> the
+Data flows one way, and imports the other: a layer imports only those below it,
+tasks > course > teach > host > scenarios > inspect > inside (tests/test_structure.py
+checks it, deferred imports included). At run time: tasks.py -> host (the lab's description -> docker) -> the
 containers (inside) -> captures/*.pcapng -> inspect -> the report, the notebooks
 -> (a student's answers) -> course: submissions -> grades.
 """

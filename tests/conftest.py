@@ -1,7 +1,7 @@
 """Fixtures shared by the suite, and the rule for tests that need more than Python.
 
 A ``docker`` test needs a Docker engine; a ``needs("tshark")`` test needs that
-command. Without it the test is skipped with the reason, unless the run requires
+command (``needs("root")``: to run as root). Without it the test is skipped with the reason, unless the run requires
 everything (TCPLAB_REQUIRE_DOCKER=1, the older NETLAB_REQUIRE_DOCKER=1, or CI=true,
 which .ci/run sets after .ci/setup installed everything): then the missing piece
 fails the test, so a green CI run means every test really ran.
@@ -55,7 +55,10 @@ def missing_piece(item: pytest.Item) -> str | None:
             return problem
     for marker in item.iter_markers("needs"):
         for tool in marker.args:
-            if shutil.which(tool) is None:
+            if tool == "root":
+                if os.geteuid() != 0:
+                    return "it needs root (a cluster of engines in namespaces)"
+            elif shutil.which(tool) is None:
                 return f"{tool} is not installed (bash .ci/setup --test installs it)"
     return None
 

@@ -60,7 +60,7 @@ def test_file_and_lab_names_from_ids_are_short_ascii_unique_and_usable():
     from lab.host.settings import from_config
 
     ids = ["alice", "zoë", "zoe", "alice@uni.edu", "alice.uni.edu", "a" * 64, "a" * 63 + "b", "o'brien"]
-    names = lab_names("class", roster=ids)
+    names = lab_names("class", by_student={student: lab_name("class", student) for student in ids})
     assert names["alice"] == "class-alice" and file_part("alice") == "alice"
     assert len(set(names.values())) == len(ids)                       # zoë and zoe, the two long ones: apart
     for name in names.values():
@@ -305,7 +305,7 @@ def test_a_loaded_machine_only_adds_delay_and_the_verdict_shows_every_piece_of_e
     """bob, zoe and obrien were told their own capture was not theirs: "handshake took 28.1 ms,
     your link's delay is 18.0 ms". Load adds delay; only a faster handshake than the link contradicts."""
     from lab.course import identity
-    from lab.host.scenario import load
+    from lab.scenarios.model import load
     from lab.inspect.lab_port import port_of_connections
 
     scenario = load("tail-loss-rto", 1)

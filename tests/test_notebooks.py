@@ -481,7 +481,7 @@ def test_a_capture_is_offered_only_where_its_content_is(capture):
 
 
 def test_a_bare_capture_goes_to_the_notebooks_it_fits_and_says_which(capsys):
-    from lab.host.jupyter import capture_variables
+    from lab.teach.captures_chosen import capture_variables
 
     assert capture_variables([str(DATA / "bulk-loss.pcapng")]) == {"TCPLAB_PCAP": str(DATA / "bulk-loss.pcapng")}
     assert "studied by notebooks 01, 02, 03, 04;" in capsys.readouterr().out

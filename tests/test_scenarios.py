@@ -12,7 +12,8 @@ import struct
 import pytest
 
 from lab.errors import LabError
-from lab.host import scenario
+from lab.host import scenario as running
+from lab.scenarios import model as scenario
 from lab.inside.linkemu import ACK, FIN, SYN, Bottleneck, Event, Events, HeldBack, headers
 from tests.helpers import invoke, ok
 
@@ -96,7 +97,7 @@ def test_every_bundled_scenario_loads_with_checks_that_exist():
                           "zero-window"}
     for name in names:
         loaded = scenario.load(name)
-        assert loaded.title and loaded.lesson and loaded.expect and loaded.client_args()
+        assert loaded.title and loaded.lesson and loaded.expect and running.client_args(loaded)
 
 
 def test_a_seed_picks_the_same_numbers_every_time_and_another_seed_others():
@@ -109,7 +110,7 @@ def test_a_seed_picks_the_same_numbers_every_time_and_another_seed_others():
 
 
 def test_a_slow_reader_scenario_gives_the_client_its_options():
-    assert scenario.load("zero-window").client_args() == ["--bulk", "400000", "--rcvbuf", "16384",
+    assert running.client_args(scenario.load("zero-window")) == ["--bulk", "400000", "--rcvbuf", "16384",
                                                           "--pause-after", "30000", "--pause-for", "2"]
 
 

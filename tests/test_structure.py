@@ -73,6 +73,63 @@ def test_the_lab_package_has_no_import_cycle():
     assert find_cycle(import_graph()) is None
 
 
+# Data flows one way: a package imports only packages below it (deferred imports count).
+RANKS = {"lab.inside": 1, "lab.client": 1, "lab.server": 1, "lab.inspect": 2, "lab.scenarios": 3,
+         "lab.host": 4, "lab.teach": 5, "lab.course": 6}
+BASE = {"lab", "lab.errors", "lab.paths", "lab.terminal"}      # below everything, importing no package
+
+
+def rank_of(module: str) -> int:
+    return next((rank for package, rank in RANKS.items() if module == package or module.startswith(package + ".")),
+                0 if module in BASE else 99)
+
+
+def imports_up_a_layer(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{module} -> {imported}" for module, imports in graph.items() if module != "lab"
+                  for imported in imports if rank_of(imported) > rank_of(module))
+
+
+def test_no_import_runs_back_up_a_layer_deferred_ones_included():
+    """tasks > course > teach > host > scenarios > inspect > inside: host once read the
+    student's tag from course, teach recorded answers through course, host opened teach's
+    notebooks, each behind an import inside a function."""
+    assert all(rank_of(module) < 99 for module in lab_modules()), [m for m in lab_modules() if rank_of(m) == 99]
+    assert imports_up_a_layer(import_graph()) == []
+
+
+def test_the_rank_check_catches_a_deferred_import_up_a_layer(tmp_path):
+    graph = {"lab.host.options": {"lab.course.variant"}, "lab.course.variant": {"lab.errors"}}
+    assert imports_up_a_layer(graph) == ["lab.host.options -> lab.course.variant"]
+
+
+def test_every_module_is_named_in_its_packages_map():
+    """A package's docstring is its map: host's named 19 of its 26 modules, teach's 2 of 6."""
+    import re
+
+    for init in sorted(LAB_DIR.rglob("__init__.py")):
+        package = init.parent
+        text = ast.get_docstring(ast.parse(init.read_text())) or ""
+        modules = [path.stem for path in package.glob("*.py") if path.stem != "__init__"]
+        modules += [path.name for path in package.iterdir() if (path / "__init__.py").is_file()]
+        missing = [name for name in modules if not re.search(rf"\b{re.escape(name)}\b", text)]
+        assert not missing, f"{package.relative_to(ROOT)}/__init__.py does not name {missing}"
+
+
+def test_every_error_a_user_sees_is_a_lab_error():
+    from lab.course.archive import SubmissionError
+    from lab.errors import LabError
+    from lab.inspect.tcp import TooLarge
+    from lab.teach.exercises import CaptureMismatch
+
+    assert all(issubclass(error, LabError) for error in (SubmissionError, CaptureMismatch, TooLarge))
+
+
+def test_no_test_skips_itself_on_a_missing_tool():
+    """skipif(TSHARK is None) skipped in CI too; pytest.mark.needs fails there instead (conftest)."""
+    for path in (ROOT / "tests").glob("test_*.py"):
+        assert "skipif(" not in path.read_text() or path.name == "test_structure.py", path.name
+
+
 def test_the_cycle_finder_finds_the_cycle_this_tree_once_had():
     graph = {"lab.host.impair": {"lab.host.orchestrate"}, "lab.host.orchestrate": {"lab.host.impair"},
              "lab.host": {"lab.host.impair"}}

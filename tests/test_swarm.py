@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -31,9 +30,7 @@ CLUSTER = PROJECT_ROOT / ".ci" / "cluster"
 SOCKETS = {1: "unix:///run/tcplab-cluster/node1.sock", 2: "unix:///run/tcplab-cluster/node2.sock"}
 HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only"]
 
-pytestmark = [pytest.mark.docker,
-              pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                 reason="a cluster of engines in namespaces needs root and iproute2")]
+pytestmark = [pytest.mark.docker, pytest.mark.needs("root", "ip")]      # a cluster of engines in namespaces
 
 
 def on(node: int, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

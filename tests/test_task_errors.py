@@ -95,8 +95,11 @@ def test_notebook_hands_each_notebook_its_own_capture(monkeypatch):
     monkeypatch.setattr(jupyter, "jupyter_command", lambda: "jupyter-lab")
     monkeypatch.setattr(Context, "run", lambda self, command, **kwargs: ran.update(command=command, **kwargs))
     data = ROOT / "notebooks" / "data"
-    jupyter.open_notebooks(Context(), [f"04={data / 'slow-start.pcapng'}", f"zero-window={data / 'zero-window.pcapng'}",
-                                       str(data / "exchange.pcapng")], None, "walk")
+    from lab.teach.captures_chosen import capture_variables
+
+    chosen = capture_variables([f"04={data / 'slow-start.pcapng'}", f"zero-window={data / 'zero-window.pcapng'}",
+                                str(data / "exchange.pcapng")])
+    jupyter.open_notebooks(Context(), chosen, None, "walk")
     assert ran["env"] == {"INVOKE_LAB_NAME": "walk", "TCPLAB_PCAP_BULK_LOSS": str(data / "slow-start.pcapng"),
                           "TCPLAB_PCAP_ZERO_WINDOW": str(data / "zero-window.pcapng"),
                           "TCPLAB_PCAP": str(data / "exchange.pcapng")}

@@ -15,7 +15,7 @@ from lab.inside.protocol import PORT
 from lab.paths import PROJECT_ROOT
 from tests.tshark import TSHARK
 
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="needs tshark (bash .ci/setup --test installs it)")
+pytestmark = pytest.mark.needs("tshark")      # skipped without it, failed without it in CI (conftest)
 
 PLUGIN = PROJECT_ROOT / "lab" / "wireshark" / "tcplab.lua"
 DATA = PROJECT_ROOT / "notebooks" / "data"

@@ -23,6 +23,8 @@ import stat
 import zipfile
 from pathlib import Path
 
+from lab.errors import LabError
+
 FORMAT = "tcplab-submission/1"
 MANIFEST, ANSWERS = "manifest.json", "answers.jsonl"
 MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -33,7 +35,7 @@ MAX_TOTAL_BYTES = 128 << 20
 MAX_ANSWERS = 2_000
 
 
-class SubmissionError(Exception):
+class SubmissionError(LabError):
     """A submission that cannot be graded, and why, in one line."""
 
 

@@ -307,7 +307,6 @@ def _checker(entry: dict, path: Path, made: dict):
     """The checker the notebook used, made again; or a string saying why it cannot be."""
     from lab.teach.dynamics import Dynamics
     from lab.teach.exercises import Exercises
-    from lab.teach.notebook import CaptureMismatch
     from lab.teach.overlay import OverlayExercises
 
     kind, options = entry["checker"], entry.get("options") or {}
@@ -321,7 +320,7 @@ def _checker(entry: dict, path: Path, made: dict):
         try:
             made[key] = (Dynamics(path, bulk=bulk) if kind == "Dynamics" else OverlayExercises(path)
                          if kind == "OverlayExercises" else Exercises(path, bulk=bulk, stream=stream))
-        except (CaptureMismatch, LabError, OSError, IndexError) as error:
+        except (LabError, OSError, IndexError) as error:          # CaptureMismatch is a LabError
             made[key] = f"its capture cannot be studied: {str(error)[:120]}"
     return made[key]
 

@@ -28,7 +28,7 @@ import re
 from typing import Callable
 
 from lab.course.variant import Course, Variant
-from lab.host.scenario import made_by
+from lab.scenarios.model import made_by
 from lab.inspect.analysis import Capture
 from lab.inspect.expectations import first_sent_again
 from lab.inspect.graphs import data_sender
@@ -110,7 +110,7 @@ def _bulk_sizes(requests: bytes, variant: Variant, whose) -> list[Evidence]:
 
 def _scenario_evidence(name: str, lab_connections, variant: Variant) -> list[Evidence]:
     from lab.errors import LabError
-    from lab.host import scenario as scenarios
+    from lab.scenarios import model as scenarios
 
     try:
         scenario = scenarios.load(name, variant.seed)

@@ -9,10 +9,10 @@ from pathlib import Path
 from lab import __version__
 from lab.course import archive
 from lab.course.students import file_part
-from lab.course.variant import current, submissions_dir
+from lab.course.variant import current
 from lab.errors import LabError
 from lab.inspect.kernel import kernel_file_of
-from lab.paths import PROJECT_ROOT, shown
+from lab.paths import PROJECT_ROOT, shown, submissions_dir
 from lab.teach.answers import answers_file, file_digest
 
 BUNDLED = PROJECT_ROOT / "notebooks" / "data"

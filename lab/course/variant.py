@@ -32,18 +32,11 @@ import tomllib
 
 from lab.course.students import canonical, check_id
 from lab.errors import LabError
-from lab.paths import PROJECT_ROOT
+from lab.paths import STUDENT_FILE, submissions_dir
 
 COURSE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
-STUDENT_NAME = "student.toml"
 SMALL_FILE = 1 << 20              # a course, secret or roster file is read only up to this size
 BULK_BASE, BULK_SPREAD = 2_000_000, 1_000_000      # a student's BULK size: 2,000,000 to 2,999,999 bytes
-
-
-def submissions_dir() -> Path:
-    """Where a student's identity, answers and archives are: submissions/ in the project
-    (git-ignored), or $TCPLAB_SUBMISSIONS (the tests' own folders)."""
-    return Path(os.environ.get("TCPLAB_SUBMISSIONS") or PROJECT_ROOT / "submissions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,16 +151,16 @@ def set_student(student: str, course_path: Path) -> Variant:
     folder = submissions_dir()
     folder.mkdir(parents=True, exist_ok=True)
     text = f'student = {json.dumps(student)}\ncourse = "{course.name}"\nkey = "{course.key.hex()}"\n'
-    temporary = folder / f".{STUDENT_NAME}.new"
+    temporary = folder / f".{STUDENT_FILE}.new"
     temporary.unlink(missing_ok=True)
     _write_new(temporary, text, mode=0o644)
-    temporary.replace(folder / STUDENT_NAME)
+    temporary.replace(folder / STUDENT_FILE)
     return course.variant(student)
 
 
 def current() -> tuple[Course, Variant] | None:
     """The course and variant of the student set on this machine, or None."""
-    path = submissions_dir() / STUDENT_NAME
+    path = submissions_dir() / STUDENT_FILE
     if not path.is_file():
         return None
     data = _read_toml(path, "a student file")
@@ -176,19 +169,8 @@ def current() -> tuple[Course, Variant] | None:
     return course, course.variant(check_id(str(data.get("student", ""))))
 
 
-def bulk_note() -> list[str]:
-    """The client's options that put the student's tag after a BULK's byte count (none when
-    no student is set)."""
+def student_tag() -> str | None:
+    """The tag of the student set on this machine (what the lab appends to their ECHO lines and
+    BULK requests, lab.host.options.with_tag), or None when no student is set."""
     found = current()
-    return ["--note", found[1].tag] if found else []
-
-
-def tagged(lines: list[str]) -> list[str]:
-    """Request lines with the student's tag after each ECHO line's text, so that the capture
-    says whose it is; unchanged when no student is set on this machine."""
-    found = current()
-    if found is None:
-        return list(lines)
-    tag = found[1].tag
-    return [f"{line} {tag}" if line.split(" ", 1)[0].upper() == "ECHO" and tag not in line else line
-            for line in lines]
+    return found[1].tag if found else None

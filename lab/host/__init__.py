@@ -16,4 +16,11 @@
     options      task options from strings to values, or one line saying what is wrong
     frontdoor    the task class: the lab's errors become one line and an exit code
     jupyter      invoke notebook; tour: invoke demo
+    scenario     scenarios: what the link does to which packet, for everyone the same, and what must follow
+    kernel_view  the kernel's own view during a capture: samplers in the server's and the client's namespaces
+    progress     long steps (an image build, a base bootstrapped) as one moving line, the log in a file
+    classroom    invoke class up|status|down: many labs on one engine, one for each student
+    swarm        a lab over two engines of one swarm: the server's node and the client's
+    placement    which of a swarm lab's engines runs the server, which the client, where its overlay is made
+    encryption   whether a swarm lab's overlay is encrypted: wherever the nodes' kernels can, unless told
 """

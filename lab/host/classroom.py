@@ -25,7 +25,6 @@ from pathlib import Path
 
 from invoke import Context
 
-from lab.course.students import lab_name
 from lab.errors import LabError
 from lab.host.docker import Docker, engine_env
 from lab.host.progress import log_file
@@ -37,11 +36,11 @@ PARALLEL = 4
 MAX_LABS = 250                   # /24s of the lab pool, less room for the learner's own
 
 
-def lab_names(group: str, count: int | None = None, roster: list[str] | None = None) -> dict[str, str]:
-    """Lab name by student (or by number, 01..N): ``group-PART``, PART the id's file part
-    (lab.course.students: the id itself when plain, else ASCII and a digest), at most 31 characters."""
-    if roster:
-        names = {student: lab_name(group, student) for student in roster}
+def lab_names(group: str, count: int | None = None, by_student: dict[str, str] | None = None) -> dict[str, str]:
+    """Lab name by student (as the course named them: lab.course.students.lab_name), or by
+    number (01..N), each checked usable and none taken twice."""
+    if by_student:
+        names = dict(by_student)
     elif count:
         if not 1 <= count <= MAX_LABS:
             raise LabError(f"--count must be between 1 and {MAX_LABS}, got {count}")

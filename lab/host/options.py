@@ -42,29 +42,34 @@ def whole_number(value: str | int | None, flag: str, default: int | None = None)
     return number(value, flag, whole=True, default=default)
 
 
-def client_options(messages: Sequence[str], udp: bool = False, step: bool = False) -> list[str]:
-    """lab.inside.client's command line for the send task's options."""
+def client_options(messages: Sequence[str], udp: bool = False, step: bool = False, tag: str | None = None) -> list[str]:
+    """lab.inside.client's command line for the send task's options; ``tag`` (a student's, from
+    lab.course.variant) goes after each ECHO line's text, so that the capture says whose it is."""
     messages = [m for m in messages if m]
     if not messages:
         raise LabError("nothing to send: give a request line, e.g. invoke send 'ECHO hello'")
     if udp and step:
         raise LabError("--step works over TCP only (UDP has no connection to step through)")
-    from lab.course.variant import tagged
-
-    return [*(["--udp"] if udp else []), *(["--step"] if step else []), *tagged(messages)]
+    return [*(["--udp"] if udp else []), *(["--step"] if step else []), *with_tag(messages, tag)]
 
 
-def bulk_options(nbytes: str | int) -> list[str]:
-    """lab.inside.client's command line for downloading ``nbytes``."""
-    from lab.course.variant import bulk_note
+def with_tag(lines: Sequence[str], tag: str | None) -> list[str]:
+    """Request lines with ``tag`` after each ECHO line's text (unchanged without a tag)."""
+    if not tag:
+        return list(lines)
+    return [f"{line} {tag}" if line.split(" ", 1)[0].upper() == "ECHO" and tag not in line else line
+            for line in lines]
 
-    return ["--bulk", str(whole_number(nbytes, "NBYTES")), *bulk_note()]
+
+def bulk_options(nbytes: str | int, tag: str | None = None) -> list[str]:
+    """lab.inside.client's command line for downloading ``nbytes`` (``tag`` after the byte count)."""
+    return ["--bulk", str(whole_number(nbytes, "NBYTES")), *(["--note", tag] if tag else [])]
 
 
-def exchange_options(send: Sequence[str] | None, bulk: str | None) -> list[str]:
+def exchange_options(send: Sequence[str] | None, bulk: str | None, tag: str | None = None) -> list[str]:
     """The client run a capture records: --send's requests or --bulk's download (not both), or none."""
     if send and bulk is not None:
         raise LabError("--send and --bulk cannot be combined: the client does one or the other")
     if send:
-        return client_options(send)
-    return bulk_options(bulk) if bulk is not None else []
+        return client_options(send, tag=tag)
+    return bulk_options(bulk, tag) if bulk is not None else []

@@ -15,12 +15,12 @@ from lab.terminal import console
 TOUR = ("ECHO hello, TCP", "UPPER a byte stream", "TIME")
 
 
-def demo(c: Context, lab: Lab, messages: Sequence[str] | None = None) -> None:
-    """Up, a capture of ``messages`` (the tour by default), its report, the lab's status."""
+def demo(c: Context, lab: Lab, messages: Sequence[str] | None = None, tag: str | None = None) -> None:
+    """Up, a capture of ``messages`` (the tour by default, with a student's ``tag``), its report, the lab's status."""
     from lab.inspect.cli import run as explain
 
     lifecycle.up(c, lab)
-    request = capture_request(client_args=client_options(messages or TOUR), name=f"demo-{capture_name(None)}")
+    request = capture_request(client_args=client_options(messages or TOUR, tag=tag), name=f"demo-{capture_name(None)}")
     path = recorder.capture(c, lab, request, console())
     explain(str(path))
     status.status(c, lab)

@@ -23,7 +23,7 @@ root with NET_ADMIN and nothing else:
    a queue nobody listens to lets packets through: if this program dies, the link
    is plain again, never dead).
 
-For scenarios (lab.host.scenario) it also does what random loss cannot: it reads
+For scenarios (lab.scenarios.model) it also does what random loss cannot: it reads
 each packet's IP and TCP headers (the first 120 bytes, never the payload) and
 applies *events* to chosen packets, the same for everyone: drop the first
 SYN/ACK, drop the 5th data segment (first transmissions counted, not

@@ -15,7 +15,18 @@ Layers, each a module with one job (read bottom-up):
     ladder    ladder diagrams (text and matplotlib)
     graphs    time-sequence (Stevens), throughput and RTT figures
     report    the --json and --csv contracts and the text report
-    cli       python -m lab.inspect / invoke inspect
+    cli       python -m lab.inspect / invoke inspect (__main__ calls it)
+
+What the lessons read beside the analysis:
+
+    lab_port      which port the lab's server listens on, read from a capture
+    story         a sentence per frame that matters: what a learner should notice there
+    kernel        the kernel's samples beside a capture, matched to its connections
+    timers        which of Linux's mechanisms sent a segment again: probe, timer or recovery
+    congestion    the sender's cwnd through a transfer: each cut, and the climb between
+    fairness      flows sharing a bottleneck: what each delivered, and how fair the shares were
+    expectations  a scenario's expected outcome, checked against its capture and kernel samples
+    overlay       the wire under an overlay network: the lab's TCP inside VXLAN
 
 Scapy stays the tool for looking at one packet closely (the notebooks use it); the
 bulk path here parses headers itself, which is what makes it faster than tshark.

@@ -17,12 +17,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lab.paths import STUDENT_FILE, submissions_dir
+
 ANSWERS_NAME = "answers.jsonl"
 
 
 def answers_file() -> Path:
-    from lab.course.variant import submissions_dir
-
     return submissions_dir() / ANSWERS_NAME
 
 
@@ -53,10 +53,9 @@ def _digest_of(path: str, mtime_ns: int, size: int) -> str:
 
 def record(checker: str, options: dict[str, Any], capture: Path, exercise: str, answer: Any,
            correct: bool | None) -> bool:
-    """Append one answer if a student is set; True if it was recorded."""
-    from lab.course.variant import current
-
-    if answer is ... or current() is None:
+    """Append one answer if a student is set (`invoke student` wrote their file; `invoke
+    submit` checks it); True if it was recorded."""
+    if answer is ... or not (submissions_dir() / STUDENT_FILE).is_file():
         return False
     info = capture.stat()
     entry = {"exercise": exercise, "answer": plain(answer), "capture": capture.name, "path": str(capture.resolve()),

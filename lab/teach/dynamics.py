@@ -78,7 +78,7 @@ class Dynamics(Exercises):
         """The bundled scenario that made this capture, with its seed's numbers, when its name says
         so (NAME-CC-seedN.pcapng, or a bundled NAME.pcapng: seed 1); else None. Its own numbers
         (the pause, the queue) are answers a learner may give without measuring: wrong ones."""
-        from lab.host import scenario as scenarios
+        from lab.scenarios import model as scenarios
 
         bundled = DATA_SCENARIOS.get(self.path.name) if self.path.parent == DATA else None
         found = (bundled, 1) if bundled else scenarios.made_by(self.path.name)

@@ -29,6 +29,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
+from lab.errors import LabError
 from lab.inspect import analyze, read_records, stream_segments
 from lab.inspect.decode import ACK, FIN, SYN, endpoint_text, udp_datagram
 from lab.inspect.lab_port import server_port
@@ -38,7 +39,7 @@ from lab.inspect.tcp import RETRANSMITTED, Segment
 FIRST = 6     # "the first six segments", as in the Kurose-Ross lab
 
 
-class CaptureMismatch(Exception):
+class CaptureMismatch(LabError):
     """A capture that lacks what a notebook studies: one sentence saying what to capture instead."""
 
     def _render_traceback_(self) -> list[str]:      # IPython shows these lines instead of a traceback
