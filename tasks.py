@@ -305,8 +305,8 @@ def grade(c, submissions, roster=None, secret=None, course=None, map=None, deadl
     from rich.markup import escape
 
     from lab.course.collected import parse_deadline, read_map
-    from lab.course.grading import grade_all, read_points
     from lab.course.gradebook import printable
+    from lab.course.grading import grade_all, read_points
     from lab.course.students import read_roster
     from lab.course.variant import read_secret
     from lab.terminal import console

@@ -103,12 +103,12 @@ def main() -> None:
     invoke("build", "--lab", GROUP)                     # both sides start from a built image
     rows, stats = [], None
     for count in sizes:
-        ours_up = timed(lambda: invoke("class", "up", "--count", str(count), "--group", GROUP))
+        ours_up = timed(lambda count=count: invoke("class", "up", "--count", str(count), "--group", GROUP))
         if count == max(sizes):
             time.sleep(10)                              # idle: the servers wait, the clients sleep
             stats = footprint()
         ours_down = timed(lambda: invoke("class", "down", "--group", GROUP))
-        bare_up = timed(lambda: floor_class_up(count))
+        bare_up = timed(lambda count=count: floor_class_up(count))
         bare_down = timed(floor_down)
         rows.append([str(count), f"{ours_up:.1f}", f"{bare_up:.1f}", f"{ours_up / bare_up:.2f}",
                      f"{ours_down:.1f}", f"{bare_down:.1f}", f"{ours_down / bare_down:.2f}"])

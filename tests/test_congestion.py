@@ -57,8 +57,8 @@ def test_jains_index_is_one_for_equal_shares_and_one_over_n_for_one_taking_all()
 
 
 def test_two_copies_of_one_download_share_perfectly_and_one_flow_has_no_share():
-    from lab.inspect.fairness import shares
     from lab.inspect.expectations import Evidence, jain_index_at_least
+    from lab.inspect.fairness import shares
 
     evidence = evidence_of("aimd.pcapng")
     both = shares([evidence.segments, evidence.segments])

@@ -258,10 +258,21 @@ def scaled(key: str, factor: float, state: str = "ESTABLISHED"):
     ("slow-start", lambda line: line.update(total_retrans=line["total_retrans"] + 1)
      if line.get("total_retrans") is not None else None, "retransmissions"),
     ("aimd", lambda line: line.update(t=line["t"] + 10 ** 10), "outside the capture's span"),
+    ("aimd", lambda line: line.update(t=line["t"] - 10 ** 10), "outside the capture's span"),
 ])
 def test_a_kernel_file_edited_alone_disagrees_with_its_capture(tmp_path, name, change, said):
     found = forged(tmp_path, name, change)
     assert found and any(said in line for line in found), found
+
+
+def test_a_socket_the_capture_does_not_hold_is_not_held_to_its_span(tmp_path):
+    """The sampler sees every socket of the namespaces, such as a readiness check's in TIME_WAIT."""
+    lines = (DATA / "tail-loss-rto.kernel.jsonl").read_text().splitlines()
+    other = {**json.loads(lines[0]), "local": "10.77.1.3:39999", "state": "TIME_WAIT"}
+    other["t"] -= 5 * 10 ** 9
+    path = tmp_path / "tail-loss-rto.kernel.jsonl"
+    path.write_text(json.dumps(other) + "\n" + "\n".join(lines) + "\n")
+    assert disagreements(analyze(DATA / "tail-loss-rto.pcapng", keep=True), read_kernel_file(path)) == []
 
 
 def test_answers_resting_on_a_kernel_file_that_disagrees_are_not_counted(tmp_path):
@@ -305,8 +316,8 @@ def test_a_loaded_machine_only_adds_delay_and_the_verdict_shows_every_piece_of_e
     """bob, zoe and obrien were told their own capture was not theirs: "handshake took 28.1 ms,
     your link's delay is 18.0 ms". Load adds delay; only a faster handshake than the link contradicts."""
     from lab.course import identity
-    from lab.scenarios.model import load
     from lab.inspect.lab_port import port_of_connections
+    from lab.scenarios.model import load
 
     scenario = load("tail-loss-rto", 1)
     delay = max(d.delay_ms for d in (scenario.to_client, scenario.to_server) if d and d.delay_ms)

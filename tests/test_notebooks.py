@@ -66,9 +66,9 @@ def test_the_published_copies_are_current():
 
 
 def test_a_copy_made_from_something_else_is_stale(tmp_path):
-    for notebook in publish.notebooks():
+    for each in publish.notebooks():
         page = '<html><head>\n<meta name="tcplab-made-from" content="sha256:' + "0" * 64 + '"></head></html>'
-        publish.html_of(notebook, tmp_path).write_text(page)
+        publish.html_of(each, tmp_path).write_text(page)
     (tmp_path / "01-handshake.html").write_text((publish.HTML_DIR / "01-handshake.html").read_text())
     assert [n.stem for n in publish.stale(tmp_path)] == [n.stem for n in publish.notebooks()[1:]]
 

@@ -13,8 +13,8 @@ import pytest
 
 from lab.errors import LabError
 from lab.host import scenario as running
-from lab.scenarios import model as scenario
 from lab.inside.linkemu import ACK, FIN, SYN, Bottleneck, Event, Events, HeldBack, headers
+from lab.scenarios import model as scenario
 from tests.helpers import invoke, ok
 
 SERVER, CLIENT = (7070, 41234), (41234, 7070)

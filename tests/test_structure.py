@@ -130,6 +130,15 @@ def test_no_test_skips_itself_on_a_missing_tool():
         assert "skipif(" not in path.read_text() or path.name == "test_structure.py", path.name
 
 
+def test_the_tree_passes_ruff():
+    """pyflakes, bugbear and import order, as pyproject.toml configures them (the test extra installs ruff)."""
+    import subprocess
+
+    checked = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise",
+                              "lab", "tasks.py", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_the_cycle_finder_finds_the_cycle_this_tree_once_had():
     graph = {"lab.host.impair": {"lab.host.orchestrate"}, "lab.host.orchestrate": {"lab.host.impair"},
              "lab.host": {"lab.host.impair"}}

@@ -114,8 +114,8 @@ def test_a_bulk_download_crosses_the_overlay_between_two_nodes_and_reads_the_sam
     # Offloads off, as `up` does; and the server's link at 100 Mbit/s (tbf): the two simulated hosts
     # share this machine's two cores, and an unlimited burst overflows the backlog of the veths
     # that stand in for the wire, which then drops a segment now and then.
-    shaping = "tc qdisc replace dev eth0 root tbf rate 100mbit burst 64kb latency 50ms"
-    for node, role, shaping in ((1, "server", shaping), (2, "client", "true")):
+    tbf = "tc qdisc replace dev eth0 root tbf rate 100mbit burst 64kb latency 50ms"
+    for node, role, shaping in ((1, "server", tbf), (2, "client", "true")):
         on(node, "run", "--rm", "--network", f"container:{LAB}-{role}", "--user", "0", "--cap-drop", "ALL",
            "--cap-add", "NET_ADMIN", IMAGE, "sh", "-c", f"ethtool -K eth0 tso off gso off gro off tx off && {shaping}")
     net_id = on(1, "network", "inspect", "--format", "{{.Id}}", net, text=True).stdout.strip()

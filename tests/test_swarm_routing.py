@@ -93,7 +93,7 @@ def test_a_client_named_by_the_servers_own_node_is_refused_with_the_nodes_listed
     docker = NodeDocker(mock(), swarm_lab(server_node="cccccc", client_node="tcplab.role=server"))
     assert docker.server_node == C
     with pytest.raises(LabError, match="it names the server's node") as error:
-        docker.client_node
+        _ = docker.client_node
     assert "hostname rack1, tcplab.role=client" in str(error.value) and "\n" not in str(error.value)
 
 

@@ -28,10 +28,10 @@ import re
 from typing import Callable
 
 from lab.course.variant import Course, Variant
-from lab.scenarios.model import made_by
 from lab.inspect.analysis import Capture
 from lab.inspect.expectations import first_sent_again
 from lab.inspect.graphs import data_sender
+from lab.scenarios.model import made_by
 
 TOKEN = re.compile(rb"\[tcplab:([0-9a-f]{8})\]")
 BULK_REQUEST = re.compile(rb"^BULK (\d{1,12})(?: [^\n]*)?\r?$", re.M)

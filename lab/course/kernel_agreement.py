@@ -36,7 +36,7 @@ import collections
 from typing import Sequence
 
 from lab.inspect.analysis import Capture
-from lab.inspect.decode import ACK, FIN, SYN
+from lab.inspect.decode import ACK, FIN, SYN, endpoint_text
 from lab.inspect.kernel import EARLY_S, KernelSample, connection_samples
 from lab.inspect.timers import TICK_MS, linux_rto_ms
 
@@ -49,15 +49,20 @@ MAX_SAID = 3
 
 
 def disagreements(capture: Capture, samples: Sequence[KernelSample]) -> list[str]:
-    """What the kernel file says that its capture (analysed with its segments kept) contradicts; [] if nothing."""
+    """What the kernel file says that its capture (analysed with its segments kept) contradicts; [] if nothing.
+
+    Only the samples of the capture's own sockets are held to it: the sampler also sees
+    other sockets of the namespaces (a lab's readiness check in TIME_WAIT), which the
+    capture knows nothing of."""
     found: list[str] = []
     frames = [segment.time_ns for conn in capture.connections for segment in (conn.segments or ())]
     if frames:
         first, last = min(frames), max(frames)
-        outside = [k for k in samples if not first - EARLY_S * 1e9 <= k.time_ns <= last + LATE_S * 1e9]
+        ours = [k for conn in capture.connections for k in _own_samples(samples, conn)]
+        outside = sorted(k.time_ns for k in ours if not first - EARLY_S * 1e9 <= k.time_ns <= last + LATE_S * 1e9)
         if outside:
             found.append(f"{len(outside)} of its samples lie outside the capture's span (the first at "
-                         f"{(outside[0].time_ns - first) / 1e9:+.3f} s)")
+                         f"{(outside[0] - first) / 1e9:+.3f} s)")
     for conn in capture.connections:
         if not conn.segments:
             continue
@@ -65,6 +70,15 @@ def disagreements(capture: Capture, samples: Sequence[KernelSample]) -> list[str
         for host in ("client", "server"):
             found += _socket(conn, host, series[host])
     return found[:MAX_SAID] + ([f"and {len(found) - MAX_SAID} more"] if len(found) > MAX_SAID else [])
+
+
+def _own_samples(samples: Sequence[KernelSample], conn) -> list[KernelSample]:
+    """Every sample of this connection's two sockets, whenever it was taken (a file written
+    beside one capture holds no earlier connection of the same addresses and ports)."""
+    server = endpoint_text(conn.server.address, conn.server.port)
+    client = endpoint_text(conn.client.address, conn.client.port)
+    wanted = {("server", server, client), ("client", client, server)}
+    return [k for k in samples if (k.host, k.local, k.remote) in wanted]
 
 
 def _socket(conn, host: str, series: Sequence[KernelSample]) -> list[str]:

@@ -26,9 +26,8 @@ import json
 import os
 import re
 import secrets
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from lab.course.students import canonical, check_id
 from lab.errors import LabError

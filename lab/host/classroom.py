@@ -47,7 +47,7 @@ def lab_names(group: str, count: int | None = None, by_student: dict[str, str] |
         names = {f"{number:02d}": f"{group}-{number:02d}" for number in range(1, count + 1)}
     else:
         raise LabError("give --count N (labs 01..N) or --roster FILE (a lab for each student)")
-    for student, name in names.items():
+    for name in names.values():
         from_config({}, name)                                     # a one-line LabError for an unusable name
     taken: dict[str, str] = {}
     for student, name in names.items():

@@ -323,7 +323,7 @@ def run_udp(host: str, port: int, timeout: float, messages: list[str]) -> int:
         sock.settimeout(timeout)
         for message in messages:
             _, data = request_from_line(message)
-            _network_call(lambda: sock.sendto(data, address), host, port)
+            _network_call(lambda data=data: sock.sendto(data, address), host, port)
             try:
                 payload, _ = sock.recvfrom(RECV_SIZE)
             except (socket.timeout, TimeoutError):

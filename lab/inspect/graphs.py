@@ -300,7 +300,7 @@ def overlay_cost_figure(carried, segments: Sequence[Segment], ax=None):
     moved = sum(data.values())
     rows.append(("the whole capture", moved, inner - moved, sum(p.outer_length for p in carried) - inner))
     colors = (("TCP data", "tab:green"), ("the lab's headers", "tab:blue"), ("the overlay's headers", "tab:red"))
-    for row, (name, *parts) in enumerate(rows):
+    for row, (_name, *parts) in enumerate(rows):
         left = 0.0
         for value, (label, color) in zip(parts, colors):
             share = 100 * value / sum(parts)

@@ -32,10 +32,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lab.errors import LabError
 from lab.inside.linkemu import Event
