@@ -346,9 +346,9 @@ def class_(c, action, count=None, roster=None, group="class"):
 
     from lab.course.students import lab_name, read_roster
     from lab.host import classroom
-    from lab.host.settings import from_config
+    from lab.host.settings import check_name
 
-    from_config({}, group)                                   # a usable name, or one line saying why not
+    check_name(group, "class name")
     if action == "up":
         students = read_roster(Path(roster)).ids if roster else []
         names = classroom.lab_names(group, whole_number(count, "--count") if count is not None else None,

@@ -218,3 +218,30 @@ def test_the_live_view_tells_the_story_under_the_packets_that_carry_one():
     text = " ".join(out.getvalue().split())
     assert f"-> SYN: the client {client} asks to open a connection" in text
     assert "-> last ACK: the connection is closed; the client, which closed first, now waits in TIME_WAIT" in text
+
+
+def test_a_capture_whose_engine_fails_to_start_leaves_nothing_running_and_no_file(tmp_path, monkeypatch):
+    """The kernel's samplers and the partial file were started before the engine, outside the
+    try that stops them: an engine that could not start left the samplers running."""
+    from lab.host import recorder
+    from lab.host.capture_request import CaptureRequest
+    from lab.host.settings import from_config
+
+    stopped = []
+
+    class Samplers:
+        def abandon(self):
+            stopped.append("samplers")
+
+    class Engine:
+        def popen(self, *args, **kwargs):
+            raise LabError("docker: no such image")
+
+    monkeypatch.setattr(recorder, "CAPTURES_DIR", tmp_path)
+    monkeypatch.setattr(recorder, "docker_for", lambda c, lab: Engine())
+    for name in ("require_up", "remove_orphan", "remove_leftovers"):
+        monkeypatch.setattr(recorder, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(recorder, "start_kernel_view", lambda docker, topology, final: Samplers())
+    with pytest.raises(LabError, match="no such image"):
+        recorder.capture(None, from_config({}), CaptureRequest(name="x", kernel=True), console=None)
+    assert stopped == ["samplers"] and list(tmp_path.iterdir()) == []

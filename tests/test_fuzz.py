@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fuzzing import run_cases, seeds, snap_cut
+
+pytestmark = pytest.mark.slow      # the fast tier leaves it out: pytest -m 'not docker and not slow'
 
 CASES = 400
 

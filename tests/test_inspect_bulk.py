@@ -27,6 +27,8 @@ from lab.inspect.tcp import Flow, Tracker
 from tests import tcp_traces
 from tests.capture_files import enhanced_packet, interface, pad, pcap_bytes, pcapng_bytes, section_header
 
+pytestmark = pytest.mark.slow      # the fast tier leaves it out: pytest -m 'not docker and not slow'
+
 ROOT = Path(__file__).parent.parent
 CAPTURES = sorted((ROOT / "tests" / "corpus").glob("*.pcap")) + sorted((ROOT / "notebooks" / "data").glob("*.pcapng"))
 CHUNKS = [700, 3000, 20_000, reader.CHUNK]

@@ -21,7 +21,7 @@ from tests.corpus_scores import SCORES
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.pcap"))
 IDS = [path.stem for path in CORPUS]
 
-pytestmark = pytest.mark.needs("tshark")
+pytestmark = [pytest.mark.slow, pytest.mark.needs("tshark")]
 
 
 def test_the_corpus_is_there():

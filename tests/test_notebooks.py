@@ -17,6 +17,8 @@ from lab.teach.exercises import QUESTIONS, Exercises
 from lab.teach.notebook import CaptureMismatch
 from tests.helpers import invoke
 
+pytestmark = pytest.mark.slow      # the fast tier leaves it out: pytest -m 'not docker and not slow'
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 DATA = NOTEBOOKS[0].parent / "data"
 BULK_QUESTIONS = {"first_segment_lengths", "sample_rtts_ms", "estimated_rtt_ms", "minimum_window", "window_throttled",

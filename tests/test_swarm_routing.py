@@ -153,3 +153,29 @@ def test_the_clients_node_is_still_found_when_the_servers_has_left():
     assert docker.route(["exec", "sw-client", "true"]) == A
     with pytest.raises(LabError, match="no node of the lab matches server_node 'tcplab.role=server'"):
         docker.route(["exec", "sw-server", "true"])
+
+
+def test_an_overlay_is_never_made_over_a_subnet_a_node_bridge_uses():
+    """With a bridge lab up on a node (10.77.0.0/24), `up` with engine swarm chose 10.77.0.0/24
+    too: the manager made the overlay without a word, and every attach failed after 40 s."""
+    from lab.host.lifecycle import create_network
+
+    class Engines:
+        made: list[str] = []
+
+        def subnets_in_use(self):
+            import ipaddress
+
+            return [ipaddress.ip_network("10.77.0.0/24"), ipaddress.ip_network("172.17.0.0/16")]
+
+        def run(self, args, **kwargs):
+            self.made.append(args[args.index("--subnet") + 1])
+            return Result(exited=0)
+
+        def print_command(self, args):
+            pass
+
+    engines = Engines()
+    assert create_network(engines, describe(swarm_lab())) == "10.77.1.0/24" and engines.made == ["10.77.1.0/24"]
+    with pytest.raises(LabError, match="overlaps 10.77.0.0/24, a network on one of the nodes"):
+        create_network(engines, describe(swarm_lab(subnet="10.77.0.0/24")))

@@ -103,3 +103,27 @@ def test_notebook_hands_each_notebook_its_own_capture(monkeypatch):
     assert ran["env"] == {"INVOKE_LAB_NAME": "walk", "TCPLAB_PCAP_BULK_LOSS": str(data / "slow-start.pcapng"),
                           "TCPLAB_PCAP_ZERO_WINDOW": str(data / "zero-window.pcapng"),
                           "TCPLAB_PCAP": str(data / "exchange.pcapng")}
+
+
+def test_the_users_configuration_reaches_the_class_and_the_notebooks(monkeypatch):
+    """`class up` tagged each lab's image from the defaults (tcplab/lab) while each lab's own
+    `up` looked for the configured repository; a notebook's live cells acted on the default
+    lab's port and image whatever invoke.yaml or INVOKE_LAB_* said."""
+    from invoke import Result
+
+    from lab.host import classroom, image
+    from lab.teach import notebook
+    from tests.helpers import mock_docker
+
+    monkeypatch.setenv("INVOKE_LAB_IMAGE", "uni.example/lab")
+    monkeypatch.setenv("INVOKE_LAB_PORT", "7171")
+    assert notebook._lab().lab.image == "uni.example/lab:tcplab" and notebook.lab_port() == 7171
+    c = mock_docker({r"docker tag": Result("")})
+    c.config["lab"] = {"image": "uni.example/lab"}
+    built = []
+    monkeypatch.setattr(image, "build_unless_current", lambda c, lab, docker: built.append(lab.image))
+    classroom.shared_image(c, "room", {"room-01": None, "room-02": None})
+    tags = [call.args[0] for call in c.run.call_args_list if "docker tag" in call.args[0]]
+    assert built == ["uni.example/lab:room"]
+    assert tags == ["docker tag uni.example/lab:room uni.example/lab:room-01",
+                    "docker tag uni.example/lab:room uni.example/lab:room-02"]

@@ -106,7 +106,7 @@ def read(path: Path) -> Submission:
     if missing:
         raise SubmissionError(f"its manifest lists {', '.join(missing[:3])}, which the archive lacks")
     answers = _answers(members.pop(ANSWERS, b""))
-    made = manifest.get("made") if isinstance(manifest.get("made"), str) else ""
+    made = manifest["made"] if isinstance(manifest.get("made"), str) else ""
     return Submission(manifest["student"], manifest["course"], manifest["lab_version"], answers, members, made[:40])
 
 
@@ -164,7 +164,7 @@ def _manifest(data: bytes | None) -> dict:
 
 def _answers(data: bytes) -> list[dict]:
     """The recorded answers: each line a JSON object with the fields the grader reads, typed."""
-    answers = []
+    answers: list[dict] = []
     for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue

@@ -84,7 +84,8 @@ def shared(prints: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], tup
     return said
 
 
-def captures_in_copies(found: dict[tuple[str, str], list[str]], prints: dict[str, dict[str, list[str]]]
+def captures_in_copies(found: dict[tuple[str, str], tuple[str, list[tuple[str, str]]]],
+                       prints: dict[str, dict[str, list[str]]]
                        ) -> dict[str, dict[str, list[tuple[str, str]]]]:
     """student -> capture -> [(classmate, their capture)] sharing a fingerprint, for every capture in a copy."""
     ignored = bundled()

@@ -228,8 +228,9 @@ class Study:
 
 
 def _study(path: Path, name: str, variant, whose) -> Study:
-    from lab.inspect.analysis import TooLarge, analyze
+    from lab.inspect.analysis import analyze
     from lab.inspect.kernel import kernel_file_of, read_kernel_file
+    from lab.inspect.tcp import TooLarge
 
     try:
         capture = analyze(path, keep=True, max_frames=MAX_CAPTURE_FRAMES, max_connections=MAX_CAPTURE_CONNECTIONS)

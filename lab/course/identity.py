@@ -72,7 +72,7 @@ def judge(capture: Capture, file_name: str, variant: Variant, port: int,
     ("bulk") belongs to, so that a copied capture says from whom.
     """
     lab = [conn for conn in capture.connections if conn.server.port == port]
-    requests = b"".join(s.payload for conn in lab for s in conn.segments if s.from_client and s.payload)
+    requests = b"".join(s.payload for conn in lab for s in conn.segments or () if s.from_client and s.payload)
     evidence = list(_tokens(requests, variant, whose))
     scenario = made_by(file_name) if file_name.endswith(".pcapng") else None
     if scenario and scenario[1] is not None:
@@ -139,10 +139,10 @@ def _scenario_evidence(name: str, lab_connections, variant: Variant) -> list[Evi
 
 def _event_evidence(text: str, conn) -> Evidence | None:
     """A drop of the Nth data segment or of byte B: the first segment the server sent again."""
-    action, what, nth = (text.split(":") + ["", "", ""])[:3]
-    if action != "drop" or what not in ("data", "byte") or not nth.isdigit():
+    action, what, count = (text.split(":") + ["", "", ""])[:3]
+    if action != "drop" or what not in ("data", "byte") or not count.isdigit():
         return None
-    nth = int(nth)
+    nth = int(count)
     sender_is_client = data_sender(conn.segments)
     sent = [s for s in conn.segments if s.from_client == sender_is_client and s.length]
     first_seen: dict[int, int] = {}
@@ -169,9 +169,9 @@ def _syn_ack_to_ack_ms(conn) -> float | None:
     return None if syn_ack is None or hs.ack is None else (hs.ack_time - syn_ack) / 1e6
 
 
-def roster_lookup(course: Course, roster: list[str]) -> Callable[[str, int], str | None]:
+def roster_lookup(course: Course, roster: list[str]) -> Callable[[str, str | int], str | None]:
     """whose(kind, value) for judge: the roster student with that token or BULK size."""
     variants = [course.variant(student) for student in roster]
     tokens = {v.token: v.student for v in variants}
     sizes = {v.bulk_bytes: v.student for v in variants}
-    return lambda kind, value: (tokens if kind == "token" else sizes).get(value)
+    return lambda kind, value: tokens.get(str(value)) if kind == "token" else sizes.get(int(value))

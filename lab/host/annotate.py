@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from lab.host.pcapng import PcapNgWriter
 from lab.inspect.reader import read_records
@@ -25,7 +25,7 @@ class Annotated:
     comments: int
 
 
-def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: str = "eth0",
+def annotate(raw: str | os.PathLike[str], out: str | os.PathLike[str] | BinaryIO, ifname: str = "eth0",
              file_comment: str | None = None) -> Annotated:
     """Write ``raw`` (pcap or pcapng) to ``out`` (a path, or a file open for writing) as pcapng
     with story comments, and ``file_comment`` as the file's own comment.
@@ -37,8 +37,8 @@ def annotate(raw: str | os.PathLike, out: str | os.PathLike | BinaryIO, ifname: 
     tracker = Tracker(keep=False, emit=True)
     teller = Storyteller(tracker.connections)
     packets = comments = 0
-    opened = None if hasattr(out, "write") else Path(out).open("wb")
-    with Path(raw).open("rb") as source, opened or contextlib.nullcontext(out) as target:
+    opened = Path(out).open("wb") if isinstance(out, (str, os.PathLike)) else None
+    with Path(raw).open("rb") as source, opened or contextlib.nullcontext(cast(BinaryIO, out)) as target:
         writer = None
         try:
             for frame, record in enumerate(read_records(source), 1):

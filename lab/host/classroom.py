@@ -28,7 +28,7 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host.docker import Docker, engine_env
 from lab.host.progress import log_file
-from lab.host.settings import GROUP_LABEL, LABEL, from_config
+from lab.host.settings import GROUP_LABEL, LABEL, check_name, from_config
 from lab.paths import PROJECT_ROOT
 from lab.terminal import console, say
 
@@ -48,7 +48,7 @@ def lab_names(group: str, count: int | None = None, by_student: dict[str, str] |
     else:
         raise LabError("give --count N (labs 01..N) or --roster FILE (a lab for each student)")
     for name in names.values():
-        from_config({}, name)                                     # a one-line LabError for an unusable name
+        check_name(name)
     taken: dict[str, str] = {}
     for student, name in names.items():
         if name in taken:
@@ -100,7 +100,10 @@ def place(c: Context, labs: list[str], nodes: list[str | None]) -> dict[str, str
 
 
 def _bytes(size: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", size.strip().lower()).groups()
+    found = re.fullmatch(r"(\d+)([kmg]?)b?", size.strip().lower())
+    if found is None:
+        raise LabError(f"memory {size!r} is not a size like 256m: fix it in invoke.yaml or INVOKE_LAB_MEMORY")
+    number, unit = found.groups()
     return int(number) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
 
 
@@ -111,14 +114,14 @@ def shared_image(c: Context, group: str, placed: dict[str, str | None]) -> None:
     from lab.host.image import build_unless_current, is_current
     from lab.host.swarm import copy_image
 
-    lab = from_config({}, group)
+    lab = from_config(c.config, group)          # the user's image and mirror, as each lab's own up uses
     build_unless_current(c, lab, Docker(c))
     for node in dict.fromkeys(placed.values()):
         docker = Docker(c, host=node)
         if node:
             copy_image(docker, lab.image, is_current)
         for name in (name for name, where in placed.items() if where == node):
-            docker.run(["tag", lab.image, from_config({}, name).image], quiet=True, echo=False)
+            docker.run(["tag", lab.image, from_config(c.config, name).image], quiet=True, echo=False)
 
 
 def up(c: Context, group: str, names: dict[str, str]) -> None:
@@ -157,7 +160,7 @@ def pointer(placed: dict[str, str | None]) -> str:
 
 def class_labs(docker: Docker, group: str) -> set[str]:
     """The labs of the class: those whose network or long-lived containers carry its label."""
-    labs = set()
+    labs: set[str] = set()
     for kind in ("network", "ps"):
         listing = ["network", "ls"] if kind == "network" else ["ps", "--all"]
         result = docker.run([*listing, "--filter", f"label={GROUP_LABEL}={group}", "--format",
@@ -217,7 +220,7 @@ def down(c: Context, group: str) -> None:
         networks = docker.ids("network", f"{GROUP_LABEL}={group}")
         if networks:
             docker.run(["network", "rm", *networks], quiet=True)
-        tags = [from_config({}, lab).image for lab in sorted(labs)]
+        tags = [from_config(c.config, lab).image for lab in sorted(labs)]
         present = {tag for image in docker.inspect(tags, kind="image") for tag in image.get("RepoTags") or []}
         if present & set(tags):
             docker.run(["rmi", *sorted(present & set(tags))], quiet=True)

@@ -10,6 +10,7 @@ one line that says what to do (engine not running, no permission, subnet in use,
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import subprocess
@@ -201,7 +202,8 @@ class Docker:
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
         finally:
-            tar.stdout.close()
+            if tar.stdout is not None:
+                tar.stdout.close()
             tar.wait()
         if result.returncode != 0 or tar.returncode != 0:
             raise DockerError(explain(result.stderr, f"docker import ... {tag}"))
@@ -226,6 +228,18 @@ class Docker:
             return json.loads(result.stdout or "[]")
         except json.JSONDecodeError:
             return []
+
+    def subnets_in_use(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The subnets of every network this engine has (a lab's, the user's, Docker's own)."""
+        listed = self.run(["network", "ls", "-q"], quiet=True, check=False, echo=False).stdout.split()
+        found = []
+        for network in self.inspect(sorted(set(listed)), kind="network"):
+            for config in (network.get("IPAM") or {}).get("Config") or []:
+                try:
+                    found.append(ipaddress.ip_network(config.get("Subnet", ""), strict=False))
+                except ValueError:
+                    continue
+        return found
 
     def ids(self, kind: str, label: str) -> list[str]:
         """IDs of the networks or images that carry ``label``."""

@@ -42,7 +42,7 @@ INSIDE = ROOT / "lab" / "inside"
 
 def present_images(docker: Docker, names: list[str]) -> set[str]:
     """Which of ``names`` (repo:tag) exist in the engine."""
-    found = set()
+    found: set[str] = set()
     for image in docker.inspect(names, kind="image"):
         found.update(image.get("RepoTags") or [])
     return found & set(names)

@@ -76,6 +76,7 @@ class Sampler:
         self.reader.start()
 
     def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None           # stderr=PIPE
         for raw in self.proc.stderr:
             line = raw.decode(errors="replace").strip()
             if line == READY:

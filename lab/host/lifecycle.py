@@ -35,7 +35,7 @@ from lab.host.image import build, build_unless_current, is_current
 from lab.host.safe_files import remove_partial_capture
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
 from lab.host.state import existing, lab_option, our_containers, running
-from lab.host.swarm import docker_for
+from lab.host.swarm import NodeDocker, docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import say
 
@@ -95,10 +95,17 @@ def probe_args(topology: Topology) -> list[str]:
 def create_network(docker: Docker, topology: Topology, encrypted: bool = False) -> str:
     """Create the lab network; with subnet "auto", the first free /24 of the pool."""
     lab = topology.lab
+    taken = docker.subnets_in_use() if lab.engine == "swarm" else []     # a bridge engine says "overlaps" itself
     if lab.subnet != AUTO:
+        clash = next((net for net in taken if net.overlaps(ipaddress.ip_network(lab.subnet))), None)
+        if clash is not None:
+            raise LabError(f"the lab's subnet {lab.subnet} overlaps {clash}, a network on one of the nodes: pick "
+                           "another with INVOKE_LAB_SUBNET or 'subnet' in invoke.yaml")
         docker.run(topology.network_create_args(lab.subnet, encrypted), quiet=True)
         return lab.subnet
     for candidate in AUTO_POOL.subnets(new_prefix=24):
+        if any(candidate.overlaps(net) for net in taken):
+            continue
         args = topology.network_create_args(str(candidate), encrypted)
         result = docker.run(args, quiet=True, check=False, echo=False)     # a try: only the one that works is told
         if result.exited == 0:
@@ -115,7 +122,7 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     docker = docker_for(c, lab)
     found = existing(docker, topology, with_image=lab.engine != "swarm")
     refuse_another_congestion_control(found, topology)
-    if lab.engine == "swarm":                 # built here, then copied to the nodes that lack it
+    if isinstance(docker, NodeDocker):        # built here, then copied to the nodes that lack it
         build_unless_current(c, lab, Docker(c))
         docker.distribute(lab.image, is_current)
     elif lab.image not in found or not is_current(found[lab.image]):
@@ -123,13 +130,15 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
             say(f"image {lab.image} was built from older code: building it again")
         build(c, lab, docker)
         found.pop(lab.image, None)
+    subnet: str | None
     if lab.network not in found:
-        encrypted, said = choose_encryption(docker, topology) if lab.engine == "swarm" else (False, "")
+        encrypted, said = choose_encryption(docker, topology) if isinstance(docker, NodeDocker) else (False, "")
         subnet = create_network(docker, topology, encrypted)
         say(f"network {lab.network} ({subnet}{', internal' if lab.internal else ''}"
             + (f", an overlay between the nodes, {said} (see the README's Across hosts)" if said else "") + ")")
     else:
-        subnet = next((cfg.get("Subnet") for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])), None)
+        subnet = next((str(cfg["Subnet"]) for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])
+                       if cfg.get("Subnet")), None)
     names = [topology.container(role.name) for role in topology.long_lived]
     stale = [name for name in names if name in found and not running(found[name])]
     if lab.engine != "swarm":
@@ -172,7 +181,7 @@ def refuse_another_congestion_control(found: dict, topology: Topology) -> None:
         return
     for role in topology.hosts:
         obj = found.get(topology.container(role.name))
-        if running(obj):
+        if obj is not None and running(obj):
             now = ((obj.get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL, "the default")
             if now != lab.cc:
                 raise LabError(f"lab {lab.name!r} is up with congestion control {now}: run 'invoke down"
@@ -220,6 +229,8 @@ def down(c: Context, lab: Lab) -> None:
     unreachable = sorted(docker.unreachable)        # a swarm lab's node that left
     if networks:
         kept = docker.run(["network", "rm", *networks], quiet=True, check=not unreachable).exited != 0
+        if not kept and isinstance(docker, NodeDocker):      # an overlay stays listed for seconds
+            wait_until_gone(docker, lab)
     if unreachable:
         raise LabError(f"lab {lab.name!r}: removed {len(containers)} container(s)"
                        + ("" if networks and kept else f" and {len(networks)} network(s)")
@@ -230,6 +241,14 @@ def down(c: Context, lab: Lab) -> None:
         say(f"lab {lab.name!r} is down: removed {len(containers)} container(s), {len(networks)} network(s)")
     else:
         say(f"lab {lab.name!r} is already down")
+
+
+def wait_until_gone(docker: Docker, lab: Lab, timeout: float = 30.0) -> None:
+    """Return when the engine no longer lists the lab's network: a swarm's overlay stays listed
+    for seconds after its removal, and a lab brought up again at once would find it."""
+    deadline = time.monotonic() + timeout
+    while docker.ids("network", lab.label) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def clean(c: Context, lab: Lab, base: bool = False) -> None:

@@ -16,6 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from rich.markup import escape
 
@@ -35,7 +36,7 @@ class GrowingFile:
 
     def __init__(self, path: Path, done: threading.Event) -> None:
         self.path, self.done = path, done
-        self.handle = None
+        self.handle: BinaryIO | None = None
 
     def read(self, size: int) -> bytes:
         while True:
@@ -130,7 +131,7 @@ class LiveView:
         teller = Storyteller(tracker.connections)
         first = None
         try:
-            for frame, record in enumerate(read_records(source), 1):
+            for frame, record in enumerate(read_records(cast(BinaryIO, source)), 1):   # it reads as a file does
                 first = record.time_ns if first is None else first
                 segment = tracker.analyse(frame, record)
                 story = teller.comments(segment) if segment is not None else ()

@@ -8,7 +8,7 @@ is read here, by :func:`number`, with one wording for every mistake.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, overload
 
 from lab.errors import LabError
 
@@ -37,9 +37,18 @@ def number(value: str | int | float | None, flag: str, *, whole: bool = False, l
     return parsed
 
 
+@overload
+def whole_number(value: str | int, flag: str, default: int | None = None) -> int: ...
+@overload
+def whole_number(value: str | int | None, flag: str, default: int) -> int: ...
+@overload
+def whole_number(value: str | int | None, flag: str, default: None = None) -> int | None: ...
+
+
 def whole_number(value: str | int | None, flag: str, default: int | None = None) -> int | None:
-    """A count or a size: a whole number, 0 or more."""
-    return number(value, flag, whole=True, default=default)
+    """A count or a size: a whole number, 0 or more (None when neither given nor defaulted)."""
+    found = number(value, flag, whole=True, default=default)
+    return None if found is None else int(found)
 
 
 def client_options(messages: Sequence[str], udp: bool = False, step: bool = False, tag: str | None = None) -> list[str]:

@@ -16,9 +16,12 @@ import sys
 import tempfile
 from collections import deque
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from lab.terminal import console, say
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 TAIL_ON_FAILURE = 15
 _DOCKER_STEP = re.compile(r"^(?:Step (\d+/\d+) : (.*)|#\d+ \[[^\]]*?(\d+/\d+)\] (.*))")
@@ -54,6 +57,7 @@ def run_logged(argv: Sequence[str], title: str, log_path: Path, step_of: Callabl
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=stdin,
                                 text=True, errors="replace")
         with StepDisplay(title) as show:
+            assert proc.stdout is not None          # stdout=PIPE
             for line in proc.stdout:
                 log.write(line)
                 tail.append(line.rstrip())
@@ -70,17 +74,18 @@ class StepDisplay:
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.progress = None
+        self.progress: Progress | None = None
 
     def __enter__(self) -> Callable[[str], None]:
         if sys.stdout.isatty():
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                     console=console(), transient=False)
-            self.progress.start()
-            task = self.progress.add_task(self.title)
-            return lambda step: self.progress.update(task, description=f"{self.title}: {step}")
+            progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                console=console(), transient=False)
+            self.progress = progress
+            progress.start()
+            task = progress.add_task(self.title)
+            return lambda step: progress.update(task, description=f"{self.title}: {step}")
         say(self.title)
         return lambda step: print(f"    {step}", flush=True)
 

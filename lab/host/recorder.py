@@ -29,6 +29,7 @@ names the process that started it, which is how a live capture is told apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -128,12 +129,21 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     if request.underlay and lab.engine != "swarm":
         raise LabError("--underlay captures the wire between two hosts: it needs a lab across hosts "
                        "(engine swarm); on one host nothing travels inside VXLAN")
-    kernel = start_kernel_view(docker, topology, final) if request.kernel else None
-    underlay = Underlay(docker, topology, final) if request.underlay else None
-    fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
-    with os.fdopen(fd, "wb") as sink:
-        proc = docker.popen(capture_run_args(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
-                            sink, str(raw.relative_to(CAPTURES_DIR.parent)))
+    # What starts is undone if a later start fails: the kernel's samplers, the underlay's engine,
+    # the partial file. Once the engine runs, the try/finally below owns them all.
+    with contextlib.ExitStack() as started:
+        kernel = start_kernel_view(docker, topology, final) if request.kernel else None
+        if kernel is not None:
+            started.callback(kernel.abandon)
+        underlay = Underlay(docker, topology, final) if request.underlay else None
+        if underlay is not None:
+            started.callback(underlay.finish)
+        fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
+        started.callback(remove_if_regular, raw)
+        with os.fdopen(fd, "wb") as sink:
+            proc = docker.popen(capture_run_args(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
+                                sink, str(raw.relative_to(CAPTURES_DIR.parent)))
+        started.pop_all()
     engine_log = EngineLog(proc.stderr, request.engine)
     engine_log.start()
     outcome, client_exit, view = "", 0, None
@@ -196,7 +206,8 @@ class Underlay:
     packets. It starts with the capture and stops after it; its file is NAME.underlay.pcap."""
 
     def __init__(self, docker: Docker, topology: Topology, final: Path) -> None:
-        self.docker, self.path = docker, None
+        self.docker = docker
+        self.path: Path | None = None
         self.container = topology.container("capture", "underlay")
         self.final = final.with_name(f"{final.stem}.underlay.pcap")
         fd, self.raw = new_private_file(CAPTURES_DIR, f".{self.final.stem}.", PART_SUFFIX)

@@ -108,14 +108,15 @@ def judge(pcap: Path, scenario: Scenario, port: int):
     kernel_path = kernel_file_of(pcap)
     kernel_samples = read_kernel_file(kernel_path) if kernel_path else []
     samples = connection_samples(kernel_samples, conn)
-    sender_is_client = data_sender(conn.segments)
+    segments = conn.segments or []          # judge analyses with every segment kept
+    sender_is_client = data_sender(segments)
     sender = samples["client" if sender_is_client else "server"]
     cc = next((s.values["cc"] for s in samples["server"] if s.values.get("cc")), None)
     rate = scenario.to_client.rate_kbit if scenario.to_client else 0.0
     receiver = samples["server" if sender_is_client else "client"]
-    flows = [(flow.segments, connection_samples(kernel_samples, flow)["server"]) for flow in connections
+    flows = [(flow.segments or [], connection_samples(kernel_samples, flow)["server"]) for flow in connections
              if flow.server.payload_bytes]
-    evidence = Evidence(conn.segments, sender_is_client, sender, rate, receiver, flows)
+    evidence = Evidence(segments, sender_is_client, sender, rate, receiver, flows)
     return check_all(evidence, scenario.expectations(cc)), cc
 
 

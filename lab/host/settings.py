@@ -136,9 +136,7 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
     task's own options (``cc=``) where given."""
     section = {**DEFAULTS, **dict(config.get("lab", {}) or {}),
                **{key: value for key, value in overrides.items() if value is not None}}
-    name = lab or section["name"]
-    if not _NAME.fullmatch(str(name)):
-        raise LabError(f"lab name {name!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
+    name = check_name(lab or section["name"])
     try:
         port = int(section["port"])
     except (TypeError, ValueError):
@@ -171,9 +169,7 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
     if encrypt not in (AUTO, *TRUE_WORDS, *FALSE_WORDS):
         raise LabError(f"encrypt {encrypt!r} is not one of auto, yes, no: fix it in invoke.yaml or INVOKE_LAB_ENCRYPT")
     encrypt = encrypt if encrypt == AUTO else ("yes" if encrypt in TRUE_WORDS else "no")
-    group = str(section["group"] or "")
-    if group and not _NAME.fullmatch(group):
-        raise LabError(f"lab group {group!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
+    group = check_name(section["group"], "lab group") if section["group"] else ""
     return Lab(
         name=str(name),
         subnet=subnet,
@@ -193,6 +189,28 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
         encrypt=encrypt,
         underlay=str(section["underlay"]),
     )
+
+
+def check_name(name: Any, what: str = "lab name") -> str:
+    """A lab's (or a class's) name, as Docker and the lab's own names need it; else one line."""
+    if not _NAME.fullmatch(str(name)):
+        raise LabError(f"{what} {str(name)[:40]!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' "
+                       "or '.', starting with a letter or digit")
+    return str(name)
+
+
+def user_config() -> Any:
+    """invoke's configuration as the tasks see it (the defaults, invoke.yaml beside tasks.py,
+    INVOKE_LAB_*), for code that runs outside a task: a notebook's live cells act on the lab
+    the user configured, not on the defaults."""
+    from invoke import Config
+
+    from lab.paths import PROJECT_ROOT
+
+    config = Config(project_location=PROJECT_ROOT, defaults={**Config.global_defaults(), "lab": dict(DEFAULTS)})
+    config.load_project()
+    config.load_shell_env()
+    return config
 
 
 def yes(value: Any) -> bool:

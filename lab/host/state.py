@@ -78,7 +78,7 @@ def existing(docker: Docker, topology: Topology, with_image: bool = False) -> Fo
 
 
 def running(obj: dict[str, Any] | None) -> bool:
-    return bool(obj) and obj.get("State", {}).get("Running", False)
+    return bool(obj and obj.get("State", {}).get("Running", False))
 
 
 def is_up(found: Found, topology: Topology) -> bool:

@@ -122,7 +122,7 @@ def status(c: Context, lab: Lab) -> None:
     for net in networks:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
         print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}"
-              + (overlay_line(docker, net) if lab.engine == "swarm" else ""))
+              + (overlay_line(docker, net) if isinstance(docker, NodeDocker) else ""))
     server = found.get(topology.container("server")) or {}
     sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
     if server:

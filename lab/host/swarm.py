@@ -139,6 +139,15 @@ class NodeDocker(Docker):
             raise DockerError(explain("".join(r.stderr for r in results), shlex.join(["docker", *args])))
         return first
 
+    def subnets_in_use(self) -> list:
+        """Every node's networks' subnets: an overlay spans the nodes, and Docker lets it be made
+        over a subnet a node's own bridge uses (a bridge lab there), whose containers then never
+        attach to it ("context deadline exceeded")."""
+        found = []
+        for node in dict.fromkeys(self.lab.nodes):
+            found += Docker(self.c, host=node, echo=False).subnets_in_use()
+        return found
+
     # --- the image on every node -------------------------------------------------------
 
     def distribute(self, image: str, is_current) -> None:

@@ -43,6 +43,7 @@ import socket
 import struct
 import sys
 import time
+from typing import Any
 
 SOL_PACKET, PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION = 263, 5, 6, 10
 TPACKET_V3, ETH_P_ALL, TP_STATUS_USER = 2, 0x0003, 1
@@ -111,7 +112,7 @@ class Ring:
         view = self.view
         _, count, offset = _block_header(self.map, base)
         offset += base
-        taken = min(count, limit)
+        taken: int = min(count, limit)
         pieces = []
         for _ in range(taken):
             next_offset, snaplen, mac = _packet_header(view, offset)
@@ -173,7 +174,7 @@ def pcap_file_header(snaplen: int = 262144) -> bytes:
     return struct.pack("=IHHiIII", PCAP_NANOSECOND_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET)
 
 
-def run(iface: str, bpf: str | None, count: int | None, seconds: float | None, fd: int) -> dict:
+def run(iface: str, bpf: str | None, count: int | None, seconds: float | None, fd: int) -> dict[str, Any]:
     """Capture until stopped, writing pcap to ``fd``; return the statistics and what ended it."""
     stopping = []
     for signum in (signal.SIGINT, signal.SIGTERM):

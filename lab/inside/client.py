@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import re
 import socket
 import sys
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar, cast
 
 from lab.inside import protocol
 from lab.inside.protocol import CLOSED, NEED_DATA, BulkData, BulkEnd, Err, Ok
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_ERR_REPLY, EXIT_USAGE = 0, 1, 2
 EXIT_REFUSED, EXIT_TIMEOUT, EXIT_RESET, EXIT_DNS, EXIT_PROTOCOL = 3, 4, 5, 6, 7
@@ -124,12 +127,13 @@ class Client:
     def exchange(self, request: protocol.Request | None, data: bytes,
                  on_bulk: Callable[[bytes], None] | None = None) -> tuple[protocol.Reply, int]:
         """Send ``data`` and read the whole reply; return it and how many BULK bytes came."""
-        assert self.sock is not None, "connect() first"
+        sock = self.sock
+        assert sock is not None, "connect() first"
         if request is not None:
             self.decoder.expect(request)
         for piece in ((data[:self.split_at], data[self.split_at:]) if self.split_at else (data,)):
             if piece:
-                _network_call(lambda piece=piece: self.sock.sendall(piece), self.host, self.port)
+                _network_call(functools.partial(sock.sendall, piece), self.host, self.port)
         reply: protocol.Reply | None = None
         bulk_bytes = 0
         for event in self._events():
@@ -139,21 +143,25 @@ class Client:
                     on_bulk(event.data)
                 continue
             if isinstance(event, BulkEnd):
+                if reply is None:
+                    raise ClientError("the server ended a download it never started", EXIT_PROTOCOL)
                 return reply, bulk_bytes
             reply = event
             if not (isinstance(request, protocol.Bulk) and isinstance(reply, Ok)):
                 return reply, bulk_bytes
         raise ClientError("the server closed the connection before replying", EXIT_RESET)
 
-    def _events(self) -> Iterator[object]:
+    def _events(self) -> Iterator[protocol.Reply | BulkData | BulkEnd]:
+        sock = self.sock
+        assert sock is not None, "connect() first"
         while True:
             event = self.decoder.next_event()
             if event is CLOSED:
                 return
             if event is not NEED_DATA:
-                yield event
+                yield cast("protocol.Reply | BulkData | BulkEnd", event)
                 continue
-            data = _network_call(lambda: self.sock.recv(RECV_SIZE), self.host, self.port)
+            data = _network_call(lambda: sock.recv(RECV_SIZE), self.host, self.port)
             try:
                 self.decoder.receive_data(data)
             except protocol.RemoteProtocolError as exc:
@@ -206,7 +214,7 @@ class Client:
             self.sock = None
 
 
-def _network_call(call, host: str, port: int):
+def _network_call(call: Callable[[], T], host: str, port: int) -> T:
     """Run a socket call, turning its failures into one-line ClientErrors."""
     try:
         return call()
@@ -283,7 +291,7 @@ def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_
         if corrupt_at is None and chunk != protocol.bulk_pattern(offset, len(chunk)):
             corrupt_at = offset
         offset += len(chunk)
-        if not paused and offset >= pause_after:
+        if not paused and pause_after is not None and offset >= pause_after:
             paused = True
             print(f"reading nothing for {pause_for:g} s after {offset} bytes (a slow reader)", flush=True)
             time.sleep(pause_for)
@@ -323,7 +331,7 @@ def run_udp(host: str, port: int, timeout: float, messages: list[str]) -> int:
         sock.settimeout(timeout)
         for message in messages:
             _, data = request_from_line(message)
-            _network_call(lambda data=data: sock.sendto(data, address), host, port)
+            _network_call(functools.partial(sock.sendto, data, address), host, port)
             try:
                 payload, _ = sock.recvfrom(RECV_SIZE)
             except (socket.timeout, TimeoutError):
@@ -396,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.flows <= 8 or (args.flows > 1 and (args.bulk is None or args.pause_after is not None)):
         parser.error("--flows is 1 to 8, with --bulk (and no --pause-after)")
     algorithms = args.cc.split(",") if args.cc else [None]
-    if args.cc and not all(re.fullmatch(r"[a-z0-9_]{1,15}", name) for name in algorithms):
+    if args.cc and not all(name and re.fullmatch(r"[a-z0-9_]{1,15}", name) for name in algorithms):
         parser.error("--cc takes algorithm names, e.g. reno or bbr,reno")
     if args.split_at is not None and not 1 <= args.split_at <= protocol.DEFAULT_MAX_LINE:
         parser.error(f"--split-at is 1 to {protocol.DEFAULT_MAX_LINE} bytes")

@@ -24,8 +24,12 @@ import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from lab.inside.protocol import PORT
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
 
 
 def rst_rule(action: str, server: str, port: int) -> list[str]:
@@ -34,7 +38,7 @@ def rst_rule(action: str, server: str, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def kernel_rsts_dropped(server: str, port: int):
+def kernel_rsts_dropped(server: str, port: int) -> Iterator[None]:
     subprocess.run(rst_rule("-A", server, port), check=True)
     try:
         yield
@@ -42,20 +46,22 @@ def kernel_rsts_dropped(server: str, port: int):
         subprocess.run(rst_rule("-D", server, port), check=False)
 
 
-def say(direction: str, packet) -> None:
+def say(direction: str, packet: Packet) -> None:
     print(f"{direction} {packet.summary()}", flush=True)
 
 
 def numbers_not_names() -> None:
     """Show ports as numbers: scapy would name a port it finds in its services table (7000 was 'bbs')."""
-    from scapy.all import TCP, conf
+    from scapy.config import conf
+    from scapy.layers.inet import TCP
 
     conf.noenum.add(TCP.sport, TCP.dport)
 
 
-def send_syn(ip, sport: int, port: int, seq: int):
+def send_syn(ip: Packet, sport: int, port: int, seq: int) -> Packet | None:
     """Send a SYN from ``sport`` with ISN ``seq``; return the server's SYN/ACK, or None."""
-    from scapy.all import TCP, sr1
+    from scapy.layers.inet import TCP
+    from scapy.sendrecv import sr1
 
     packet = ip / TCP(sport=sport, dport=port, flags="S", seq=seq)
     say("->", packet)
@@ -69,7 +75,7 @@ def send_syn(ip, sport: int, port: int, seq: int):
 
 def syn(server: str, port: int) -> None:
     """Send one SYN, show the SYN/ACK; the kernel's RST follows on the wire."""
-    from scapy.all import IP, TCP
+    from scapy.layers.inet import IP, TCP
 
     numbers_not_names()
     answer = send_syn(IP(dst=socket.gethostbyname(server)), random.randint(40000, 60000), port, random.getrandbits(32))
@@ -80,12 +86,15 @@ def syn(server: str, port: int) -> None:
 
 def connect(server: str, port: int, line: str) -> None:
     """Handshake, one request and its reply, teardown: every segment made here."""
-    from scapy.all import IP, TCP, AsyncSniffer, Raw, conf
+    from scapy.config import conf
+    from scapy.layers.inet import IP, TCP
+    from scapy.packet import Raw
+    from scapy.sendrecv import AsyncSniffer
 
     numbers_not_names()
     ip = IP(dst=socket.gethostbyname(server))
     sport, seq = random.randint(40000, 60000), random.getrandbits(32)
-    arrived: list = []     # what the server sends us, as the sniffer sees it
+    arrived: list[Packet] = []     # what the server sends us, as the sniffer sees it
     # Listen where the route to the server goes: the lab's namespaces have no default
     # route, and scapy's default interface follows that one.
     iface = conf.route.route(ip.dst)[0]
@@ -102,7 +111,7 @@ def connect(server: str, port: int, line: str) -> None:
         data = (line + "\n").encode()
         send_say(ip / TCP(sport=sport, dport=port, flags="PA", seq=seq, ack=ack) / Raw(data))
         seq += len(data)
-        reply = wait_for(arrived, lambda p: p.haslayer(Raw), 3)
+        reply = wait_for(arrived, lambda p: bool(p.haslayer(Raw)), 3)
         if reply is None:
             print("no reply arrived")
             return
@@ -118,14 +127,14 @@ def connect(server: str, port: int, line: str) -> None:
     arriving.stop()
 
 
-def send_say(packet) -> None:
-    from scapy.all import send
+def send_say(packet: Packet) -> None:
+    from scapy.sendrecv import send
 
     say("->", packet)
     send(packet, verbose=False)
 
 
-def wait_for(arrived: list, wanted, timeout: float):
+def wait_for(arrived: list[Packet], wanted: Callable[[Packet], bool], timeout: float) -> Packet | None:
     """The first packet that has arrived that ``wanted`` accepts, waiting up to ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -64,6 +64,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import Any, Callable, Iterator
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
@@ -160,7 +161,7 @@ def verdict_message(queue: int, packet_id: int, verdict: int) -> bytes:
                            [(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))])
 
 
-def messages(data: bytes):
+def messages(data: bytes) -> Iterator[tuple[int, bytes]]:
     """(type, payload) of each netlink message in one datagram from the kernel."""
     offset = 0
     while offset + 16 <= len(data):
@@ -267,7 +268,7 @@ class Events:
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
-        self.seen = collections.Counter()
+        self.seen: collections.Counter[str] = collections.Counter()     # packets of each kind so far
         self.first_seq: dict[tuple[int, int], int] = {}
         self.sent_up_to: dict[tuple[int, int], int] = {}
         self.byte_hits: dict[Event, int] = {}
@@ -360,7 +361,7 @@ class Queue:
 
     def receive(self) -> list[tuple[int, bytes]]:
         """(id, first bytes) of the packets queued since the last call."""
-        ids = []
+        ids: list[tuple[int, bytes]] = []
         while True:
             try:
                 data = self.sock.recv(65536)
@@ -403,7 +404,7 @@ class HeldBack:
     HOLD_S = 0.001
 
     def __init__(self) -> None:
-        self.waiting: list[list] = []          # [since, packet id, its release time, packets that passed it]
+        self.waiting: list[list[Any]] = []     # [since, packet id, its release time, packets that passed it]
         self.retries = 0
 
     def hold(self, pid: int, now: float, release: float) -> None:
@@ -431,13 +432,13 @@ class HeldBack:
     def all(self) -> list[int]:
         return [pid for pid, _ in self._release(lambda entry: True)]
 
-    def _release(self, due) -> list[tuple[int, float]]:
+    def _release(self, due: Callable[[list[Any]], bool]) -> list[tuple[int, float]]:
         leaving = [(entry[1], entry[2]) for entry in self.waiting if due(entry)]
         self.waiting = [entry for entry in self.waiting if not due(entry)]
         return leaving
 
 
-def run(source: str, queue_number: int, link: Link) -> dict:
+def run(source: str, queue_number: int, link: Link) -> dict[str, Any]:
     """Emulate until SIGTERM or SIGINT; return the counts."""
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):

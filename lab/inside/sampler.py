@@ -45,8 +45,11 @@ import statistics
 import struct
 import sys
 import time
+from typing import IO, Any
 
 from lab.inside.protocol import PORT
+
+Sample = dict[str, Any]       # one socket at one instant: its endpoints, state and tcp_info's fields
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -83,7 +86,7 @@ TCP_INFO_FIELDS = {                             # name: (offset, format)
 
 def _layout(fields: dict[str, tuple[int, struct.Struct]]) -> tuple[struct.Struct, list[str]]:
     """One struct for all the fields kept, gaps padded: a socket is read with one unpack."""
-    layout, at, names = "=", 0, []
+    layout, at, names = "=", 0, list[str]()
     for name, (offset, form) in sorted(fields.items(), key=lambda item: item[1][0]):
         layout += (f"{offset - at}x" if offset > at else "") + form.format[-1]
         at, names = offset + form.size, names + [name]
@@ -136,10 +139,10 @@ def endpoint(family: int, address: bytes, port: int) -> str:
     return f"[{socket.inet_ntop(family, address)}]:{port}"
 
 
-def parse_socket(payload: bytes) -> dict:
+def parse_socket(payload: bytes) -> Sample:
     """One inet_diag_msg and its attributes: the socket's endpoints and the kernel's view of it."""
     family, state, _, _, sport, dport, src, dst, *_ = _diag_msg.unpack_from(payload)
-    sample = {"local": endpoint(family, src, socket.ntohs(sport)), "remote": endpoint(family, dst, socket.ntohs(dport)),
+    sample: Sample = {"local": endpoint(family, src, socket.ntohs(sport)), "remote": endpoint(family, dst, socket.ntohs(dport)),
               "state": STATES.get(state, str(state))}
     offset = _diag_msg.size
     while offset + 4 <= len(payload):
@@ -174,12 +177,12 @@ class Diag:
         self.sock.bind((0, 0))
         self.sock.settimeout(ANSWER_TIMEOUT_S)      # an answer the kernel never sends must not stop the sampler
 
-    def sockets(self) -> list[dict]:
+    def sockets(self) -> list[Sample]:
         """Every TCP socket of the namespace but the listening ones (IPv4: the lab's namespaces have no IPv6)."""
         self.sock.send(dump_request(socket.AF_INET))
         return self._answers(until_done=True)
 
-    def lookup(self, endpoints: list[tuple[str, str]]) -> list[dict]:
+    def lookup(self, endpoints: list[tuple[str, str]]) -> list[Sample]:
         """The sockets named by (local, remote), those the kernel still knows, in one netlink datagram."""
         if not endpoints:
             return []
@@ -188,8 +191,9 @@ class Diag:
         # A lookup of a socket that is gone finds the listener on its port instead: not ours.
         return [found for found in self._answers(expected=len(endpoints)) if (found["local"], found["remote"]) in asked]
 
-    def _answers(self, until_done: bool = False, expected: int = 0) -> list[dict]:
-        found, answered = [], 0
+    def _answers(self, until_done: bool = False, expected: int = 0) -> list[Sample]:
+        found: list[Sample] = []
+        answered = 0
         while until_done or answered < expected:
             try:
                 data = self.sock.recv(1 << 16)
@@ -209,8 +213,8 @@ class Diag:
         return found
 
 
-def on_port(sample: dict, port: int) -> bool:
-    return sample["local"].endswith(f":{port}") or sample["remote"].endswith(f":{port}")
+def on_port(sample: Sample, port: int) -> bool:
+    return bool(sample["local"].endswith(f":{port}") or sample["remote"].endswith(f":{port}"))
 
 
 class Recorder:
@@ -219,13 +223,13 @@ class Recorder:
     socket that sits still), and never a socket first seen in TIME_WAIT: that is an earlier
     run's, not this one's."""
 
-    def __init__(self, out) -> None:
+    def __init__(self, out: IO[str]) -> None:
         self.out = out
-        self.last: dict[tuple[str, str], dict] = {}
+        self.last: dict[tuple[str, str], Sample] = {}
         self.taken = self.written = 0
         self.intervals: collections.deque[float] = collections.deque(maxlen=MAX_INTERVALS)
 
-    def record(self, stamp: int, samples: list[dict]) -> None:
+    def record(self, stamp: int, samples: list[Sample]) -> None:
         self.taken += len(samples)
         present = {(sample["local"], sample["remote"]) for sample in samples}
         for gone in [key for key in self.last if key not in present]:    # memory bounded by live sockets
@@ -240,7 +244,7 @@ class Recorder:
                 self.last[key] = sample
 
 
-def run(port: int, interval_s: float, out) -> Recorder:
+def run(port: int, interval_s: float, out: IO[str]) -> Recorder:
     """Sample until SIGTERM or SIGINT; return the recorder (its counts and the intervals kept)."""
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -68,6 +68,7 @@ import struct
 import sys
 import termios
 import time
+from typing import IO, Any, Callable, cast
 
 from lab.inside import protocol
 from lab.inside.protocol import (
@@ -114,7 +115,7 @@ class ConnectionRecord:
     """What the log line of one connection says."""
 
     proto: str
-    peer: tuple  # the socket address; formatted only when the line is written
+    peer: tuple[Any, ...]  # the socket address; formatted only when the line is written
     started: float = dataclasses.field(default_factory=time.monotonic)
     bytes_in: int = 0
     bytes_out: int = 0
@@ -139,7 +140,7 @@ class AccessLog:
     matters more than logging.
     """
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
 
     def write(self, record: ConnectionRecord) -> None:
@@ -180,7 +181,7 @@ def choose_congestion_control(conn: socket.socket, name: str) -> Reply:
     return Ok(name)
 
 
-def format_peer(address: tuple) -> str:
+def format_peer(address: tuple[Any, ...]) -> str:
     """``ip:port``, with IPv6 addresses in brackets as in a URL."""
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -193,14 +194,14 @@ class LabServer:
         self.config = config
         self.access_log = access_log or AccessLog()
         self._listeners: list[socket.socket] = []
-        self._acceptors: list[asyncio.Task] = []
+        self._acceptors: list[asyncio.Task[None]] = []
         self._udp: asyncio.DatagramTransport | None = None
-        self._connections: set[asyncio.Task] = set()
+        self._connections: set[asyncio.Task[None]] = set()
         # Tasks waiting (for a request, or for the client to take a reply): until when, and why.
-        self._waiting: dict[asyncio.Task, tuple[float, str]] = {}
-        self._sweeper: asyncio.Task | None = None
-        self._timed_out: dict[asyncio.Task, str] = {}
-        self._unsent: dict[asyncio.Task, tuple[socket.socket, int]] = {}   # send waits: the queue then
+        self._waiting: dict[asyncio.Task[None], tuple[float, str]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._timed_out: dict[asyncio.Task[None], str] = {}
+        self._unsent: dict[asyncio.Task[None], tuple[socket.socket, int]] = {}   # send waits: the queue then
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -208,7 +209,8 @@ class LabServer:
     def port(self) -> int:
         """The TCP port actually bound (useful with port 0)."""
         assert self._listeners, "start() first"
-        return self._listeners[0].getsockname()[1]
+        port: int = self._listeners[0].getsockname()[1]
+        return port
 
     async def start(self) -> None:
         """Listen on TCP, then bind UDP on the same port number."""
@@ -273,7 +275,7 @@ class LabServer:
         finally:
             listener.close()  # from now on a SYN to our port gets RST: connection refused
 
-    def _turn_away(self, conn: socket.socket, address: tuple) -> None:
+    def _turn_away(self, conn: socket.socket, address: tuple[Any, ...]) -> None:
         """Say ``ERR busy`` and close; a few bytes into an empty send buffer never block."""
         record = ConnectionRecord("tcp", address, close="busy")
         message = protocol.encode_reply(Err("busy, try again later"))
@@ -284,7 +286,7 @@ class LabServer:
         conn.close()
         self.access_log.write(record)
 
-    async def _on_connection(self, conn: socket.socket, address: tuple) -> None:
+    async def _on_connection(self, conn: socket.socket, address: tuple[Any, ...]) -> None:
         record = ConnectionRecord("tcp", address)
         task = asyncio.current_task()
         assert task is not None
@@ -299,7 +301,7 @@ class LabServer:
             conn.close()
             self.access_log.write(record)
 
-    async def _converse(self, conn: socket.socket, record: ConnectionRecord, task: asyncio.Task) -> str:
+    async def _converse(self, conn: socket.socket, record: ConnectionRecord, task: asyncio.Task[None]) -> str:
         """Read requests and answer them; return how the conversation ended."""
         decoder = protocol.RequestDecoder(self.config.max_line, self.config.bulk_cap)
         request_due = time.monotonic() + self.config.idle_timeout   # the next complete request, by then
@@ -319,14 +321,14 @@ class LabServer:
                 if event.fatal:
                     await _linger(conn)
                     return "line-too-long"
-            else:
-                await self._answer(conn, task, event, record)
+            else:                                   # NEED_DATA and CLOSED were met above
+                await self._answer(conn, task, cast(Request, event), record)
                 if isinstance(event, Quit):
                     await _linger(conn)
                     return "quit"
             request_due = time.monotonic() + self.config.idle_timeout
 
-    async def _recv(self, conn: socket.socket, task: asyncio.Task, request_due: float) -> bytes:
+    async def _recv(self, conn: socket.socket, task: asyncio.Task[None], request_due: float) -> bytes:
         """Wait for the next bytes; the sweeper cancels this wait after ``request_due``."""
         self._waiting[task] = (request_due, "idle-timeout")
         try:
@@ -334,7 +336,8 @@ class LabServer:
         finally:
             del self._waiting[task]
 
-    async def _send(self, conn: socket.socket, task: asyncio.Task, data, record: ConnectionRecord) -> None:
+    async def _send(self, conn: socket.socket, task: asyncio.Task[None], data: bytes | memoryview,
+                    record: ConnectionRecord) -> None:
         """Hand ``data`` to the kernel, waiting while the client does not read; count what was taken.
 
         asyncio's ``sock_sendall`` cannot say whether a long wait made progress, so
@@ -354,10 +357,15 @@ class LabServer:
             else:
                 await self._writable(conn, task)
 
-    async def _writable(self, conn: socket.socket, task: asyncio.Task) -> None:
+    async def _writable(self, conn: socket.socket, task: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
-        room = loop.create_future()
-        loop.add_writer(conn.fileno(), lambda: room.done() or room.set_result(None))
+        room: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not room.done():
+                room.set_result(None)
+
+        loop.add_writer(conn.fileno(), wake)
         self._waiting[task] = (time.monotonic() + self.config.stall_timeout, "stalled")
         self._unsent[task] = (conn, unsent_bytes(conn))
         try:
@@ -398,7 +406,7 @@ class LabServer:
                 self._timed_out[task] = reason
                 task.cancel()
 
-    async def _answer(self, conn: socket.socket, task: asyncio.Task, request: Request,
+    async def _answer(self, conn: socket.socket, task: asyncio.Task[None], request: Request,
                       record: ConnectionRecord) -> None:
         """Send the reply to one request (BULK: its header, its data, its end line).
 
@@ -450,7 +458,8 @@ def listen(host: str, port: int) -> list[socket.socket]:
 def unsent_bytes(conn: socket.socket) -> int:
     """Bytes in the socket's send queue that the peer has not acknowledged yet (SIOCOUTQ)."""
     try:
-        return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        queued: int = struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        return queued
     except OSError:
         return 0
 
@@ -485,10 +494,10 @@ class _DatagramService(asyncio.DatagramProtocol):
         self.access_log = access_log or AccessLog()
         self.transport: asyncio.DatagramTransport | None = None
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)     # a datagram endpoint's
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         record = ConnectionRecord("udp", addr, bytes_in=len(data), close="datagram")
         payload = protocol.encode_reply(self.reply_to_datagram(data))
         if len(payload) > MAX_DATAGRAM:   # UPPER can lengthen a text: some letters grow in upper case
@@ -516,7 +525,7 @@ class _DatagramService(asyncio.DatagramProtocol):
         return reply_to(request)
 
 
-async def serve(config: ServerConfig, ready=None) -> None:
+async def serve(config: ServerConfig, ready: Callable[[LabServer], None] | None = None) -> None:
     """Run a server until SIGTERM or SIGINT; call ``ready(server)`` once it listens."""
     server = LabServer(config)
     await server.start()

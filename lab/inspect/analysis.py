@@ -16,11 +16,13 @@ import os
 import select
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator, TypeVar
 
 from lab.inspect.fast.bulk import consume as consume_in_bulk
 from lab.inspect.reader import CaptureFileError, read_batches, read_records
 from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, TooLarge, Tracker, analysis_flag_names
+
+T = TypeVar("T")
 
 SHORT_CONNECTION = 60
 """Connections with at most this many frames keep their segments by default
@@ -58,7 +60,7 @@ class Capture:
 PIPE_WAIT_S = 2.0
 
 
-def open_capture(path: str | os.PathLike):
+def open_capture(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a capture file, with a one-line error for the usual mistakes.
 
     Only a regular file or a pipe that has data is read: a FIFO nobody writes to
@@ -83,7 +85,7 @@ def open_capture(path: str | os.PathLike):
         raise CaptureFileError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def _open_pipe(path: Path):
+def _open_pipe(path: Path) -> BinaryIO:
     """A named pipe, once something has been written to it (at most PIPE_WAIT_S)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     poller = select.poll()
@@ -96,7 +98,7 @@ def _open_pipe(path: Path):
     return os.fdopen(fd, "rb")
 
 
-def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: bool = True,
+def analyze(path: str | os.PathLike[str], keep: bool | int = SHORT_CONNECTION, bulk: bool = True,
             max_frames: int | None = None, max_connections: int | None = None) -> Capture:
     """Read and analyse a capture; a damaged file keeps what was read before the damage.
 
@@ -121,20 +123,20 @@ def analyze(path: str | os.PathLike, keep: bool | int = SHORT_CONNECTION, bulk: 
                    tracker.first_time_ns or 0, error)
 
 
-def _bounded(items, max_frames: int | None, one_each: bool = False):
+def _bounded(items: Iterator[T], max_frames: int | None, one_each: bool = False) -> Iterator[T]:
     """Batches (or records) until ``max_frames`` frames have been read; then a TooLarge error."""
     if max_frames is None:
         yield from items
         return
     frames = 0
     for item in items:
-        frames += 1 if one_each else len(item)
+        frames += 1 if one_each else len(item)  # type: ignore[arg-type]   # a Batch has a length
         if frames > max_frames:
             raise TooLarge(f"more than {max_frames:,} frames")
         yield item
 
 
-def iter_segments(path: str | os.PathLike) -> Iterator[Segment]:
+def iter_segments(path: str | os.PathLike[str]) -> Iterator[Segment]:
     """Every TCP segment of a capture, analysed, in frame order (constant memory)."""
     tracker = Tracker(keep=False, emit=True)
     with open_capture(path) as stream:
@@ -143,12 +145,12 @@ def iter_segments(path: str | os.PathLike) -> Iterator[Segment]:
                 yield segment
 
 
-def stream_segments(path: str | os.PathLike, stream: int) -> list[Segment]:
+def stream_segments(path: str | os.PathLike[str], stream: int) -> list[Segment]:
     """The analysed segments of one connection (the notebooks' unit of study)."""
     return [segment for segment in iter_segments(path) if segment.stream == stream]
 
 
-def follow(path: str | os.PathLike, stream: int) -> tuple[bytes, bytes]:
+def follow(path: str | os.PathLike[str], stream: int) -> tuple[bytes, bytes]:
     """Wireshark's Follow TCP Stream: each direction's payload in sequence order.
 
     Bytes sent twice (retransmissions, overlaps) are counted once; a hole (a

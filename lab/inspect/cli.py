@@ -11,8 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.console import Console
+
 from lab.errors import LabError
-from lab.inspect.analysis import SHORT_CONNECTION, analyze
+from lab.inspect.analysis import SHORT_CONNECTION, Capture, analyze
 from lab.inspect.reader import CaptureFileError
 from lab.inspect.report import print_report, write_csv, write_json
 from lab.paths import CAPTURES_DIR
@@ -82,7 +84,7 @@ def run(pcap: str | None, as_json: bool = False, as_csv: bool = False,
     return 0
 
 
-def inner_capture_of(path: Path, capture, term):
+def inner_capture_of(path: Path, capture: Capture, term: Console) -> Capture:
     """For an underlay capture (the lab's TCP inside VXLAN, between two hosts): what the overlay
     adds, said once, and the inner capture to report on; any other capture as it is."""
     from lab.inspect import overlay

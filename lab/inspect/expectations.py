@@ -17,22 +17,21 @@ import dataclasses
 import statistics
 from typing import Any, Callable, Sequence
 
-from lab.inspect.kernel import algorithm_of
+from lab.inspect.decode import ACK, FIN, SYN
+from lab.inspect.kernel import KernelSample, algorithm_of
 from lab.inspect.rtt import rtt_samples
 from lab.inspect.tcp import (
-    ACK,
     DUPLICATE_ACK,
     FAST_RETRANSMISSION,
-    FIN,
     FLAG_NAMES,
     KEEP_ALIVE,
     OUT_OF_ORDER,
     RETRANSMISSION,
-    SYN,
     WINDOW_UPDATE,
     ZERO_WINDOW,
     Segment,
 )
+from lab.inspect.timers import Resend, backoffs, predicted_first_wait_ms, resends
 
 TIME_TOLERANCE = 0.25      # a timer is "about" its value within 25% (plus 100 ms): kernels round them
 
@@ -53,10 +52,11 @@ class Evidence:
 
     segments: list[Segment]
     sender_is_client: bool
-    kernel: list = dataclasses.field(default_factory=list)     # lab.inspect.kernel.KernelSample of the sender
+    kernel: list[KernelSample] = dataclasses.field(default_factory=list)     # of the sender
     rate_kbit: float = 0.0
-    receiver_kernel: list = dataclasses.field(default_factory=list)    # and of the receiver
-    flows: list = dataclasses.field(default_factory=list)     # every download: (segments, its sender's samples)
+    receiver_kernel: list[KernelSample] = dataclasses.field(default_factory=list)    # and of the receiver
+    flows: list[tuple[list[Segment], list[KernelSample]]] = dataclasses.field(default_factory=list)  # each download:
+    # its segments and its sender's samples
 
     @property
     def start_ns(self) -> int:
@@ -136,9 +136,7 @@ def recovered_by_duplicate_acks(evidence: Evidence, expected: bool = True) -> Ve
                    f"that did not move before it (Wireshark: {label})", (waited_ms < 200) == expected)
 
 
-def _resends(evidence: Evidence):
-    from lab.inspect.timers import resends
-
+def _resends(evidence: Evidence) -> list[Resend]:
     return resends(evidence.segments, evidence.sender_is_client, evidence.kernel)
 
 
@@ -154,7 +152,6 @@ def retransmitted_by(evidence: Evidence, mechanism: str) -> Verdict:
     The packets alone cannot tell a probe from a timeout: both are a silence, then the
     same bytes again. The check needs the kernel's samples (any scenario records them).
     """
-    from lab.inspect.timers import predicted_first_wait_ms
 
     expected = f"sent again by {mechanism}" + (" (the kernel stays in open)" if mechanism == "probe" else "")
     if not evidence.kernel:
@@ -178,7 +175,6 @@ def retransmitted_by(evidence: Evidence, mechanism: str) -> Verdict:
 def backoff_reaches(evidence: Evidence, count: int) -> Verdict:
     """The retransmission timer expired ``count`` times in a row: the sender's kernel shows
     backoff 1, 2, ... with its RTO doubled each time (Linux's exponential backoff)."""
-    from lab.inspect.timers import backoffs
 
     steps = backoffs(evidence.kernel)
     if not steps:
@@ -196,9 +192,10 @@ def cwnd_after_timeout(evidence: Evidence, segments: int) -> Verdict:
     timed_out = [resend for resend in _resends(evidence) if resend.cause == "timer"]
     if not timed_out:
         return Verdict("cwnd_after_timeout", f"cwnd {segments} after the timer", "the timer never fired", False)
-    cwnd = timed_out[0].after.values.get("cwnd")
+    after = timed_out[0].after.values if timed_out[0].after else {}      # "timer": a sample after it said so
+    cwnd = after.get("cwnd")
     return Verdict("cwnd_after_timeout", f"cwnd {segments} after the timer",
-                   f"cwnd {cwnd}, ca_state {timed_out[0].after.values.get('ca_state')}", cwnd == segments)
+                   f"cwnd {cwnd}, ca_state {after.get('ca_state')}", cwnd == segments)
 
 
 def duplicate_acks_at_least(evidence: Evidence, count: int) -> Verdict:
@@ -206,7 +203,7 @@ def duplicate_acks_at_least(evidence: Evidence, count: int) -> Verdict:
     return Verdict("duplicate_acks_at_least", f">= {count} duplicate ACKs", f"{seen} duplicate ACKs", seen >= count)
 
 
-def repeated_acks(evidence: Evidence) -> list:
+def repeated_acks(evidence: Evidence) -> list[Segment]:
     """ACKs from the receiver that did not move (the same ACK number as the one before, no data):
     each says "I am still waiting for this byte" while later segments arrive.
 
@@ -381,7 +378,7 @@ def receive_window_grows_by_at_least(evidence: Evidence, factor: float) -> Verdi
     if not acks or not acks[0].window:
         return Verdict("receive_window_grows_by_at_least", f"window x{factor:g}", "no ACK from the receiver", False)
     first, most = acks[0].window, max(ack.window for ack in acks)
-    scale = syn.options.window_scale if syn else None
+    scale = syn.options.window_scale if syn and syn.options else None
     seen = (f"advertised window {first:,} -> {most:,} bytes (x{most / first:.1f})"
             + (f", window scale {scale} (each unit {1 << scale} bytes)" if scale is not None else ""))
     spaces = [k.values["rcv_space"] for k in evidence.receiver_kernel if k.values.get("rcv_space")]
@@ -537,7 +534,7 @@ def rtt_range(evidence: Evidence) -> tuple[float, float, float] | None:
     return min(samples), max(samples), late[len(late) // 2]
 
 
-def _rtt_text(found) -> str:
+def _rtt_text(found: tuple[float, float, float] | None) -> str:
     if not found:
         return "no RTT sample"
     least, most, late = found
@@ -549,14 +546,14 @@ def rtt_grows_by_at_least(evidence: Evidence, factor: float) -> Verdict:
     the sender keeps the queue in front of the bottleneck full."""
     found = rtt_range(evidence)
     return Verdict("rtt_grows_by_at_least", f"RTT x{factor:g} or more, late in the transfer", _rtt_text(found),
-                   bool(found) and found[2] >= factor * found[0])
+                   found is not None and found[2] >= factor * found[0])
 
 
 def rtt_grows_by_at_most(evidence: Evidence, factor: float) -> Verdict:
     """The round trip, in the second half of the transfer, stays within ``factor`` of its least."""
     found = rtt_range(evidence)
     return Verdict("rtt_grows_by_at_most", f"RTT x{factor:g} at most, late in the transfer", _rtt_text(found),
-                   bool(found) and found[2] <= factor * found[0])
+                   found is not None and found[2] <= factor * found[0])
 
 
 CHECKS: dict[str, Callable[[Evidence, Any], Verdict]] = {

@@ -18,7 +18,8 @@ import dataclasses
 import statistics
 from typing import Sequence
 
-from lab.inspect.tcp import ACK, SYN, Segment
+from lab.inspect.decode import ACK, SYN
+from lab.inspect.tcp import Segment
 
 WINDOW_S = 0.5
 

@@ -23,10 +23,18 @@ TCP states as a timeline, to read beside the ladder.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import TYPE_CHECKING, Literal, Sequence, cast
 
+from lab.inspect.decode import ACK
 from lab.inspect.rtt import ALPHA, RttSample, estimated_rtts, rtt_samples
-from lab.inspect.tcp import ACK, RETRANSMITTED, Segment
+from lab.inspect.tcp import RETRANSMITTED, Segment
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from lab.inspect.kernel import KernelSample
+    from lab.inspect.overlay import Encapsulated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +105,8 @@ def estimated_rtt(samples: Sequence[RttSample], alpha: float = ALPHA) -> list[fl
     return estimated_rtts((sample.rtt_ms for sample in samples), alpha)
 
 
-def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend: str | None = "upper left"):
+def _finish(fig: Figure, ax: Axes, xlabel: str, ylabel: str, title: str,
+            legend: Literal["upper left", "upper right", "lower right"] | None = "upper left") -> Figure:
     """Label a time plot the way every figure here is labelled: axes, title, legend, a light grid."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -109,17 +118,17 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend: str | None = 
     return fig
 
 
-def _axes(ax, size=(10, 4.5)):
+def _axes(ax: Axes | None, size: tuple[float, float] = (10, 4.5)) -> tuple[Figure, Axes]:
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=size)
-        return fig, ax
-    return ax.figure, ax
+        fig, made = plt.subplots(figsize=size)
+        return fig, made
+    return cast("Figure", ax.figure), ax
 
 
-def time_sequence_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None,
-                         title: str = "Time-sequence graph (Stevens)"):
+def time_sequence_figure(segments: Sequence[Segment], from_client: bool | None = None, ax: Axes | None = None,
+                         title: str = "Time-sequence graph (Stevens)") -> Figure:
     """Data segments as dots, with the ACK line and the receiver's window edge."""
     fig, ax = _axes(ax)
     points = sequence_points(segments, from_client)
@@ -140,7 +149,7 @@ def time_sequence_figure(segments: Sequence[Segment], from_client: bool | None =
 
 
 def throughput_figure(segments: Sequence[Segment], interval_s: float | None = None,
-                      from_client: bool | None = None, ax=None):
+                      from_client: bool | None = None, ax: Axes | None = None) -> Figure:
     """Throughput of new payload per interval."""
     fig, ax = _axes(ax, (10, 3.5))
     interval_s = interval_s or default_interval(segments)
@@ -183,7 +192,8 @@ def rtt_points(segments: Sequence[Segment], from_client: bool) -> tuple[list[flo
     return [(s.acked_ns - start) / 1e9 for s in samples], [s.rtt_ms for s in samples]
 
 
-def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=None, kernel=None):
+def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax: Axes | None = None,
+               kernel: Sequence[KernelSample] | None = None) -> Figure:
     """RTT samples of the sender's segments over time, with EstimatedRTT (and the kernel's
     srtt and RTO when ``kernel``, the sender's samples, is given), all on one time axis:
     when the ACK arrived, on the capture's clock."""
@@ -206,7 +216,8 @@ def rtt_figure(segments: Sequence[Segment], from_client: bool | None = None, ax=
                    "RTT (ms)", "Round-trip time of each acknowledged segment")
 
 
-def kernel_window_figure(segments: Sequence[Segment], kernel, from_client: bool | None = None):
+def kernel_window_figure(segments: Sequence[Segment], kernel: Sequence[KernelSample],
+                         from_client: bool | None = None) -> Figure:
     """The Stevens graph above; below it, on the same time axis, the sender's cwnd and
     ssthresh (the kernel's, in bytes) beside the bytes in flight computed from the packets."""
     import matplotlib.pyplot as plt
@@ -244,7 +255,8 @@ STATE_COLORS = {"SYN_SENT": "tab:olive", "SYN_RECV": "tab:cyan", "ESTABLISHED": 
                 "LAST_ACK": "tab:pink", "CLOSING": "tab:red", "TIME_WAIT": "tab:gray"}
 
 
-def kernel_states_figure(series_by_host: dict, start_ns: int, until_s: float | None = None, ax=None):
+def kernel_states_figure(series_by_host: dict[str, Sequence[KernelSample]], start_ns: int,
+                         until_s: float | None = None, ax: Axes | None = None) -> Figure:
     """Each socket's TCP states as a timeline (one row per host), the kernel's own names,
     to read beside the ladder: which side waits in which state, and for how long."""
     from lab.inspect.kernel import state_spans
@@ -280,7 +292,8 @@ def kernel_states_figure(series_by_host: dict, start_ns: int, until_s: float | N
     return fig
 
 
-def overlay_cost_figure(carried, segments: Sequence[Segment], ax=None):
+def overlay_cost_figure(carried: Sequence[Encapsulated], segments: Sequence[Segment],
+                        ax: Axes | None = None) -> Figure:
     """Where the bytes on the wire between two hosts go, under an overlay: the lab's data, the
     lab's own headers (Ethernet, IP, TCP), and the overlay's (outer Ethernet, IP, UDP, VXLAN);
     for the largest data packet, for an ACK, and for the whole capture. ``carried`` are
@@ -288,7 +301,7 @@ def overlay_cost_figure(carried, segments: Sequence[Segment], ax=None):
     fig, ax = _axes(ax, (10, 2.8))
     data = {segment.frame: segment.length for segment in segments}
     rows = []
-    for name, pick in (("largest data packet", lambda: max(data, key=data.get)),
+    for name, pick in (("largest data packet", lambda: max(data, key=data.__getitem__)),
                        ("an ACK (no data)", lambda: next(frame for frame, length in data.items() if not length))):
         try:
             frame = pick()
@@ -317,7 +330,8 @@ def overlay_cost_figure(carried, segments: Sequence[Segment], ax=None):
     return fig
 
 
-def cwnd_series_figure(series_by_name: dict, start_ns: int, ax=None):
+def cwnd_series_figure(series_by_name: dict[str, Sequence[KernelSample]], start_ns: int,
+                       ax: Axes | None = None) -> Figure:
     """Several senders' congestion windows (their kernels', in segments) on one time axis: flows
     that share a bottleneck, side by side."""
     fig, ax = _axes(ax, (10, 3.2))

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from lab.inspect.decode import ACK, endpoint_text
 from lab.inspect.reader import CaptureFileError
+from lab.inspect.tcp import Connection, Segment
 
 KERNEL_SUFFIX = ".kernel.jsonl"
 MAX_FILE_BYTES = 256 << 20
@@ -66,7 +67,7 @@ class KernelSample:
         return unacked * mss if unacked is not None and mss else None
 
 
-def kernel_file_of(capture: str | os.PathLike) -> Path | None:
+def kernel_file_of(capture: str | os.PathLike[str]) -> Path | None:
     """``NAME.kernel.jsonl`` beside ``NAME.pcapng`` (or .pcap), if it is there."""
     path = Path(capture)
     candidate = path.with_name(path.name.removesuffix(path.suffix) + KERNEL_SUFFIX)
@@ -99,7 +100,7 @@ def parse_sample(line: bytes) -> KernelSample | None:
     return KernelSample(t, host, local, remote, values)
 
 
-def read_kernel_file(path: str | os.PathLike) -> list[KernelSample]:
+def read_kernel_file(path: str | os.PathLike[str]) -> list[KernelSample]:
     """Every well-formed sample of a kernel file, in time order; a one-line error if it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -117,7 +118,7 @@ def read_kernel_file(path: str | os.PathLike) -> list[KernelSample]:
     return samples
 
 
-def connection_samples(samples: Iterable[KernelSample], connection) -> dict[str, list[KernelSample]]:
+def connection_samples(samples: Iterable[KernelSample], connection: Connection) -> dict[str, list[KernelSample]]:
     """The samples of one connection's two sockets: {"server": [...], "client": [...]}.
 
     A socket is the connection's when its endpoints are the connection's (the
@@ -152,7 +153,7 @@ def changes(series: list[KernelSample]) -> list[KernelSample]:
     return kept
 
 
-def state_spans(series: list[KernelSample]) -> list[tuple[int, int, str]]:
+def state_spans(series: Sequence[KernelSample]) -> list[tuple[int, int, str]]:
     """(from ns, to ns, state) for each stretch of one socket's life in one TCP state."""
     spans: list[tuple[int, int, str]] = []
     for sample in series:
@@ -171,7 +172,7 @@ def series_json(series: list[KernelSample], first_time_ns: int) -> list[dict[str
     return [{"t_s": round((sample.time_ns - first_time_ns) / 1e9, 6), **sample.values} for sample in changes(series)]
 
 
-def bytes_in_flight(segments, from_client: bool) -> list[tuple[int, int]]:
+def bytes_in_flight(segments: Sequence[Segment], from_client: bool) -> list[tuple[int, int]]:
     """(time ns, bytes in flight) after each frame, from the packets alone: the highest sequence
     number one side has sent, less the highest ACK it has received (Wireshark's
     tcp.analysis.bytes_in_flight, at the capture point)."""
@@ -188,7 +189,7 @@ def bytes_in_flight(segments, from_client: bool) -> list[tuple[int, int]]:
     return points
 
 
-def unacked_agreement(series: list[KernelSample], segments, from_client: bool,
+def unacked_agreement(series: list[KernelSample], segments: Sequence[Segment], from_client: bool,
                       slack_ns: int) -> tuple[int, list[KernelSample]]:
     """How many of a sender's ESTABLISHED samples agree with the packets, and those that do not.
 

@@ -33,7 +33,7 @@ def is_request(payload: bytes) -> bool:
     return False
 
 
-def server_port(path: str | os.PathLike) -> int:
+def server_port(path: str | os.PathLike[str]) -> int:
     """The port the lab's protocol is spoken to in this capture, over TCP or UDP: the
     destination of its first request; else PORT if the capture holds it; else the port
     of its first SYN; else PORT."""

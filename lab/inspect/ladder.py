@@ -15,10 +15,14 @@ time instead.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence, cast
 
 from lab.inspect.decode import ACK, SYN, endpoint_text, tcp_flags_text
 from lab.inspect.tcp import Connection, Segment, wireshark_labels
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 PREVIEW = 18
 
@@ -83,7 +87,7 @@ def rungs(segments: Sequence[Segment]) -> list[Rung]:
 
 
 def ladder_text(conn: Connection, segments: Sequence[Segment], width: int = 100,
-                notes: dict[int, Sequence[str]] | None = None) -> str:
+                notes: Mapping[int, Sequence[str]] | None = None) -> str:
     """The ladder as lines of text, ``width`` characters wide; ``notes`` (frame -> sentences, the
     story lab.inspect.story tells) are printed under their frame's arrow, wrapped to the width."""
     import textwrap
@@ -128,7 +132,8 @@ def ladder_window(segments: Sequence[Segment], limit: int = MAX_FIGURE_RUNGS) ->
     return shown, f"frames {shown[0].frame}-{shown[-1].frame} of {len(segments)} in this stream, {around}"
 
 
-def ladder_figure(conn: Connection, segments: Sequence[Segment], ax=None, title: str | None = None):
+def ladder_figure(conn: Connection, segments: Sequence[Segment], ax: Axes | None = None,
+                  title: str | None = None) -> Figure:
     """The ladder as a matplotlib figure: one arrow per frame, flagged frames in red; a stream
     longer than MAX_FIGURE_RUNGS is drawn as a window (ladder_window), said under the title."""
     import matplotlib.pyplot as plt
@@ -140,7 +145,7 @@ def ladder_figure(conn: Connection, segments: Sequence[Segment], ax=None, title:
     if ax is None:
         fig, ax = plt.subplots(figsize=(11, 1.4 + 0.5 * max(len(items), 1)))
     else:
-        fig = ax.figure
+        fig = cast("Figure", ax.figure)          # an Axes of a figure, not of a subfigure
     ax.set_xlim(-0.3, 1.05)
     ax.set_ylim(len(items) + 0.2, -1.2)
     for x in (0, 1):

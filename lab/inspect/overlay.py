@@ -20,10 +20,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from lab.inspect.decode import ip_packet
+from lab.inspect.decode import IpPacket, ip_packet
 from lab.inspect.reader import Record, read_records
+
+if TYPE_CHECKING:
+    from lab.inspect.analysis import Capture
 
 VXLAN_PORT = 4789
 UDP, VXLAN_HEADER = 17, 8
@@ -55,7 +58,7 @@ def vxlan(linktype: int, data: bytes) -> tuple[int, int, bytes, bytes, bytes] | 
     return _vxlan_in(ip_packet(linktype, data), data)
 
 
-def _vxlan_in(ip, data: bytes) -> tuple[int, int, bytes, bytes, bytes] | None:
+def _vxlan_in(ip: IpPacket | None, data: bytes) -> tuple[int, int, bytes, bytes, bytes] | None:
     if ip is None or ip.proto != UDP or len(data) < ip.offset + 8 + VXLAN_HEADER:
         return None
     dport = struct.unpack_from("!H", data, ip.offset + 2)[0]
@@ -75,7 +78,7 @@ class Underlay:
     encrypted: int                # packets of IPsec ESP: an encrypted overlay's, which only the nodes' keys can read
 
 
-def read_underlay(path: str | os.PathLike) -> Underlay:
+def read_underlay(path: str | os.PathLike[str]) -> Underlay:
     """The VXLAN packets and the ESP packets of a capture, in one pass over it."""
     carried, encrypted = [], 0
     with open(path, "rb") as stream:
@@ -91,7 +94,7 @@ def read_underlay(path: str | os.PathLike) -> Underlay:
     return Underlay(carried, encrypted)
 
 
-def unwrap(path: str | os.PathLike) -> list[Encapsulated]:
+def unwrap(path: str | os.PathLike[str]) -> list[Encapsulated]:
     """Every VXLAN packet of a capture, with its inner frame, in capture order."""
     return read_underlay(path).carried
 
@@ -102,17 +105,17 @@ def inner_records(encapsulated: list[Encapsulated]) -> Iterator[Record]:
         yield Record(packet.time_ns, ETHERNET, packet.inner, len(packet.inner))
 
 
-def analyze_inner(path: str | os.PathLike, encapsulated: list[Encapsulated] | None = None):
+def analyze_inner(path: str | os.PathLike[str], encapsulated: list[Encapsulated] | None = None) -> Capture:
     """The lab's TCP inside the overlay, analysed as lab.inspect analyses a capture (a
     lab.inspect.analysis.Capture; frame N is the Nth inner frame, see :func:`pairs`).
     ``encapsulated`` is :func:`unwrap`'s answer where the caller has it already."""
-    from lab.inspect.analysis import Capture
+    from lab.inspect.analysis import Capture as Analysed
     from lab.inspect.tcp import Tracker
 
     encapsulated = unwrap(path) if encapsulated is None else encapsulated
     tracker = Tracker(keep=True, emit=False)
     tracker.consume(inner_records(encapsulated))
-    return Capture(str(path), tracker.frames, tracker.connections, tracker.flagged, tracker.first_time_ns or 0)
+    return Analysed(str(path), tracker.frames, tracker.connections, tracker.flagged, tracker.first_time_ns or 0)
 
 
 def pairs(encapsulated: list[Encapsulated]) -> dict[int, int]:

@@ -50,6 +50,9 @@ EPB_HEADER = 28          # type, length, interface, time high, time low, caplen,
 EPB_OVERHEAD = EPB_HEADER + 4
 
 
+Words = list["memoryview | array.array[int]"]     # lab.inspect.reader._words: one view per alignment
+
+
 class CaptureFileError(LabError):
     """The file is missing, not a capture, or damaged at byte ``offset``."""
 
@@ -113,7 +116,7 @@ class _Chunks:
         self.buffer = b""
         self.start = 0      # file offset of buffer[0]
         self.pos = 0        # read position inside buffer
-        self._words: tuple[str, list] | None = None   # _words() of this buffer, and in which byte order
+        self._words: tuple[str, Words] | None = None   # _words() of this buffer, and in which byte order
         try:
             self.origin = stream.tell() if stream.seekable() else None  # file offset of start 0
         except (AttributeError, OSError):
@@ -155,7 +158,7 @@ class _Chunks:
         self._words = None
         return have >= size
 
-    def words(self, endian: str) -> list:
+    def words(self, endian: str) -> Words:
         """_words() of the window, made once per window: a rescan after each odd block reuses them."""
         if self._words is None or self._words[0] != endian:
             self._words = (endian, _words(self.buffer, endian))
@@ -185,7 +188,7 @@ def read_records(stream: BinaryIO) -> Iterator[Record]:
 # --- speed layer: word views and byte windows, so that one cheap loop per record does the work ---
 
 
-def _words(buffer: bytes, endian: str) -> list:
+def _words(buffer: bytes, endian: str) -> Words:
     """``words[p & 3][p >> 2]`` is the 32-bit number at byte p of buffer, in the file's byte order.
 
     The record-length loop reads one number per record; indexing a memoryview
@@ -193,12 +196,13 @@ def _words(buffer: bytes, endian: str) -> list:
     aligned words, so there is one view per alignment. A file in the other byte
     order than this machine's (rare) gets byte-swapped copies instead.
     """
-    views = []
+    views: Words = []
     for shift in range(4):
-        words = memoryview(buffer)[shift:shift + (len(buffer) - shift) // 4 * 4].cast("I")
+        words: memoryview | array.array[int] = memoryview(buffer)[shift:shift + (len(buffer) - shift) // 4 * 4].cast("I")
         if (endian == "<") != (sys.byteorder == "little"):
-            words = array.array("I", words)
-            words.byteswap()
+            swapped = array.array("I", words)
+            swapped.byteswap()
+            words = swapped
         views.append(words)
     return views
 
@@ -214,7 +218,8 @@ def windows(buffer: bytes, width: int) -> np.ndarray:
 
 def _gather(buffer: bytes, positions: np.ndarray, width: int, dtype: np.dtype) -> np.ndarray:
     """The ``width`` bytes at each position, as a row of ``dtype`` values (one row per position)."""
-    return windows(buffer, width)[positions].view(dtype)
+    rows: np.ndarray = windows(buffer, width)[positions].view(dtype)
+    return rows
 
 
 # --- the formats ---
@@ -245,7 +250,7 @@ def _read_pcap(chunks: _Chunks, endian: str, ns_per_unit: int) -> Iterator[Batch
             raise CaptureFileError(f"record of {caplen} bytes cut short", chunks.offset)
 
 
-def _pcap_record_lengths(words: list, pos: int, end: int) -> tuple[array.array, int]:
+def _pcap_record_lengths(words: Words, pos: int, end: int) -> tuple[array.array[int], int]:
     """Where the length field of each whole record from ``pos`` on is, and where the first
     unfinished record starts (``words``: the window's, ``end``: its length).
 
@@ -289,7 +294,8 @@ class _Interface:
         multiply, divide = self.multiply // common, self.divide // common
         if divide * multiply < 1 << 62 and (not len(ticks) or int(ticks.max()) < (1 << 62) // multiply):
             whole, rest = np.divmod(ticks.astype(np.int64), divide)
-            return whole * multiply + rest * multiply // divide
+            nanoseconds: np.ndarray = whole * multiply + rest * multiply // divide
+            return nanoseconds
         return np.array([self.nanoseconds(tick) for tick in ticks.tolist()], dtype=object)
 
 
@@ -314,9 +320,10 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Batch]:
         block_type = struct.unpack_from(endian + "I", buffer, pos)[0]
         if block_type == PCAPNG_SHB:
             bom = buffer[pos + 8:pos + 12]
-            endian = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(bom)
-            if endian is None:
+            order = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(bom)
+            if order is None:
                 raise CaptureFileError("section header with a bad byte-order magic", block_offset)
+            endian = order
             interfaces = []
         length = struct.unpack_from(endian + "I", buffer, pos + 4)[0]
         if length < 12 or length % 4:
@@ -355,7 +362,7 @@ def _read_pcapng(chunks: _Chunks) -> Iterator[Batch]:
             interfaces.append(interface)
 
 
-def _packet_block_starts(words: list, pos: int, end: int) -> tuple[array.array, int]:
+def _packet_block_starts(words: Words, pos: int, end: int) -> tuple[array.array[int], int]:
     """Where each whole Enhanced Packet Block from ``pos`` on starts; where the first other block does.
 
     The per-packet loop of pcapng (see _pcap_record_lengths). Anything unusual (a
@@ -375,7 +382,7 @@ def _packet_block_starts(words: list, pos: int, end: int) -> tuple[array.array, 
     return starts, pos
 
 
-def _packet_blocks(chunks: _Chunks, starts: array.array, endian: str,
+def _packet_blocks(chunks: _Chunks, starts: array.array[int], endian: str,
                    interfaces: list[_Interface]) -> tuple[Batch, CaptureFileError | None]:
     """The Enhanced Packet Blocks at ``starts`` as a Batch, up to the first damaged one (and its error)."""
     buffer = chunks.buffer

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from lab.inspect.analysis import Capture, iter_segments, stream_segments
 from lab.inspect.decode import address_text, endpoint_text, tcp_flags_column
@@ -17,6 +17,10 @@ from lab.inspect.kernel import connection_samples, kernel_file_of, read_kernel_f
 from lab.inspect.ladder import ladder_text
 from lab.inspect.story import Storyteller
 from lab.inspect.tcp import FLAG_NAMES, Connection, Flow, Segment, analysis_flag_names
+
+if TYPE_CHECKING:
+    from rich.console import Console, JustifyMethod
+    from rich.table import Table
 
 CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
 MAX_ROWS = 50       # connections listed in the report's table
@@ -35,7 +39,7 @@ def handshake_json(conn: Connection) -> dict[str, Any] | None:
 
     return {
         "syn": hs.syn, "syn_ack": hs.syn_ack, "ack": hs.ack,
-        "rtt_ms": round(handshake_rtt_ms(conn), 3) if hs.ack is not None else None,
+        "rtt_ms": _rounded(handshake_rtt_ms(conn)) if hs.ack is not None else None,
         "client_isn": client.isn, "server_isn": server.isn,
         "mss": each("mss"), "window_scale": each("window_scale"),
         "sack_permitted": each("sack_permitted"), "timestamps": each("timestamps"),
@@ -50,7 +54,11 @@ def handshake_rtt_ms(conn: Connection) -> float | None:
     return (hs.ack_time - hs.syn_time) / 1e6
 
 
-def _option(flow: Flow, attr: str):
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+def _option(flow: Flow, attr: str) -> int | bool | None:
     return getattr(flow.options, attr) if flow.options is not None else None
 
 
@@ -84,17 +92,18 @@ def connection_json(conn: Connection, first_time_ns: int) -> dict[str, Any]:
 
 def to_json(capture: Capture) -> dict[str, Any]:
     """The ``--json`` object; with the kernel's samples of each connection where the capture has them."""
-    result = {
+    rows = [connection_json(conn, capture.first_time_ns) for conn in capture.connections]
+    result: dict[str, Any] = {
         "file": capture.path,
         "packets": capture.frames,
-        "connections": [connection_json(conn, capture.first_time_ns) for conn in capture.connections],
+        "connections": rows,
         "flags": {name: capture.frames_with(name) for name in FLAG_NAMES},
     }
     kernel_path = kernel_file_of(capture.path)
     if kernel_path is not None:
         samples = read_kernel_file(kernel_path)
         result["kernel_file"] = str(kernel_path)
-        for conn, row in zip(capture.connections, result["connections"]):
+        for conn, row in zip(capture.connections, rows):
             row["kernel"] = {host: series_json(series, capture.first_time_ns)
                              for host, series in connection_samples(samples, conn).items()}
     if capture.error is not None:
@@ -118,7 +127,7 @@ def write_json(capture: Capture, out: IO[str]) -> None:
     out.write("\n}}\n")
 
 
-def write_csv(path: str | os.PathLike, out: IO[str], stream: int | None = None) -> None:
+def write_csv(path: str | os.PathLike[str], out: IO[str], stream: int | None = None) -> None:
     """The ``--csv`` rows, one per TCP frame (of ``stream`` only, if given), streamed as the file is read."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -149,7 +158,7 @@ def closed_text(conn: Connection) -> str:
     return f"FIN, {'client' if first is conn.client else 'server'} first"
 
 
-def print_report(capture: Capture, console, ladders: int = 60, width: int | None = None,
+def print_report(capture: Capture, console: Console, ladders: int = 60, width: int | None = None,
                  stream: int | None = None) -> None:
     """The human report: conversations, the ladder of each short one, the analysis flags.
 
@@ -176,7 +185,7 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int | None
                       "(--json lists them all; --stream N shows one)")
     short = [conn for conn in connections if conn.segments is not None and len(conn.segments) <= ladders]
     for conn in short[:MAX_LADDERS]:
-        _print_ladder(conn, conn.segments, console, width, capture.connections)
+        _print_ladder(conn, conn.segments or [], console, width, capture.connections)
     if len(short) > MAX_LADDERS:
         console.print(f"\n... the ladders of {len(short) - MAX_LADDERS} more short connections are not drawn "
                       "(--stream N draws one)")
@@ -184,7 +193,7 @@ def print_report(capture: Capture, console, ladders: int = 60, width: int | None
     _print_kernel(capture, console, connections[:MAX_ROWS])
 
 
-def _print_one_connection(capture: Capture, console, conn: Connection, ladders: int, width: int | None) -> None:
+def _print_one_connection(capture: Capture, console: Console, conn: Connection, ladders: int, width: int | None) -> None:
     console.print(_conversations(capture, [conn], console.width))
     # A short connection kept its segments; a long one is read again for them.
     segments = conn.segments if conn.segments is not None else stream_segments(capture.path, conn.stream)
@@ -201,7 +210,7 @@ def _print_one_connection(capture: Capture, console, conn: Connection, ladders: 
 WIDE_TABLE = 150     # the full conversation table needs this many columns; narrower terminals get the short one
 
 
-def _conversations(capture: Capture, connections: list[Connection], width: int = WIDE_TABLE):
+def _conversations(capture: Capture, connections: list[Connection], width: int = WIDE_TABLE) -> Table:
     """The conversations as a table: every column where the terminal is wide, else the short
     one (each endpoint whole on its own line, the two directions in one cell), never a "10.…"."""
     from rich import box
@@ -216,9 +225,10 @@ def _conversations(capture: Capture, connections: list[Connection], width: int =
             table.add_column(column, justify="right" if column not in ("client", "server") else "left")
     else:
         table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-        for column, justify in (("#", "right"), ("client\nserver", "left"), ("frames\nc->s s->c", "right"),
+        narrow: tuple[tuple[str, JustifyMethod], ...] = (("#", "right"), ("client\nserver", "left"), ("frames\nc->s s->c", "right"),
                                 ("payload\nc->s s->c", "right"), ("start s\nlasted s", "right"),
-                                ("handshake\nRTT ms", "right"), ("closed", "left")):
+                                ("handshake\nRTT ms", "right"), ("closed", "left"))
+        for column, justify in narrow:
             table.add_column(column, justify=justify, no_wrap=column.startswith("client"))
     for conn in connections:
         rtt = handshake_rtt_ms(conn)
@@ -237,7 +247,7 @@ def _conversations(capture: Capture, connections: list[Connection], width: int =
     return table
 
 
-def _print_ladder(conn: Connection, segments: list[Segment], console, width: int | None,
+def _print_ladder(conn: Connection, segments: list[Segment], console: Console, width: int | None,
                   connections: list[Connection] | None = None) -> None:
     """The ladder at the terminal's width (or ``width``), with the story under the arrows that
     carry one (the sentences the capture's pcapng comments hold)."""
@@ -248,7 +258,7 @@ def _print_ladder(conn: Connection, segments: list[Segment], console, width: int
                   markup=False, soft_wrap=True)
 
 
-def _print_flags(console, frames_by_flag: dict[str, list[int]]) -> None:
+def _print_flags(console: Console, frames_by_flag: dict[str, list[int]]) -> None:
     from rich.table import Table
 
     flagged = {name: frames for name, frames in frames_by_flag.items() if frames}
@@ -264,7 +274,7 @@ def _print_flags(console, frames_by_flag: dict[str, list[int]]) -> None:
     console.print(flags)
 
 
-def _print_kernel(capture: Capture, console, connections: list[Connection]) -> None:
+def _print_kernel(capture: Capture, console: Console, connections: list[Connection]) -> None:
     """The kernel's view of each connection, where the capture has a kernel file beside it."""
     from rich.markup import escape
     from rich.table import Table

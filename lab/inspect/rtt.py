@@ -88,7 +88,7 @@ def _acknowledge(pending: list[_Unacked], ack: int) -> _Unacked | None:
     return measured
 
 
-def stream_rtt(path: str | os.PathLike, stream: int) -> list[RttSample]:
+def stream_rtt(path: str | os.PathLike[str], stream: int) -> list[RttSample]:
     """RTT samples of one connection of a capture file."""
     from lab.inspect.analysis import stream_segments
 

@@ -13,6 +13,7 @@ own expert info never disagree.
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping, Sequence
 
 from lab.inspect.decode import ACK, FIN, RST, SYN, endpoint_text
 from lab.inspect.ladder import payload_preview
@@ -27,6 +28,7 @@ from lab.inspect.tcp import (
     SPURIOUS_RETRANSMISSION,
     WINDOW_FULL,
     ZERO_WINDOW,
+    Connection,
     Segment,
 )
 
@@ -48,15 +50,15 @@ FLAG_STORIES = (
 class _Story:
     """What has happened so far on one connection."""
 
-    data_seen: set = dataclasses.field(default_factory=set)   # directions (from_client) that sent data
-    fins: list = dataclasses.field(default_factory=list)      # from_client of each FIN, in order
+    data_seen: set[bool] = dataclasses.field(default_factory=set)   # directions (from_client) that sent data
+    fins: list[bool] = dataclasses.field(default_factory=list)      # from_client of each FIN, in order
     closed: bool = False
 
 
 class Storyteller:
     """Decides the comments of each analysed segment, remembering each connection's story."""
 
-    def __init__(self, connections) -> None:
+    def __init__(self, connections: Sequence[Connection] | Mapping[int, Connection]) -> None:
         """``connections``: the connections by stream number (a Tracker's, or a Capture's), as they
         are known when each segment is told (a streaming pass tells each as it comes)."""
         self.connections = connections

@@ -231,7 +231,7 @@ class Tracker:
         self.emit = emit
         self.max_connections = max_connections
         self.connections: list[Connection] = []
-        self._by_key: dict[tuple, Connection] = {}
+        self._by_key: dict[tuple[bytes, int, bytes, int], tuple[Connection, Flow, Flow]] = {}
         self.frames = 0
         self.flagged: dict[int, int] = {}      # frame -> analysis bits, for flagged frames only
         self.first_time_ns: int | None = None
@@ -307,13 +307,14 @@ class Tracker:
             for segment in conn.segments or ():
                 segment.stream = number
 
-    def _connection(self, frame, now, src, sport, dst, dport, flags, seq):
+    def _connection(self, frame: int, now: int, src: bytes, sport: int, dst: bytes, dport: int, flags: int,
+                    seq: int) -> tuple[Connection, Flow, Flow]:
         """The connection of a segment, its direction (fwd) and the other one (rev).
 
         Each connection is filed under both directions' keys, so one lookup
         answers all three questions.
         """
-        found = self._by_key.get((src, sport, dst, dport))
+        found: tuple[Connection, Flow, Flow] | None = self._by_key.get((src, sport, dst, dport))
         if found is not None and flags & SYN:
             conn, fwd, rev = found
             # Port reuse (dissect_tcp): a SYN whose seq differs from this direction's
@@ -450,6 +451,7 @@ class Tracker:
         fwd.frame_bytes += wire_length
         hs = conn.handshake
         if flags & SYN:
+            assert options is not None              # analyse_tcp reads a SYN's options
             fwd.isn, fwd.options = seq, options
             fwd.is_first_ack = True
             if options.window_scale is not None:

@@ -193,7 +193,7 @@ def _direction(raw: Any, rng: random.Random, where: str) -> Direction | None:
             raise LabError(f"{where}: {exc}") from None
     if "queue_packets" in numbers:
         numbers["queue_packets"] = max(int(numbers["queue_packets"]), 1)
-    return Direction(**numbers, events=tuple(events))
+    return Direction(**numbers, events=tuple(events))  # type: ignore[arg-type]   # each number checked above
 
 
 def made_by(file_name: str) -> tuple[str, int | None] | None:

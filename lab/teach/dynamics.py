@@ -21,10 +21,11 @@ from pathlib import Path
 
 from lab.inspect.analysis import stream_segments
 from lab.inspect.congestion import Cut, bbr_phases, cuts, increase_per_rtt
+from lab.inspect.decode import ACK, SYN
 from lab.inspect.expectations import Evidence, delayed_acks, first_sent_again, rtt_range, second_write_waits
 from lab.inspect.fairness import Shares, median_jain, shares
 from lab.inspect.kernel import KernelSample, algorithm_of, connection_samples, kernel_file_of, read_kernel_file
-from lab.inspect.tcp import ACK, KEEP_ALIVE, SYN, WINDOW_UPDATE, ZERO_WINDOW, Segment
+from lab.inspect.tcp import KEEP_ALIVE, WINDOW_UPDATE, ZERO_WINDOW, Segment
 from lab.inspect.timers import Resend, backoffs, linux_rto_ms, resends, state_at
 from lab.paths import PROJECT_ROOT
 from lab.teach.exercises import QUESTIONS, CaptureMismatch, Exercises, Question
@@ -58,7 +59,7 @@ class Dynamics(Exercises):
             raise CaptureMismatch(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
                                   "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
         self.all_samples = read_kernel_file(kernel_path)
-        self.kernel = connection_samples(self.all_samples, self.conn)
+        self.kernel = connection_samples(self.all_samples, self.tcp)
 
     @property
     def questions(self) -> dict[str, Question]:
@@ -153,7 +154,9 @@ class Dynamics(Exercises):
         if len(flights) <= count + 1:
             raise ValueError(f"the capture has {len(flights)} flights of data, not {count + 2}")
         flight = flights[count + 1]         # its first ACK covers flight ``count``: the ones before are in
-        quiet_ns = ((flight.quiet_from_ns or flight.opened_ns) + flight.opened_ns) // 2
+        opened = flight.opened_ns
+        assert opened is not None, "only the first flight has no ACK that opened it"
+        quiet_ns = ((flight.quiet_from_ns or opened) + opened) // 2
         sample = state_at(self.established(), quiet_ns)
         if sample is None:
             raise ValueError("no kernel sample of the sender before that flight")
@@ -290,11 +293,17 @@ class Dynamics(Exercises):
 
     def rtt_late_ms(self) -> float:
         """The median RTT of the second half of the transfer (what a queue adds shows here)."""
-        return round(rtt_range(Evidence(self.segments, self.sender_is_client))[2], 1)
+        return round(self._rtt_range()[2], 1)
 
     def queue_delay_ms(self) -> float:
-        least, _, late = rtt_range(Evidence(self.segments, self.sender_is_client))
+        least, _, late = self._rtt_range()
         return round(late - least, 1)
+
+    def _rtt_range(self) -> tuple[float, float, float]:
+        found = rtt_range(Evidence(self.segments, self.sender_is_client))
+        if found is None:
+            raise ValueError("the capture has no RTT sample of the sender's data")
+        return found
 
     def syn_times_s(self) -> list[float]:
         syns = [s for s in self.segments if s.flags & SYN and not s.flags & ACK and s.from_client]
@@ -345,6 +354,8 @@ class Dynamics(Exercises):
         timed_out = next((resend for resend in self.resends if resend.cause == "timer"), None)
         if timed_out is None:
             raise ValueError("the retransmission timer never fired in this capture")
+        if timed_out.after is None:
+            raise ValueError("no kernel sample after the timer fired")
         return timed_out.after.values["cwnd"]
 
     def rto_formula(self) -> tuple[float, float, float, float]:

@@ -34,7 +34,7 @@ from lab.inspect import analyze, read_records, stream_segments
 from lab.inspect.decode import ACK, FIN, SYN, endpoint_text, udp_datagram
 from lab.inspect.lab_port import server_port
 from lab.inspect.rtt import estimated_rtts
-from lab.inspect.tcp import RETRANSMITTED, Segment
+from lab.inspect.tcp import RETRANSMITTED, Connection, Segment
 
 FIRST = 6     # "the first six segments", as in the Kurose-Ross lab
 
@@ -66,11 +66,11 @@ class UdpMessage:
 @dataclasses.dataclass(frozen=True)
 class Question:
     prompt: str
-    truth: Callable[["Exercises"], Any]
+    truth: Callable[[Any], Any]     # of the Exercises (or the subclass: Dynamics, ...) that asks it
     hint: str
     kind: str = "exact"      # exact, text, number (relative tolerance), list, either (one of several numbers)
     tolerance: float = 0.0
-    wrong: Callable[["Exercises"], list[float]] | None = None    # what the nearest wrong methods give
+    wrong: Callable[[Any], list[float]] | None = None    # what the nearest wrong methods give
 
     def tolerance_for(self, exercises: "Exercises", truth: Any) -> float:
         """The tolerance, narrowed to half the distance to the nearest wrong method's answer, so
@@ -109,6 +109,13 @@ class Exercises:
         else:
             self.conn = next((c for c in candidates if c.handshake.syn is not None), candidates[0])
 
+    @property
+    def tcp(self) -> Connection:
+        """The connection studied; a capture with none (UDP only) cannot answer a TCP question."""
+        if self.conn is None:
+            raise CaptureMismatch(f"{self.path.name} holds no TCP connection: this question is about one")
+        return self.conn
+
     def read_capture(self):
         """The analysed capture the questions are asked of (a subclass reads another kind)."""
         return analyze(self.path, keep=False)
@@ -120,7 +127,7 @@ class Exercises:
 
     @functools.cached_property
     def segments(self) -> list[Segment]:
-        return stream_segments(self.path, self.conn.stream)
+        return stream_segments(self.path, self.tcp.stream)
 
     # --- the answers, computed from the capture -------------------------------------
 
@@ -137,7 +144,7 @@ class Exercises:
 
     @property
     def sender_is_client(self) -> bool:
-        return self.conn.client.payload_bytes > self.conn.server.payload_bytes
+        return self.tcp.client.payload_bytes > self.tcp.server.payload_bytes
 
     def sample_rtts(self, from_client: bool, count: int = FIRST) -> list[float]:
         """SampleRTT (ms) of the first ``count`` data segments: to the first ACK covering each."""
@@ -250,7 +257,8 @@ class Exercises:
         """Units an answer may slip into besides a thousand: here a segment's bytes (the MSS)."""
         syn = next((s for s in self.segments if s.flags & SYN and s.options and s.options.mss), None) \
             if self.conn is not None else None
-        return {"bytes where the question asks for segments (a segment is one MSS)": syn.options.mss} if syn else {}
+        mss = syn.options.mss if syn and syn.options else None
+        return {"bytes where the question asks for segments (a segment is one MSS)": mss} if mss else {}
 
     def check(self, name: str, answer: Any) -> None:
         """Print whether ``answer`` is right for this capture (with a hint if not); a student's

@@ -15,6 +15,7 @@ import re
 import shutil
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.inspect.decode import ACK, FIN, RST, SYN, tcp_flags_text
 from lab.inspect.lab_port import server_port
@@ -22,6 +23,9 @@ from lab.inspect.reader import read_records
 from lab.inspect.tcp import Segment
 from lab.paths import PROJECT_ROOT, shown
 from lab.teach.exercises import CaptureMismatch  # noqa: F401  (the notebooks and the grader name it here)
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
 
 DATA = PROJECT_ROOT / "notebooks" / "data"
 # Set while `invoke publish` runs the notebooks: the copies it writes show what a learner
@@ -140,7 +144,7 @@ def _has_bloat(path: Path) -> bool:
         return False
     dyn = _kernel_view(path)
     found = rtt_range(Evidence(dyn.segments, dyn.sender_is_client))
-    return bool(found) and found[2] >= 3 * found[0]
+    return found is not None and found[2] >= 3 * found[0]
 
 
 def _has_bbr_phases(path: Path) -> bool:
@@ -302,18 +306,19 @@ def addresses(path: Path) -> tuple[str, str]:
 
 
 def lab_name() -> str:
-    """The lab the live cells act on: INVOKE_LAB_NAME, as for the tasks, else the default lab."""
-    from lab.host.settings import DEFAULTS
+    """The lab the live cells act on: the one the tasks would (INVOKE_LAB_NAME, invoke.yaml's, the default)."""
+    from lab.host.settings import user_config
 
-    return os.environ.get("INVOKE_LAB_NAME") or DEFAULTS["name"]
+    return str(user_config().lab.name)
 
 
 def _lab(name: str | None = None):
-    """The lab's description (lab.host.topology) for ``name`` or :func:`lab_name`."""
-    from lab.host.settings import from_config
+    """The lab's description (lab.host.topology) for ``name`` or :func:`lab_name`, with the
+    user's configuration (its image, port, subnet), as the tasks build it."""
+    from lab.host.settings import from_config, user_config
     from lab.host.topology import describe
 
-    return describe(from_config({"lab": {}}, name or lab_name()))
+    return describe(from_config(user_config(), name))
 
 
 def _docker(echo: bool = True):
@@ -354,6 +359,11 @@ def needs_lab(what: str) -> bool:
     return False
 
 
+def lab_port() -> int:
+    """The port the lab's server listens on, as the user configured it (7070 by default)."""
+    return _lab().lab.port
+
+
 def in_client(script: str) -> str:
     """Run a shell ``script`` in the client host (``docker exec``); return what it printed."""
     result = _docker().run(["exec", _lab().container("client"), "sh", "-c", script], quiet=True, check=False)
@@ -367,7 +377,8 @@ def craft(what: str, line: str = "ECHO crafted by hand") -> str:
     (its iptables rule); the docker command is printed first, so it can be run by hand.
     """
     topology = _lab()
-    args = topology.run_args("helper", command=["python3", "-m", "lab.inside.craft", what, "--line", line],
+    args = topology.run_args("helper", command=["python3", "-m", "lab.inside.craft", what, "--line", line,
+                                                "--port", str(topology.lab.port)],
                              joins=topology.container("client"), capabilities=("NET_RAW", "NET_ADMIN"))
     result = _docker().run(args, quiet=True, check=False)
     return result.stdout + result.stderr
@@ -382,9 +393,11 @@ def frame_bytes(path: Path, frame: int) -> bytes:
     raise IndexError(f"{path} has no frame {frame}")
 
 
-def dissect(path: Path, frame: int):
+def dissect(path: Path, frame: int) -> Packet:
     """Scapy's dissection of one frame, ports as numbers (scapy would name some from its services table)."""
-    from scapy.all import TCP, UDP, Ether, conf
+    from scapy.config import conf
+    from scapy.layers.inet import TCP, UDP
+    from scapy.layers.l2 import Ether
 
     conf.noenum.add(TCP.sport, TCP.dport, UDP.sport, UDP.dport)
     return Ether(frame_bytes(path, frame))

@@ -33,7 +33,7 @@ class OverlayExercises(Exercises):
 
     @functools.cached_property
     def segments(self) -> list[Segment]:
-        return self.conn.segments
+        return self.tcp.segments or []
 
     @property
     def questions(self) -> dict[str, Question]:
@@ -44,7 +44,8 @@ class OverlayExercises(Exercises):
         return OVERLAY_PREDICTIONS
 
     def syn_mss(self) -> int | None:
-        return self.syn().options.mss
+        options = self.syn().options
+        return options.mss if options else None
 
     def largest_segment(self) -> int:
         """The most data one segment carried inside the overlay (bytes)."""

@@ -160,9 +160,9 @@ def _one_by_one(tracker: Tracker, columns: TcpColumns, frames: np.ndarray, first
 
 def settled(conn: Connection) -> bool:
     """Rule 1: may the connection's next regular frame skip the rules? (see the module's docstring)"""
-    return (conn.segments is None and (conn.first_rtt_ns or not conn.mru_syn_ns)
-            and (conn.handshake.ack is not None or conn.handshake.syn_ack is None)
-            and _flow_settled(conn.client) and _flow_settled(conn.server))
+    return bool(conn.segments is None and (conn.first_rtt_ns or not conn.mru_syn_ns)
+                and (conn.handshake.ack is not None or conn.handshake.syn_ack is None)
+                and _flow_settled(conn.client) and _flow_settled(conn.server))
 
 
 def _flow_settled(flow: Flow) -> bool:
@@ -181,7 +181,7 @@ def _signed(values: np.ndarray) -> np.ndarray:
     return ((values + (1 << 31)) & MASK32) - (1 << 31)
 
 
-def _shifted(values: np.ndarray, first) -> np.ndarray:
+def _shifted(values: np.ndarray, first: int) -> np.ndarray:
     """values[i - 1] at i, and ``first`` at 0: what held before each frame."""
     return np.concatenate([[first], values[:-1]])
 
@@ -272,7 +272,8 @@ class _Stretch:
         self.latest_advance, self.latest_new_ack = (
             [np.maximum.accumulate(np.where((direction == k) & happened, self.positions, -1)) for k in (0, 1)]
             for happened in (end > own_nextseq, ack != own_ack))
-        return regular
+        kept: np.ndarray = regular
+        return kept
 
     def _pick(self, per_direction: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per frame, (its own direction's value, the other direction's)."""
@@ -338,8 +339,8 @@ class _Stretch:
             if len(found):
                 stop = since + int(found[0])
             marks[k] = mark
-        for k, gap in enumerate(gaps):     # a later direction may have cut the run short of this gap
-            if gap is not None and gap >= stop:
+        for k, cut in enumerate(gaps):     # a later direction may have cut the run short of this gap
+            if cut is not None and cut >= stop:
                 marks[k] = None
         return stop, marks
 
@@ -353,7 +354,8 @@ class _Stretch:
             flow.window, flow.lastack = int(self.window[last]), int(self.ack[last])
             flow.lastack_time, flow.lastsegmentflags = int(self.time_ns[last]), int(self.bits[last])
             flow.nextseq = (int(self.start[k]) + int(self.nextseq[k][last])) & MASK32
-            flow.maxseqtobeacked = flow.nextseq if marks[k] is None else marks[k]
+            mark = marks[k]
+            flow.maxseqtobeacked = flow.nextseq if mark is None else mark
             advance = int(self.latest_advance[k][last])
             if advance >= 0:
                 flow.nextseq_time = int(self.time_ns[advance])

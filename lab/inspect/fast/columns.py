@@ -13,7 +13,7 @@ disagree on what a frame means.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -148,9 +148,9 @@ def _common_frames(batch: Batch) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return columns, rest
 
 
-def _general_frames(batch: Batch, indices: np.ndarray) -> dict[str, list]:
+def _general_frames(batch: Batch, indices: np.ndarray) -> dict[str, list[Any]]:
     """decode.tcp_header, one frame at a time, for the frames of other shapes."""
-    found: dict[str, list] = {name: [] for name in (*COLUMNS, "endpoints")}
+    found: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, "endpoints")}
     for index in indices.tolist():
         tcp = tcp_header(int(batch.linktype[index]), batch.frame(index))
         if tcp is None:
@@ -164,7 +164,8 @@ def _general_frames(batch: Batch, indices: np.ndarray) -> dict[str, list]:
     return found
 
 
-def _pairs(endpoints: np.ndarray, named: dict[int, tuple[Endpoint, Endpoint]]):
+def _pairs(endpoints: np.ndarray, named: dict[int, tuple[Endpoint, Endpoint]]
+           ) -> tuple[np.ndarray, np.ndarray, list[tuple[Endpoint, Endpoint]]]:
     """Number each frame's connection key: (pair, backwards, keys), as TcpColumns holds them.
 
     The common frames' endpoints are numbers; a 64-bit mix of the two is grouped
