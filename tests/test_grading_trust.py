@@ -370,6 +370,7 @@ def test_a_capture_of_300000_connections_is_refused_in_one_line_and_the_class_is
     assert "good.zip" in verdicts
 
 
+@pytest.mark.slow          # it fills a worker's memory to its cap
 def test_memory_an_archive_would_take_past_the_workers_cap_is_one_line(tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -173,29 +173,50 @@ def test_the_hosts_namespaces_get_the_congestion_control_and_no_ipv6_at_creation
     assert "disable_ipv6" not in " ".join(with_ipv6)
 
 
-def test_the_syn_timer_backs_off_as_textbooks_say_where_the_kernel_would_not(monkeypatch, tmp_path):
-    monkeypatch.setattr(settings, "LINEAR_SYN_TIMEOUTS", tmp_path / "absent")
-    assert "tcp_syn_linear_timeouts" not in " ".join(TOPO.run_args("client"))
-    monkeypatch.setattr(settings, "LINEAR_SYN_TIMEOUTS", tmp_path)       # the kernel has the setting
-    assert "net.ipv4.tcp_syn_linear_timeouts=0" in describe(settings.from_config({"lab": {}}, None)).run_args("server")
+def test_the_syn_timer_backs_off_as_textbooks_say_where_the_engines_kernel_would_not():
+    """Whether to set tcp_syn_linear_timeouts is the engine's kernel's answer (lab.host.engine_kernel),
+    not this machine's: the engine may be another host."""
+    import dataclasses
+
+    from lab.host.engine_kernel import EngineKernel
+
+    lab = settings.from_config({"lab": {}}, None)
+    assert "tcp_syn_linear_timeouts" not in " ".join(describe(lab).run_args("client"))       # not asked yet
+    without = dataclasses.replace(lab, kernel=EngineKernel(("reno",), ("reno",), syn_linear_timeouts=False))
+    assert "tcp_syn_linear_timeouts" not in " ".join(describe(without).run_args("client"))
+    linear = dataclasses.replace(lab, kernel=EngineKernel(("reno",), ("reno",), syn_linear_timeouts=True))
+    assert "net.ipv4.tcp_syn_linear_timeouts=0" in describe(linear).run_args("server")
 
 
-def test_a_congestion_control_the_kernel_lacks_is_one_line(monkeypatch, tmp_path):
-    offered = tmp_path / "available"
-    offered.write_text("reno cubic\n")
-    monkeypatch.setattr(settings, "CONGESTION_CONTROLS", offered)
+def test_the_engines_kernel_is_asked_by_a_helper_container_and_its_answer_read():
+    from lab.host.docker import Docker
+    from lab.host.engine_kernel import EngineKernel, probe
+
+    c = mock_docker({r"docker run --rm --network none": Result("reno bbr cubic\n|\nreno bbr\n|\nlinear\n")})
+    kernel = probe(Docker(c), "tcplab/lab:tcplab")
+    assert kernel == EngineKernel(("reno", "bbr", "cubic"), ("reno", "bbr"), True)
+    asked = [call.args[0] for call in c.run.call_args_list][-1]
+    assert "tcplab/lab:tcplab sh -c" in asked and "--cap-drop ALL" in asked
+    both = EngineKernel.of_all([kernel, EngineKernel(("reno", "cubic"), ("reno",), False)])
+    assert both == EngineKernel(("reno", "cubic"), ("reno",), False)
+
+
+def test_a_congestion_control_the_engines_kernel_lacks_is_one_line():
+    from lab.host.engine_kernel import EngineKernel
+
     with pytest.raises(LabError, match="offers the congestion controls reno, cubic, not 'bbr'"):
-        settings.from_config({"lab": {}}, None, cc="bbr")
+        EngineKernel(("reno", "cubic"), ("reno", "cubic")).check("bbr")
+    with pytest.raises(LabError, match="is not a name like reno"):
+        settings.from_config({"lab": {}}, None, cc="b b r")
 
 
-def test_a_congestion_control_the_host_does_not_allow_containers_is_one_line(monkeypatch, tmp_path):
-    (tmp_path / "available").write_text("reno bbr cubic\n")
-    (tmp_path / "allowed").write_text("reno bbr\n")
-    monkeypatch.setattr(settings, "CONGESTION_CONTROLS", tmp_path / "available")
-    monkeypatch.setattr(settings, "ALLOWED_CONGESTION_CONTROLS", tmp_path / "allowed")
+def test_a_congestion_control_the_engine_does_not_allow_containers_is_one_line():
+    from lab.host.engine_kernel import EngineKernel
+
     with pytest.raises(LabError, match="has cubic but lets containers use only reno, bbr"):
-        settings.from_config({"lab": {}}, None, cc="cubic")
-    assert settings.from_config({"lab": {}}, None, cc="reno").cc == "reno"
+        EngineKernel(("reno", "bbr", "cubic"), ("reno", "bbr")).check("cubic")
+    EngineKernel(("reno", "bbr", "cubic"), ("reno", "bbr")).check("reno")
+    EngineKernel().check("anything")                     # a kernel that did not answer refuses nothing
 
 
 def test_up_with_another_congestion_control_than_the_running_lab_says_to_go_down_first():

@@ -105,6 +105,7 @@ def test_an_analysed_capture_names_its_lab_port_too(tmp_path):
     ("08", {"syn_pcap": "syn-loss.pcapng", "tail_pcap": "tail-loss-probe.pcapng", "rto_pcap": "tail-loss-rto.pcapng",
             "window_pcap": "zero-window.pcapng"}),
 ])
+@pytest.mark.slow          # it runs a notebook
 def test_a_notebook_runs_on_the_capture_of_a_lab_on_another_port(number, parameters, tmp_path):
     from nbclient import NotebookClient
 

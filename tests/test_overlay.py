@@ -16,7 +16,7 @@ from lab.inspect.analysis import analyze
 from lab.paths import PROJECT_ROOT
 from tests.tshark import TSHARK, flagged
 
-pytestmark = pytest.mark.needs("tshark")      # skipped without it, failed without it in CI (conftest)
+pytestmark = [pytest.mark.needs("tshark"), pytest.mark.slow]     # tshark's agreement, as the corpus: not the fast tier
 
 LAB_CAPTURE = PROJECT_ROOT / "notebooks" / "data" / "bulk-loss.pcapng"
 NODES = ("192.168.77.1", "192.168.77.2")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -187,6 +188,27 @@ def test_the_lab_itself_runs_across_two_nodes_and_down_leaves_nothing_on_either(
         invoke("down", "--lab", lab, env=env)
         for made in [*CAPTURES_DIR.glob("tail-loss-rto-*seed3*"), *CAPTURES_DIR.glob(f"{lab}-wire*")]:
             made.unlink()
+
+
+def test_a_swarm_lab_comes_up_beside_a_bridge_lab_on_the_same_engine(cluster):
+    """With a bridge lab up on node 1 (the first free /24, 10.77.0.0/24), `up` with engine swarm
+    chose 10.77.0.0/24 too, and every attach failed after 40 s: it now skips what a node uses."""
+    bridge_env = {"DOCKER_HOST": SOCKETS[1], "INVOKE_LAB_SUBNET": "10.77.0.0/24"}
+    swarm_env = {"INVOKE_LAB_ENGINE": "swarm", "INVOKE_LAB_NODES": f"{SOCKETS[1]},{SOCKETS[2]}"}
+    bridge, swarm = f"{LAB}-br", f"{LAB}-ov"
+    on(1, "tag", IMAGE, f"tcplab/lab:{bridge}")        # node 1 builds nothing: the lab's image is there
+    try:
+        ok(invoke("up", "--lab", bridge, env=bridge_env, timeout=900))
+        up = ok(invoke("up", "--lab", swarm, env=swarm_env, timeout=900))
+        made = re.search(r"network \S+ \((10\.77\.\d+\.0/24)", up)
+        assert made and made[1] != "10.77.0.0/24", up[-2000:]
+        assert "OK beside" in ok(invoke("send", "ECHO beside", "--lab", swarm, env=swarm_env))
+        assert "OK still" in ok(invoke("send", "ECHO still", "--lab", bridge, env=bridge_env))
+        ok(invoke("down", "--lab", swarm, env=swarm_env))
+        assert on(1, "network", "ls", "-q", "--filter", f"label=org.tcplab.lab={swarm}", text=True).stdout.split() == []
+    finally:
+        invoke("down", "--lab", swarm, env=swarm_env)
+        invoke("down", "--lab", bridge, env=bridge_env)
 
 
 def kernel_takes_an_esp_key() -> bool:

@@ -23,4 +23,5 @@
     swarm        a lab over two engines of one swarm: the server's node and the client's
     placement    which of a swarm lab's engines runs the server, which the client, where its overlay is made
     encryption   whether a swarm lab's overlay is encrypted: wherever the nodes' kernels can, unless told
+    engine_kernel  what the engine's kernel offers the lab's namespaces, asked by a helper container
 """

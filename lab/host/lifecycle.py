@@ -31,6 +31,7 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host.docker import Docker, explain
 from lab.host.encryption import choose_encryption
+from lab.host.engine_kernel import EngineKernel, probe
 from lab.host.image import build, build_unless_current, is_current
 from lab.host.safe_files import remove_partial_capture
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
@@ -130,6 +131,14 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
             say(f"image {lab.image} was built from older code: building it again")
         build(c, lab, docker)
         found.pop(lab.image, None)
+    if any(not running(found.get(topology.container(role.name))) for role in topology.long_lived):
+        # Hosts will be made, with the engine's kernel's settings: ask that kernel first, before
+        # anything is created for a congestion control it would refuse.
+        kernel = kernel_of(c, lab, docker)
+        if lab.cc != AUTO:
+            kernel.check(lab.cc)
+        lab = dataclasses.replace(lab, kernel=kernel)
+        topology = describe(lab)
     subnet: str | None
     if lab.network not in found:
         encrypted, said = choose_encryption(docker, topology) if isinstance(docker, NodeDocker) else (False, "")
@@ -241,6 +250,15 @@ def down(c: Context, lab: Lab) -> None:
         say(f"lab {lab.name!r} is down: removed {len(containers)} container(s), {len(networks)} network(s)")
     else:
         say(f"lab {lab.name!r} is already down")
+
+
+def kernel_of(c: Context, lab: Lab, docker: Docker) -> EngineKernel:
+    """The kernel the lab's namespaces will be made on: the engine's (each node's, for a swarm lab:
+    what all of them offer), asked with the lab's image, which is there once up has built it."""
+    if isinstance(docker, NodeDocker):
+        return EngineKernel.of_all([probe(Docker(c, host=node, echo=False), lab.image)
+                                    for node in dict.fromkeys(lab.nodes)])
+    return probe(docker, lab.image)
 
 
 def wait_until_gone(docker: Docker, lab: Lab, timeout: float = 30.0) -> None:

@@ -14,11 +14,14 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host import impair, lifecycle, recorder
 from lab.host.capture_request import CaptureRequest
+from lab.host.docker import Docker
+from lab.host.image import build_unless_current, is_current
+from lab.host.lifecycle import kernel_of
 from lab.host.options import bulk_options, with_tag
-from lab.host.settings import AUTO, Lab, check_congestion_control
+from lab.host.settings import AUTO, Lab
 from lab.host.state import address_of, existing, is_up, lab_option, require_up
-from lab.host.swarm import docker_for
-from lab.host.topology import describe
+from lab.host.swarm import NodeDocker, docker_for
+from lab.host.topology import Topology, describe
 from lab.scenarios.model import Scenario, free_name
 from lab.terminal import say
 
@@ -50,13 +53,16 @@ def congestion_control_of(docker, server: str) -> str | None:
     return (result.stdout.strip() or None) if result.exited == 0 else None
 
 
-def lab_for(lab: Lab, scenario: Scenario, docker, topology) -> Lab:
+def lab_for(c: Context, lab: Lab, scenario: Scenario, docker: Docker, topology: Topology) -> Lab:
     """The lab to run ``scenario`` on: a lab that is down and left to the kernel's default
     comes up with the congestion control the lesson is about, where the host allows it."""
     if not scenario.cc or lab.cc != AUTO or is_up(existing(docker, topology), topology):
         return lab
+    build_unless_current(c, lab, Docker(c) if isinstance(docker, NodeDocker) else docker)   # the probe runs it
+    if isinstance(docker, NodeDocker):
+        docker.distribute(lab.image, is_current)
     try:
-        check_congestion_control(scenario.cc)
+        kernel_of(c, lab, docker).check(scenario.cc)
     except LabError as refused:
         say(f"{scenario.name} is about {scenario.cc}, which this lab cannot use ({refused}); "
             "it runs with the kernel's default")
@@ -69,7 +75,7 @@ def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = Non
     """Bring the lab up if needed, apply the scenario, capture the exchange (with a student's
     ``tag`` in its requests), remove the link; the capture."""
     docker = docker_for(c, lab)
-    lab = lab_for(lab, scenario, docker, describe(lab))
+    lab = lab_for(c, lab, scenario, docker, describe(lab))
     topology = describe(lab)
     lifecycle.up(c, lab, topology)          # up if it is not; its image rebuilt if older than this code
     found = require_up(docker, topology)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
 from lab.host.docker import is_engine_address
+from lab.host.engine_kernel import EngineKernel
 from lab.inside.protocol import PORT
 
 LABEL = "org.tcplab.lab"
@@ -57,11 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "underlay": "eth0",     # with swarm: the server node's own interface, where capture --underlay listens
     "verbose": False,       # every line of an image build, not its progress (build, up, demo: --verbose)
 }
-CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
-ALLOWED_CONGESTION_CONTROLS = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
-LINEAR_SYN_TIMEOUTS = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
+_CC = re.compile(r"[a-z0-9_]{1,16}")
 _CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")     # the docker CLI's rule for a context's name
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -88,6 +86,7 @@ class Lab:
     client_node: str = ""    # with swarm: the client's ("": the first other node)
     encrypt: str = AUTO      # with swarm: auto, yes or no (lab.host.encryption)
     underlay: str = "eth0"   # with swarm: the server node's interface between the hosts
+    kernel: EngineKernel | None = None   # the engine's kernel, as lab.host.engine_kernel asked it (up does)
 
     @property
     def sysctls(self) -> dict[str, str]:
@@ -96,7 +95,7 @@ class Lab:
         of earlier connections, and the SYN timer of RFC 6298 (1 s, then doubling) where the
         kernel starts with linear ones."""
         found = {} if self.cc == AUTO else {"net.ipv4.tcp_congestion_control": self.cc}
-        if LINEAR_SYN_TIMEOUTS.exists():
+        if self.kernel is not None and self.kernel.syn_linear_timeouts:
             # Linux 6.x retries a SYN every second four times before backing off (its
             # default since 2025); the lab's lessons and scenarios show the backoff every
             # textbook describes, so every learner's kernel does the same here.
@@ -150,8 +149,9 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
         except ValueError:
             raise LabError(f"subnet {subnet!r} is not a network like 10.77.0.0/24: fix it in invoke.yaml or INVOKE_LAB_SUBNET") from None
     cc = str(section["cc"]).strip().lower()
-    if cc != AUTO:
-        check_congestion_control(cc)
+    if cc != AUTO and not _CC.fullmatch(cc):
+        raise LabError(f"congestion control {cc[:20]!r} is not a name like reno, cubic or bbr: fix --cc, "
+                       "invoke.yaml or INVOKE_LAB_CC")
     engine = str(section["engine"]).strip().lower()
     nodes = tuple(node.strip() for node in str(section["nodes"] or "").split(",") if node.strip())
     if engine not in ("bridge", "swarm"):
@@ -218,26 +218,4 @@ def yes(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in FALSE_WORDS
     return bool(value)
-
-
-def available_congestion_controls(path: Path | None = None) -> list[str]:
-    """The TCP congestion control algorithms this kernel offers (reno, cubic, bbr, ...)."""
-    try:
-        return (path or CONGESTION_CONTROLS).read_text().split()
-    except OSError:
-        return []
-
-
-def check_congestion_control(name: str) -> None:
-    """A container may choose only what the host allows (tcp_allowed_congestion_control): the
-    kernel refuses the others outside the host's own namespace, even when loaded."""
-    offered = available_congestion_controls()
-    if offered and name not in offered:
-        raise LabError(f"this kernel offers the congestion controls {', '.join(offered)}, not {name!r}: "
-                       f"pick one of those with --cc (a module may add more: modprobe tcp_{name})")
-    allowed = available_congestion_controls(ALLOWED_CONGESTION_CONTROLS)
-    if offered and allowed and name not in allowed:
-        raise LabError(f"this kernel has {name} but lets containers use only {', '.join(allowed)}: pick one of "
-                       f"those, or allow it on the host: sysctl -w net.ipv4.tcp_allowed_congestion_control="
-                       f"\"{' '.join(allowed)} {name}\"")
 
