@@ -187,6 +187,20 @@ def format_peer(address: tuple[Any, ...]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@dataclasses.dataclass(eq=False)
+class Conversation:
+    """One client's TCP connection, as the server holds it: its socket, its log line, and what
+    it waits for now (the next request, or room to send), until when, which the sweeper reads."""
+
+    conn: socket.socket
+    record: ConnectionRecord
+    task: asyncio.Task[None]
+    due: float | None = None       # the wait's bound (monotonic s), or None when not waiting
+    waiting_for: str = ""          # "idle-timeout" (the next request) or "stalled" (room to send)
+    unsent: int = 0                # while stalled: the bytes the client had not taken when last looked at
+    ended_by: str = ""             # why the sweeper ended it
+
+
 class LabServer:
     """Serves TCP connections and UDP datagrams until :meth:`shutdown` is called."""
 
@@ -197,11 +211,8 @@ class LabServer:
         self._acceptors: list[asyncio.Task[None]] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        # Tasks waiting (for a request, or for the client to take a reply): until when, and why.
-        self._waiting: dict[asyncio.Task[None], tuple[float, str]] = {}
+        self._conversations: set[Conversation] = set()       # the TCP connections being served
         self._sweeper: asyncio.Task[None] | None = None
-        self._timed_out: dict[asyncio.Task[None], str] = {}
-        self._unsent: dict[asyncio.Task[None], tuple[socket.socket, int]] = {}   # send waits: the queue then
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -233,7 +244,7 @@ class LabServer:
             return
         self._stopping = True
         log.info("shutting down: %d connection(s) open", len(self._connections))
-        between_requests = [task for task, (_, reason) in self._waiting.items() if reason == "idle-timeout"]
+        between_requests = [talk.task for talk in self._conversations if talk.waiting_for == "idle-timeout"]
         for task in (*self._acceptors, self._sweeper, *between_requests):
             if task is not None:
                 task.cancel()
@@ -287,22 +298,24 @@ class LabServer:
         self.access_log.write(record)
 
     async def _on_connection(self, conn: socket.socket, address: tuple[Any, ...]) -> None:
-        record = ConnectionRecord("tcp", address)
         task = asyncio.current_task()
         assert task is not None
+        talk = Conversation(conn, ConnectionRecord("tcp", address), task)
+        self._conversations.add(talk)
         try:
-            record.close = await self._converse(conn, record, task)
+            talk.record.close = await self._converse(talk)
         except asyncio.CancelledError:
-            record.close = self._timed_out.get(task, "shutdown")
+            talk.record.close = talk.ended_by or "shutdown"
         except (ConnectionResetError, BrokenPipeError):
-            record.close = "reset"
+            talk.record.close = "reset"
         finally:
-            self._timed_out.pop(task, None)
+            self._conversations.discard(talk)
             conn.close()
-            self.access_log.write(record)
+            self.access_log.write(talk.record)
 
-    async def _converse(self, conn: socket.socket, record: ConnectionRecord, task: asyncio.Task[None]) -> str:
-        """Read requests and answer them; return how the conversation ended."""
+    async def _converse(self, talk: Conversation) -> str:
+        """The lesson in four steps: read a request, answer it, again, until the client closes
+        (or quits, or breaks the protocol); return how the conversation ended."""
         decoder = protocol.RequestDecoder(self.config.max_line, self.config.bulk_cap)
         request_due = time.monotonic() + self.config.idle_timeout   # the next complete request, by then
         while True:
@@ -310,34 +323,53 @@ class LabServer:
             if event is NEED_DATA:
                 if self._stopping:
                     return "shutdown"
-                data = await self._recv(conn, task, request_due)
-                record.bytes_in += len(data)
+                data = await self._recv(talk, request_due)
+                talk.record.bytes_in += len(data)
                 decoder.receive_data(data)
                 continue
             if event is CLOSED:
                 return "client"
             if isinstance(event, BadRequest):
-                await self._send(conn, task, protocol.encode_reply(Err(event.reason)), record)
+                await self._send(talk, protocol.encode_reply(Err(event.reason)))
                 if event.fatal:
-                    await _linger(conn)
+                    await _linger(talk.conn)
                     return "line-too-long"
             else:                                   # NEED_DATA and CLOSED were met above
-                await self._answer(conn, task, cast(Request, event), record)
+                await self._answer(talk, cast(Request, event))
                 if isinstance(event, Quit):
-                    await _linger(conn)
+                    await _linger(talk.conn)
                     return "quit"
             request_due = time.monotonic() + self.config.idle_timeout
 
-    async def _recv(self, conn: socket.socket, task: asyncio.Task[None], request_due: float) -> bytes:
-        """Wait for the next bytes; the sweeper cancels this wait after ``request_due``."""
-        self._waiting[task] = (request_due, "idle-timeout")
-        try:
-            return await asyncio.get_running_loop().sock_recv(conn, READ_SIZE)
-        finally:
-            del self._waiting[task]
+    async def _answer(self, talk: Conversation, request: Request) -> None:
+        """Send the reply to one request (BULK: its header, its data, its end line).
 
-    async def _send(self, conn: socket.socket, task: asyncio.Task[None], data: bytes | memoryview,
-                    record: ConnectionRecord) -> None:
+        BULK data goes out in slices of one pattern buffer shared by every
+        connection (protocol.bulk_view): no connection allocates its own.
+        """
+        if isinstance(request, CongestionControl):
+            await self._send(talk, protocol.encode_reply(choose_congestion_control(talk.conn, request.name)))
+            return
+        await self._send(talk, protocol.encode_reply(reply_to(request)))
+        if isinstance(request, Bulk):
+            offset = 0
+            while offset < request.nbytes:
+                size = min(BULK_CHUNK, request.nbytes - offset)
+                await self._send(talk, protocol.bulk_view(offset, size))
+                offset += size
+            await self._send(talk, protocol.encode_reply(protocol.BulkEnd(protocol.BULK_TERMINATOR)))
+
+    # --- the limits: every wait bounded, one sweeper for all --------------------------
+
+    async def _recv(self, talk: Conversation, request_due: float) -> bytes:
+        """Wait for the next bytes; the sweeper cancels this wait after ``request_due``."""
+        talk.due, talk.waiting_for = request_due, "idle-timeout"
+        try:
+            return await asyncio.get_running_loop().sock_recv(talk.conn, READ_SIZE)
+        finally:
+            talk.due, talk.waiting_for = None, ""
+
+    async def _send(self, talk: Conversation, data: bytes | memoryview) -> None:
         """Hand ``data`` to the kernel, waiting while the client does not read; count what was taken.
 
         asyncio's ``sock_sendall`` cannot say whether a long wait made progress, so
@@ -348,16 +380,17 @@ class LabServer:
         view = memoryview(data)
         while view:
             try:
-                sent = conn.send(view)
+                sent = talk.conn.send(view)
             except BlockingIOError:
                 sent = 0
             if sent:
                 view = view[sent:]
-                record.bytes_out += sent
+                talk.record.bytes_out += sent
             else:
-                await self._writable(conn, task)
+                await self._writable(talk)
 
-    async def _writable(self, conn: socket.socket, task: asyncio.Task[None]) -> None:
+    async def _writable(self, talk: Conversation) -> None:
+        conn = talk.conn
         loop = asyncio.get_running_loop()
         room: asyncio.Future[None] = loop.create_future()
 
@@ -366,14 +399,13 @@ class LabServer:
                 room.set_result(None)
 
         loop.add_writer(conn.fileno(), wake)
-        self._waiting[task] = (time.monotonic() + self.config.stall_timeout, "stalled")
-        self._unsent[task] = (conn, unsent_bytes(conn))
+        talk.due, talk.waiting_for = time.monotonic() + self.config.stall_timeout, "stalled"
+        talk.unsent = unsent_bytes(conn)
         try:
             await room
         finally:
             loop.remove_writer(conn.fileno())
-            del self._waiting[task]
-            del self._unsent[task]
+            talk.due, talk.waiting_for = None, ""
 
     async def _sweep(self) -> None:
         """Cancel the waits that passed their bound (idle timeout, stall timeout).
@@ -393,37 +425,16 @@ class LabServer:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            for task, (until, reason) in list(self._waiting.items()):
-                if until > now:
+            for talk in list(self._conversations):
+                if talk.due is None or talk.due > now:
                     continue
-                if task in self._unsent:
-                    conn, before = self._unsent[task]
-                    left = unsent_bytes(conn)
-                    if left < before:
-                        self._unsent[task] = (conn, left)
-                        self._waiting[task] = (now + self.config.stall_timeout, reason)
+                if talk.waiting_for == "stalled":
+                    left = unsent_bytes(talk.conn)
+                    if left < talk.unsent:
+                        talk.unsent, talk.due = left, now + self.config.stall_timeout
                         continue
-                self._timed_out[task] = reason
-                task.cancel()
-
-    async def _answer(self, conn: socket.socket, task: asyncio.Task[None], request: Request,
-                      record: ConnectionRecord) -> None:
-        """Send the reply to one request (BULK: its header, its data, its end line).
-
-        BULK data goes out in slices of one pattern buffer shared by every
-        connection (protocol.bulk_view): no connection allocates its own.
-        """
-        if isinstance(request, CongestionControl):
-            await self._send(conn, task, protocol.encode_reply(choose_congestion_control(conn, request.name)), record)
-            return
-        await self._send(conn, task, protocol.encode_reply(reply_to(request)), record)
-        if isinstance(request, Bulk):
-            offset = 0
-            while offset < request.nbytes:
-                size = min(BULK_CHUNK, request.nbytes - offset)
-                await self._send(conn, task, protocol.bulk_view(offset, size), record)
-                offset += size
-            await self._send(conn, task, protocol.encode_reply(protocol.BulkEnd(protocol.BULK_TERMINATOR)), record)
+                talk.ended_by = talk.waiting_for
+                talk.task.cancel()
 
 
 def listen(host: str, port: int) -> list[socket.socket]:
