@@ -60,6 +60,7 @@ def test_json_has_the_contracted_shape_and_the_handshake_of_the_lab_session():
 
 
 @pytest.mark.needs("tshark")
+@pytest.mark.slow          # tshark's agreement, as the corpus
 def test_json_flags_are_tsharks_frame_numbers():
     data = json.loads(inspect(str(LOSS), "--json").stdout)
     verdicts = tshark.flagged(str(LOSS))

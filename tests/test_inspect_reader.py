@@ -163,6 +163,7 @@ def test_a_record_claiming_an_impossible_size_is_an_error_not_an_allocation(tmp_
         analyze(path)
 
 
+@pytest.mark.slow          # it writes and reads a growing file
 def test_reading_memory_stays_flat_as_the_file_grows():
     """Peak memory of reading a 40 MB and a 120 MB capture is the same: a few chunks."""
     recs = records(LAB)

@@ -304,6 +304,7 @@ def stalled_bulk_reader(srv: ServerProcess, nbytes: int = 100_000_000) -> socket
     return sock
 
 
+@pytest.mark.slow          # it waits out a real stall timeout
 def test_a_reader_that_never_reads_is_closed_after_the_stall_timeout_and_frees_its_slot():
     with ServerProcess("--stall-timeout", "0.5", "--max-connections", "3") as srv:
         stalled = [stalled_bulk_reader(srv) for _ in range(3)]
@@ -316,6 +317,7 @@ def test_a_reader_that_never_reads_is_closed_after_the_stall_timeout_and_frees_i
     assert sum("close=stalled" in line for line in srv.log_lines) == 3
 
 
+@pytest.mark.slow          # it pauses in real time
 def test_a_slow_reader_that_pauses_less_than_the_stall_timeout_gets_everything():
     n = 200_000_000          # more than the socket buffers hold: each pause stops the server
     with ServerProcess("--stall-timeout", "1.5") as srv:
@@ -332,6 +334,7 @@ def test_a_slow_reader_that_pauses_less_than_the_stall_timeout_gets_everything()
     assert not any("close=stalled" in line for line in srv.log_lines)
 
 
+@pytest.mark.slow          # it waits out real stalls
 def test_many_stalled_bulk_readers_that_reset_do_not_grow_the_servers_memory():
     """The OOM attack, scaled down: rounds of BULK readers that never read, then reset."""
     with ServerProcess("--stall-timeout", "30") as srv:

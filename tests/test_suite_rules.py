@@ -33,12 +33,14 @@ def run_without_docker(tmp_path, **env: str) -> dict[str, int]:
     return {word: int(count) for count, word in re.findall(r"(\d+) (\w+)", summary)}
 
 
+@pytest.mark.slow          # it runs the suite in the suite
 def test_without_docker_every_docker_test_skips_and_none_errors(tmp_path):
     counts = run_without_docker(tmp_path)
     assert counts.get("skipped", 0) >= 20
     assert "error" not in counts and "errors" not in counts and "failed" not in counts and "passed" not in counts
 
 
+@pytest.mark.slow          # it runs the suite in the suite
 @pytest.mark.parametrize("required", [{"TCPLAB_REQUIRE_DOCKER": "1"}, {"CI": "true"}])
 def test_when_everything_is_required_every_docker_test_fails_and_none_errors(tmp_path, required):
     counts = run_without_docker(tmp_path, **required)
