@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from scapy.all import IP, TCP, Ether, wrpcap
 
-from lab.course import archive, grading
+from lab.course import archive, gradebook, grading
 from lab.course.students import Roster, read_roster
 from lab.course.variant import Course, create, read_course, read_secret, set_student
 from lab.errors import LabError
@@ -271,10 +271,10 @@ def test_a_corrupt_capture_in_a_good_archive_makes_its_answers_wrong_not_the_gra
 
 
 def test_a_formula_in_an_answer_stays_text_in_the_spreadsheet():
-    assert grading.spreadsheet_safe("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
-    assert grading.spreadsheet_safe("client") == "client"
+    assert gradebook.spreadsheet_safe("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert gradebook.spreadsheet_safe("client") == "client"
     with io.StringIO() as out:
-        csv.writer(out).writerow([grading.spreadsheet_safe("@SUM(A1)")])
+        csv.writer(out).writerow([gradebook.spreadsheet_safe("@SUM(A1)")])
         assert out.getvalue().startswith("'@")
 
 
@@ -326,7 +326,7 @@ def test_names_from_archives_become_neither_formulas_nor_terminal_escapes(tmp_pa
     assert header[8] == "'=cmd|' /C calc'!A0"
     everything = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
     assert "\x1b" not in everything and "\x07" not in everything and "\\x1b]0;pwned\\x07" in everything
-    assert grading.printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+    assert gradebook.printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
 
 
 def test_an_output_folder_the_grader_did_not_make_is_never_replaced(tmp_path):

@@ -535,3 +535,12 @@ def read_roster_text(tmp_path: Path, ids: list[str]) -> Roster:
 def test_gradebook_cells_and_lines_are_inert():
     assert gradebook.cell("=1+1") == "'=1+1" and gradebook.cell("\x1b[2J") == "\\x1b[2J"
     assert canonical("ÉMILE") == canonical("émile")
+
+
+def test_a_map_file_larger_than_a_map_is_refused_in_one_line_not_cut_silently(tmp_path):
+    """--map was read whole and then cut at 8 MiB; now it is read bounded and refused past that."""
+    path = tmp_path / "map.csv"
+    path.write_bytes(b"archive,student\n" + b"a.zip,alice\n" * 800_000)
+    with pytest.raises(LabError, match="is too large to be a --map file") as caught:
+        collected.read_map(path)
+    assert "\n" not in str(caught.value)

@@ -1,5 +1,6 @@
 """Teaching a class: a course, its students' variants, their submissions, the grading.
 
+    small_files.py  reading a roster, map or course file: bounded, one line when it cannot be
     students.py   one rule for student ids (any script, emails; case does not matter), the
                   short ASCII names files and labs get from them, rosters as LMSs export them
     variant.py    a course (its name and the key derived from the instructor's secret),

@@ -26,12 +26,14 @@ import io
 import re
 from pathlib import Path
 
+from lab.course.small_files import read_small
 from lab.course.students import Roster, Student
 from lab.errors import LabError
 
 CANVAS_FILE = re.compile(r"(?P<name>[a-z0-9-]+?)(?P<late>_late)?_(?P<user>\d+)_(?P<submission>\d+)_(?P<file>.+)")
 MOODLE_FOLDER = re.compile(r"(?P<name>.+)_(?P<participant>\d+)_assignsubmission_file_?")
 MAX_ARCHIVES = 5_000
+MAX_MAP_BYTES = 8 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +117,7 @@ def _arrival(path: Path) -> str:
 
 def read_map(path: Path) -> dict[str, str]:
     """``archive,student`` rows (a header row ``archive,student`` may come first)."""
-    try:
-        text = path.read_bytes()[:8 << 20].decode("utf-8-sig", errors="replace")
-    except OSError as error:
-        raise LabError(f"cannot read --map {path}: {error.strerror}") from None
+    text = read_small(path, MAX_MAP_BYTES, "a --map file").decode("utf-8-sig", errors="replace")
     mapping: dict[str, str] = {}
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         cells = [cell.strip() for cell in row]

@@ -85,7 +85,7 @@ def _students_csv(grading: Grading, path: Path) -> None:
     rows = []
     for student in grading.roster.students:
         graded = grading.latest.get(student.id)
-        marks = {row.exercise: number(row.points) for row in graded.rows} if graded else {}
+        marks = grading.marks(student.id)
         rows.append([student.id, student.name, int(graded is not None), int(bool(graded and graded.late)),
                      grading.right(student.id), number(grading.points(student.id)), number(grading.possible),
                      len(grading.suspicions_of(student.id)), *[marks.get(exercise, "") for exercise in exercises]])
@@ -104,8 +104,7 @@ def _moodle_csv(grading: Grading, path: Path) -> None:
     exercises = grading.columns
     rows = []
     for student in grading.roster.students:
-        graded = grading.latest.get(student.id)
-        marks = {row.exercise: number(row.points) for row in graded.rows} if graded else {}
+        marks = grading.marks(student.id)
         rows.append([student.id, student.email, student.name, number(grading.points(student.id)),
                      *[marks.get(exercise, "0") for exercise in exercises]])
     _rows(path, ["Username", "Email address", "Full name", f"tcplab {grading.course.name} total", *exercises], rows)

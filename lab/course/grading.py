@@ -48,9 +48,6 @@ WORKER_MEMORY_BYTES = 1 << 30
 OUTPUT_MARK = ".tcplab-grades"
 RESULTS = "results.json"
 
-# Kept for the callers that named them here before lab.course.gradebook held them.
-cell, printable, spreadsheet_safe = gradebook.cell, gradebook.printable, gradebook.spreadsheet_safe
-
 
 def grade_all(folder: Path, roster: Roster | list[str], course: Course, out: Path, workers: int | None = None,
               progress=None, weights: dict[str, float] | None = None, deadline: datetime.datetime | None = None,

@@ -101,7 +101,7 @@ def _bulk_sizes(requests: bytes, variant: Variant, whose) -> list[Evidence]:
     sizes = sorted({int(size) for size in BULK_REQUEST.findall(requests)})
     if variant.bulk_bytes in sizes:
         return [Evidence("bulk", True, f"its BULK asks for your {variant.bulk_bytes:,} bytes")]
-    named = [(size, whose("bulk", size)) for size in sizes if whose("bulk", size)]
+    named = [(size, student) for size in sizes if (student := whose("bulk", size))]
     if not named:
         return []
     listed = ", ".join(f"{size:,} ({student})" for size, student in named)

@@ -36,8 +36,8 @@ import collections
 from typing import Sequence
 
 from lab.inspect.analysis import Capture
-from lab.inspect.decode import ACK, FIN, SYN, endpoint_text
-from lab.inspect.kernel import EARLY_S, KernelSample, connection_samples
+from lab.inspect.decode import ACK, FIN, SYN
+from lab.inspect.kernel import EARLY_S, KernelSample, bytes_in_flight, connection_samples
 from lab.inspect.timers import TICK_MS, linux_rto_ms
 
 LATE_S = 1.0
@@ -58,7 +58,8 @@ def disagreements(capture: Capture, samples: Sequence[KernelSample]) -> list[str
     frames = [segment.time_ns for conn in capture.connections for segment in (conn.segments or ())]
     if frames:
         first, last = min(frames), max(frames)
-        ours = [k for conn in capture.connections for k in _own_samples(samples, conn)]
+        ours = [k for conn in capture.connections
+                for series in connection_samples(samples, conn, early_s=None).values() for k in series]
         outside = sorted(k.time_ns for k in ours if not first - EARLY_S * 1e9 <= k.time_ns <= last + LATE_S * 1e9)
         if outside:
             found.append(f"{len(outside)} of its samples lie outside the capture's span (the first at "
@@ -70,15 +71,6 @@ def disagreements(capture: Capture, samples: Sequence[KernelSample]) -> list[str
         for host in ("client", "server"):
             found += _socket(conn, host, series[host])
     return found[:MAX_SAID] + ([f"and {len(found) - MAX_SAID} more"] if len(found) > MAX_SAID else [])
-
-
-def _own_samples(samples: Sequence[KernelSample], conn) -> list[KernelSample]:
-    """Every sample of this connection's two sockets, whenever it was taken (a file written
-    beside one capture holds no earlier connection of the same addresses and ports)."""
-    server = endpoint_text(conn.server.address, conn.server.port)
-    client = endpoint_text(conn.client.address, conn.client.port)
-    wanted = {("server", server, client), ("client", client, server)}
-    return [k for k in samples if (k.host, k.local, k.remote) in wanted]
 
 
 def _socket(conn, host: str, series: Sequence[KernelSample]) -> list[str]:
@@ -158,16 +150,8 @@ def shortest_round_trip_ms(segments, from_client: bool) -> float | None:
 
 
 def _window(conn, host: str, series) -> list[str]:
-    mine = host == "client"
-    times, flights = [], []
-    sent = acked = 0
-    for segment in conn.segments:
-        if segment.from_client == mine:
-            sent = max(sent, segment.rel_seq + segment.length)
-        elif segment.flags & ACK:
-            acked = max(acked, segment.rel_ack)
-        times.append(segment.time_ns)
-        flights.append(max(0, sent - acked))
+    in_flight = bytes_in_flight(conn.segments, host == "client")
+    times, flights = [time for time, _ in in_flight], [flight for _, flight in in_flight]
     for sample in series:
         values = sample.values
         cwnd, mss = values.get("cwnd"), values.get("snd_mss")

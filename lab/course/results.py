@@ -102,6 +102,11 @@ class Grading:
         graded = self.latest.get(student)
         return sum(row.correct for row in graded.rows) if graded else 0
 
+    def marks(self, student: str) -> dict[str, str]:
+        """Each exercise the student's counted answers are about: its points, as a cell shows them."""
+        graded = self.latest.get(student)
+        return {row.exercise: f"{row.points:g}" for row in graded.rows} if graded else {}
+
     def points(self, student: str) -> float:
         graded = self.latest.get(student)
         return sum(row.points for row in graded.rows) if graded else 0.0

@@ -23,6 +23,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from lab.course.small_files import read_small
 from lab.errors import LabError
 
 ID_RULE = re.compile(r"[^\W_][\w.@+'-]{0,127}")
@@ -142,13 +143,7 @@ def _name_key(name: str) -> str:
 
 def read_roster(path: Path) -> Roster:
     """The class from a roster file; a LabError naming every bad row at once."""
-    try:
-        with open(path, "rb") as stream:
-            raw = stream.read(MAX_ROSTER_BYTES + 1)
-    except OSError as error:
-        raise LabError(f"cannot read roster {path}: {error.strerror}") from None
-    if len(raw) > MAX_ROSTER_BYTES:
-        raise LabError(f"roster {path} is too large (8 MiB at most)")
+    raw = read_small(path, MAX_ROSTER_BYTES, "a roster")
     return parse_roster(raw.decode("utf-8-sig", errors="replace"), str(path))
 
 

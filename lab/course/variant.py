@@ -29,6 +29,7 @@ import secrets
 import tomllib
 from pathlib import Path
 
+from lab.course.small_files import read_small
 from lab.course.students import canonical, check_id
 from lab.errors import LabError
 from lab.paths import STUDENT_FILE, submissions_dir
@@ -100,13 +101,7 @@ def _write_new(path: Path, text: str, mode: int) -> None:
 
 
 def _read_toml(path: Path, what: str) -> dict:
-    try:
-        with open(path, "rb") as stream:
-            raw = stream.read(SMALL_FILE + 1)
-    except OSError as error:
-        raise LabError(f"cannot read {what} {path}: {error.strerror}") from None
-    if len(raw) > SMALL_FILE:
-        raise LabError(f"{path} is too large to be {what}")
+    raw = read_small(path, SMALL_FILE, what)
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:

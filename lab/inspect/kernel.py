@@ -118,21 +118,22 @@ def read_kernel_file(path: str | os.PathLike[str]) -> list[KernelSample]:
     return samples
 
 
-def connection_samples(samples: Iterable[KernelSample], connection: Connection) -> dict[str, list[KernelSample]]:
+def connection_samples(samples: Iterable[KernelSample], connection: Connection,
+                       early_s: float | None = EARLY_S) -> dict[str, list[KernelSample]]:
     """The samples of one connection's two sockets: {"server": [...], "client": [...]}.
 
     A socket is the connection's when its endpoints are the connection's (the
     server's local address is the server's, its remote the client's) and it was
-    sampled from a little before the connection's first packet to its last one or
-    later (TIME_WAIT lasts a minute after).
+    sampled from a little before the connection's first packet (``early_s``; None: at any
+    time) to its last one or later (TIME_WAIT lasts a minute after).
     """
     server = endpoint_text(connection.server.address, connection.server.port)
     client = endpoint_text(connection.client.address, connection.client.port)
     wanted = {("server", server, client), ("client", client, server)}
-    earliest = connection.start_ns - int(EARLY_S * 1e9)
+    earliest = connection.start_ns - int(early_s * 1e9) if early_s is not None else None
     found: dict[str, list[KernelSample]] = {host: [] for host in HOSTS}
     for sample in samples:
-        if sample.time_ns >= earliest and (sample.host, sample.local, sample.remote) in wanted:
+        if (earliest is None or sample.time_ns >= earliest) and (sample.host, sample.local, sample.remote) in wanted:
             found[sample.host].append(sample)
     return found
 
