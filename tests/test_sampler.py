@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from lab.inside import sampler
+from lab.inside import netlink, sampler
 from tests.helpers import ROOT
 
 
@@ -22,7 +22,7 @@ def diag_message(state: int, info: bytes, cc: bytes = b"cubic\0") -> bytes:
                                   0, b"", 0, 0, 0, 0, 0)
     attributes = b""
     for kind, value in ((sampler.INET_DIAG_INFO, info), (sampler.INET_DIAG_CONG, cc)):
-        attributes += sampler._rtattr.pack(4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
+        attributes += netlink.attribute(kind, value)
     return head + attributes
 
 
@@ -47,7 +47,7 @@ def test_a_sockets_kernel_state_is_read_from_its_tcp_info():
 def test_bbrs_own_state_is_read_when_the_kernel_gives_it():
     head = diag_message(1, tcp_info(cwnd=30), cc=b"bbr\0")
     bbr = sampler._bbr_info.pack(500_000, 0, 26_200, 320, 512)
-    sample = sampler.parse_socket(head + sampler._rtattr.pack(4 + len(bbr), sampler.INET_DIAG_BBRINFO) + bbr)
+    sample = sampler.parse_socket(head + netlink.attribute(sampler.INET_DIAG_BBRINFO, bbr))
     assert (sample["bbr_bw"], sample["bbr_min_rtt_us"], sample["pacing_gain"], sample["cwnd_gain"]) == \
         (500_000, 26_200, 320, 512)
     assert "pacing_gain" not in sampler.parse_socket(diag_message(1, tcp_info(cwnd=30)))   # reno, cubic: none
@@ -69,7 +69,7 @@ def test_the_dump_request_is_a_sock_diag_request_for_every_state_but_listen():
     request = sampler.dump_request()
     length, kind, flags, _, _ = struct.unpack_from("=IHHII", request)
     assert length == len(request) == 16 + 56 and kind == sampler.SOCK_DIAG_BY_FAMILY
-    assert flags & sampler.NLM_F_DUMP == sampler.NLM_F_DUMP
+    assert flags & netlink.NLM_F_DUMP == netlink.NLM_F_DUMP
     states = struct.unpack_from("=I", request, 20)[0]
     assert not states & (1 << 10) and states & (1 << 1) and states & (1 << 6)
 

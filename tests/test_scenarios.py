@@ -13,7 +13,7 @@ import pytest
 
 from lab.errors import LabError
 from lab.host import scenario as running
-from lab.inside.linkemu import ACK, FIN, SYN, Bottleneck, Event, Events, HeldBack, headers
+from lab.inside.link_core import ACK, FIN, SYN, Bottleneck, Event, Events, HeldBack, headers
 from lab.scenarios import model as scenario
 from tests.helpers import invoke, ok
 

@@ -47,14 +47,13 @@ import sys
 import time
 from typing import IO, Any
 
+from lab.inside import netlink
 from lab.inside.protocol import PORT
 
 Sample = dict[str, Any]       # one socket at one instant: its endpoints, state and tcp_info's fields
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 INET_DIAG_INFO, INET_DIAG_VEGASINFO, INET_DIAG_CONG, INET_DIAG_BBRINFO = 2, 3, 4, 16
 DISCOVER_S = 0.25
 ANSWER_TIMEOUT_S = 0.5
@@ -67,10 +66,8 @@ STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FI
           7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
 CA_STATES = {0: "open", 1: "disorder", 2: "cwr", 3: "recovery", 4: "loss"}
 
-_nlmsghdr = struct.Struct("=IHHII")
 _request = struct.Struct("=BBBxI4s32sI8s")     # family, protocol, extensions, states, ports, addresses, if, cookie
 _diag_msg = struct.Struct("=BBBBHH16s16sI8sIIIII")
-_rtattr = struct.Struct("=HH")
 # struct tcp_info (linux/tcp.h), as far as the fields we keep: offsets into it.
 _u8x5 = struct.Struct("=BBBBB")                # state, ca_state, retransmits, probes, backoff
 _u32 = struct.Struct("=I")
@@ -106,7 +103,7 @@ ALL_BUT_LISTEN = 0xFFFFFFFF & ~(1 << 10)
 def dump_request(family: int = socket.AF_INET) -> bytes:
     """A sock_diag dump of every TCP socket but the listening ones, with tcp_info and the algorithm."""
     body = _request.pack(family, socket.IPPROTO_TCP, EXTENSIONS, ALL_BUT_LISTEN, b"", b"", 0, b"")
-    return _nlmsghdr.pack(16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body
+    return netlink.message(SOCK_DIAG_BY_FAMILY, netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP, body, sequence=1)
 
 
 def lookup_request(local: str, remote: str) -> bytes:
@@ -116,7 +113,7 @@ def lookup_request(local: str, remote: str) -> bytes:
     cookie = struct.pack("=II", INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
     body = _request.pack(socket.AF_INET, socket.IPPROTO_TCP, EXTENSIONS, ALL_BUT_LISTEN, ports,
                          socket.inet_aton(src) + bytes(12) + socket.inet_aton(dst) + bytes(12), 0, cookie)
-    return _nlmsghdr.pack(16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 2, 0) + body
+    return netlink.message(SOCK_DIAG_BY_FAMILY, netlink.NLM_F_REQUEST, body, sequence=2)
 
 
 class SocketCount:
@@ -144,12 +141,7 @@ def parse_socket(payload: bytes) -> Sample:
     family, state, _, _, sport, dport, src, dst, *_ = _diag_msg.unpack_from(payload)
     sample: Sample = {"local": endpoint(family, src, socket.ntohs(sport)), "remote": endpoint(family, dst, socket.ntohs(dport)),
               "state": STATES.get(state, str(state))}
-    offset = _diag_msg.size
-    while offset + 4 <= len(payload):
-        length, kind = _rtattr.unpack_from(payload, offset)
-        if length < 4:
-            break
-        value = payload[offset + 4:offset + length]
+    for kind, value in netlink.attributes(payload, _diag_msg.size):
         if kind == INET_DIAG_INFO and len(value) >= 168:
             _, ca_state, _, probes, backoff = _u8x5.unpack_from(value)
             sample["ca_state"] = CA_STATES.get(ca_state, str(ca_state))
@@ -165,7 +157,6 @@ def parse_socket(payload: bytes) -> Sample:
             bw_lo, bw_hi, min_rtt, pacing_gain, cwnd_gain = _bbr_info.unpack_from(value)
             sample.update(bbr_bw=bw_lo | bw_hi << 32, bbr_min_rtt_us=min_rtt, pacing_gain=pacing_gain,
                           cwnd_gain=cwnd_gain)
-        offset += (length + 3) & ~3
     return sample
 
 
@@ -199,17 +190,12 @@ class Diag:
                 data = self.sock.recv(1 << 16)
             except TimeoutError:
                 return found
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, _, _ = _nlmsghdr.unpack_from(data, offset)
-                if length < 16:
-                    return found
-                if kind == NLMSG_DONE or (kind == NLMSG_ERROR and until_done):
+            for kind, body in netlink.messages(data):
+                if kind == netlink.NLMSG_DONE or (kind == netlink.NLMSG_ERROR and until_done):
                     return found
                 answered += 1
-                if kind != NLMSG_ERROR:             # ENOENT: that socket is gone
-                    found.append(parse_socket(data[offset + 16:offset + length]))
-                offset += (length + 3) & ~3
+                if kind != netlink.NLMSG_ERROR:     # ENOENT: that socket is gone
+                    found.append(parse_socket(body))
         return found
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.inside.linkemu import Event
+from lab.inside.link_core import Event
 from lab.paths import CAPTURES_DIR
 
 BUNDLED = Path(__file__).resolve().parent
