@@ -17,7 +17,7 @@ from lab.host import impair as impairments
 from lab.host import status as looking
 from lab.host.client_runs import chat as chat_with_server
 from lab.host.client_runs import send as run_client
-from lab.host.docker import Docker
+from lab.host.engines.docker import Docker
 from lab.host.frontdoor import LAB_HELP, lab_of, task
 from lab.host.options import bulk_options, client_options, exchange_options, whole_number
 from lab.host.settings import DEFAULTS
@@ -118,8 +118,8 @@ def clean(c, base=False, lab=None):
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", kernel=False,
             underlay=False, lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
-    from lab.host import recorder
-    from lab.host.capture_request import capture_request
+    from lab.host.capture import recorder
+    from lab.host.capture.request import capture_request
     from lab.terminal import console
 
     request = capture_request(seconds, count, filter, exchange_options(send, bulk, student_tag()), name, engine, kernel,

@@ -238,7 +238,7 @@ def _packed(ip: str) -> bytes:
 def test_the_kernel_sampler_runs_beside_each_host_with_no_capability():
     topology = describe(from_config({"lab": {}}, LAB))
     for host in ("server", "client"):
-        args = topology.run_args("sampler", joins=topology.container(host), instance=host)
+        args = topology.run_args("sampler", joins=host, instance=host)
         assert "--cap-add" not in args and f"container:{LAB}-{host}" in args and f"{LAB}-sampler-{host}" in args
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.host import recorder, safe_files
+from lab.host.capture import recorder, safe_files
 from lab.inspect import analyze
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.host import capture_request as recorder
 from lab.host import impair, settings
-from lab.host.annotate import annotate
-from lab.host.livewatch import RateLimit, other_line, tcp_line
-from lab.host.pcapng import PcapNgWriter
+from lab.host.capture import request as recorder
+from lab.host.capture.annotate import annotate
+from lab.host.capture.livewatch import RateLimit, other_line, tcp_line
+from lab.host.capture.pcapng import PcapNgWriter
 from lab.host.topology import describe
 from lab.inside import capture
 from lab.inspect import analyze, read_records, stream_segments
@@ -25,7 +25,7 @@ LAB = settings.from_config({"lab": {}}, None)
 
 
 def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespace():
-    args = recorder.capture_run_args(describe(LAB), recorder.capture_request())
+    args = recorder.capture_launch(describe(LAB), recorder.capture_request()).args
     joined = " ".join(args)
     assert "--network container:tcplab-server" in joined
     assert "--cap-drop ALL --cap-add NET_RAW" in joined and joined.count("--cap-add") == 1
@@ -36,7 +36,7 @@ def test_the_capture_container_is_root_with_net_raw_only_in_the_servers_namespac
 
 
 def test_tcpdump_gets_the_capabilities_it_drops_root_with_and_can_still_be_stopped():
-    args = recorder.capture_run_args(describe(LAB), recorder.capture_request(engine_name="tcpdump", count="10", seconds="5"))
+    args = recorder.capture_launch(describe(LAB), recorder.capture_request(engine_name="tcpdump", count="10", seconds="5")).args
     joined = " ".join(args)
     assert "--cap-add NET_RAW --cap-add SETUID --cap-add SETGID --cap-add KILL" in joined
     assert "timeout -s INT 5.0 tcpdump" in joined and "-c 10" in joined and "-w -" in joined
@@ -177,7 +177,7 @@ def test_impairment_commands():
 
 def test_the_emulator_runs_in_the_receivers_namespace_with_net_admin_only():
     topology = describe(LAB)
-    args = topology.run_args("link", "--source", "10.77.0.2", joins="tcplab-client", instance="server-to-client")
+    args = topology.run_args("link", "--source", "10.77.0.2", joins="client", instance="server-to-client")
     joined = " ".join(args)
     assert args[:3] == ["run", "--detach", "--rm"] and "--name tcplab-link-server-to-client" in joined
     assert "--network container:tcplab-client" in joined
@@ -202,7 +202,7 @@ def test_the_live_view_tells_the_story_under_the_packets_that_carry_one():
 
     from rich.console import Console
 
-    from lab.host.livewatch import LiveView
+    from lab.host.capture.livewatch import LiveView
     from lab.inspect.analysis import analyze
     from lab.inspect.decode import endpoint_text
     from lab.paths import PROJECT_ROOT
@@ -223,8 +223,8 @@ def test_the_live_view_tells_the_story_under_the_packets_that_carry_one():
 def test_a_capture_whose_engine_fails_to_start_leaves_nothing_running_and_no_file(tmp_path, monkeypatch):
     """The kernel's samplers and the partial file were started before the engine, outside the
     try that stops them: an engine that could not start left the samplers running."""
-    from lab.host import recorder
-    from lab.host.capture_request import CaptureRequest
+    from lab.host.capture import recorder
+    from lab.host.capture.request import CaptureRequest
     from lab.host.settings import from_config
 
     stopped = []
@@ -233,15 +233,18 @@ def test_a_capture_whose_engine_fails_to_start_leaves_nothing_running_and_no_fil
         def abandon(self):
             stopped.append("samplers")
 
-    class Engine:
+    class Engines:
+        def of(self, host):
+            return self
+
         def popen(self, *args, **kwargs):
             raise LabError("docker: no such image")
 
     monkeypatch.setattr(recorder, "CAPTURES_DIR", tmp_path)
-    monkeypatch.setattr(recorder, "docker_for", lambda c, lab: Engine())
+    monkeypatch.setattr(recorder, "Engines", lambda c, lab: Engines())
     for name in ("require_up", "remove_orphan", "remove_leftovers"):
         monkeypatch.setattr(recorder, name, lambda *args, **kwargs: None)
-    monkeypatch.setattr(recorder, "start_kernel_view", lambda docker, topology, final: Samplers())
+    monkeypatch.setattr(recorder, "start_kernel_view", lambda engines, topology, final: Samplers())
     with pytest.raises(LabError, match="no such image"):
         recorder.capture(None, from_config({}), CaptureRequest(name="x", kernel=True), console=None)
     assert stopped == ["samplers"] and list(tmp_path.iterdir()) == []

@@ -14,7 +14,8 @@ from invoke.runners import Result
 
 from lab.errors import LabError
 from lab.host import client_runs, lifecycle, options, settings, state
-from lab.host.docker import Docker, explain
+from lab.host.engines.docker import Docker, explain
+from lab.host.engines.lab_engines import Engines
 from lab.host.topology import describe
 from tests.helpers import mock_docker
 
@@ -83,14 +84,14 @@ def test_auto_subnet_takes_the_next_24_when_one_overlaps():
         r"docker network create .*10\.77\.0\.0/24": Result(stderr="Pool overlaps with other one on this address space", exited=1),
         r"docker network create .*": Result(""),
     })
-    assert lifecycle.create_network(Docker(c), TOPO) == "10.77.1.0/24"
+    assert lifecycle.create_network(Engines(c, LAB), TOPO) == "10.77.1.0/24"
 
 
 def test_an_explicit_subnet_that_overlaps_is_a_one_line_error():
     lab = settings.from_config({"lab": {"subnet": "10.9.0.0/24"}}, None)
     c = mock_docker({r"docker network create": Result(stderr="Error response from daemon: Pool overlaps with other one on this address space", exited=1)})
     with pytest.raises(LabError, match="overlaps a network that exists"):
-        lifecycle.create_network(Docker(c), describe(lab))
+        lifecycle.create_network(Engines(c, lab), describe(lab))
 
 
 def test_up_refuses_a_foreign_container_that_has_our_name():
@@ -174,11 +175,11 @@ def test_the_hosts_namespaces_get_the_congestion_control_and_no_ipv6_at_creation
 
 
 def test_the_syn_timer_backs_off_as_textbooks_say_where_the_engines_kernel_would_not():
-    """Whether to set tcp_syn_linear_timeouts is the engine's kernel's answer (lab.host.engine_kernel),
+    """Whether to set tcp_syn_linear_timeouts is the engine's kernel's answer (lab.host.engines.kernel),
     not this machine's: the engine may be another host."""
     import dataclasses
 
-    from lab.host.engine_kernel import EngineKernel
+    from lab.host.engines.kernel import EngineKernel
 
     lab = settings.from_config({"lab": {}}, None)
     assert "tcp_syn_linear_timeouts" not in " ".join(describe(lab).run_args("client"))       # not asked yet
@@ -189,8 +190,8 @@ def test_the_syn_timer_backs_off_as_textbooks_say_where_the_engines_kernel_would
 
 
 def test_the_engines_kernel_is_asked_by_a_helper_container_and_its_answer_read():
-    from lab.host.docker import Docker
-    from lab.host.engine_kernel import EngineKernel, probe
+    from lab.host.engines.docker import Docker
+    from lab.host.engines.kernel import EngineKernel, probe
 
     c = mock_docker({r"docker run --rm --network none": Result("reno bbr cubic\n|\nreno bbr\n|\nlinear\n")})
     kernel = probe(Docker(c), "tcplab/lab:tcplab")
@@ -202,7 +203,7 @@ def test_the_engines_kernel_is_asked_by_a_helper_container_and_its_answer_read()
 
 
 def test_a_congestion_control_the_engines_kernel_lacks_is_one_line():
-    from lab.host.engine_kernel import EngineKernel
+    from lab.host.engines.kernel import EngineKernel
 
     with pytest.raises(LabError, match="offers the congestion controls reno, cubic, not 'bbr'"):
         EngineKernel(("reno", "cubic"), ("reno", "cubic")).check("bbr")
@@ -211,7 +212,7 @@ def test_a_congestion_control_the_engines_kernel_lacks_is_one_line():
 
 
 def test_a_congestion_control_the_engine_does_not_allow_containers_is_one_line():
-    from lab.host.engine_kernel import EngineKernel
+    from lab.host.engines.kernel import EngineKernel
 
     with pytest.raises(LabError, match="has cubic but lets containers use only reno, bbr"):
         EngineKernel(("reno", "bbr", "cubic"), ("reno", "bbr")).check("cubic")

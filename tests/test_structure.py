@@ -218,7 +218,7 @@ def test_a_long_lived_host_added_as_data_is_started_by_up_and_targetable():
 def test_every_container_of_the_lab_is_hardened_the_same_way():
     topology = Topology(from_config({"lab": {}}, None))
     for role in topology.roles:
-        args = topology.run_args(role.name, joins="x" if not (role.on_network or role.joins) else None)
+        args = topology.run_args(role.name, joins="server" if not (role.on_network or role.joins) else None)
         joined = " ".join(args)
         for option in ("--cap-drop ALL", "--security-opt no-new-privileges", "--read-only", "--memory ",
                        "--pids-limit "):

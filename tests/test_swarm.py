@@ -214,7 +214,7 @@ def test_a_swarm_lab_comes_up_beside_a_bridge_lab_on_the_same_engine(cluster):
 def kernel_takes_an_esp_key() -> bool:
     """Whether this machine's kernel (every node's here) can hold the keys of an encrypted overlay:
     asked in a throw-away network namespace, as the lab asks each node."""
-    from lab.host.encryption import ESP_KEY_PROBE
+    from lab.host.engines.encryption import ESP_KEY_PROBE
 
     return subprocess.run(["unshare", "--net", *ESP_KEY_PROBE], capture_output=True, timeout=30).returncode == 0
 

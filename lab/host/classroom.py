@@ -26,7 +26,7 @@ from pathlib import Path
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker, engine_env
+from lab.host.engines.docker import Docker, engine_env
 from lab.host.progress import log_file
 from lab.host.settings import GROUP_LABEL, LABEL, check_name, from_config
 from lab.paths import PROJECT_ROOT
@@ -61,7 +61,7 @@ def engines(c: Context) -> list[str | None]:
     """Where a class's labs may go: the swarm's nodes (the configuration's ``nodes``, with
     ``engine: swarm``), each a whole lab at a time; else this machine's engine (None)."""
     lab = from_config(c.config)
-    return list(lab.nodes) if lab.engine == "swarm" else [None]
+    return list(lab.nodes) if lab.kind.spans_nodes else [None]
 
 
 def _bring_up(name: str, group: str, node: str | None) -> tuple[str, int, Path]:
@@ -111,8 +111,8 @@ def shared_image(c: Context, group: str, placed: dict[str, str | None]) -> None:
     """Build the class's image once (tcplab/lab:GROUP, if it is not current), copy it to each node
     that has a lab, and tag it there for each lab: each lab finds its own image as a lab alone
     would, and nothing is built twice."""
+    from lab.host.engines.image_copy import copy_image
     from lab.host.image import build_unless_current, is_current
-    from lab.host.swarm import copy_image
 
     lab = from_config(c.config, group)          # the user's image and mirror, as each lab's own up uses
     build_unless_current(c, lab, Docker(c))

@@ -13,9 +13,9 @@ from typing import Sequence
 from invoke import Context
 
 from lab.errors import LabError
+from lab.host.engines.lab_engines import Engines
 from lab.host.settings import Lab
 from lab.host.state import require_up
-from lab.host.swarm import docker_for
 from lab.host.topology import describe
 
 
@@ -29,9 +29,9 @@ def send(c: Context, lab: Lab, client_args: Sequence[str], tty: bool = False) ->
         raise LabError("--step waits for Enter before each step, and there is no terminal here: run it in one, "
                        "or leave --step out")
     topology = describe(lab)
-    docker = docker_for(c, lab)
-    require_up(docker, topology)
-    result = docker.run(topology.run_args("client-run", *client_args, tty=tty), check=False, pty=tty)
+    engines = Engines(c, lab)
+    require_up(engines, topology)
+    result = engines.run(topology.launch("client-run", *client_args, tty=tty), check=False, pty=tty)
     if result.exited != 0:
         if not tty and result.stderr.strip():
             print(result.stderr.strip().splitlines()[-1], file=sys.stderr)

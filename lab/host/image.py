@@ -30,7 +30,7 @@ from pathlib import Path
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker
+from lab.host.engines.docker import Docker
 from lab.host.progress import debootstrap_step, docker_build_step, log_file, run_logged
 from lab.host.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, SOURCE_LABEL, Lab
 from lab.paths import PROJECT_ROOT as ROOT
@@ -143,12 +143,17 @@ def build(c: Context, lab: Lab, docker: Docker) -> None:
     say(f"image {lab.image} is ready")
 
 
-def build_unless_current(c: Context, lab: Lab, docker: Docker) -> None:
+def build_unless_current(c: Context, lab: Lab, docker: Docker) -> str | None:
     """The lab's image on ``docker``'s engine, built if it is missing or was built from older code
-    (the image a swarm lab or a class copies to its nodes)."""
+    (the image a swarm lab or a class copies to its nodes); its ID."""
     found = docker.inspect([lab.image], kind="image")
-    if not found or not is_current(found[0]):
-        build(c, lab, docker)
+    if found and is_current(found[0]):
+        return found[0].get("Id")
+    if found:
+        say(f"image {lab.image} was built from older code: building it again")
+    build(c, lab, docker)
+    built = docker.inspect([lab.image], kind="image")
+    return built[0].get("Id") if built else None
 
 
 def verbose(c: Context) -> bool:

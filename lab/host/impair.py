@@ -34,12 +34,12 @@ from typing import Sequence
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker
+from lab.host.engines.docker import Docker
+from lab.host.engines.lab_engines import Engines
 from lab.host.options import number
 from lab.host.settings import Lab
 from lab.host.state import Found, address_of, lab_option, require_up
-from lab.host.swarm import docker_for
-from lab.host.topology import Topology, describe
+from lab.host.topology import Launch, Topology, describe
 from lab.inside.linkemu import READY as EMULATOR_READY
 from lab.inside.linkemu import RULE_COMMENT
 from lab.terminal import say
@@ -174,21 +174,23 @@ def shell(*commands: Sequence[str] | str) -> list[str]:
 # --- doing it ---------------------------------------------------------------------------
 
 
-def helper(topology: Topology, container: str, command: list[str]) -> list[str]:
-    return topology.run_args("helper", command=command, joins=container)
+def helper(topology: Topology, host: str, command: list[str]) -> Launch:
+    """A helper in ``host``'s namespace that runs ``command`` and exits."""
+    return topology.launch("helper", command=command, joins=host)
 
 
-def namespaces(topology: Topology, target: str) -> tuple[str, list[str]]:
-    """(the target's container, the other hosts' containers) for a target role."""
+def receivers_of(topology: Topology, target: str) -> list[str]:
+    """The hosts that receive what ``target`` sends: every other host; a target that is not a host
+    is one line."""
     hosts = [role.name for role in topology.hosts]
     if target not in hosts:
         raise LabError(f"--target must be {' or '.join(hosts)}, got {target!r}")
-    return topology.container(target), [topology.container(host) for host in hosts if host != target]
+    return [host for host in hosts if host != target]
 
 
-def emulator_instance(target: str, receiver: str, topology: Topology) -> str:
-    """The link container's instance name: the sender's role and the receiver's."""
-    return f"{target}-to-{receiver.removeprefix(topology.lab.name + '-')}"
+def emulator_instance(target: str, receiver: str) -> str:
+    """The link container's instance name: the sender's host and the receiver's."""
+    return f"{target}-to-{receiver}"
 
 
 def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: str = "auto") -> None:
@@ -200,16 +202,16 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: st
     if engine not in ENGINES:
         raise LabError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     topology = describe(lab)
-    own, others = namespaces(topology, target)
-    docker = docker_for(c, lab)
-    found = require_up(docker, topology)
+    others = receivers_of(topology, target)
+    engines = Engines(c, lab)
+    found = require_up(engines, topology)
     if impairment.emulated and engine in ("auto", "netem"):
         commands = [netem_command(impairment)]
         if impairment.rate:
             commands.append(tbf_command(impairment.rate, parent="1:1"))
-        result = docker.run(helper(topology, own, shell(*commands)), quiet=True, check=False)
+        result = engines.run(helper(topology, target, shell(*commands)), quiet=True, check=False)
         if result.exited == 0:
-            remove_emulators(docker, topology, target, others)
+            remove_emulators(engines, topology, target, others)
             say(f"{target} link: {impairment} (engine netem{' + tbf' if impairment.rate else ''}"
                 + ("; --seed is for the nfqueue engine, netem's randomness is its own)" if impairment.seed is not None
                    else ")"))
@@ -218,31 +220,31 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: st
             raise LabError(f"tc could not impair the {target}'s link: {result.stderr.strip().splitlines()[-1]}")
         if engine == "netem":
             raise LabError("this kernel lacks sch_netem: use --engine nfqueue (or auto), the lab's own emulator")
-    clear(c, lab, target, quiet=True, docker=docker)
+    clear(c, lab, target, quiet=True, engines=engines)
     if impairment.rate:
-        docker.run(helper(topology, own, tbf_command(impairment.rate)), quiet=True)
+        engines.run(helper(topology, target, tbf_command(impairment.rate)), quiet=True)
     if impairment.emulated:
-        start_emulators(docker, topology, target, others,
-                        emulator_options(address_of(found, own, topology), impairment))
+        start_emulators(engines, topology, target, others,
+                        emulator_options(address_of(found, topology.container(target), topology), impairment))
     how = (["tbf"] if impairment.rate else []) + (["engine nfqueue, where the packets arrive"]
                                                  if impairment.emulated else [])
     said = "; this kernel lacks sch_netem" if impairment.emulated and engine == "auto" else ""
     say(f"{target} link: {impairment} ({' + '.join(how)}{said})")
 
 
-def start_emulators(docker: Docker, topology: Topology, target: str, receivers: list[str],
+def start_emulators(engines: Engines, topology: Topology, target: str, receivers: list[str],
                     options: list[str]) -> None:
-    """A link emulator (lab.inside.linkemu with ``options``) in each receiver's namespace, for
+    """A link emulator (lab.inside.linkemu with ``options``) in each receiver host's namespace, for
     what ``target`` sends; return once each has its rule in place."""
-    names = []
+    started = []
     for receiver in receivers:
-        instance = emulator_instance(target, receiver, topology)
-        docker.run(topology.run_args("link", *options, joins=receiver, instance=instance), quiet=True)
-        names.append(topology.container("link", instance))
+        launch = topology.launch("link", *options, joins=receiver, instance=emulator_instance(target, receiver))
+        engines.run(launch, quiet=True)
+        started.append((engines.of(receiver), str(launch.name)))
     deadline = time.monotonic() + EMULATOR_START_S
-    waiting = list(names)
+    waiting = list(started)
     while waiting:
-        name = waiting[0]
+        docker, name = waiting[0]
         log = docker.run(["logs", name], quiet=True, check=False)
         if EMULATOR_READY in log.stdout:
             waiting.pop(0)
@@ -255,30 +257,34 @@ def start_emulators(docker: Docker, topology: Topology, target: str, receivers: 
                 complaint = ("it exited at once: run it by hand to see why (docker run ... python3 -m "
                              f"lab.inside.linkemu ...), or rebuild an image older than this code (invoke down{again}, "
                              f"then invoke up{again})")
-            docker.run(["rm", "--force", *names], quiet=True, check=False)
+            for docker, name in started:
+                docker.run(["rm", "--force", name], quiet=True, check=False)
             raise LabError(f"the link emulator did not start: {complaint}")
         time.sleep(0.1)
 
 
-def remove_emulators(docker: Docker, topology: Topology, target: str, receivers: list[str]) -> None:
+def remove_emulators(engines: Engines, topology: Topology, target: str, receivers: list[str]) -> None:
     """The emulators delaying what ``target`` sends, and any rule one of them left behind."""
-    names = [topology.container("link", emulator_instance(target, receiver, topology)) for receiver in receivers]
-    docker.run(["rm", "--force", *names], quiet=True, check=False)
-    docker.run_parallel(helper(topology, receiver, shell(CLEAR_LINK_RULES)) for receiver in receivers)
+    def remove(receiver: str) -> None:
+        name = topology.container("link", emulator_instance(target, receiver))
+        engines.of(receiver).run(["rm", "--force", name], quiet=True, check=False)
+        engines.run(helper(topology, receiver, shell(CLEAR_LINK_RULES)), quiet=True)
+
+    Docker.gather(*(lambda receiver=receiver: remove(receiver) for receiver in receivers))
 
 
-def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False, docker: Docker | None = None) -> None:
+def clear(c: Context, lab: Lab, target: str | None = None, quiet: bool = False,
+          engines: Engines | None = None) -> None:
     """Remove the impairments of one target's link, or of every host's."""
     topology = describe(lab)
     roles = [target] if target else [role.name for role in topology.hosts]
     for role in roles:
-        namespaces(topology, role)          # a bad --target is said before anything runs
-    docker = docker or docker_for(c, lab)
-    require_up(docker, topology)
+        receivers_of(topology, role)        # a bad --target is said before anything runs
+    engines = engines or Engines(c, lab)
+    require_up(engines, topology)
     for role in roles:
-        own, others = namespaces(topology, role)
-        docker.run(helper(topology, own, shell(CLEAR_QDISC)), quiet=True)
-        remove_emulators(docker, topology, role, others)
+        engines.run(helper(topology, role, shell(CLEAR_QDISC)), quiet=True)
+        remove_emulators(engines, topology, role, receivers_of(topology, role))
     if not quiet:
         hosts = " and ".join(roles)
         say(f"impairments cleared on the {hosts} link{'s' if len(roles) > 1 else ''}")
@@ -321,12 +327,13 @@ def netem_words(words: list[str]) -> list[str]:
     return kept
 
 
-def active(c: Context, topology: Topology, found: Found) -> dict[str, str]:
+def active(engines: Engines, topology: Topology, found: Found) -> dict[str, str]:
     """Impairments in force now, by container name (read from the kernel, not remembered)."""
-    docker = docker_for(c, topology.lab)
-    names = [name for name in (topology.container(role.name) for role in topology.hosts) if name in found]
+    hosts = [role.name for role in topology.hosts if topology.container(role.name) in found]
+    names = [topology.container(host) for host in hosts]
     sources = {address_of(found, name, topology): name for name in names}
-    outputs = docker.run_parallel((helper(topology, name, shell(SHOW)) for name in names), echo=False)
+    outputs = Docker.gather(*(lambda host=host: engines.run(helper(topology, host, shell(SHOW)), quiet=True,
+                                                            echo=False) for host in hosts))
     impaired: dict[str, list[str]] = {}
     for name, output in zip(names, outputs):
         for who, what in describe_rules(output.stdout, sources).items():

@@ -29,14 +29,15 @@ import time
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.docker import Docker, explain
-from lab.host.encryption import choose_encryption
-from lab.host.engine_kernel import EngineKernel, probe
-from lab.host.image import build, build_unless_current, is_current
-from lab.host.safe_files import remove_partial_capture
+from lab.host.capture.safe_files import remove_partial_capture
+from lab.host.engines.docker import Docker, explain
+from lab.host.engines.encryption import choose_encryption
+from lab.host.engines.image_copy import copy_image
+from lab.host.engines.kernel import EngineKernel, probe
+from lab.host.engines.lab_engines import Engines
+from lab.host.image import build_unless_current, is_current
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
 from lab.host.state import existing, lab_option, our_containers, running
-from lab.host.swarm import NodeDocker, docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import say
 
@@ -93,10 +94,11 @@ def probe_args(topology: Topology) -> list[str]:
             f"echo 'ECHO ready' | nc -N -w 2 server {topology.lab.port}"]
 
 
-def create_network(docker: Docker, topology: Topology, encrypted: bool = False) -> str:
+def create_network(engines: Engines, topology: Topology, encrypted: bool = False) -> str:
     """Create the lab network; with subnet "auto", the first free /24 of the pool."""
     lab = topology.lab
-    taken = docker.subnets_in_use() if lab.engine == "swarm" else []     # a bridge engine says "overlaps" itself
+    docker = engines.network
+    taken = [] if lab.kind.says_overlaps else engines.subnets_in_use()
     if lab.subnet != AUTO:
         clash = next((net for net in taken if net.overlaps(ipaddress.ip_network(lab.subnet))), None)
         if clash is not None:
@@ -120,65 +122,58 @@ def create_network(docker: Docker, topology: Topology, encrypted: bool = False) 
 def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     """Network and long-lived containers; return once the server answers through the network."""
     topology = topology or describe(lab)
-    docker = docker_for(c, lab)
-    found = existing(docker, topology, with_image=lab.engine != "swarm")
+    engines = Engines(c, lab)
+    found = existing(engines, topology)
     refuse_another_congestion_control(found, topology)
-    if isinstance(docker, NodeDocker):        # built here, then copied to the nodes that lack it
-        build_unless_current(c, lab, Docker(c))
-        docker.distribute(lab.image, is_current)
-    elif lab.image not in found or not is_current(found[lab.image]):
-        if lab.image in found:
-            say(f"image {lab.image} was built from older code: building it again")
-        build(c, lab, docker)
-        found.pop(lab.image, None)
+    image_ids = image_everywhere(c, lab, engines)
     if any(not running(found.get(topology.container(role.name))) for role in topology.long_lived):
         # Hosts will be made, with the engine's kernel's settings: ask that kernel first, before
         # anything is created for a congestion control it would refuse.
-        kernel = kernel_of(c, lab, docker)
+        kernel = kernel_of(lab, engines)
         if lab.cc != AUTO:
             kernel.check(lab.cc)
         lab = dataclasses.replace(lab, kernel=kernel)
         topology = describe(lab)
     subnet: str | None
     if lab.network not in found:
-        encrypted, said = choose_encryption(docker, topology) if isinstance(docker, NodeDocker) else (False, "")
-        subnet = create_network(docker, topology, encrypted)
+        encrypted, said = choose_encryption(engines, topology) if lab.kind.between_hosts else (False, "")
+        subnet = create_network(engines, topology, encrypted)
         say(f"network {lab.network} ({subnet}{', internal' if lab.internal else ''}"
             + (f", an overlay between the nodes, {said} (see the README's Across hosts)" if said else "") + ")")
     else:
         subnet = next((str(cfg["Subnet"]) for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])
                        if cfg.get("Subnet")), None)
-    names = [topology.container(role.name) for role in topology.long_lived]
-    stale = [name for name in names if name in found and not running(found[name])]
-    if lab.engine != "swarm":
-        # A running server from an image since rebuilt runs the old code: a request the new
-        # code knows (CC) was answered "unknown verb". It starts again from the new image.
-        image = [found[lab.image]] if lab.image in found else docker.inspect([lab.image], kind="image")
-        outdated = [name for name in names if running(found.get(name)) and image
-                    and found[name].get("Image") != image[0].get("Id")]
-        if outdated:
-            say(f"{', '.join(outdated)} ran an older image of the lab: starting them again from the new one")
-            kept = ((found[outdated[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
-            if lab.cc == AUTO and kept:          # the lab keeps the congestion control it was made with
-                lab = dataclasses.replace(lab, cc=kept)
-                topology = describe(lab)
-            stale += outdated
-            found = {key: value for key, value in found.items() if key not in outdated}
-    if stale:
-        docker.run(["rm", "--force", *stale], quiet=True)
-    to_start = [role.name for role in topology.long_lived if not running(found.get(topology.container(role.name)))]
+    hosts = [role.name for role in topology.long_lived]
+    stale = [host for host in hosts if topology.container(host) in found and not running(found[topology.container(host)])]
+    # A running server from an image since rebuilt runs the old code: a request the new
+    # code knows (CC) was answered "unknown verb". It starts again from the new image.
+    outdated = [host for host in hosts if host not in stale and running(found.get(topology.container(host)))
+                and found[topology.container(host)].get("Image") != image_ids[engines.of(host).host]]
+    if outdated:
+        names = [topology.container(host) for host in outdated]
+        say(f"{', '.join(names)} ran an older image of the lab: starting them again from the new one")
+        kept = ((found[names[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
+        if lab.cc == AUTO and kept:          # the lab keeps the congestion control it was made with
+            lab = dataclasses.replace(lab, cc=kept)
+            topology = describe(lab)
+        stale += outdated
+        found = {key: value for key, value in found.items() if key not in names}
+    for host in stale:
+        engines.of(host).run(["rm", "--force", topology.container(host)], quiet=True)
+    to_start = [host for host in hosts if not running(found.get(topology.container(host)))]
     if to_start:
-        docker.run_parallel(topology.run_args(role, subnet=subnet) for role in to_start)
-        started = [topology.container(role) for role in to_start]
-        setup = namespace_setup(docker.inspect([lab.network], kind="network")[0])
-        results = docker.gather(*(lambda name=name: docker.run(topology.run_args("helper", command=setup, joins=name),
-                                                             quiet=True, check=False) for name in started))
-        for name, result in zip(started, results):
+        Docker.gather(*(lambda host=host: engines.run(topology.launch(host, subnet=subnet), quiet=True)
+                        for host in to_start))
+        setup = namespace_setup(engines.network.inspect([lab.network], kind="network")[0])
+        results = Docker.gather(*(lambda host=host: engines.run(topology.launch("helper", command=setup, joins=host),
+                                                                quiet=True, check=False) for host in to_start))
+        for host, result in zip(to_start, results):
             if result.exited != 0:
-                raise LabError(stopped_container(docker, name) or explain(result.stderr, f"docker run ... {name}"))
-        say(f"offloads off on eth0 of {', '.join(started)} (captures show wire-sized segments); "
-            "no route to the host")
-    wait_ready(docker, topology)
+                raise LabError(stopped_container(engines.of(host), topology.container(host))
+                               or explain(result.stderr, f"docker run ... {topology.container(host)}"))
+        say(f"offloads off on eth0 of {', '.join(map(topology.container, to_start))} (captures show wire-sized "
+            "segments); no route to the host")
+    wait_ready(engines, topology)
     say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}"
         + (f"; congestion control {lab.cc}" if lab.cc != AUTO else ""))
 
@@ -209,15 +204,15 @@ def stopped_container(docker: Docker, name: str) -> str | None:
     return f"the {name} container stopped: {why} (see: docker logs {name})"
 
 
-def wait_ready(docker: Docker, topology: Topology) -> None:
+def wait_ready(engines: Engines, topology: Topology) -> None:
     """Send real requests until one is answered; stop early if the server died."""
     server = topology.container("server")
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
-        probe = docker.run(probe_args(topology), quiet=True, check=False)
+        probe = engines.of("client").run(probe_args(topology), quiet=True, check=False)
         if probe.exited == 0 and probe.stdout.strip() == PROBE_REPLY:
             return
-        stopped = stopped_container(docker, server)
+        stopped = stopped_container(engines.of("server"), server)
         if stopped:
             raise LabError(stopped)
         if time.monotonic() > deadline:
@@ -228,17 +223,23 @@ def wait_ready(docker: Docker, topology: Topology) -> None:
 def down(c: Context, lab: Lab) -> None:
     """Remove every container and network with this lab's label (and nothing else)."""
     topology = describe(lab)
-    docker = docker_for(c, lab)
-    containers, networks = docker.gather(
-        lambda: our_containers(docker, topology, PART_LABEL), lambda: docker.ids("network", lab.label))
-    if containers:
-        docker.run(["rm", "--force", *containers], quiet=True)
-        for labels in containers.values():          # an orphaned capture's partial file goes with it
-            remove_partial_capture(labels.get(PART_LABEL, ""))
-    unreachable = sorted(docker.unreachable)        # a swarm lab's node that left
+    engines = Engines(c, lab)
+
+    def remove_containers(docker: Docker) -> dict[str, dict[str, str]]:
+        containers = our_containers(docker, topology, PART_LABEL)
+        if containers:
+            docker.run(["rm", "--force", *containers], quiet=True)
+        return containers
+
+    containers = {key: value for found in engines.each(remove_containers) for key, value in found.items()}
+    for labels in containers.values():              # an orphaned capture's partial file goes with it
+        remove_partial_capture(labels.get(PART_LABEL, ""))
+    unreachable = sorted(engines.unreachable)       # a swarm lab's node that left
+    networks = engines.network.ids("network", lab.label)
     if networks:
+        docker = engines.network
         kept = docker.run(["network", "rm", *networks], quiet=True, check=not unreachable).exited != 0
-        if not kept and isinstance(docker, NodeDocker):      # an overlay stays listed for seconds
+        if not kept and lab.kind.network_lingers:
             wait_until_gone(docker, lab)
     if unreachable:
         raise LabError(f"lab {lab.name!r}: removed {len(containers)} container(s)"
@@ -252,13 +253,20 @@ def down(c: Context, lab: Lab) -> None:
         say(f"lab {lab.name!r} is already down")
 
 
-def kernel_of(c: Context, lab: Lab, docker: Docker) -> EngineKernel:
-    """The kernel the lab's namespaces will be made on: the engine's (each node's, for a swarm lab:
-    what all of them offer), asked with the lab's image, which is there once up has built it."""
-    if isinstance(docker, NodeDocker):
-        return EngineKernel.of_all([probe(Docker(c, host=node, echo=False), lab.image)
-                                    for node in dict.fromkeys(lab.nodes)])
-    return probe(docker, lab.image)
+def kernel_of(lab: Lab, engines: Engines) -> EngineKernel:
+    """The kernel the lab's namespaces will be made on: the engine's (each node's, for a lab across
+    nodes: what all of them offer), asked with the lab's image, which is there once up has built it."""
+    return EngineKernel.of_all(engines.each(lambda docker: probe(docker, lab.image)))
+
+
+def image_everywhere(c: Context, lab: Lab, engines: Engines) -> dict[str | None, str | None]:
+    """The lab's image, current, on every engine of the lab: built on this machine's engine (if it is
+    missing or was built from older code), then copied to each other engine that lacks it; its ID
+    on each, by endpoint (None: this machine's)."""
+    ids: dict[str | None, str | None] = {None: build_unless_current(c, lab, engines.home)}
+    for docker in engines.others:
+        ids[docker.host] = copy_image(docker, lab.image, is_current)
+    return ids
 
 
 def wait_until_gone(docker: Docker, lab: Lab, timeout: float = 30.0) -> None:
@@ -276,13 +284,20 @@ def clean(c: Context, lab: Lab, base: bool = False) -> None:
     FROM the lab's image inherits every label of it, and is theirs.
     """
     down(c, lab)
-    docker = docker_for(c, lab)
+    engines = Engines(c, lab)
     ours = {lab.image} | ({BASE_IMAGE} if base else set())
-    images = []
-    for image in docker.inspect(docker.ids("image", lab.label), kind="image"):
-        images.extend(sorted(ours & set(image.get("RepoTags") or [])))
-    if images:
-        docker.run(["rmi", *images], quiet=True)
-        say(f"removed image(s): {', '.join(images)}")
+
+    def remove_images(docker: Docker) -> list[str]:
+        images = []
+        for image in docker.inspect(docker.ids("image", lab.label), kind="image"):
+            images.extend(sorted(ours & set(image.get("RepoTags") or [])))
+        if images:
+            docker.run(["rmi", *images], quiet=True)
+        return images
+
+    removed = sorted({image for docker in dict.fromkeys([engines.home, *engines.others])
+                      for image in remove_images(docker)})
+    if removed:
+        say(f"removed image(s): {', '.join(removed)}")
     else:
         say(f"lab {lab.name!r} has no images to remove")

@@ -12,15 +12,14 @@ from pathlib import Path
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host import impair, lifecycle, recorder
-from lab.host.capture_request import CaptureRequest
-from lab.host.docker import Docker
-from lab.host.image import build_unless_current, is_current
-from lab.host.lifecycle import kernel_of
+from lab.host import impair, lifecycle
+from lab.host.capture import recorder
+from lab.host.capture.request import CaptureRequest
+from lab.host.engines.lab_engines import Engines
+from lab.host.lifecycle import image_everywhere, kernel_of
 from lab.host.options import bulk_options, with_tag
 from lab.host.settings import AUTO, Lab
 from lab.host.state import address_of, existing, is_up, lab_option, require_up
-from lab.host.swarm import NodeDocker, docker_for
 from lab.host.topology import Topology, describe
 from lab.scenarios.model import Scenario, free_name
 from lab.terminal import say
@@ -45,24 +44,23 @@ def client_args(scenario: Scenario, tag: str | None = None) -> list[str]:
     return args
 
 
-def congestion_control_of(docker, server: str) -> str | None:
+def congestion_control_of(engines: Engines, topology: Topology) -> str | None:
     """The congestion control the server's new connections get: its namespace's own word
     (the engine's kernel, wherever it runs), or None if it does not answer."""
-    result = docker.run(["exec", server, "cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
-                        quiet=True, check=False, echo=False)
+    result = engines.of("server").run(["exec", topology.container("server"), "cat",
+                                       "/proc/sys/net/ipv4/tcp_congestion_control"],
+                                      quiet=True, check=False, echo=False)
     return (result.stdout.strip() or None) if result.exited == 0 else None
 
 
-def lab_for(c: Context, lab: Lab, scenario: Scenario, docker: Docker, topology: Topology) -> Lab:
+def lab_for(c: Context, lab: Lab, scenario: Scenario, engines: Engines, topology: Topology) -> Lab:
     """The lab to run ``scenario`` on: a lab that is down and left to the kernel's default
     comes up with the congestion control the lesson is about, where the host allows it."""
-    if not scenario.cc or lab.cc != AUTO or is_up(existing(docker, topology), topology):
+    if not scenario.cc or lab.cc != AUTO or is_up(existing(engines, topology), topology):
         return lab
-    build_unless_current(c, lab, Docker(c) if isinstance(docker, NodeDocker) else docker)   # the probe runs it
-    if isinstance(docker, NodeDocker):
-        docker.distribute(lab.image, is_current)
+    image_everywhere(c, lab, engines)           # the kernel's probe runs the lab's image
     try:
-        kernel_of(c, lab, docker).check(scenario.cc)
+        kernel_of(lab, engines).check(scenario.cc)
     except LabError as refused:
         say(f"{scenario.name} is about {scenario.cc}, which this lab cannot use ({refused}); "
             "it runs with the kernel's default")
@@ -74,29 +72,29 @@ def lab_for(c: Context, lab: Lab, scenario: Scenario, docker: Docker, topology: 
 def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = None) -> Path:
     """Bring the lab up if needed, apply the scenario, capture the exchange (with a student's
     ``tag`` in its requests), remove the link; the capture."""
-    docker = docker_for(c, lab)
-    lab = lab_for(c, lab, scenario, docker, describe(lab))
+    lab = lab_for(c, lab, scenario, Engines(c, lab), describe(lab))
+    engines = Engines(c, lab)
     topology = describe(lab)
     lifecycle.up(c, lab, topology)          # up if it is not; its image rebuilt if older than this code
-    found = require_up(docker, topology)
+    found = require_up(engines, topology)
     say(f"scenario {scenario.name} (seed {scenario.seed}): {scenario.title}")
-    cc = congestion_control_of(docker, topology.container("server"))
+    cc = congestion_control_of(engines, topology)
     if scenario.cc and cc and cc != scenario.cc:
         say(f"{scenario.name} is about {scenario.cc}, and lab {lab.name!r} runs {cc}: this run shows {cc} "
             f"(for {scenario.cc}: invoke down{lab_option(lab)}, then invoke up --cc {scenario.cc}{lab_option(lab)})")
-    impair.clear(c, lab, quiet=True, docker=docker)
-    server, client = topology.container("server"), topology.container("client")
+    impair.clear(c, lab, quiet=True, engines=engines)
     try:
-        for direction, sender, receiver in ((scenario.to_client, server, client), (scenario.to_server, client, server)):
+        for direction, sender, receiver in ((scenario.to_client, "server", "client"),
+                                            (scenario.to_server, "client", "server")):
             if direction is not None:
-                target = "server" if sender == server else "client"
-                options = direction.emulator_options(address_of(found, sender, topology), scenario.seed)
-                impair.start_emulators(docker, topology, target, [receiver], options)
-                say(f"link to the {'client' if target == 'server' else 'server'}: {direction} (lab's emulator)")
+                options = direction.emulator_options(address_of(found, topology.container(sender), topology),
+                                                     scenario.seed)
+                impair.start_emulators(engines, topology, sender, [receiver], options)
+                say(f"link to the {receiver}: {direction} (lab's emulator)")
         request = CaptureRequest(name=free_name(scenario, cc), client_args=tuple(client_args(scenario, tag)), kernel=True)
         return recorder.capture(c, lab, request, console)
     finally:
-        impair.clear(c, lab, quiet=True, docker=docker)
+        impair.clear(c, lab, quiet=True, engines=engines)
 
 
 def judge(pcap: Path, scenario: Scenario, port: int):

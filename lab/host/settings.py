@@ -18,8 +18,9 @@ import re
 from typing import Any
 
 from lab.errors import LabError
-from lab.host.docker import is_engine_address
-from lab.host.engine_kernel import EngineKernel
+from lab.host.engines.docker import is_engine_address
+from lab.host.engines.kernel import EngineKernel
+from lab.host.engines.kinds import KINDS, EngineKind
 from lab.inside.protocol import PORT
 
 LABEL = "org.tcplab.lab"
@@ -84,9 +85,9 @@ class Lab:
     nodes: tuple[str, ...] = ()   # with swarm: the engines (docker -H endpoints or docker context names)
     server_node: str = ""    # with swarm: the server's node by the swarm's name for it ("": the first of nodes)
     client_node: str = ""    # with swarm: the client's ("": the first other node)
-    encrypt: str = AUTO      # with swarm: auto, yes or no (lab.host.encryption)
+    encrypt: str = AUTO      # with swarm: auto, yes or no (lab.host.engines.encryption)
     underlay: str = "eth0"   # with swarm: the server node's interface between the hosts
-    kernel: EngineKernel | None = None   # the engine's kernel, as lab.host.engine_kernel asked it (up does)
+    kernel: EngineKernel | None = None   # the engine's kernel, as lab.host.engines.kernel asked it (up does)
 
     @property
     def sysctls(self) -> dict[str, str]:
@@ -110,6 +111,11 @@ class Lab:
             found["net.ipv6.conf.all.disable_ipv6"] = "1"
             found["net.ipv6.conf.default.disable_ipv6"] = "1"
         return found
+
+    @property
+    def kind(self) -> EngineKind:
+        """What the lab's kind of engine (the ``engine`` setting) means for it."""
+        return KINDS[self.engine]
 
     @property
     def network(self) -> str:
@@ -154,9 +160,10 @@ def from_config(config: Any, lab: str | None = None, **overrides: Any) -> Lab:
                        "invoke.yaml or INVOKE_LAB_CC")
     engine = str(section["engine"]).strip().lower()
     nodes = tuple(node.strip() for node in str(section["nodes"] or "").split(",") if node.strip())
-    if engine not in ("bridge", "swarm"):
-        raise LabError(f"lab engine {engine!r} is not one: use bridge (one engine) or swarm (two nodes)")
-    if engine == "swarm" and len(nodes) < 2:
+    if engine not in KINDS:
+        raise LabError(f"lab engine {engine[:20]!r} is not one: use "
+                       + " or ".join(f"{kind.name} ({kind.about})" for kind in KINDS.values()))
+    if KINDS[engine].spans_nodes and len(nodes) < 2:
         raise LabError("a swarm lab needs its nodes: nodes = 'SERVER_NODE,CLIENT_NODE[,MORE...]' (docker -H "
                        "endpoints, e.g. ssh://user@host1,ssh://user@host2, or docker context names) in invoke.yaml "
                        "or INVOKE_LAB_NODES")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from lab.errors import LabError
-from lab.host.docker import Docker
+from lab.host.engines.docker import Docker
+from lab.host.engines.lab_engines import Engines
 from lab.host.settings import DEFAULTS, LABEL, ROLE_LABEL, Lab
 from lab.host.topology import Topology
 
@@ -51,22 +52,16 @@ def our_containers(docker: Docker, topology: Topology, *labels: str) -> dict[str
     return docker.containers(topology.lab.label, ROLE_LABEL, topology.role_names, labels)
 
 
-def existing(docker: Docker, topology: Topology, with_image: bool = False) -> Found:
-    """The lab's network and long-lived containers that exist, by name; foreign ones stop us.
-
-    ``with_image`` asks about the image in the same call, found under its tag. A
-    volume or an image that merely shares a container's name is not in the way
+def existing(engines: Engines, topology: Topology) -> Found:
+    """The lab's network and long-lived containers that exist on its engines, by name; foreign ones
+    stop us. A volume or an image that merely shares a container's name is not in the way
     (``docker inspect`` without a type finds those too) and is left out.
     """
     lab = topology.lab
     names = [lab.network, *(topology.container(role.name) for role in topology.long_lived)]
     found: Found = {}
-    for obj in docker.inspect(names + ([lab.image] if with_image else [])):
+    for obj in engines.inspect(names):
         kind = kind_of(obj)
-        if kind == "image":
-            if lab.image in (obj.get("RepoTags") or []):
-                found[lab.image] = obj
-            continue
         name = object_name(obj)
         if name not in names or kind != ("network" if name == lab.network else "container"):
             continue
@@ -86,9 +81,9 @@ def is_up(found: Found, topology: Topology) -> bool:
     return all(running(found.get(topology.container(role.name))) for role in topology.long_lived)
 
 
-def require_up(docker: Docker, topology: Topology) -> Found:
+def require_up(engines: Engines, topology: Topology) -> Found:
     """The lab's objects, or one line saying what to run to bring it up."""
-    found = existing(docker, topology)
+    found = existing(engines, topology)
     if not is_up(found, topology):
         raise LabError(f"lab {topology.lab.name!r} is not up: run 'invoke up{lab_option(topology.lab)}' first")
     return found

@@ -10,20 +10,25 @@ from invoke import Context
 
 from lab.errors import LabError
 from lab.host import impair
-from lab.host.docker import Docker
+from lab.host.engines.docker import Docker
+from lab.host.engines.lab_engines import Engines
 from lab.host.settings import ROLE_LABEL, Lab
 from lab.host.state import existing, is_up, lab_option, object_labels, object_name, our_containers
-from lab.host.swarm import NodeDocker, docker_for
 from lab.host.topology import Topology, describe
 from lab.terminal import console, say
 
 COLUMNS = ("container", "role", "IP", "MAC", "ports", "state", "impairments")
 
 
-def container_rows(docker: Docker, topology: Topology, impaired: dict[str, str] | None = None) -> list[dict[str, str]]:
-    """One row per container of the lab, for the status table."""
+def container_rows(engines: Engines, topology: Topology, impaired: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """One row per container of the lab, on every engine it has, for the status table."""
+    return sorted((row for rows in engines.each(lambda docker: rows_on(docker, topology, impaired or {}))
+                   for row in rows), key=lambda row: row["container"])
+
+
+def rows_on(docker: Docker, topology: Topology, impaired: dict[str, str]) -> list[dict[str, str]]:
+    """The status rows of the lab's containers on one engine."""
     rows = []
-    impaired = impaired or {}
     for obj in docker.inspect(list(our_containers(docker, topology)), kind="container"):
         network = (obj.get("NetworkSettings", {}).get("Networks") or {}).get(topology.lab.network) or {}
         ports = sorted((obj.get("Config", {}).get("ExposedPorts") or {}).keys())
@@ -37,7 +42,7 @@ def container_rows(docker: Docker, topology: Topology, impaired: dict[str, str] 
             "state": obj.get("State", {}).get("Status", "?") + fork_state(docker, obj),
             "impairments": impaired.get(object_name(obj), "-"),
         })
-    return sorted(rows, key=lambda row: row["container"])
+    return rows
 
 
 def tasks_in_use(docker: Docker, container: str) -> int | None:
@@ -86,43 +91,43 @@ def status_table(lab: Lab, rows: list[dict[str, str]], width: int):
     return table
 
 
-def overlay_line(docker: NodeDocker, network: dict) -> str:
-    """What a swarm lab's status adds to its network's line: encrypted or not, and which node holds
-    the server and which the client."""
+def overlay_line(engines: Engines, network: dict) -> str:
+    """What the status of a lab across nodes adds to its network's line: encrypted or not, and which
+    node holds the server and which the client."""
     encrypted = "encrypted" in (network.get("Options") or {})
     return (f", an overlay between two nodes{', encrypted (IPsec)' if encrypted else ', not encrypted'}: "
-            f"the server on {node_of_role(docker, 'server')}, the client on {node_of_role(docker, 'client')}")
+            f"the server on {node_of_host(engines, 'server')}, the client on {node_of_host(engines, 'client')}")
 
 
-def node_of_role(docker: NodeDocker, role: str) -> str:
+def node_of_host(engines: Engines, host: str) -> str:
     """The engine of the server's or the client's node; placed by name, a node that does not answer
     is said as such (the name it was chosen by)."""
     try:
-        return docker.server_node if role == "server" else docker.client_node
+        return str(engines.placement.endpoint_of(host))
     except LabError:
-        return f"a node that does not answer ({getattr(docker.lab, f'{role}_node')})"
+        return f"a node that does not answer ({getattr(engines.lab, f'{host}_node')})"
 
 
 def status(c: Context, lab: Lab) -> None:
     """Print the table of the lab's containers and its network."""
     topology = describe(lab)
-    docker = docker_for(c, lab)
-    found = existing(docker, topology)
-    impaired = impair.active(c, topology, found) if is_up(found, topology) else None
-    rows = container_rows(docker, topology, impaired)
+    engines = Engines(c, lab)
+    found = existing(engines, topology)
+    impaired = impair.active(engines, topology, found) if is_up(found, topology) else None
+    rows = container_rows(engines, topology, impaired)
     networks = [found[lab.network]] if lab.network in found else []
     if not rows and not networks:
         say(f"lab {lab.name!r} is down (nothing with label {lab.label})")
         return
     term = console()
     term.print(status_table(lab, rows, term.width))
-    for node in sorted(docker.unreachable):
+    for node in sorted(engines.unreachable):
         print(f"node {node} does not answer (it left the swarm, or its host is down): the lab's containers there "
               "are not shown; invoke down removes the rest and says what it could not")
     for net in networks:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
         print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}"
-              + (overlay_line(docker, net) if isinstance(docker, NodeDocker) else ""))
+              + (overlay_line(engines, net) if lab.kind.spans_nodes else ""))
     server = found.get(topology.container("server")) or {}
     sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
     if server:
@@ -136,12 +141,12 @@ def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail:
     roles = [r.name for r in topology.long_lived]
     if role not in roles:
         raise LabError(f"--role must be {' or '.join(roles)}, got {role!r}")
-    docker = docker_for(c, lab)
+    engines = Engines(c, lab)
     name = topology.container(role)
-    if name not in existing(docker, topology):
+    if name not in existing(engines, topology):
         raise LabError(f"no {role} container in lab {lab.name!r}: run 'invoke up{lab_option(lab)}' first")
     if role == "client" and not follow:
         say("the client host runs no program of its own (it holds the client's address); each 'invoke send' "
             "runs the client in a container of its own and prints what it did")
     args = ["logs", *(["--follow"] if follow else []), *(["--tail", str(tail)] if tail else []), name]
-    docker.run(args, check=False, show_stderr=True)
+    engines.of(role).run(args, check=False, show_stderr=True)

@@ -1,7 +1,7 @@
 """A lab described as data: its containers' roles, and every ``docker run`` that follows from them.
 
 Like Mininet's ``Topo``, the description comes first and does no I/O; the modules
-that act (lab.host.lifecycle brings a lab up and down, lab.host.recorder runs a
+that act (lab.host.lifecycle brings a lab up and down, lab.host.capture.recorder runs a
 capture, lab.host.impair runs helpers) take their ``docker run`` arguments from
 here. Adding a kind of container to a lab is an entry in ``ROLES`` plus the code
 of its own behaviour; names, labels, user, capabilities, network, limits, tmpfs
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import typing
 from typing import Sequence
 
 from lab.host.settings import ROLE_LABEL, Lab
@@ -43,6 +44,15 @@ LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
 
 NODE_NETWORK = "the node's own"   # joins= this: the node's namespace (an underlay capture), not a container's
 NO_NETWORK = "a new empty one"    # joins= this: a namespace of its own with no network (a probe of the kernel)
+
+
+class Launch(typing.NamedTuple):
+    """A container to start: the host whose engine runs it, and its ``docker run`` arguments."""
+
+    host: str                 # a host role (server, client): lab.host.engines.placement says which engine
+    args: list[str]
+    name: str | None = None   # its container name, if it has one
+
 
 @dataclasses.dataclass(frozen=True)
 class Role:
@@ -154,8 +164,7 @@ class Topology:
         IPsec between the nodes if asked) with an explicit subnet, --internal unless configured
         otherwise."""
         gateway = ipaddress.ip_network(subnet).network_address + 1    # the host's address on it
-        driver = ["--driver", "overlay", "--attachable", *(["--opt", "encrypted"] if encrypted else [])] \
-            if self.lab.engine == "swarm" else ["--driver", "bridge"]
+        driver = [*self.lab.kind.network_driver, *(["--opt", "encrypted"] if encrypted else [])]
         args = ["network", "create", *driver, "--subnet", subnet, "--gateway", str(gateway), *self.lab_labels()]
         if self.lab.internal:
             args.append("--internal")
@@ -169,8 +178,8 @@ class Topology:
 
         ``arguments`` are appended to the role's command (a client's requests);
         ``command`` replaces it (a helper's one job, the capture engine);
-        ``joins`` names the container whose namespace a role without one of its own
-        shares (a helper's target); ``capabilities`` replaces the role's (crafting
+        ``joins`` names the host (a role on the network) whose namespace a role without
+        one of its own shares (a helper's target), or NODE_NETWORK or NO_NETWORK; ``capabilities`` replaces the role's (crafting
         packets needs NET_RAW beside NET_ADMIN); ``tty`` gives an interactive role a
         terminal; ``labels`` are more labels for this one run (a capture's file);
         ``instance`` tells apart the containers of a role that has several;
@@ -186,10 +195,7 @@ class Topology:
             args += ["--name", self.container(role.name, instance)]
         if role.on_network:
             args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
-            # Not on a swarm's overlay: each node takes an address of it for its own endpoint
-            # (its load balancer) when a container there first attaches, so a fixed .2 or .3 may
-            # be taken, and Docker 20.10 then fails the attach after a 20 s deadline.
-            if role.host is not None and subnet is not None and self.lab.engine != "swarm":
+            if role.host is not None and subnet is not None and self.lab.kind.fixed_addresses:
                 args += ["--ip", str(ipaddress.ip_network(subnet)[role.host])]
             for key, value in self.lab.sysctls.items():        # a namespace's own: only its creator sets them
                 args += ["--sysctl", f"{key}={value}"]
@@ -198,10 +204,7 @@ class Topology:
         elif joins == NO_NETWORK:
             args += ["--network", "none"]
         else:
-            target = joins or (self.container(role.joins) if role.joins else None)
-            if target is None:
-                raise ValueError(f"role {role.name!r} joins another container's namespace: say which")
-            args += ["--network", f"container:{target}"]
+            args += ["--network", f"container:{self.container(self.host_of(role.name, joins))}"]
         args += self.labels(role.name) + hardening(role, self.lab, capabilities)
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
@@ -213,6 +216,32 @@ class Topology:
             args.append("--init")
         base = role.command if command is None else tuple(command)
         return [*args, self.lab.image, *(part.replace("{port}", str(self.lab.port)) for part in base), *arguments]
+
+
+    def host_of(self, role_name: str, joins: str | None = None) -> str:
+        """The host whose namespace, and so whose engine, a container of ``role_name`` is in:
+        its own if it is on the network, else the one it joins (``joins``, or the role's own
+        ``joins``); a container in no host's namespace runs beside the first host (the server)."""
+        role = self.role(role_name)
+        if role.on_network:
+            return role.name
+        if joins in (NODE_NETWORK, NO_NETWORK):
+            return self.hosts[0].name
+        host = joins or role.joins
+        if host is None:
+            raise ValueError(f"role {role.name!r} joins a host's namespace: say which")
+        if host not in (known.name for known in self.hosts):
+            raise ValueError(f"{host!r} is not a host of this lab; its hosts are "
+                             f"{', '.join(known.name for known in self.hosts)}")
+        return host
+
+    def launch(self, role_name: str, *arguments: str, joins: str | None = None,
+               instance: str | None = None, **options: typing.Any) -> Launch:
+        """A container of ``role_name`` to start (run_args' arguments), with the host whose engine runs it."""
+        role = self.role(role_name)
+        return Launch(self.host_of(role_name, joins),
+                      self.run_args(role_name, *arguments, joins=joins, instance=instance, **options),
+                      self.container(role.name, instance) if role.named else None)
 
 
 def describe(lab: Lab) -> Topology:

@@ -6,8 +6,9 @@ from typing import Sequence
 
 from invoke import Context
 
-from lab.host import lifecycle, recorder, status
-from lab.host.capture_request import capture_name, capture_request
+from lab.host import lifecycle, status
+from lab.host.capture import recorder
+from lab.host.capture.request import capture_name, capture_request
 from lab.host.options import client_options
 from lab.host.settings import Lab
 from lab.terminal import console

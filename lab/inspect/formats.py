@@ -1,7 +1,7 @@
 """The numbers of the pcap and pcapng formats, and the framing of a pcapng block, in one place.
 
 The reader (lab.inspect.reader), the writer of annotated captures
-(lab.host.pcapng) and the tests' hand-made files all take them from here.
+(lab.host.capture.pcapng) and the tests' hand-made files all take them from here.
 pcap: the tcpdump file format (a 24-byte header, then a 16-byte header per
 record); pcapng: draft-ietf-opsawg-pcapng, a sequence of blocks
 ``type, length, body, length``, bodies padded to 32 bits.

@@ -3,7 +3,7 @@
 The SYN and its initial sequence number, the SYN/ACK, the ACK that completes the
 handshake, the first data each way, the FINs and the last ACK, a RST, and every
 frame Wireshark's analysis flags (retransmissions, duplicate ACKs, ...), with the
-reason. The capture's pcapng comments are these sentences (lab.host.annotate),
+reason. The capture's pcapng comments are these sentences (lab.host.capture.annotate),
 and `invoke inspect` prints them under the ladder's arrows.
 
 The analysis is lab.inspect's (Wireshark's rules), so the story and Wireshark's

@@ -321,17 +321,15 @@ def _lab(name: str | None = None):
     return describe(from_config(user_config(), name))
 
 
-def _docker(echo: bool = True):
-    """lab.host.docker's Docker on a plain invoke Context: the tasks' one way to call docker.
-
-    ``echo`` prints each command first, so the learner can run it by hand; questions
-    the learner did not ask (is the lab up?) are not echoed.
-    """
+def _engines(echo: bool = True):
+    """The lab's engines (lab.host.engines.lab_engines), as the tasks reach them: the one way the
+    live cells call docker. ``echo`` prints each command first, so the learner can run it by hand;
+    questions the learner did not ask (is the lab up?) are not echoed."""
     from invoke import Context
 
-    from lab.host.docker import Docker
+    from lab.host.engines.lab_engines import Engines
 
-    return Docker(Context(), echo=echo)
+    return Engines(Context(), _lab().lab, echo=echo)
 
 
 def lab_is_up(name: str | None = None) -> bool:
@@ -343,7 +341,7 @@ def lab_is_up(name: str | None = None) -> bool:
         return False
     topology = _lab(name)
     try:
-        return is_up(existing(_docker(echo=False), topology), topology)
+        return is_up(existing(_engines(echo=False), topology), topology)
     except LabError:
         return False
 
@@ -366,7 +364,8 @@ def lab_port() -> int:
 
 def in_client(script: str) -> str:
     """Run a shell ``script`` in the client host (``docker exec``); return what it printed."""
-    result = _docker().run(["exec", _lab().container("client"), "sh", "-c", script], quiet=True, check=False)
+    result = _engines().of("client").run(["exec", _lab().container("client"), "sh", "-c", script], quiet=True,
+                                         check=False)
     return result.stdout + result.stderr
 
 
@@ -377,10 +376,10 @@ def craft(what: str, line: str = "ECHO crafted by hand") -> str:
     (its iptables rule); the docker command is printed first, so it can be run by hand.
     """
     topology = _lab()
-    args = topology.run_args("helper", command=["python3", "-m", "lab.inside.craft", what, "--line", line,
+    launch = topology.launch("helper", command=["python3", "-m", "lab.inside.craft", what, "--line", line,
                                                 "--port", str(topology.lab.port)],
-                             joins=topology.container("client"), capabilities=("NET_RAW", "NET_ADMIN"))
-    result = _docker().run(args, quiet=True, check=False)
+                             joins="client", capabilities=("NET_RAW", "NET_ADMIN"))
+    result = _engines().run(launch, quiet=True, check=False)
     return result.stdout + result.stderr
 
 

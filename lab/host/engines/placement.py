@@ -1,4 +1,7 @@
-"""Which of a swarm lab's engines runs the server, which the client, and where its overlay is made.
+"""Which engine runs each host of the lab (the server, the client), and where its network is made.
+
+A lab on one engine has nothing to choose: every host runs on the docker CLI's engine
+(``None``). A lab whose kind spans nodes (a swarm) names its engines in ``nodes``.
 
 The configuration names the engines as the docker CLI reaches them (``nodes``: addresses
 or context names); the swarm knows each as a node, with an ID, a hostname and labels
@@ -17,9 +20,14 @@ import dataclasses
 import functools
 import json
 
+from invoke import Context
+
 from lab.errors import LabError
-from lab.host.docker import Docker, DockerError
+from lab.host.engines.docker import Docker, DockerError
 from lab.host.settings import Lab
+
+NODE_SETTINGS = {"server": "server_node", "client": "client_node"}
+"""Each host role, and the setting that names its node."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +55,34 @@ class Node:
 class Placement:
     """The lab's server, client and manager engines, each found when first asked for: ``down``,
     which needs only a manager, still works after the server's or client's node has left. An
-    engine that does not answer is added to ``docker.unreachable`` and is not chosen."""
+    engine that does not answer is added to ``unreachable`` and is not chosen."""
 
-    def __init__(self, docker: Docker, lab: Lab) -> None:
-        self.docker, self.lab = docker, lab
+    def __init__(self, c: Context, lab: Lab, unreachable: set[str]) -> None:
+        self.c, self.lab, self.unreachable = c, lab, unreachable
         self.by_name = bool(lab.server_node or lab.client_node)
+
+    def endpoint_of(self, host: str) -> str | None:
+        """The engine that runs ``host`` (a host role: server or client) and every container in
+        its namespace; None: the docker CLI's own."""
+        if not self.lab.kind.spans_nodes:
+            return None
+        if host not in NODE_SETTINGS:
+            raise KeyError(f"no setting places {host!r}: hosts are {', '.join(NODE_SETTINGS)}")
+        return self.server if host == "server" else self.client
+
+    @property
+    def network_endpoint(self) -> str | None:
+        """Where the lab network is made (a swarm's overlay: on a manager)."""
+        return self.manager if self.lab.kind.spans_nodes else None
+
+    @property
+    def endpoints(self) -> tuple[str | None, ...]:
+        """Every engine the lab may have containers on, in the configuration's order."""
+        return tuple(dict.fromkeys(self.lab.nodes)) if self.lab.kind.spans_nodes else (None,)
 
     @functools.cached_property
     def nodes(self) -> list[Node]:
-        return describe_nodes(self.docker, self.lab.nodes)
+        return describe_nodes(self.c, self.lab.nodes, self.unreachable)
 
     @functools.cached_property
     def server(self) -> str:
@@ -81,19 +108,19 @@ class Placement:
         return next(node.endpoint for node in self.nodes if node.manager)
 
 
-def describe_nodes(docker: Docker, endpoints: tuple[str, ...]) -> list[Node]:
+def describe_nodes(c: Context, endpoints: tuple[str, ...], unreachable: set[str]) -> list[Node]:
     """Each answering engine's swarm node: its ID and role from the engine, its hostname and labels
     from a manager."""
     def swarm_of(endpoint: str) -> dict | None:
         try:
-            found = Docker(docker.c, echo=False, host=endpoint).run(["info", "--format", "{{json .Swarm}}"],
+            found = Docker(c, echo=False, host=endpoint).run(["info", "--format", "{{json .Swarm}}"],
                                                                     quiet=True, echo=False)
         except DockerError:
-            docker.unreachable.add(endpoint)
+            unreachable.add(endpoint)
             return None
         return json.loads(found.stdout or "{}")
 
-    answers = docker.gather(*(lambda endpoint=endpoint: swarm_of(endpoint) for endpoint in endpoints))
+    answers = Docker.gather(*(lambda endpoint=endpoint: swarm_of(endpoint) for endpoint in endpoints))
     answered = {endpoint: swarm for endpoint, swarm in zip(endpoints, answers) if swarm is not None}
     not_in_swarm = [endpoint for endpoint, swarm in answered.items() if not swarm.get("NodeID")]
     if not_in_swarm:
@@ -103,7 +130,7 @@ def describe_nodes(docker: Docker, endpoints: tuple[str, ...]) -> list[Node]:
     if not managers:
         raise LabError("none of the lab's nodes that answer is a manager of the swarm: add one to nodes "
                        "(docker node ls on a manager lists them)")
-    described = Docker(docker.c, echo=False, host=managers[0]).inspect(
+    described = Docker(c, echo=False, host=managers[0]).inspect(
         [swarm["NodeID"] for swarm in answered.values()], kind="node")
     by_id = {item.get("ID"): item for item in described}
     return [node_of(endpoint, swarm, by_id.get(swarm["NodeID"], {})) for endpoint, swarm in answered.items()]

@@ -3,7 +3,7 @@
 `invoke capture --kernel` (and every scenario) starts one sampler container
 (lab.inside.sampler, the "sampler" role) joined to each host's namespace before
 the exchange runs, and stops them after it. Each writes JSON lines to a file of
-its own in captures/ (made new, never through a link: lab.host.safe_files); at
+its own in captures/ (made new, never through a link: lab.host.capture.safe_files); at
 the end the two become ``captures/NAME.kernel.jsonl``, each sample marked with
 the host it came from, in time order. The samples are stamped with the wall
 clock, the clock the capture's packets carry, so lab.inspect lines them up.
@@ -25,8 +25,7 @@ import threading
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.host.docker import Docker
-from lab.host.safe_files import (
+from lab.host.capture.safe_files import (
     KERNEL_PART_SUFFIX,
     give_to_invoking_user,
     new_private_file,
@@ -34,6 +33,7 @@ from lab.host.safe_files import (
     remove_if_regular,
     remove_partial_capture,
 )
+from lab.host.engines.lab_engines import Engines
 from lab.host.settings import PART_LABEL
 from lab.host.state import is_ours, object_labels
 from lab.host.topology import Topology
@@ -63,13 +63,13 @@ class KernelSummary:
 class Sampler:
     """One sampler container, its output file and its stderr."""
 
-    def __init__(self, docker: Docker, topology: Topology, host: str, folder: Path, stem: str) -> None:
-        self.docker, self.host = docker, host
+    def __init__(self, engines: Engines, topology: Topology, host: str, folder: Path, stem: str) -> None:
+        self.docker, self.host = engines.of(host), host
         self.container = topology.container("sampler", host)
         fd, self.part = new_private_file(folder, f".{stem}.{host}.", KERNEL_PART_SUFFIX)
         with os.fdopen(fd, "wb") as sink:          # the label names the file, for whoever cleans up after a kill
-            self.proc = docker.popen(topology.run_args("sampler", joins=topology.container(host), instance=host,
-                                                       labels={PART_LABEL: self.part.name}), sink, str(self.part))
+            self.proc = engines.popen(topology.launch("sampler", joins=host, instance=host,
+                                                      labels={PART_LABEL: self.part.name}), sink, str(self.part))
         self.ready = threading.Event()
         self.report = ""
         self.reader = threading.Thread(target=self._read_stderr, name=f"sampler-{host}", daemon=True)
@@ -99,9 +99,9 @@ class Sampler:
 class KernelView:
     """The samplers of one capture: start before the exchange, ``finish`` after it."""
 
-    def __init__(self, docker: Docker, topology: Topology, final: Path) -> None:
+    def __init__(self, engines: Engines, topology: Topology, final: Path) -> None:
         self.final = final.with_name(final.name.removesuffix(".pcapng") + KERNEL_SUFFIX)
-        self.samplers = [Sampler(docker, topology, host, final.parent, final.stem) for host in HOSTS]
+        self.samplers = [Sampler(engines, topology, host, final.parent, final.stem) for host in HOSTS]
 
     def wait_ready(self) -> bool:
         """True once both samplers sample (they are then in the namespaces, before any packet of the run)."""
@@ -156,13 +156,14 @@ def samples_of(part, host: str):
             yield {"host": host, **sample}
 
 
-def remove_leftovers(docker: Docker, topology: Topology) -> None:
+def remove_leftovers(engines: Engines, topology: Topology) -> None:
     """Samplers a killed `invoke capture` left running, and their files; a container of that name not
     ours is refused (`down` removes them too, as it removes a capture's)."""
-    names = [topology.container("sampler", host) for host in HOSTS]
-    for found in docker.inspect(names, kind="container"):
-        if not is_ours(found, topology):
-            raise LabError(f"a container named {found.get('Name', '').lstrip('/')!r} exists but was not made by "
-                           f"lab {topology.lab.name!r}: rename or remove it yourself, or use --lab OTHER")
-        docker.run(["rm", "--force", found["Id"]], quiet=True, check=False)
-        remove_partial_capture(object_labels(found).get(PART_LABEL, ""))
+    for host in HOSTS:
+        docker = engines.of(host)
+        for found in docker.inspect([topology.container("sampler", host)], kind="container"):
+            if not is_ours(found, topology):
+                raise LabError(f"a container named {found.get('Name', '').lstrip('/')!r} exists but was not made "
+                               f"by lab {topology.lab.name!r}: rename or remove it yourself, or use --lab OTHER")
+            docker.run(["rm", "--force", found["Id"]], quiet=True, check=False)
+            remove_partial_capture(object_labels(found).get(PART_LABEL, ""))

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from lab.errors import LabError
 from lab.host.options import number
-from lab.host.topology import Topology
+from lab.host.topology import Launch, Topology
 
 ENGINES = ("lab", "tcpdump")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}")
@@ -30,7 +30,7 @@ class CaptureRequest:
     bpf: str | None = None
     client_args: tuple[str, ...] = ()     # lab.inside.client's options for --send/--bulk, or none
     engine: str = "lab"
-    kernel: bool = False                  # also sample the kernel's TCP state (lab.host.kernel_view)
+    kernel: bool = False                  # also sample the kernel's TCP state (lab.host.capture.kernel_view)
     underlay: bool = False                # also capture the server node's own interface (a swarm lab)
 
 
@@ -77,11 +77,11 @@ def engine_capabilities(engine_name: str) -> list[str]:
     return ["NET_RAW"] + (["SETUID", "SETGID", "KILL"] if engine_name == "tcpdump" else [])
 
 
-def capture_run_args(topology: Topology, request: CaptureRequest, labels: dict[str, str] | None = None) -> list[str]:
+def capture_launch(topology: Topology, request: CaptureRequest, labels: dict[str, str] | None = None) -> Launch:
     """The capture container ("capture" role): in the server's namespace, root with NET_RAW only.
 
     Its stdout is a binary stream for us, not a log to keep (the role says so);
-    ``labels`` say which file it writes and who started it (lab.host.recorder).
+    ``labels`` say which file it writes and who started it (lab.host.capture.recorder).
     """
-    return topology.run_args("capture", command=engine_command(request),
-                             capabilities=engine_capabilities(request.engine), labels=labels)
+    return topology.launch("capture", command=engine_command(request),
+                           capabilities=engine_capabilities(request.engine), labels=labels)

@@ -2,20 +2,20 @@
 
 The steps, each where a learner can see it:
 
-1. the capture container (lab.host.capture_request) joins the server's network
+1. the capture container (lab.host.capture.request) joins the server's network
    namespace (``--network container:<lab>-server``), as root with NET_RAW and
    nothing else, and runs the engine (lab.inside.capture, or tcpdump with
    ``--engine tcpdump``); its stdout, a pcap stream, goes straight into
    ``captures/.NAME.<random>.pcap.part``, a file made new for this capture alone
-   (lab.host.safe_files);
-2. once the engine says it is capturing, the live view (lab.host.livewatch)
+   (lab.host.capture.safe_files);
+2. once the engine says it is capturing, the live view (lab.host.capture.livewatch)
    follows that file, and the exchange runs: ``--send`` and ``--bulk`` start a
    client container as ``invoke send`` does; without them the learner makes the
    traffic, until Ctrl-C, ``--count`` or ``--seconds``;
 3. the engine is stopped with SIGINT (it hands over what is still in its ring,
    and reports the kernel's drop counter), or stops by itself;
 4. the raw file becomes ``captures/NAME.pcapng`` with the story in packet
-   comments (lab.host.annotate), written to a new temporary file and linked to its
+   comments (lab.host.capture.annotate), written to a new temporary file and linked to its
    final name, so the file under that name is always complete and nothing that
    appeared there meanwhile is replaced; the raw file is removed only then.
 
@@ -45,12 +45,11 @@ from typing import Sequence
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.annotate import Annotated, annotate
-from lab.host.capture_request import CaptureRequest, capture_name, capture_run_args
-from lab.host.docker import Docker
-from lab.host.kernel_view import KernelSummary, KernelView, remove_leftovers
-from lab.host.livewatch import LiveView
-from lab.host.safe_files import (
+from lab.host.capture.annotate import Annotated, annotate
+from lab.host.capture.kernel_view import KernelSummary, KernelView, remove_leftovers
+from lab.host.capture.livewatch import LiveView
+from lab.host.capture.request import CaptureRequest, capture_launch, capture_name
+from lab.host.capture.safe_files import (
     PART_SUFFIX,
     give_to_invoking_user,
     new_private_file,
@@ -58,9 +57,10 @@ from lab.host.safe_files import (
     remove_if_regular,
     remove_partial_capture,
 )
+from lab.host.engines.docker import Docker
+from lab.host.engines.lab_engines import Engines
 from lab.host.settings import OWNER_LABEL, PART_LABEL, Lab
 from lab.host.state import is_ours, object_labels, require_up
-from lab.host.swarm import docker_for
 from lab.host.topology import NODE_NETWORK, Topology, describe
 from lab.inside import capture as ring_engine
 from lab.paths import CAPTURES_DIR, shown
@@ -117,32 +117,33 @@ class EngineLog(threading.Thread):
 def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     """Run one capture as the module docstring says; return the annotated file."""
     topology = describe(lab)
-    docker = docker_for(c, lab)
-    require_up(docker, topology)
+    engines = Engines(c, lab)
+    docker = engines.of("server")           # the capture engine runs in the server's namespace
+    require_up(engines, topology)
     engine_container = topology.container("capture")
     remove_orphan(docker, topology, engine_container)
-    remove_leftovers(docker, topology)      # the samplers of a killed capture (it is not running: see above)
+    remove_leftovers(engines, topology)     # the samplers of a killed capture (it is not running: see above)
     CAPTURES_DIR.mkdir(exist_ok=True)
     final = CAPTURES_DIR / f"{request.name or capture_name(None)}.pcapng"
     if final.exists() or final.is_symlink():
         raise LabError(f"{final} exists: choose another --name, or move that file away first")
-    if request.underlay and lab.engine != "swarm":
+    if request.underlay and not lab.kind.between_hosts:
         raise LabError("--underlay captures the wire between two hosts: it needs a lab across hosts "
                        "(engine swarm); on one host nothing travels inside VXLAN")
     # What starts is undone if a later start fails: the kernel's samplers, the underlay's engine,
     # the partial file. Once the engine runs, the try/finally below owns them all.
     with contextlib.ExitStack() as started:
-        kernel = start_kernel_view(docker, topology, final) if request.kernel else None
+        kernel = start_kernel_view(engines, topology, final) if request.kernel else None
         if kernel is not None:
             started.callback(kernel.abandon)
-        underlay = Underlay(docker, topology, final) if request.underlay else None
+        underlay = Underlay(engines, topology, final) if request.underlay else None
         if underlay is not None:
             started.callback(underlay.finish)
         fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
         started.callback(remove_if_regular, raw)
         with os.fdopen(fd, "wb") as sink:
-            proc = docker.popen(capture_run_args(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
-                                sink, str(raw.relative_to(CAPTURES_DIR.parent)))
+            proc = engines.popen(capture_launch(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
+                                 sink, str(raw.relative_to(CAPTURES_DIR.parent)))
         started.pop_all()
     engine_log = EngineLog(proc.stderr, request.engine)
     engine_log.start()
@@ -156,7 +157,7 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
                    else ""))
             view = LiveView(raw, console).start()
             if request.client_args:
-                client_exit = run_client(docker, topology, request.client_args)
+                client_exit = run_client(engines, topology, request.client_args)
                 time.sleep(SETTLE_S)
                 docker.interrupt(engine_container)
             proc.wait()
@@ -205,8 +206,8 @@ class Underlay:
     interface between the hosts (the lab's ``underlay`` setting): what VXLAN makes of the lab's
     packets. It starts with the capture and stops after it; its file is NAME.underlay.pcap."""
 
-    def __init__(self, docker: Docker, topology: Topology, final: Path) -> None:
-        self.docker = docker
+    def __init__(self, engines: Engines, topology: Topology, final: Path) -> None:
+        self.docker = engines.of(topology.host_of("capture", NODE_NETWORK))     # the server's node
         self.path: Path | None = None
         self.container = topology.container("capture", "underlay")
         self.final = final.with_name(f"{final.stem}.underlay.pcap")
@@ -216,10 +217,10 @@ class Underlay:
         command = ["python3", "-m", "lab.inside.capture", "--iface", topology.lab.underlay,
                    "--filter", f"udp port {VXLAN_PORT}"]
         with os.fdopen(fd, "wb") as sink:
-            self.proc = docker.popen(topology.run_args("capture", command=command, capabilities=["NET_RAW"],
-                                                       joins=NODE_NETWORK, instance="underlay",
-                                                       labels={PART_LABEL: self.raw.name}),
-                                     sink, str(self.raw.relative_to(CAPTURES_DIR.parent)))
+            self.proc = engines.popen(topology.launch("capture", command=command, capabilities=["NET_RAW"],
+                                                      joins=NODE_NETWORK, instance="underlay",
+                                                      labels={PART_LABEL: self.raw.name}),
+                                      sink, str(self.raw.relative_to(CAPTURES_DIR.parent)))
         self.log = EngineLog(self.proc.stderr, "lab")
         self.log.start()
         self.log.decided.wait(READY_TIMEOUT)
@@ -278,13 +279,13 @@ def remove_orphan(docker: Docker, topology: Topology, engine_container: str) -> 
             + (f", and its partial file {removed}" if removed else ""))
 
 
-def run_client(docker: Docker, topology: Topology, client_args: Sequence[str]) -> int:
+def run_client(engines: Engines, topology: Topology, client_args: Sequence[str]) -> int:
     """The exchange to record, in a client container as `invoke send` runs it; its exit code.
 
     Ctrl-C is passed on to the client, which stops at once (without reading the
     rest of a BULK); if it has not stopped after CLIENT_STOP_S, it is killed.
     """
-    client = docker.popen(topology.run_args("client-run", *client_args), stderr=None)
+    client = engines.popen(topology.launch("client-run", *client_args), stderr=None)
     try:
         return client.wait()
     except KeyboardInterrupt:
@@ -297,9 +298,9 @@ def run_client(docker: Docker, topology: Topology, client_args: Sequence[str]) -
         raise
 
 
-def start_kernel_view(docker: Docker, topology: Topology, final: Path) -> KernelView:
+def start_kernel_view(engines: Engines, topology: Topology, final: Path) -> KernelView:
     """Samplers in both hosts' namespaces, sampling before the exchange starts."""
-    kernel = KernelView(docker, topology, final)
+    kernel = KernelView(engines, topology, final)
     if not kernel.wait_ready():
         kernel.abandon()
         raise LabError(f"the kernel sampler did not start: {kernel.complaint()}")

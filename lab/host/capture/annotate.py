@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from lab.host.pcapng import PcapNgWriter
+from lab.host.capture.pcapng import PcapNgWriter
 from lab.inspect.reader import read_records
 from lab.inspect.story import Storyteller
 from lab.inspect.tcp import Tracker

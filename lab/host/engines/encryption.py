@@ -19,11 +19,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.host.docker import Docker
+from lab.host.engines.docker import Docker
 from lab.host.topology import NO_NETWORK, Topology
 
 if TYPE_CHECKING:
-    from lab.host.swarm import NodeDocker
+    from lab.host.engines.lab_engines import Engines
 
 # One ESP key, as Docker adds them (AES-GCM with a 128-bit ICV), between two documentation
 # addresses (RFC 5737): it is never used, and the namespace it is added to is the helper's.
@@ -41,15 +41,15 @@ def kernel_cannot_encrypt(docker: Docker, topology: Topology) -> str | None:
     return said[-1] if said else f"ip xfrm exited with {probe.exited}"
 
 
-def choose_encryption(docker: NodeDocker, topology: Topology) -> tuple[bool, str]:
+def choose_encryption(engines: Engines, topology: Topology) -> tuple[bool, str]:
     """Encrypt the lab's overlay or not, and the words ``up`` says about it: the kernels of the
     server's and the client's nodes are asked, at once."""
     lab = topology.lab
     if lab.encrypt == "no":
         return False, "not encrypted (encrypt: no): the lab's packets cross the hosts' network as they are"
-    nodes = list(dict.fromkeys((docker.server_node, docker.client_node)))
-    answers = Docker.gather(*(lambda node=node: kernel_cannot_encrypt(Docker(docker.c, echo=False, host=node),
-                                                                      topology) for node in nodes))
+    by_node = {str(engines.placement.endpoint_of(role.name)): engines.of(role.name) for role in topology.hosts}
+    nodes = list(by_node)
+    answers = Docker.gather(*(lambda node=node: kernel_cannot_encrypt(by_node[node], topology) for node in nodes))
     cannot = {node: why for node, why in zip(nodes, answers) if why}
     if not cannot:
         return True, "encrypted (IPsec ESP between the nodes; the underlay capture shows ESP, not VXLAN)"

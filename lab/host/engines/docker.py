@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from invoke import Context
 from invoke.runners import Result
@@ -47,7 +47,7 @@ def engine_env(endpoint: str) -> dict[str, str]:
 
 def is_question(words: Sequence[str]) -> bool:
     """True for a docker command that only asks (``inspect``, ``network ls``, ...), changing nothing."""
-    if words[:1] in (["-H"], ["--context"]):       # on one engine of several (lab.host.swarm)
+    if words[:1] in (["-H"], ["--context"]):       # on one engine of several (lab.host.engines.lab_engines)
         words = words[2:]
     verb = words[1] if words[:1] in (["network"], ["image"], ["container"], ["volume"]) and len(words) > 1 else \
         (words[0] if words else "")
@@ -98,7 +98,6 @@ class Docker:
         self.c = c
         self.echo = echo
         self.host = host          # another engine (docker -H HOST): a class's lab on a swarm node
-        self.unreachable: set[str] = set()     # engines that did not answer (lab.host.swarm: a node that left)
 
     def run(self, args: Sequence[str], *, quiet: bool = False, check: bool = True,
             pty: bool = False, show_stderr: bool = False, echo: bool = True) -> Result:
@@ -155,6 +154,7 @@ class Docker:
         of its own, so a Ctrl-C at the terminal reaches the lab, not it: the lab
         stops it the way it must be stopped (the engine hands over its ring first).
         """
+        args = [*engine_args(self.host), *args]
         redirect = f" > {shlex.quote(stdout_name)}" if stdout_name else ""
         self._echo(f"{shlex.join(['docker', *args])}{redirect}")
         try:
@@ -207,10 +207,6 @@ class Docker:
             tar.wait()
         if result.returncode != 0 or tar.returncode != 0:
             raise DockerError(explain(result.stderr, f"docker import ... {tag}"))
-
-    def run_parallel(self, commands: Iterable[Sequence[str]], echo: bool = True) -> list[Result]:
-        """Run independent docker commands at once (the engine handles them in parallel)."""
-        return self.gather(*(lambda args=args: self.run(args, quiet=True, echo=echo) for args in commands))
 
     @staticmethod
     def gather(*calls: Callable[[], Any]) -> list[Any]:

@@ -4,7 +4,7 @@ The engine can be another machine (``ssh://``, a swarm's nodes, Docker Desktop's
 the congestion controls its kernel offers and lets containers use, and whether it has
 the linear SYN timeouts the lab turns off, are that kernel's. A helper container
 (the lab's image, no network, no capability) reads them from /proc and answers, as
-lab.host.encryption asks the nodes about ESP.
+lab.host.engines.encryption asks the nodes about ESP.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from lab.errors import LabError
 
 if TYPE_CHECKING:
-    from lab.host.docker import Docker
+    from lab.host.engines.docker import Docker
 
 PROBE = ("cat /proc/sys/net/ipv4/tcp_available_congestion_control; echo '|'; "
          "cat /proc/sys/net/ipv4/tcp_allowed_congestion_control; echo '|'; "
