@@ -7,7 +7,14 @@ server handles on a connection, and a client with nothing more to say says so
 with its FIN (as ``nc -N`` does). Concurrency levels 1, 10 and 100; each level is
 measured in rounds that alternate the two servers, and the medians are reported.
 
-    python bench/server.py [--requests 10000] [--rounds 5]
+Then the lab server under attack: 512 connections from two other addresses
+(127.0.0.2 and 127.0.0.3) that each send one ECHO and then sit idle, reconnecting
+when turned away, as a client that sends one ECHO every 100 s would; a well-behaved
+client (127.0.0.1, a fresh connection per request) is measured meanwhile, next to
+the same client against the same server alone: its latency and its share of
+requests answered.
+
+    python bench/server.py [--requests 10000] [--rounds 5] [--attack-requests 300] [--attack-only]
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,11 +135,98 @@ def measure(kind: str, concurrency: int, requests: int) -> tuple[float, float, f
     return rate, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
 
 
+ATTACKERS = ("127.0.0.2", "127.0.0.3")
+ATTACK_CONNECTIONS = 512
+
+
+def well_behaved(port: int, requests: int) -> tuple[float, float, float]:
+    """One request per fresh connection, one after the other: (share answered, p50 ms, p99 ms)."""
+    latencies, answered = [], 0
+    for _ in range(requests):
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(REQUEST)
+            reply = b""
+            while not reply.endswith(b"\n") and (chunk := sock.recv(4096)):
+                reply += chunk
+        latencies.append(time.perf_counter() - started)
+        answered += reply == b"OK hello\n"
+    return answered / requests, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+
+
+def attack(port: int, stop: threading.Event) -> dict[str, int]:
+    """Hold as many idle connections as the server gives, from two addresses; reconnect the refused."""
+    held: list[socket.socket] = []
+    counts = {"held": 0, "refused": 0}
+    while not stop.is_set():
+        for number in range(ATTACK_CONNECTIONS - len(held)):
+            sock = socket.socket()
+            sock.settimeout(5)
+            try:
+                sock.bind((ATTACKERS[number % len(ATTACKERS)], 0))
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(REQUEST)
+                reply = sock.recv(4096)
+            except OSError:
+                sock.close()
+                continue
+            if reply.startswith(b"OK"):
+                held.append(sock)
+            else:
+                counts["refused"] += 1
+                sock.close()
+        still = []
+        for sock in held:                   # those closed to make room say so: reconnected next round
+            sock.setblocking(False)
+            try:
+                sock.recv(4096)             # the server's last line, or its FIN
+                sock.close()
+            except BlockingIOError:
+                still.append(sock)          # nothing to read: still held
+            except OSError:
+                sock.close()
+        held = still
+        counts["held"] = max(counts["held"], len(held))
+        stop.wait(0.2)
+    for sock in held:
+        sock.close()
+    return counts
+
+
+def under_attack(requests: int) -> None:
+    port = free_port()
+    proc = start("lab", port)
+    try:
+        alone = well_behaved(port, requests)
+        stop, result = threading.Event(), {}
+        attacker = threading.Thread(target=lambda: result.update(attack(port, stop)))
+        attacker.start()
+        time.sleep(2.0)                     # the attack's connections are in, and idle
+        attacked = well_behaved(port, requests)
+        stop.set()
+        attacker.join()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    table(f"lab.server, a well-behaved client alone and under attack ({ATTACK_CONNECTIONS} idle connections from "
+          f"two addresses; {result.get('held', 0)} held at most, {result.get('refused', 0)} turned away)",
+          ["client", "answered", "p50 ms", "p99 ms", "p50 ratio"],
+          [["alone (reference)", f"{alone[0]:.1%}", f"{alone[1]:.2f}", f"{alone[2]:.2f}", "1.00x"],
+           ["under attack", f"{attacked[0]:.1%}", f"{attacked[1]:.2f}", f"{attacked[2]:.2f}",
+            f"{attacked[1] / alone[1]:.2f}x"]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000, help=f"connections in one measurement (at most {MAX_REQUESTS:,})")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per level")
+    parser.add_argument("--attack-requests", type=int, default=300,
+                        help="the well-behaved client's requests, alone and under attack")
+    parser.add_argument("--attack-only", action="store_true", help="only the measurement under attack")
     args = parser.parse_args()
+    if args.attack_only:
+        under_attack(args.attack_requests)
+        return
     if not 1 <= args.requests <= MAX_REQUESTS:
         parser.error(f"--requests must be 1..{MAX_REQUESTS:,}")
     rows = []
@@ -153,6 +248,7 @@ def main() -> None:
          "textbook req/s", "textbook p50 ms", "textbook p99 ms", "lab/textbook"],
         rows,
     )
+    under_attack(args.attack_requests)
 
 
 if __name__ == "__main__":

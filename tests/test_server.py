@@ -57,7 +57,7 @@ def test_an_over_long_line_is_answered_then_closed():
 
 
 def test_the_connection_over_the_cap_gets_a_polite_busy():
-    with ServerProcess("--max-connections", "2") as srv:
+    with ServerProcess("--max-connections", "2", "--max-per-source", "2") as srv:
         first, second = srv.connect(), srv.connect()
         for sock in (first, second):
             sock.sendall(b"ECHO held\n")
@@ -306,7 +306,7 @@ def stalled_bulk_reader(srv: ServerProcess, nbytes: int = 100_000_000) -> socket
 
 @pytest.mark.slow          # it waits out a real stall timeout
 def test_a_reader_that_never_reads_is_closed_after_the_stall_timeout_and_frees_its_slot():
-    with ServerProcess("--stall-timeout", "0.5", "--max-connections", "3") as srv:
+    with ServerProcess("--stall-timeout", "0.5", "--max-connections", "3", "--max-per-source", "3") as srv:
         stalled = [stalled_bulk_reader(srv) for _ in range(3)]
         with srv.connect() as turned_away:
             assert recv_until(turned_away, b"\n") == b"ERR busy, try again later\n"
@@ -377,3 +377,194 @@ def test_cc_sets_the_connections_congestion_control_where_the_kernel_allows_it(s
         assert refused.startswith(b"ERR congestion control no_such_algo is not to be had here")
         assert stream.readline() == b"OK still here\n"
 
+
+
+# --- hostile load: what one source may hold, resets, the log's history -------------------
+
+
+def from_address(srv: ServerProcess, source: str, timeout: float = 10.0) -> socket.socket:
+    """A connection to the server from another loopback address (127.0.0.2, ...): another client."""
+    sock = socket.socket()
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", srv.port))
+    return sock
+
+
+def read_log_meanwhile(srv: ServerProcess) -> threading.Thread:
+    """Keep reading the server's log into log_lines: a storm writes more than a pipe holds."""
+    def drain() -> None:
+        for line in srv.proc.stderr:
+            srv.log_lines.append(line)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    return reader
+
+
+def logged_closes(lines: list[str], close: str) -> int:
+    """Connections closed so, by the log: a line each, or a line a second and a count of the rest."""
+    return sum(int(re.search(r"count=(\d+)", line)[1]) if " conns " in line else 1
+               for line in lines if f"close={close}" in line)
+
+
+def ask(sock: socket.socket, text: bytes = b"ECHO hi\n") -> bytes:
+    sock.sendall(text)
+    return recv_until(sock, b"\n")
+
+
+def test_one_source_holds_at_most_its_share_and_the_others_still_get_in():
+    """The attack of 512 connections that each send one ECHO every 100 s, scaled down to 20 slots:
+    before the per-source share, the attacker held every slot and everyone else got ERR busy."""
+    with ServerProcess("--max-connections", "20", "--max-per-source", "10") as srv:
+        read_log_meanwhile(srv)
+        held, refused = [], 0
+        for _ in range(20):
+            sock = from_address(srv, "127.0.0.2")
+            reply = ask(sock)
+            if reply == b"OK hi\n":
+                held.append(sock)
+            else:
+                assert reply == b"ERR busy, try again later\n"
+                refused += 1
+                sock.close()
+        assert len(held) == 10 and refused == 10
+        for _ in range(10):                     # another client: every request answered
+            with from_address(srv, "127.0.0.1") as sock:
+                assert ask(sock, b"ECHO mine\n") == b"OK mine\n"
+        for sock in held:
+            sock.close()
+
+
+def test_when_the_server_is_full_a_newcomer_takes_the_slot_of_the_longest_idle_connection():
+    """Two attacking addresses fill every slot and sit idle; a third client is still answered, each
+    time, and one idle attacker connection is told why it is closed."""
+    with ServerProcess("--max-connections", "20", "--max-per-source", "10") as srv:
+        read_log_meanwhile(srv)
+        held = [from_address(srv, source) for source in ("127.0.0.2", "127.0.0.3") for _ in range(10)]
+        for sock in held:
+            assert ask(sock) == b"OK hi\n"
+        with from_address(srv, "127.0.0.1") as early:       # nobody has idled a second yet: busy
+            assert recv_until(early, b"\n") == b"ERR busy, try again later\n"
+        time.sleep(1.3)
+        newcomers = [from_address(srv, "127.0.0.1") for _ in range(5)]      # each needs a slot of its own
+        for number, sock in enumerate(newcomers):
+            assert ask(sock, f"ECHO {number}\n".encode()) == f"OK {number}\n".encode()
+        told = []
+        for sock in held:
+            sock.settimeout(0.5)
+            try:
+                told.append(sock.recv(200))
+            except TimeoutError:
+                pass
+            sock.close()
+        for sock in newcomers:
+            sock.close()
+        assert told.count(b"ERR closed to make room for another client\n") == 5
+    assert logged_closes(srv.log_lines, "evicted") == 5
+
+
+def test_a_connection_in_the_middle_of_a_request_never_makes_room():
+    from lab.inside.slots import Slots
+
+    idle = {"a": 0.0, "b": None, "c": 5.0}          # b is being answered, c idle for 0.5 s only
+    slots: Slots[str] = Slots(3, 3, 1.0, idle.get)
+    for holder in idle:
+        slots.add("10.0.0.2", holder)
+    assert slots.admit("10.0.0.9", now=5.5) == (True, "a")
+    idle["a"] = 5.0
+    assert slots.admit("10.0.0.9", now=5.5) == (False, None)
+    assert slots.admit("10.0.0.9", now=6.5) == (True, "a")   # the first to have idled a second
+
+
+def test_a_source_at_its_share_gives_up_its_own_idle_slot_not_someone_elses():
+    from lab.inside.slots import Slots
+
+    idle = {"x1": 0.0, "x2": 0.0, "y1": 0.0}
+    slots: Slots[str] = Slots(10, 2, 1.0, idle.get)
+    slots.add("x", "x1"), slots.add("x", "x2"), slots.add("y", "y1")
+    assert slots.admit("x", now=9.0)[1] in ("x1", "x2")
+    assert slots.admit("y", now=9.0) == (True, None)
+    slots.remove("x", "x1"), slots.remove("x", "x1")                   # twice: the second is nothing
+    assert slots.held_by("x") == 1 and slots.used == 2
+
+
+def test_equal_shares_make_no_room_for_a_source_that_already_holds_as_much():
+    from lab.inside.slots import Slots
+
+    slots: Slots[str] = Slots(4, 4, 1.0, lambda holder: 0.0)
+    for source, holder in (("x", "x1"), ("y", "y1"), ("y", "y2"), ("y", "y3")):
+        slots.add(source, holder)
+    assert slots.admit("y", now=9.0) == (False, None)        # y holds the most already: nobody yields to it
+    assert slots.admit("x", now=9.0) == (True, "y1")         # x holds 1, y 3: y gives up its longest idle
+    slots.remove("y", "y1"), slots.add("x", "x2")
+    assert slots.admit("x", now=9.0) == (False, None)        # x 2, y 2: y's yielding would only swap them
+
+
+def reset_storm(port: int, source: str, until: int | threading.Event) -> int:
+    """Connect and reset at once, ``until`` times or until the event is set; how many."""
+    done = 0
+    while (done < until) if isinstance(until, int) else not until.is_set():
+        done += 1
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.bind((source, 0))
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            pass
+        sock.close()                        # RST
+    return done
+
+
+@pytest.mark.slow          # thousands of real connects
+def test_a_storm_of_resets_does_not_turn_a_well_behaved_client_of_the_same_address_away():
+    """Connections reset by their client were counted until the accept loop let them go: a storm
+    of connect-and-RST pushed a client of the same address to ERR busy."""
+    with ServerProcess("--max-connections", "16", "--max-per-source", "16") as srv:
+        read_log_meanwhile(srv)
+        calm = threading.Event()
+        storm = [threading.Thread(target=reset_storm, args=(srv.port, "127.0.0.1", calm)) for _ in range(4)]
+        for thread in storm:
+            thread.start()
+        replies = []
+        try:
+            for _ in range(60):
+                with srv.connect() as sock:
+                    replies.append(ask(sock))
+        finally:
+            calm.set()
+            for thread in storm:
+                thread.join()
+        turned_away = len(replies) - replies.count(b"OK hi\n")
+        assert turned_away == 0, f"{turned_away} of {len(replies)} requests turned away"
+
+
+@pytest.mark.slow          # a storm of real connects
+def test_a_storm_of_resets_is_summarised_in_the_log_and_its_history_kept():
+    with ServerProcess() as srv:
+        read_log_meanwhile(srv)
+        exchange(srv.port, b"ECHO before the storm\n")
+        reset_storm(srv.port, "127.0.0.2", 2000)
+        time.sleep(1.5)                     # the sweeper writes the counts of the seconds that are over
+        srv.terminate()
+    lines = [line for line in srv.log_lines if "127.0.0.2" in line]
+    single = [line for line in lines if " conn " in line and "close=reset" in line]
+    counted = sum(int(re.search(r"count=(\d+)", line)[1]) for line in lines if " conns " in line)
+    assert len(single) <= 10 and len(single) + counted >= 1900, (len(single), counted)
+    assert any("bytes_in=22" in line and "close=client" in line for line in srv.log_lines)   # the history
+
+
+@pytest.mark.parametrize("stall", [1.0, 2.0])
+def test_a_reader_that_never_reads_is_closed_at_its_stall_timeout_not_twice_it(stall):
+    """At --stall-timeout 5 a reader that never read was closed after 10.4 s: the bytes already
+    sent, acknowledged into its kernel's buffer, counted as progress and started the wait again."""
+    with ServerProcess("--stall-timeout", str(stall)) as srv:
+        sock = stalled_bulk_reader(srv)
+        deadline = time.monotonic() + 4 * stall + 5
+        while not any("close=stalled" in line for line in srv.log_lines) and time.monotonic() < deadline:
+            srv.log_lines.append(srv.proc.stderr.readline())
+        sock.close()
+    [line] = [line for line in srv.log_lines if "close=stalled" in line]
+    lasted = float(re.search(r"duration_ms=([\d.]+)", line)[1]) / 1000
+    assert stall <= lasted <= stall * 1.25 + 0.3, f"closed after {lasted:.2f} s at --stall-timeout {stall}"

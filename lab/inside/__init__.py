@@ -5,6 +5,7 @@ because it carries Debian's python3 and python3-scapy and no PyPI packages:
 
     protocol   the request/response protocol as a sans-I/O codec (bytes in, events out)
     server     the lab's server, TCP and UDP, on asyncio's socket calls
+    slots      who may hold the server's connection slots: a share per address, room for newcomers
     client     the lab's client on blocking sockets, one call per thing on the wire
     capture    the capture engine: a TPACKET_V3 ring written out as pcap
     craft      TCP by hand with scapy, for notebook 05

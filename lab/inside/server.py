@@ -28,13 +28,18 @@ connection that waits longer than its bound):
   a request do not count (a client trickling one byte a second is still idle);
 * stall timeout: a reply the client does not take in (it stopped reading, its
   window stays at zero) may make no progress for ``stall_timeout`` seconds, then
-  the connection is closed. A slow reader is fine, and so is a pause of a few
+  the connection is closed: progress is a byte of the reply leaving for the client
+  (SIOCOUTQNSD falls), looked at by the sweeper, so the bound holds from the last
+  byte the client made room for, not from when the server last looked. A slow reader is fine, and so is a pause of a few
   seconds (the zero-window lesson makes one); a reader that never reads would
   otherwise hold its slot, and its socket, forever;
 * memory: BULK data is sent from one pattern buffer shared by every connection
   (slices of it, never a copy), so a connection costs its socket buffers and a
   few objects, however much it asked for;
-* connection cap: the connection over ``max_connections`` gets ``ERR busy`` and is
+* connection cap: at most ``max_connections`` at once, and at most ``max_per_source``
+  from one address (lab.inside.slots); a newcomer over either takes the slot of the
+  connection that has waited longest for its next request (closed with ``ERR``, logged
+  ``close=evicted``), or, when none has waited a second, gets ``ERR busy`` and is
   closed at once, politely, instead of being left waiting;
 * line and BULK limits: lab.protocol;
 * shutdown (SIGTERM, SIGINT): stop accepting, close idle connections, let replies in
@@ -46,7 +51,9 @@ it is both readable and greppable::
 
     2026-11-24T09:14:03.512 conn proto=tcp peer=172.28.0.3:41234 bytes_in=12 bytes_out=9 duration_ms=1.8 close=client
 
-These access-log lines are written straight to stderr (:class:`AccessLog`); the
+These access-log lines are written straight to stderr (:class:`AccessLog`); a storm
+of resets or refusals from one address is summarised, one line a second
+(``conns ... close=reset count=N over_ms=1000``), so the log keeps its history. The
 server's own messages (listening, shutting down) go through ``logging`` in the
 same format, as a web server keeps an access log beside its error log.
 """
@@ -66,7 +73,6 @@ import signal
 import socket
 import struct
 import sys
-import termios
 import time
 from typing import IO, Any, Callable, cast
 
@@ -86,6 +92,7 @@ from lab.inside.protocol import (
     Time,
     Upper,
 )
+from lab.inside.slots import Slots
 
 log = logging.getLogger("lab.server")
 
@@ -94,6 +101,9 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # of every log line, then milliseconds
 READ_SIZE = 64 * 1024
 LINGER_SECONDS = 1.0
 MAX_DATAGRAM = 65507     # the most a UDP datagram carries over IPv4 (65535 - 20 - 8)
+SIOCOUTQNSD = 0x894B     # linux/sockios.h: bytes in the send queue not yet sent
+REPEATED = ("reset", "busy", "evicted")     # closes a storm repeats: summarised in the log
+REPEATS_KEPT = 1024      # sources whose repeats are counted apart; the rest are counted together
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +117,13 @@ class ServerConfig:
     idle_timeout: float = 120.0
     stall_timeout: float = 60.0
     max_connections: int = 512
+    max_per_source: int = 0          # connections from one address; 0: half of max_connections
+    min_idle_to_yield: float = 1.0   # a connection idle this long gives its slot to a newcomer
     shutdown_grace: float = 1.5
+
+    @property
+    def per_source(self) -> int:
+        return self.max_per_source or max(1, self.max_connections // 2)
 
 
 @dataclasses.dataclass
@@ -142,12 +158,37 @@ class AccessLog:
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
+        self.repeats: dict[tuple[str, str], list[int]] = {}    # (address, close) -> [second, lines not written]
 
     def write(self, record: ConnectionRecord) -> None:
         now = time.time()
+        if record.close in REPEATED and record.proto == "tcp":
+            key = (str(record.peer[0]) if len(self.repeats) < REPEATS_KEPT else "*", record.close)
+            seen = self.repeats.get(key)
+            if seen is not None and seen[0] == int(now):
+                seen[1] += 1                    # the second's first line is written; the rest are counted
+                return
+            self._summarise(key)
+            self.repeats[key] = [int(now), 0]
+        self._line(now, record.log_line())
+
+    def flush_repeats(self, now: float | None = None) -> None:
+        """Write the counts of the seconds that are over (the server's sweeper calls this; at the end,
+        ``now=math.inf`` writes them all)."""
+        second = time.time() // 1 if now is None else now
+        for key in [key for key, (at, _) in self.repeats.items() if at < second]:
+            self._summarise(key)
+
+    def _summarise(self, key: tuple[str, str]) -> None:
+        seen = self.repeats.pop(key, None)
+        if seen and seen[1]:
+            address, close = key
+            self._line(time.time(), f"conns proto=tcp peer={address} close={close} count={seen[1]} over_ms=1000")
+
+    def _line(self, now: float, text: str) -> None:
         stamp = time.strftime(TIME_FORMAT, time.localtime(now))
         try:
-            self.stream.write(f"{stamp}.{int(now * 1000) % 1000:03d} {record.log_line()}\n")
+            self.stream.write(f"{stamp}.{int(now * 1000) % 1000:03d} {text}\n")
             self.stream.flush()
         except (OSError, ValueError):  # a broken pipe, or a closed stream
             pass
@@ -194,11 +235,13 @@ class Conversation:
 
     conn: socket.socket
     record: ConnectionRecord
-    task: asyncio.Task[None]
+    source: str                    # the client's address: what its share of the slots is counted by
+    task: asyncio.Task[None] | None = None
+    idle_since: float | None = dataclasses.field(default_factory=time.monotonic)   # None: being answered
     due: float | None = None       # the wait's bound (monotonic s), or None when not waiting
     waiting_for: str = ""          # "idle-timeout" (the next request) or "stalled" (room to send)
-    unsent: int = 0                # while stalled: the bytes the client had not taken when last looked at
-    ended_by: str = ""             # why the sweeper ended it
+    not_sent: int = 0              # while stalled: the reply's bytes not yet sent when last looked at
+    ended_by: str = ""             # why the sweeper (or a newcomer) ended it
 
 
 class LabServer:
@@ -212,6 +255,8 @@ class LabServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._conversations: set[Conversation] = set()       # the TCP connections being served
+        self._slots: Slots[Conversation] = Slots(config.max_connections, config.per_source,
+                                                 config.min_idle_to_yield, lambda talk: talk.idle_since)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -259,6 +304,7 @@ class LabServer:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=0.3)
+        self.access_log.flush_repeats(math.inf)
         self._stopped.set()
 
     async def _accept_forever(self, listener: socket.socket) -> None:
@@ -274,15 +320,26 @@ class LabServer:
                     log.warning("cannot accept: %s; trying again in 1 s", exc.strerror)
                     await asyncio.sleep(1)
                     continue
-                if len(self._connections) >= self.config.max_connections:
+                source = str(address[0])
+                admitted, to_close = self._slots.admit(source, time.monotonic())
+                if not admitted:
+                    await asyncio.sleep(0)      # connections that were reset give their slots back
+                    admitted, to_close = self._slots.admit(source, time.monotonic())
+                if not admitted:
                     self._turn_away(conn, address)
                     continue
+                if to_close is not None:
+                    self._make_room(to_close)
                 # Nagle's algorithm would hold a small reply back until the client ACKs
                 # the previous one, and the client's delayed ACK makes that up to 40 ms.
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                task = loop.create_task(self._on_connection(conn, address))
-                self._connections.add(task)
-                task.add_done_callback(self._connections.discard)
+                talk = Conversation(conn, ConnectionRecord("tcp", address), source)
+                talk.task = loop.create_task(self._on_connection(talk))
+                self._slots.add(source, talk)
+                self._conversations.add(talk)
+                self._connections.add(talk.task)
+                talk.task.add_done_callback(self._connections.discard)
+                await asyncio.sleep(0)          # a backlog of connects must not starve the connections
         finally:
             listener.close()  # from now on a SYN to our port gets RST: connection refused
 
@@ -297,20 +354,26 @@ class LabServer:
         conn.close()
         self.access_log.write(record)
 
-    async def _on_connection(self, conn: socket.socket, address: tuple[Any, ...]) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        talk = Conversation(conn, ConnectionRecord("tcp", address), task)
-        self._conversations.add(talk)
+    def _make_room(self, talk: Conversation) -> None:
+        """End an idle conversation so that a newcomer gets its slot (lab.inside.slots chose it)."""
+        self._slots.remove(talk.source, talk)
+        talk.ended_by = "evicted"
+        if talk.task is not None:
+            talk.task.cancel()
+
+    async def _on_connection(self, talk: Conversation) -> None:
         try:
             talk.record.close = await self._converse(talk)
         except asyncio.CancelledError:
             talk.record.close = talk.ended_by or "shutdown"
+            if talk.ended_by == "evicted":
+                _say_quickly(talk, protocol.encode_reply(Err("closed to make room for another client")))
         except (ConnectionResetError, BrokenPipeError):
             talk.record.close = "reset"
         finally:
+            self._slots.remove(talk.source, talk)
             self._conversations.discard(talk)
-            conn.close()
+            talk.conn.close()
             self.access_log.write(talk.record)
 
     async def _converse(self, talk: Conversation) -> str:
@@ -329,6 +392,7 @@ class LabServer:
                 continue
             if event is CLOSED:
                 return "client"
+            talk.idle_since = None                  # a request is being answered: its slot is not idle
             if isinstance(event, BadRequest):
                 await self._send(talk, protocol.encode_reply(Err(event.reason)))
                 if event.fatal:
@@ -339,7 +403,8 @@ class LabServer:
                 if isinstance(event, Quit):
                     await _linger(talk.conn)
                     return "quit"
-            request_due = time.monotonic() + self.config.idle_timeout
+            talk.idle_since = time.monotonic()
+            request_due = talk.idle_since + self.config.idle_timeout
 
     async def _answer(self, talk: Conversation, request: Request) -> None:
         """Send the reply to one request (BULK: its header, its data, its end line).
@@ -400,7 +465,7 @@ class LabServer:
 
         loop.add_writer(conn.fileno(), wake)
         talk.due, talk.waiting_for = time.monotonic() + self.config.stall_timeout, "stalled"
-        talk.unsent = unsent_bytes(conn)
+        talk.not_sent = not_sent_bytes(conn)
         try:
             await room
         finally:
@@ -417,22 +482,26 @@ class LabServer:
 
         A wait for room in the send buffer can outlast its bound while the client
         reads: the kernel says "writable" only once a third of the buffer is free,
-        and a reader taking a little at a time frees less. So a send wait that
-        expires is ended only if the queue of bytes not yet taken by the client
-        (SIOCOUTQ) has not shrunk since the wait began or was last extended.
+        and a reader taking a little at a time frees less. So every sweep looks at
+        each stalled conversation's bytes not yet sent (SIOCOUTQNSD): when they
+        fell, the client made room, and its bound starts again from now. Bytes
+        already sent and only waiting for their ACK do not count: the client's
+        kernel acknowledges into a buffer its program never reads, and counting
+        that once made a stalled reader last twice its bound.
         """
         period = min(1.0, self.config.idle_timeout / 4, self.config.stall_timeout / 4)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            self.access_log.flush_repeats()
             for talk in list(self._conversations):
-                if talk.due is None or talk.due > now:
-                    continue
                 if talk.waiting_for == "stalled":
-                    left = unsent_bytes(talk.conn)
-                    if left < talk.unsent:
-                        talk.unsent, talk.due = left, now + self.config.stall_timeout
+                    left = not_sent_bytes(talk.conn)
+                    if left < talk.not_sent:
+                        talk.not_sent, talk.due = left, now + self.config.stall_timeout
                         continue
+                if talk.due is None or talk.due > now or talk.task is None:
+                    continue
                 talk.ended_by = talk.waiting_for
                 talk.task.cancel()
 
@@ -466,13 +535,22 @@ def listen(host: str, port: int) -> list[socket.socket]:
     return listeners
 
 
-def unsent_bytes(conn: socket.socket) -> int:
-    """Bytes in the socket's send queue that the peer has not acknowledged yet (SIOCOUTQ)."""
+def not_sent_bytes(conn: socket.socket) -> int:
+    """Bytes in the socket's send queue not sent yet (SIOCOUTQNSD): they leave only as the client
+    makes room (its window opens)."""
     try:
-        queued: int = struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        queued: int = struct.unpack("i", fcntl.ioctl(conn.fileno(), SIOCOUTQNSD, b"\0" * 4))[0]
         return queued
     except OSError:
         return 0
+
+
+def _say_quickly(talk: Conversation, message: bytes) -> None:
+    """A last line into the send buffer if it fits at once (never a wait)."""
+    try:
+        talk.conn.send(message)
+    except OSError:
+        pass
 
 
 async def _linger(conn: socket.socket) -> None:
@@ -562,13 +640,14 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds a connection may stay silent (default %(default)s)")
     parser.add_argument("--stall-timeout", type=float, default=defaults.stall_timeout, help="seconds a reply may wait for the client to read before the connection is closed (default %(default)s)")
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections, help="connections served at once; the next gets ERR busy (default %(default)s)")
+    parser.add_argument("--max-per-source", type=int, default=defaults.max_per_source, help="connections from one address at once (default: half of --max-connections)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
     if (args.max_line < 16 or args.bulk_cap < 0 or not 0 < args.idle_timeout < math.inf
-            or not 0 < args.stall_timeout < math.inf or args.max_connections < 1):
-        parser.error("--max-line >= 16, --bulk-cap >= 0, --idle-timeout and --stall-timeout > 0 (finite) "
-                     "and --max-connections >= 1")
+            or not 0 < args.stall_timeout < math.inf or args.max_connections < 1 or args.max_per_source < 0):
+        parser.error("--max-line >= 16, --bulk-cap >= 0, --idle-timeout and --stall-timeout > 0 (finite), "
+                     "--max-connections >= 1 and --max-per-source >= 0")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -577,6 +656,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         idle_timeout=args.idle_timeout,
         stall_timeout=args.stall_timeout,
         max_connections=args.max_connections,
+        max_per_source=args.max_per_source,
     )
 
 
