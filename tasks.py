@@ -134,7 +134,7 @@ def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name
     "distribution": "of the jitter: normal (default; jitter is one standard deviation) or uniform (+/- jitter)",
     "loss": "lose this percentage of packets, e.g. 5",
     "reorder": "send this percentage of packets without the delay, so they overtake (needs --delay)",
-    "rate": "limit the rate, in bits per second: e.g. 1mbit or 500kbit",
+    "rate": "limit the rate, in bits per second: e.g. 1mbit or 500kbit (8kbit to 10gbit)",
     "seed": "the same seed loses, delays and reorders the same packets (nfqueue engine)",
     "engine": "auto (default: netem where the kernel has it, else nfqueue), netem, or nfqueue (the lab's own)",
     "clear": "remove the impairments instead",

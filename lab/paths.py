@@ -4,8 +4,9 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CAPTURES_DIR = PROJECT_ROOT / "captures"
-"""Where `invoke capture` writes and `invoke inspect` looks (git-ignored)."""
+CAPTURES_DIR = Path(os.environ.get("TCPLAB_CAPTURES") or PROJECT_ROOT / "captures")
+"""Where `invoke capture` writes and `invoke inspect` looks: captures/ in the project (git-ignored),
+or $TCPLAB_CAPTURES (another disk; the tests' tiny full filesystem)."""
 
 
 STUDENT_FILE = "student.toml"

@@ -10,13 +10,22 @@ PIPED_WIDTH = 200       # output to a file or a pipe: wide enough that tables ne
 
 def console():
     """A rich Console: the terminal's width; when output is not a terminal, COLUMNS if set,
-    else PIPED_WIDTH. The report adapts its tables and ladders to whatever width it gets."""
+    else PIPED_WIDTH. The report adapts its tables and ladders to whatever width it gets.
+
+    When the reader of a pipe goes away (``| head``), rich would end the process with exit
+    code 1; this one quiets its output and raises BrokenPipeError, which the task class
+    ends as Unix tools end (lab.host.frontdoor)."""
     from rich.console import Console
 
+    class PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError("the reader of the output went away")
+
     if sys.stdout.isatty():
-        return Console()
+        return PipeAwareConsole()
     columns = os.environ.get("COLUMNS", "")
-    return Console(width=int(columns) if columns.isdigit() and int(columns) >= 40 else PIPED_WIDTH)
+    return PipeAwareConsole(width=int(columns) if columns.isdigit() and int(columns) >= 40 else PIPED_WIDTH)
 
 
 def say(message: str) -> None:

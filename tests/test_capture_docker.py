@@ -18,7 +18,7 @@ from lab.host.topology import describe
 from lab.inspect import analyze, follow, read_records, stream_segments
 from lab.paths import CAPTURES_DIR
 from tests import tshark
-from tests.helpers import BackgroundCapture, docker_json, invoke, ok
+from tests.helpers import ROOT, BackgroundCapture, docker_json, invoke, ok
 
 pytestmark = pytest.mark.docker
 
@@ -222,6 +222,33 @@ def test_seeded_loss_from_the_emulator_shows_as_retransmissions(lab, name):
         assert analyze(CAPTURES_DIR / f"{name}.pcapng").frames_with("retransmission")
     finally:
         ok(invoke("impair", "--clear", "--lab", lab))
+
+
+def test_a_killed_emulator_is_said_in_status_and_impair_repairs_it_saying_what_it_replaces(lab):
+    """Killing the emulator's container left its rule: traffic passed unimpaired while status still
+    showed "delay 50ms (nfqueue)"."""
+    try:
+        ok(invoke("impair", "--delay", "50", "--engine", "nfqueue", "--lab", lab))
+        subprocess.run(["docker", "kill", f"{LAB}-link-server-to-client"], check=True, capture_output=True)
+        status = ok(invoke("status", "--lab", lab))
+        assert "emulator gone, the link is unimpaired" in " ".join(status.split()), status
+        again = ok(invoke("impair", "--delay", "50", "--engine", "nfqueue", "--lab", lab))
+        assert "server link had: delay 50ms (nfqueue): emulator gone" in " ".join(again.split()), again
+        assert "it is replaced" in again
+        status = " ".join(ok(invoke("status", "--lab", lab)).split())
+        assert "delay 50ms (nfqueue)" in status and "emulator gone" not in status, status
+    finally:
+        ok(invoke("impair", "--clear", "--lab", lab))
+
+
+def test_two_captures_started_at_once_are_one_capture_and_one_line(lab, name):
+    """The second said only "Run 'docker run --help'": the name conflict was hidden."""
+    first, second = (subprocess.Popen([sys.executable, "-m", "invoke", "capture", "--count", "2", "--seconds", "4",
+                                       "--name", f"{name}-{n}", "--lab", lab], cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for n in (1, 2))
+    outcomes = sorted((proc.wait(60), proc.stderr.read()) for proc in (first, second))
+    assert outcomes[0][0] == 0 and outcomes[1][0] == 1, outcomes
+    assert "a capture is already running in lab" in outcomes[1][1] and "--help" not in outcomes[1][1]
 
 
 def test_capture_when_the_lab_is_down_is_one_line():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from lab.errors import LabError
-from lab.host.capture import recorder, safe_files
+from lab.host.capture import leftovers, owners, recorder, safe_files
 from lab.inspect import analyze
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -17,7 +19,6 @@ CORPUS = Path(__file__).parent / "corpus"
 @pytest.fixture
 def captures(tmp_path, monkeypatch):
     monkeypatch.setattr(recorder, "CAPTURES_DIR", tmp_path)
-    monkeypatch.setattr(safe_files, "CAPTURES_DIR", tmp_path)
     return tmp_path
 
 
@@ -53,29 +54,69 @@ def test_a_file_that_appeared_under_the_final_name_during_the_capture_is_kept(ca
     assert not raw.exists() and sorted(p.name for p in captures.iterdir()) == ["hello-2.pcapng", "hello.pcapng"]
 
 
-def test_a_partial_file_is_removed_only_by_a_plain_name_of_its_pattern_and_never_through_a_link(captures, tmp_path_factory):
+def dead_mark() -> str:
+    """The owner mark of a process that has ended (as a killed `invoke capture` has)."""
+    gone = subprocess.Popen(["sleep", "30"])
+    mark = owners.owner_mark(gone.pid)
+    gone.kill()
+    gone.wait()
+    return mark
+
+
+def pcap_with(records: int, cut: int = 0) -> bytes:
+    """A pcap of ``records`` 60-byte Ethernet frames, the last ``cut`` bytes of a further one after them."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    frame = bytes(60)
+    record = struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame
+    return header + record * records + record[:cut]
+
+
+def test_a_killed_captures_raw_file_is_recovered_whole_records_only_and_the_rest_removed(captures):
+    mark = dead_mark()
+    part = captures / f".lesson.{mark}.k3j2h1g0.pcap.part"
+    part.write_bytes(pcap_with(3, cut=30))                 # killed in the middle of the 4th record
+    samples = captures / f".lesson.server.{mark}.a1b2c3d4.kernel.part"
+    samples.write_text('{"t": 1}\n')
+    annotating = captures / f".lesson.{mark}.z9y8x7w6.pcapng.tmp"
+    annotating.write_bytes(b"half a pcapng")
+    said = leftovers.sweep(captures)
+    assert said == ["recovered 3 packets of a capture whose invoke was killed: lesson.recovered.pcap (unannotated)"]
+    assert sorted(path.name for path in captures.iterdir()) == ["lesson.recovered.pcap"]
+    assert analyze(captures / "lesson.recovered.pcap").frames == 3
+
+
+def test_a_live_captures_files_another_hosts_and_links_are_left_alone(captures, tmp_path_factory):
+    mine = captures / f".live.{owners.owner_mark()}.abcdefgh.pcap.part"      # this process runs: a live capture
+    mine.write_bytes(pcap_with(1))
+    elsewhere = captures / f".far.{dead_mark()[:-6]}ffffff.abcdefgh.pcap.part"   # another host's mark
+    elsewhere.write_bytes(pcap_with(1))
     victim = tmp_path_factory.mktemp("elsewhere") / "precious"
     victim.write_text("mine")
-    (captures / ".x.abc.pcap.part").symlink_to(victim)
-    assert safe_files.remove_partial_capture(".x.abc.pcap.part") is None
-    assert safe_files.remove_partial_capture("../elsewhere/precious") is None
-    assert safe_files.remove_partial_capture("precious") is None
-    assert victim.read_text() == "mine"
-    real = captures / ".y.def.pcap.part"
-    real.write_bytes(b"x")
-    assert safe_files.remove_partial_capture(real.name) == real.name and not real.exists()
-    samples = captures / ".y.server.ghi.kernel.part"               # a kernel sampler's, after a kill
-    samples.write_bytes(b"{}")
-    assert safe_files.remove_partial_capture(samples.name) == samples.name and not samples.exists()
-    assert safe_files.remove_partial_capture(".kernel.part") is None
+    (captures / f".x.{dead_mark()}.abcdefgh.pcap.part").symlink_to(victim)
+    plain = captures / ".unmarked.abcdefgh.pcap.part"
+    plain.write_bytes(pcap_with(1))
+    assert leftovers.sweep(captures) == []
+    assert mine.exists() and elsewhere.exists() and plain.exists() and victim.read_text() == "mine"
+
+
+def test_an_empty_raw_file_of_a_killed_capture_is_removed_and_said(captures):
+    (captures / f".quiet.{dead_mark()}.abcdefgh.pcap.part").write_bytes(pcap_with(0))
+    [said] = leftovers.sweep(captures)
+    assert said.startswith("removed .quiet.") and list(captures.iterdir()) == []
+
+
+def test_every_working_file_a_capture_makes_carries_its_owner(captures):
+    fd, path = safe_files.new_private_file(captures, ".mine.", safe_files.PART_SUFFIX)
+    os.close(fd)
+    assert f".{owners.owner_mark()}." in path.name and not owners.dead_owner(path.name)
 
 
 def test_an_owner_label_tells_a_live_capture_from_an_orphan():
-    assert recorder.owner_alive(recorder.owner_token())
-    host, pid, started = recorder.owner_token().split(":")
-    assert not recorder.owner_alive(f"{host}:{pid}:{int(started) + 1}")      # same pid, another process
-    assert not recorder.owner_alive(f"elsewhere:{pid}:{started}")
-    assert not recorder.owner_alive("") and not recorder.owner_alive("garbage")
+    assert owners.owner_alive(owners.owner_token())
+    host, pid, started = owners.owner_token().split(":")
+    assert not owners.owner_alive(f"{host}:{pid}:{int(started) + 1}")      # same pid, another process
+    assert not owners.owner_alive(f"elsewhere:{pid}:{started}")
+    assert not owners.owner_alive("") and not owners.owner_alive("garbage")
 
 
 def test_an_annotation_that_fails_keeps_the_packets_as_pcap(captures, monkeypatch):

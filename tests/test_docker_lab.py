@@ -175,7 +175,7 @@ def test_a_lab_running_an_older_image_starts_again_from_the_new_one_and_keeps_it
     subprocess.run(["docker", "build", "-q", "-t", f"tcplab/lab:{A}", str(tmp_path)], check=True,
                    capture_output=True, timeout=120)
     out = ok(invoke("up", "--lab", A))
-    assert f"{A}-server, {A}-client ran an older image of the lab: starting them again" in out
+    assert f"{A}-server, {A}-client ran an older image of the lab or lacked its names in /etc/hosts: starting them again" in out
     server = docker_json("inspect", f"{A}-server")[0]
     assert server["Config"]["Labels"].get("org.tcplab.test") == "newer"
     algorithm = subprocess.run(["docker", "exec", f"{A}-server", "cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
@@ -184,3 +184,44 @@ def test_a_lab_running_an_older_image_starts_again_from_the_new_one_and_keeps_it
     again = ok(invoke("up", "--lab", A))
     assert "older image" not in again                                  # once current, left alone
     assert "OK reno" in ok(invoke("send", "CC reno", "--lab", A))
+
+
+def in_namespace_of(container: str, script: str) -> subprocess.CompletedProcess:
+    """A root helper with NET_ADMIN in a lab container's network namespace (as the lab's own helpers run)."""
+    return subprocess.run(["docker", "run", "--rm", "--network", f"container:{container}", "--user", "0",
+                           "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", f"tcplab/lab:{A}", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_lab_finds_its_names_without_the_engines_resolver_and_forwards_no_other_name(lab_a):
+    """After `docker swarm init` and `leave` on the engine every lab stopped resolving `server`
+    (send exit 6, an empty capture saved as if it worked); and the embedded resolver passed names it
+    did not know to the host's DNS server, out of the --internal network."""
+    ok(invoke("up", "--lab", A))
+    [net] = docker_json("network", "inspect", f"{A}-net")
+    subnet = ipaddress.ip_network(net["IPAM"]["Config"][0]["Subnet"])
+    hosts = subprocess.run(["docker", "exec", f"{A}-client", "cat", "/etc/hosts"], capture_output=True,
+                           text=True).stdout
+    assert f"{subnet[2]}\tserver" in hosts and f"{subnet[3]}\tclient" in hosts, hosts
+    # The engine's resolver disturbed: every DNS packet from the client's namespace dropped.
+    drop = "iptables -I OUTPUT -p udp --dport 53 -j DROP && iptables -I OUTPUT -p tcp --dport 53 -j DROP"
+    assert in_namespace_of(f"{A}-client", drop).returncode == 0
+    out = ok(invoke("send", "ECHO named anyway", "--lab", A))
+    assert "OK named anyway" in out
+    assert "cannot resolve" not in ok(invoke("status", "--lab", A))
+    # A name the lab does not know goes nowhere: --dns points at the namespace's own loopback.
+    [client] = docker_json("container", "inspect", f"{A}-client")
+    assert client["HostConfig"]["Dns"] == ["127.0.0.1"]
+    unknown = subprocess.run(["docker", "exec", f"{A}-client", "getent", "hosts", "tcplab-probe.example.com"],
+                             capture_output=True, text=True, timeout=30)
+    assert unknown.returncode != 0 and not unknown.stdout
+
+
+def test_a_client_that_cannot_reach_the_server_leaves_no_capture_that_looks_good(lab_a, tmp_path):
+    ok(invoke("up", "--lab", A))
+    assert in_namespace_of(f"{A}-client", "iptables -I OUTPUT -p tcp --dport 7070 -j REJECT "
+                                          "--reject-with tcp-reset").returncode == 0
+    result = invoke("capture", "--send", "ECHO nobody hears", "--name", "nlt-unheard", "--lab", A,
+                    env={"TCPLAB_CAPTURES": str(tmp_path)})
+    assert result.returncode != 0 and "no capture is kept" in result.stderr, result.stdout + result.stderr
+    assert not list(tmp_path.glob("nlt-unheard*"))

@@ -305,3 +305,16 @@ def test_the_server_and_the_client_have_fixed_addresses_in_the_labs_subnet():
     client = TOPO.run_args("client", subnet="10.77.5.0/24")
     assert server[server.index("--ip") + 1] == "10.77.5.2" and client[client.index("--ip") + 1] == "10.77.5.3"
     assert "--ip" not in TOPO.run_args("client-run", "ECHO x") and "--ip" not in TOPO.run_args("server")
+
+
+def test_every_host_has_the_labs_names_in_its_hosts_file_and_no_resolver_outside():
+    server = TOPO.run_args("server", subnet="10.77.0.0/24")
+    words = " ".join(server)
+    assert "--add-host server:10.77.0.2 --add-host client:10.77.0.3 --dns 127.0.0.1" in words
+    swarm = describe(settings.from_config({"lab": {"engine": "swarm", "nodes": "a,b"}}, None))
+    assert "--add-host" not in swarm.run_args("server", subnet="10.77.0.0/24")      # no fixed addresses there
+
+
+def test_up_starts_again_a_host_made_without_the_names():
+    assert lifecycle.lacks_names({"HostConfig": {"ExtraHosts": None}}, TOPO)
+    assert not lifecycle.lacks_names({"HostConfig": {"ExtraHosts": ["server:10.77.0.2", "client:10.77.0.3"]}}, TOPO)

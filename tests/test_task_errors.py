@@ -28,6 +28,11 @@ from tests.helpers import ROOT, invoke
     (["capture", "--name", "ok\n", "--lab", "nlt-never-up"], "is not a usable file name"),
     (["capture", "--name", "[/]", "--lab", "nlt-never-up"], "is not a usable file name"),
     (["notebook", "--port", "99999"], "--port must be between 1 and 65535, got 99999"),
+    (["impair", "--loss", "100.0001", "--lab", "nlt-never-up"], "--loss must be between 0 and 100, got 100.0001"),
+    (["impair", "--delay", "5", "--seed", "100000000000", "--lab", "nlt-never-up"],
+     "--seed must be between 0 and 2147483647, got 100000000000"),
+    (["impair", "--rate", "1bit", "--lab", "nlt-never-up"], "--rate 1bit is out of tc's range for the lab's link"),
+    (["impair", "--rate", "99999999999gbit", "--lab", "nlt-never-up"], "give 8kbit to 10gbit"),
     (["impair", "--rate", "0bit", "--lab", "nlt-never-up"], "give a rate above 0"),
     (["impair", "--rate", "1mbps", "--lab", "nlt-never-up"], "tc reads 'bps' as bytes per second"),
     (["inspect", "--json", "--stream", "1", "--pcap", "notebooks/data/exchange.pcapng"], "--json lists every connection"),
@@ -127,3 +132,60 @@ def test_the_users_configuration_reaches_the_class_and_the_notebooks(monkeypatch
     assert built == ["uni.example/lab:room"]
     assert tags == ["docker tag uni.example/lab:room uni.example/lab:room-01",
                     "docker tag uni.example/lab:room uni.example/lab:room-02"]
+
+
+def test_a_captures_folder_that_cannot_be_written_is_one_line_before_anything_starts(tmp_path):
+    """A file, a link to nowhere: each was "unexpected error: OSError ..."."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    nowhere = tmp_path / "nowhere"
+    nowhere.symlink_to(tmp_path / "gone")
+    for folder, said in ((a_file, "is a file, not a folder: move it away"),
+                         (nowhere, "which does not exist: create that folder, or remove the link")):
+        result = invoke("capture", "--count", "1", "--lab", "nlt-never-up", env={"TCPLAB_CAPTURES": str(folder)})
+        assert result.returncode == 1 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.needs("root")          # it mounts a read-only filesystem (root writes through file modes)
+def test_a_read_only_captures_folder_is_one_line(tmp_path):
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        result = invoke("capture", "--count", "1", "--lab", "nlt-never-up", env={"TCPLAB_CAPTURES": str(folder)})
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+    assert result.returncode == 1 and "is read-only for you: make it writable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [["inspect"], ["inspect", "--csv"], ["inspect", "--json"]])
+def test_a_reader_that_goes_away_ends_the_task_quietly_as_unix_tools_end(args):
+    """`invoke inspect ... | head` exited 1, sometimes with "unexpected error: BrokenPipeError"."""
+    import subprocess
+    import sys
+
+    task = subprocess.Popen([sys.executable, "-m", "invoke", *args, "--pcap", "notebooks/data/slow-start.pcapng"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    task.stdout.read(10)
+    task.stdout.close()                     # as head does once it has its lines
+    assert task.wait(60) == 141 and task.stderr.read() == b""
+
+
+@pytest.mark.parametrize("after_s", [0.03, 0.08, 0.15, 0.4])
+def test_ctrl_c_while_invoke_starts_is_quiet(after_s):
+    """Ctrl-C in invoke's first tenth of a second printed a KeyboardInterrupt traceback from its imports.
+    (Python's own first ~20 ms, before any .pth file runs, still can.)"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    task = subprocess.Popen([sys.executable, "-m", "invoke", "inspect", "--pcap", "notebooks/data/exchange.pcapng"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after_s)
+    task.send_signal(signal.SIGINT)
+    _, err = task.communicate(timeout=60)
+    assert "Traceback" not in err and task.returncode in (-signal.SIGINT, 130, 0), (task.returncode, err)

@@ -5,7 +5,12 @@ an exception, not invoke's CLI exit type). Every task in tasks.py is made with
 ``@task`` from here, whose class (``LabTask``) turns, once for all tasks:
 
 * a LabError into invoke's ``Exit`` with its message and code;
-* Ctrl-C into "interrupted" and exit code 130;
+* Ctrl-C into "interrupted" and exit code 130 (before a task begins, while invoke
+  starts, Ctrl-C ends it quietly with 130: .ci/setup's ``00-tcplab-invoke-interrupt.pth``
+  gives invoke's process the default action for SIGINT until a task runs, so Ctrl-C
+  in the first tenth of a second prints no traceback from invoke's own imports);
+* a closed pipe (``invoke inspect | head``) into a quiet end, exit code 141, as
+  Unix tools end when their reader goes;
 * anything unexpected into one line, unless ``invoke --debug`` asks for the traceback.
 """
 
@@ -13,6 +18,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import signal
+import sys
 
 from invoke import Context, Task
 from invoke import task as invoke_task
@@ -21,6 +29,7 @@ from invoke.exceptions import Exit, UnexpectedExit
 from lab.errors import LabError
 from lab.host.settings import Lab, from_config
 
+SIGPIPE_EXIT = 128 + 13      # what a shell shows for a program ended by SIGPIPE (as `yes | head` ends)
 LAB_HELP = "act on the lab of this name (default: 'name' in the configuration, INVOKE_LAB_NAME)"
 
 
@@ -28,12 +37,16 @@ class LabTask(Task):
     """An invoke Task whose failures reach the user as one line (see the module docstring)."""
 
     def __call__(self, *args, **kwargs):
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # from here on, Ctrl-C is ours to say
         try:
             return super().__call__(*args, **kwargs)
         except LabError as exc:
             raise Exit(exc.message or None, exc.code) from None
         except (Exit, UnexpectedExit):
             raise
+        except BrokenPipeError:
+            quiet_stdout()
+            raise Exit(code=SIGPIPE_EXIT) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", 130) from None
         except Exception as exc:
@@ -41,6 +54,14 @@ class LabTask(Task):
                 raise
             raise Exit(f"unexpected error: {type(exc).__name__}: {exc} "
                        "(run 'invoke --debug ...' to see the traceback)") from None
+
+
+def quiet_stdout() -> None:
+    """The reader of our output went away (``| head``): what is left to print goes nowhere, so that
+    the flush at exit does not fail again and print a traceback of its own."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 task = functools.partial(invoke_task, klass=LabTask)

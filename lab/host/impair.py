@@ -49,6 +49,11 @@ DISTRIBUTIONS = ("normal", "uniform")
 NO_NETEM = ("specified qdisc kind is unknown", "unknown qdisc")
 EMULATOR_START_S = 15.0
 _RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)", re.I)
+RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}      # tc's: powers of 1000
+# tbf's bounds as tc takes them with the lab's 32 kbit burst: under 1 kbit tc answers with its usage
+# text, and past about 20 Gbit the burst rounds below one full-size packet (34gbit: "burst 0b", a
+# link that passes nothing). A lab link is a veth: no faster than that anyway.
+LOWEST_RATE, HIGHEST_RATE = 8e3, 10e9
 _BYTE_RATE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)bps", re.I)
 
 
@@ -118,8 +123,11 @@ def check_rate(rate: str) -> None:
     bit_rate = _RATE.fullmatch(rate)
     if bit_rate is None:
         raise LabError(f"--rate {rate!r} is not a rate: use bits per second, e.g. 500kbit, 10mbit, 1gbit")
-    if float(bit_rate.group(1)) <= 0:
+    bits_per_s = float(bit_rate.group(1)) * RATE_UNITS[bit_rate.group(2).lower()]
+    if bits_per_s <= 0:
         raise LabError(f"--rate {rate} stops the link altogether: give a rate above 0, e.g. 100kbit")
+    if not LOWEST_RATE <= bits_per_s <= HIGHEST_RATE:
+        raise LabError(f"--rate {rate} is out of tc's range for the lab's link: give 8kbit to 10gbit")
 
 
 # --- commands (pure, tested without Docker) ---------------------------------------------
@@ -205,6 +213,9 @@ def impair(c: Context, lab: Lab, target: str, impairment: Impairment, engine: st
     others = receivers_of(topology, target)
     engines = Engines(c, lab)
     found = require_up(engines, topology)
+    before = active(engines, topology, found).get(topology.container(target))
+    if before:
+        say(f"{target} link had: {before}; it is replaced")
     if impairment.emulated and engine in ("auto", "netem"):
         commands = [netem_command(impairment)]
         if impairment.rate:
@@ -328,14 +339,28 @@ def netem_words(words: list[str]) -> list[str]:
 
 
 def active(engines: Engines, topology: Topology, found: Found) -> dict[str, str]:
-    """Impairments in force now, by container name (read from the kernel, not remembered)."""
+    """Impairments in force now, by container name (read from the kernel, not remembered).
+
+    An emulator's rule whose emulator is gone (its container killed) lets packets through
+    unimpaired (``--queue-bypass``): it is said so, not shown as if it delayed them.
+    """
     hosts = [role.name for role in topology.hosts if topology.container(role.name) in found]
     names = [topology.container(host) for host in hosts]
     sources = {address_of(found, name, topology): name for name in names}
+    host_of = {topology.container(host): host for host in hosts}
     outputs = Docker.gather(*(lambda host=host: engines.run(helper(topology, host, shell(SHOW)), quiet=True,
                                                             echo=False) for host in hosts))
     impaired: dict[str, list[str]] = {}
-    for name, output in zip(names, outputs):
+    for receiver, output in zip(hosts, outputs):
         for who, what in describe_rules(output.stdout, sources).items():
-            impaired.setdefault(name if who == "self" else who, []).append(what)
+            if who != "self" and who in host_of and not emulator_runs(engines, topology, host_of[who], receiver):
+                what = f"{what}: emulator gone, the link is unimpaired (invoke impair again, or --clear)"
+            impaired.setdefault(topology.container(receiver) if who == "self" else who, []).append(what)
     return {name: ", ".join(what) for name, what in impaired.items()}
+
+
+def emulator_runs(engines: Engines, topology: Topology, sender: str, receiver: str) -> bool:
+    """Whether the link emulator for what ``sender`` sends to ``receiver`` is running."""
+    name = topology.container("link", emulator_instance(sender, receiver))
+    found = engines.of(receiver).inspect([name], kind="container")
+    return bool(found and found[0].get("State", {}).get("Running"))

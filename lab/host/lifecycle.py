@@ -29,7 +29,7 @@ import time
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.capture.safe_files import remove_partial_capture
+from lab.host.capture import leftovers
 from lab.host.engines.docker import Docker, explain
 from lab.host.engines.encryption import choose_encryption
 from lab.host.engines.image_copy import copy_image
@@ -39,11 +39,13 @@ from lab.host.image import build_unless_current, is_current
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
 from lab.host.state import existing, lab_option, our_containers, running
 from lab.host.topology import Topology, describe
+from lab.paths import CAPTURES_DIR
 from lab.terminal import say
 
 CC_SYSCTL = "net.ipv4.tcp_congestion_control"
 
 READY_TIMEOUT = 30.0
+NAMES_GRACE_S = 3.0     # an engine's DNS may take a moment to learn a new container's name; not 30 s
 
 # TSO/GSO/GRO hand a capture 64 KB "segments" the wire never carried; with them off,
 # every captured segment is at most one MSS, as on a real link. Checksum offload
@@ -147,11 +149,14 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     stale = [host for host in hosts if topology.container(host) in found and not running(found[topology.container(host)])]
     # A running server from an image since rebuilt runs the old code: a request the new
     # code knows (CC) was answered "unknown verb". It starts again from the new image.
+    # So does one made before the lab wrote its names into /etc/hosts: the engine's DNS can lose them.
     outdated = [host for host in hosts if host not in stale and running(found.get(topology.container(host)))
-                and found[topology.container(host)].get("Image") != image_ids[engines.of(host).host]]
+                and (found[topology.container(host)].get("Image") != image_ids[engines.of(host).host]
+                     or lacks_names(found[topology.container(host)], topology))]
     if outdated:
         names = [topology.container(host) for host in outdated]
-        say(f"{', '.join(names)} ran an older image of the lab: starting them again from the new one")
+        say(f"{', '.join(names)} ran an older image of the lab or lacked its names in /etc/hosts: starting them "
+            "again as this version makes them")
         kept = ((found[names[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
         if lab.cc == AUTO and kept:          # the lab keeps the congestion control it was made with
             lab = dataclasses.replace(lab, cc=kept)
@@ -176,6 +181,12 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     wait_ready(engines, topology)
     say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}"
         + (f"; congestion control {lab.cc}" if lab.cc != AUTO else ""))
+
+
+def lacks_names(container: dict, topology: Topology) -> bool:
+    """A host of a lab with fixed addresses made without the lab's names in its /etc/hosts."""
+    extra = (container.get("HostConfig") or {}).get("ExtraHosts") or []
+    return topology.lab.kind.fixed_addresses and not any(entry.startswith("server:") for entry in extra)
 
 
 def refuse_another_congestion_control(found: dict, topology: Topology) -> None:
@@ -207,7 +218,8 @@ def stopped_container(docker: Docker, name: str) -> str | None:
 def wait_ready(engines: Engines, topology: Topology) -> None:
     """Send real requests until one is answered; stop early if the server died."""
     server = topology.container("server")
-    deadline = time.monotonic() + READY_TIMEOUT
+    started = time.monotonic()
+    deadline = started + READY_TIMEOUT
     while True:
         probe = engines.of("client").run(probe_args(topology), quiet=True, check=False)
         if probe.exited == 0 and probe.stdout.strip() == PROBE_REPLY:
@@ -215,9 +227,14 @@ def wait_ready(engines: Engines, topology: Topology) -> None:
         stopped = stopped_container(engines.of("server"), server)
         if stopped:
             raise LabError(stopped)
+        if "getaddrinfo" in probe.stderr and time.monotonic() - started > NAMES_GRACE_S:
+            raise LabError(f"the client cannot resolve 'server' (the engine's DNS lost the lab's names): run "
+                           f"'invoke down{lab_option(topology.lab)}', then 'invoke up{lab_option(topology.lab)}', "
+                           "which puts them in every container's /etc/hosts")
         if time.monotonic() > deadline:
             raise LabError(f"the server did not answer within {READY_TIMEOUT:.0f} s: "
                            f"{(probe.stderr or probe.stdout).strip() or 'no reply'}")
+        time.sleep(0.05)
 
 
 def down(c: Context, lab: Lab) -> None:
@@ -232,8 +249,8 @@ def down(c: Context, lab: Lab) -> None:
         return containers
 
     containers = {key: value for found in engines.each(remove_containers) for key, value in found.items()}
-    for labels in containers.values():              # an orphaned capture's partial file goes with it
-        remove_partial_capture(labels.get(PART_LABEL, ""))
+    for line in leftovers.sweep(CAPTURES_DIR):      # a killed capture's files: recovered or removed
+        say(line)
     unreachable = sorted(engines.unreachable)       # a swarm lab's node that left
     networks = engines.network.ids("network", lab.label)
     if networks:

@@ -28,12 +28,17 @@ def number(value: str | int | float | None, flag: str, *, whole: bool = False, l
         raise LabError(f"{flag} takes {kind}, got {value!r}") from None
     if not math.isfinite(parsed):
         raise LabError(f"{flag} takes a finite number, got {value!r}")
+    given = str(value).strip()              # said as the user wrote it: 100.0001 is not "100"
+
+    def bound(limit: float) -> str:
+        return str(int(limit)) if whole else f"{limit:g}"
+
     if high is not None and not low <= parsed <= high:
-        raise LabError(f"{flag} must be between {low:g} and {high:g}, got {parsed:g}")
+        raise LabError(f"{flag} must be between {bound(low)} and {bound(high)}, got {given}")
     if above and parsed <= low:
-        raise LabError(f"{flag} must be more than {low:g}, got {parsed:g}")
+        raise LabError(f"{flag} must be more than {bound(low)}, got {given}")
     if parsed < low:
-        raise LabError(f"{flag} must be {low:g} or more, got {parsed:g}")
+        raise LabError(f"{flag} must be {bound(low)} or more, got {given}")
     return parsed
 
 

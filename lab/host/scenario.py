@@ -82,6 +82,11 @@ def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = Non
     if scenario.cc and cc and cc != scenario.cc:
         say(f"{scenario.name} is about {scenario.cc}, and lab {lab.name!r} runs {cc}: this run shows {cc} "
             f"(for {scenario.cc}: invoke down{lab_option(lab)}, then invoke up --cc {scenario.cc}{lab_option(lab)})")
+    had = impair.active(engines, topology, found)
+    if had:
+        say(f"the scenario sets its own link: removed what lab {lab.name!r} had ("
+            + "; ".join(f"{name.removeprefix(lab.name + '-')}: {what}" for name, what in had.items())
+            + "); put it back after with invoke impair")
     impair.clear(c, lab, quiet=True, engines=engines)
     try:
         for direction, sender, receiver in ((scenario.to_client, "server", "client"),

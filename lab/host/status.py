@@ -128,11 +128,25 @@ def status(c: Context, lab: Lab) -> None:
         subnets = ", ".join(cfg.get("Subnet", "?") for cfg in (net.get("IPAM", {}).get("Config") or []))
         print(f"network {object_name(net)}: {subnets}{' (internal)' if net.get('Internal') else ''}"
               + (overlay_line(engines, net) if lab.kind.spans_nodes else ""))
+    if is_up(found, topology) and not lab.kind.spans_nodes:
+        unresolved = names_unresolved(engines, topology)
+        if unresolved:
+            print(f"the client cannot resolve {', '.join(unresolved)}: run 'invoke down{lab_option(lab)}', then "
+                  f"'invoke up{lab_option(lab)}' (the lab's names are then in every container's /etc/hosts)")
     server = found.get(topology.container("server")) or {}
     sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
     if server:
         print(f"TCP congestion control: {sysctls.get('net.ipv4.tcp_congestion_control', 'the kernel default')}; "
               f"IPv6 {'off' if sysctls.get('net.ipv6.conf.all.disable_ipv6') == '1' else 'on'}")
+
+
+def names_unresolved(engines: Engines, topology: Topology) -> list[str]:
+    """The lab's host names the client's namespace does not resolve (asked as its programs ask)."""
+    names = [role.name for role in topology.hosts]
+    result = engines.of("client").run(["exec", topology.container("client"), "getent", "hosts", *names],
+                                      quiet=True, check=False, echo=False)
+    resolved = {word for line in result.stdout.splitlines() for word in line.split()[1:]}
+    return [name for name in names if name not in resolved]
 
 
 def logs(c: Context, lab: Lab, role: str = "server", follow: bool = False, tail: int | None = None) -> None:

@@ -42,6 +42,7 @@ from lab.host.settings import ROLE_LABEL, Lab
 LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
 
 
+NO_RESOLVER = "127.0.0.1"         # --dns: the container's own loopback, where no DNS server listens
 NODE_NETWORK = "the node's own"   # joins= this: the node's namespace (an underlay capture), not a container's
 NO_NETWORK = "a new empty one"    # joins= this: a namespace of its own with no network (a probe of the kernel)
 
@@ -197,6 +198,7 @@ class Topology:
             args += ["--hostname", role.name, "--network", self.lab.network, "--network-alias", role.name]
             if role.host is not None and subnet is not None and self.lab.kind.fixed_addresses:
                 args += ["--ip", str(ipaddress.ip_network(subnet)[role.host])]
+                args += self.names_without_dns(subnet)
             for key, value in self.lab.sysctls.items():        # a namespace's own: only its creator sets them
                 args += ["--sysctl", f"{key}={value}"]
         elif joins == NODE_NETWORK:
@@ -217,6 +219,18 @@ class Topology:
         base = role.command if command is None else tuple(command)
         return [*args, self.lab.image, *(part.replace("{port}", str(self.lab.port)) for part in base), *arguments]
 
+
+    def names_without_dns(self, subnet: str) -> list[str]:
+        """``--add-host`` for every host of the lab, and ``--dns`` that answers nothing: the lab
+        assigned each address, so its names are in every namespace's /etc/hosts (which the
+        containers that join a namespace share) and never depend on the engine's resolver
+        (which lost them after a `docker swarm init` and `leave` on the engine); and a name the
+        lab does not know is not passed on to the host's DNS server, out of an --internal
+        network (the embedded resolver forwards to the --dns given: here, an address in the
+        container's own namespace where nothing listens)."""
+        network = ipaddress.ip_network(subnet)
+        added = [f"{role.name}:{network[role.host]}" for role in self.hosts if role.host is not None]
+        return [*(word for entry in added for word in ("--add-host", entry)), "--dns", NO_RESOLVER]
 
     def host_of(self, role_name: str, joins: str | None = None) -> str:
         """The host whose namespace, and so whose engine, a container of ``role_name`` is in:

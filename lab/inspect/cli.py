@@ -8,6 +8,7 @@ machine-readable contracts of lab.inspect.report instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -116,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lab.inspect: {exc}", file=sys.stderr)
         return exc.code
-    except BrokenPipeError:       # the reader went away (| head): not an error of ours
-        sys.stderr.close()
-        return 0
+    except BrokenPipeError:       # the reader went away (| head): end quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except KeyboardInterrupt:
         return 130

@@ -31,11 +31,10 @@ from lab.host.capture.safe_files import (
     new_private_file,
     place,
     remove_if_regular,
-    remove_partial_capture,
 )
 from lab.host.engines.lab_engines import Engines
 from lab.host.settings import PART_LABEL
-from lab.host.state import is_ours, object_labels
+from lab.host.state import is_ours
 from lab.host.topology import Topology
 from lab.inspect.kernel import HOSTS, KERNEL_SUFFIX
 
@@ -166,4 +165,3 @@ def remove_leftovers(engines: Engines, topology: Topology) -> None:
                 raise LabError(f"a container named {found.get('Name', '').lstrip('/')!r} exists but was not made "
                                f"by lab {topology.lab.name!r}: rename or remove it yourself, or use --lab OTHER")
             docker.run(["rm", "--force", found["Id"]], quiet=True, check=False)
-            remove_partial_capture(object_labels(found).get(PART_LABEL, ""))

@@ -30,24 +30,28 @@ names the process that started it, which is how a live capture is told apart.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from invoke import Context
 
 from lab.errors import LabError
+from lab.host.capture import leftovers
 from lab.host.capture.annotate import Annotated, annotate
 from lab.host.capture.kernel_view import KernelSummary, KernelView, remove_leftovers
+from lab.host.capture.leftovers import whole_records
 from lab.host.capture.livewatch import LiveView
+from lab.host.capture.owners import owner_alive, owner_token
+from lab.host.capture.raw_sink import RawSink
 from lab.host.capture.request import CaptureRequest, capture_launch, capture_name
 from lab.host.capture.safe_files import (
     PART_SUFFIX,
@@ -55,7 +59,7 @@ from lab.host.capture.safe_files import (
     new_private_file,
     place,
     remove_if_regular,
-    remove_partial_capture,
+    writable_folder,
 )
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
@@ -109,13 +113,19 @@ class EngineLog(threading.Thread):
                 "dropped": counts.get("dropped by kernel", 0)}
 
     def complaint(self) -> str:
-        noise = ("lab.inside.capture: ", "tcpdump: listening", "tcpdump: verbose output")
+        noise = ("lab.inside.capture: ", "tcpdump: listening", "tcpdump: verbose output", "Run 'docker",
+                 "See 'docker")
         useful = [line for line in self.lines if not line.startswith(noise[1:]) and not _TCPDUMP_COUNTS.search(line)]
-        return (useful[-1] if useful else "no message").removeprefix(noise[0])
+        return (useful[-1] if useful else "no message").removeprefix(noise[0]).removeprefix("docker: ")
+
+    def name_taken(self) -> bool:
+        """The engine's container was not made: one of its name exists (a capture started at the same moment)."""
+        return any("is already in use by container" in line for line in self.lines)
 
 
 def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     """Run one capture as the module docstring says; return the annotated file."""
+    writable_folder(CAPTURES_DIR)           # before anything starts: one line if it cannot be written
     topology = describe(lab)
     engines = Engines(c, lab)
     docker = engines.of("server")           # the capture engine runs in the server's namespace
@@ -123,7 +133,8 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     engine_container = topology.container("capture")
     remove_orphan(docker, topology, engine_container)
     remove_leftovers(engines, topology)     # the samplers of a killed capture (it is not running: see above)
-    CAPTURES_DIR.mkdir(exist_ok=True)
+    for line in leftovers.sweep(CAPTURES_DIR):
+        say(line)
     final = CAPTURES_DIR / f"{request.name or capture_name(None)}.pcapng"
     if final.exists() or final.is_symlink():
         raise LabError(f"{final} exists: choose another --name, or move that file away first")
@@ -141,10 +152,13 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
             started.callback(underlay.finish)
         fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
         started.callback(remove_if_regular, raw)
-        with os.fdopen(fd, "wb") as sink:
-            proc = engines.popen(capture_launch(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
-                                 sink, str(raw.relative_to(CAPTURES_DIR.parent)))
+        started.callback(os.close, fd)
+        proc = engines.popen(capture_launch(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
+                             subprocess.PIPE, str(raw.relative_to(CAPTURES_DIR.parent)))
         started.pop_all()
+    assert proc.stdout is not None
+    sink = RawSink(proc.stdout, fd, on_failure=lambda: docker.interrupt(engine_container))
+    sink.start()
     engine_log = EngineLog(proc.stderr, request.engine)
     engine_log.start()
     outcome, client_exit, view = "", 0, None
@@ -167,6 +181,7 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
         if proc.poll() is None:             # still running: interrupted, or the wait failed
             docker.interrupt(engine_container)
         docker.wait_or_remove(engine_container, proc)
+        sink.join(10)
         if underlay is not None:
             underlay.finish()
         engine_log.join(5)
@@ -175,15 +190,20 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
         if not engine_log.capturing.is_set():
             remove_if_regular(raw)          # nothing was captured: nothing is left
         kernel_summary = None
-        if kernel is not None and engine_log.capturing.is_set():
+        if kernel is not None and engine_log.capturing.is_set() and sink.error is None:
             kernel_summary = kernel.finish()
         elif kernel is not None:
             kernel.abandon()
     if not engine_log.capturing.is_set():
         if outcome:
             raise LabError("interrupted before the capture started: nothing was saved", code=130)
+        if engine_log.name_taken():
+            raise LabError(f"a capture is already running in lab {lab.name!r} (it started at the same moment as this "
+                           "one): wait for it to end, or stop it with Ctrl-C in its terminal")
         raise LabError(f"the capture did not start: {engine_log.complaint()}")
     stats = engine_log.stats or engine_log.tcpdump_stats() or {}
+    if sink.error is not None:
+        cut_short(raw, final, stats, sink.error)
     final, result = finalize(raw, final, kernel_summary)
     report(final, result, stats, request, outcome)
     if kernel_summary is not None:
@@ -196,6 +216,12 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
                        f"holds the {result.packets} packets it had written")
     if stats.get("reason") == "interface-gone":
         raise LabError(code=1)
+    if client_exit and not result.comments:     # not one packet of the exchange: nothing worth keeping
+        remove_if_regular(final)
+        if kernel_summary is not None:
+            remove_if_regular(kernel_summary.path)
+        raise LabError(f"the client failed (exit {client_exit}) before any packet of the exchange: no capture "
+                       "is kept (see the client's message above)", code=client_exit)
     if client_exit:
         raise LabError(f"the capture is saved, but the client failed (exit {client_exit})", code=client_exit)
     return final
@@ -236,35 +262,9 @@ class Underlay:
             say(f"the underlay capture did not start: {self.log.complaint()}")
 
 
-def owner_token(pid: int | None = None) -> str:
-    """host:pid:start time of a process: which `invoke capture` started a capture container.
-
-    The start time (clock ticks since boot, from /proc/PID/stat) tells a live
-    owner from a later process that was given the same pid.
-    """
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
-
-
-def process_start(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def owner_alive(token: str) -> bool:
-    """True if the process a capture container's owner label names still runs, on this host."""
-    host, _, rest = token.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit() or started == "?":
-        return False
-    return process_start(int(pid)) == started
-
-
 def remove_orphan(docker: Docker, topology: Topology, engine_container: str) -> None:
-    """Refuse when a capture runs; remove one whose `invoke capture` is gone, and its partial file."""
+    """Refuse when a capture runs; remove one whose `invoke capture` is gone (its files are
+    lab.host.capture.leftovers' business)."""
     for other in docker.inspect([engine_container], kind="container"):
         if not is_ours(other, topology):
             raise LabError(f"a container named {engine_container!r} exists but was not made by lab "
@@ -274,9 +274,7 @@ def remove_orphan(docker: Docker, topology: Topology, engine_container: str) -> 
             raise LabError(f"a capture is already running in lab {topology.lab.name!r}: stop it with Ctrl-C in "
                            f"its terminal (or docker rm -f {engine_container})")
         docker.run(["rm", "--force", engine_container], quiet=True, check=False)
-        removed = remove_partial_capture(labels.get(PART_LABEL, ""))
-        say("removed the container of a capture whose invoke was killed"
-            + (f", and its partial file {removed}" if removed else ""))
+        say("removed the container of a capture whose invoke was killed")
 
 
 def run_client(engines: Engines, topology: Topology, client_args: Sequence[str]) -> int:
@@ -307,6 +305,25 @@ def start_kernel_view(engines: Engines, topology: Topology, final: Path) -> Kern
     return kernel
 
 
+def cut_short(raw: Path, final: Path, stats: dict, error: OSError) -> NoReturn:
+    """A write to the raw file failed (the disk is full): keep its whole records as a pcap, say how
+    many of how many, and stop."""
+    fd = os.open(raw, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        end, packets = whole_records(fd)
+        os.ftruncate(fd, end)                       # a record cut by the failed write goes
+        give_to_invoking_user(fd)
+    finally:
+        os.close(fd)
+    keep = place(raw, final.with_suffix(".pcap"))
+    captured = f" of {stats['captured']} captured" if stats.get("captured") else ""
+    say(f"{shown(keep)}: {packets} packets kept{captured}, {stats.get('dropped', 0)} dropped by the kernel "
+        "(not annotated)")
+    what = "disk full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else f"cannot write {raw.name}"
+    raise LabError(f"{what}: capture cut at {packets} packets ({error.strerror}); they are in {shown(keep)}: "
+                   f"free some room, then invoke inspect --pcap {shlex.quote(shown(keep))}")
+
+
 def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None) -> tuple[Path, Annotated]:
     """The raw pcap becomes the annotated pcapng, never replacing a file; the raw file goes last.
 
@@ -324,8 +341,11 @@ def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None) -> tup
     except (Exception, KeyboardInterrupt) as exc:
         remove_if_regular(temporary)
         keep = place(raw, final.with_suffix(".pcap"))      # the raw file is a whole pcap of its own
-        why = "interrupted while annotating" if isinstance(exc, KeyboardInterrupt) else "could not annotate the capture"
-        raise LabError(f"{why}: the packets are kept, unannotated, in {keep}",
+        why = ("interrupted while annotating" if isinstance(exc, KeyboardInterrupt)
+               else "disk full while annotating (the annotated copy needs room)"
+               if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+               else "could not annotate the capture")
+        raise LabError(f"{why}: every packet is kept, unannotated, in {shown(keep)}",
                        code=130 if isinstance(exc, KeyboardInterrupt) else 1) from None
     placed = place(temporary, final)
     remove_if_regular(raw)

@@ -13,19 +13,43 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import stat
 import tempfile
 from pathlib import Path
 
-from lab.paths import CAPTURES_DIR
+from lab.errors import LabError
+from lab.host.capture.owners import owner_mark
+from lab.paths import shown
 
 PART_SUFFIX = ".pcap.part"      # a capture's raw file while the engine writes it: captures/.NAME.<random>.pcap.part
 KERNEL_PART_SUFFIX = ".kernel.part"     # a kernel sampler's, while it samples
 
 
+def writable_folder(folder: Path) -> None:
+    """``folder`` (captures/) made if missing and writable by us, or one line saying what to do:
+    a file in its place, a link to nowhere, a read-only folder or filesystem."""
+    where = shown(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise LabError(f"{where} is a link to {os.readlink(folder)}, which does not exist: create that folder, "
+                       "or remove the link (or set TCPLAB_CAPTURES to a folder)")
+    if folder.exists() and not folder.is_dir():
+        raise LabError(f"{where} is a file, not a folder: move it away, or set TCPLAB_CAPTURES to a folder")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create {where}: {exc.strerror}: create it yourself, or set TCPLAB_CAPTURES "
+                       "to a folder you can write") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LabError(f"{where} is read-only for you: make it writable (chmod u+w {shlex.quote(where)}), or set "
+                       "TCPLAB_CAPTURES to a folder you can write")
+
+
 def new_private_file(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
-    """A new file in ``folder`` (O_CREAT|O_EXCL, mode 0600), open for writing: (descriptor, path)."""
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    """A new file in ``folder`` (O_CREAT|O_EXCL, mode 0600), open for writing: (descriptor, path).
+    Its name carries this process's owner mark (lab.host.capture.owners): if the process is
+    killed, the next capture or `down` finds the file is nobody's any more."""
+    fd, name = tempfile.mkstemp(prefix=f"{prefix}{owner_mark()}.", suffix=suffix, dir=folder)
     return fd, Path(name)
 
 
@@ -68,15 +92,3 @@ def remove_if_regular(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def remove_partial_capture(name: str) -> str | None:
-    """Remove a capture's raw file by the name its container's label gives; the name, if removed.
-
-    Only a plain name of the raw files' pattern in captures/, and only a regular
-    file: a label is text that anyone who can run docker can write.
-    """
-    suffix = next((end for end in (PART_SUFFIX, KERNEL_PART_SUFFIX) if name.endswith(end)), None)
-    if "/" in name or suffix is None or not (name.startswith(".") and len(name) > len(suffix) + 1):
-        return None
-    return name if remove_if_regular(CAPTURES_DIR / name) else None

@@ -143,13 +143,14 @@ class Docker:
         with _ECHO_LOCK:
             print(ECHO_FORMAT.format(command=command) if sys.stdout.isatty() else command, flush=True)
 
-    def popen(self, args: Sequence[str], stdout: IO[bytes] | None = None, stdout_name: str | None = None,
+    def popen(self, args: Sequence[str], stdout: IO[bytes] | int | None = None, stdout_name: str | None = None,
               stderr: int | None = subprocess.PIPE) -> subprocess.Popen:
         """Start ``docker ARGS`` in the background and return at once.
 
-        ``stdout`` may be a file (a capture: too much for memory, and binary; the
-        echo then shows the redirection to ``stdout_name``, so the command can
-        still be run by hand); by default the output is the user's. stderr is a
+        ``stdout`` may be a file or a pipe (a capture's stream, which the caller
+        writes to a file: too much for memory, and binary; the echo then shows the
+        redirection to ``stdout_name``, so the command can still be run by hand); by
+        default the output is the user's. stderr is a
         pipe for the caller to read unless ``stderr=None``. It runs in a session
         of its own, so a Ctrl-C at the terminal reaches the lab, not it: the lab
         stops it the way it must be stopped (the engine hands over its ring first).
