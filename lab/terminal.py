@@ -28,6 +28,19 @@ def console():
     return PipeAwareConsole(width=int(columns) if columns.isdigit() and int(columns) >= 40 else PIPED_WIDTH)
 
 
+def prose(text: str, first: str = "", then: str = "") -> str:
+    """``text`` wrapped at the terminal's width between words (a word is never cut in two), the
+    first line after ``first``, the others after ``then``; as it is when the output is not a
+    terminal, where the reader's tool folds it."""
+    import shutil
+    import textwrap
+
+    if not sys.stdout.isatty():
+        return first + text
+    return textwrap.fill(text, width=shutil.get_terminal_size().columns, initial_indent=first,
+                         subsequent_indent=then, break_long_words=False, break_on_hyphens=False)
+
+
 def say(message: str) -> None:
-    """Narrate a step as it happens (Mininet's ``*** Starting controller``)."""
-    print(f"*** {message}", flush=True)
+    """Narrate a step as it happens (Mininet's ``*** Starting controller``), wrapped as prose."""
+    print(prose(message, "*** ", "    "), flush=True)

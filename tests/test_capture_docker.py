@@ -231,9 +231,10 @@ def test_a_killed_emulator_is_said_in_status_and_impair_repairs_it_saying_what_i
         ok(invoke("impair", "--delay", "50", "--engine", "nfqueue", "--lab", lab))
         subprocess.run(["docker", "kill", f"{LAB}-link-server-to-client"], check=True, capture_output=True)
         status = ok(invoke("status", "--lab", lab))
-        assert "emulator gone, the link is unimpaired" in " ".join(status.split()), status
+        assert "emulator gone: unimpaired" in " ".join(status.split()), status
+        assert "run the impair command again to put it back" in " ".join(status.split()), status
         again = ok(invoke("impair", "--delay", "50", "--engine", "nfqueue", "--lab", lab))
-        assert "server link had: delay 50ms (nfqueue): emulator gone" in " ".join(again.split()), again
+        assert "server link had: delay 50ms (nfqueue, emulator gone: unimpaired)" in " ".join(again.split()), again
         assert "it is replaced" in again
         status = " ".join(ok(invoke("status", "--lab", lab)).split())
         assert "delay 50ms (nfqueue)" in status and "emulator gone" not in status, status

@@ -48,6 +48,7 @@ ENGINES = ("auto", "netem", "nfqueue")
 DISTRIBUTIONS = ("normal", "uniform")
 NO_NETEM = ("specified qdisc kind is unknown", "unknown qdisc")
 EMULATOR_START_S = 15.0
+EMULATOR_GONE = "emulator gone: unimpaired"      # status's words for a rule whose emulator was killed
 _RATE = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)", re.I)
 RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}      # tc's: powers of 1000
 # tbf's bounds as tc takes them with the lab's 32 kbit burst: under 1 kbit tc answers with its usage
@@ -354,7 +355,7 @@ def active(engines: Engines, topology: Topology, found: Found) -> dict[str, str]
     for receiver, output in zip(hosts, outputs):
         for who, what in describe_rules(output.stdout, sources).items():
             if who != "self" and who in host_of and not emulator_runs(engines, topology, host_of[who], receiver):
-                what = f"{what}: emulator gone, the link is unimpaired (invoke impair again, or --clear)"
+                what = what.removesuffix(")") + f", {EMULATOR_GONE})"
             impaired.setdefault(topology.container(receiver) if who == "self" else who, []).append(what)
     return {name: ", ".join(what) for name, what in impaired.items()}
 

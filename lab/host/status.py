@@ -15,7 +15,7 @@ from lab.host.engines.lab_engines import Engines
 from lab.host.settings import ROLE_LABEL, Lab
 from lab.host.state import existing, is_up, lab_option, object_labels, object_name, our_containers
 from lab.host.topology import Topology, describe
-from lab.terminal import console, say
+from lab.terminal import console, prose, say
 
 COLUMNS = ("container", "role", "IP", "MAC", "ports", "state", "impairments")
 
@@ -121,6 +121,9 @@ def status(c: Context, lab: Lab) -> None:
         return
     term = console()
     term.print(status_table(lab, rows, term.width))
+    if impaired and any(impair.EMULATOR_GONE in what for what in impaired.values()):
+        print(prose("an emulator's container is gone, so its rule lets packets through unimpaired: run the "
+                    f"impair command again to put it back, or 'invoke impair --clear{lab_option(lab)}'"))
     for node in sorted(engines.unreachable):
         print(f"node {node} does not answer (it left the swarm, or its host is down): the lab's containers there "
               "are not shown; invoke down removes the rest and says what it could not")
@@ -131,8 +134,9 @@ def status(c: Context, lab: Lab) -> None:
     if is_up(found, topology) and not lab.kind.spans_nodes:
         unresolved = names_unresolved(engines, topology)
         if unresolved:
-            print(f"the client cannot resolve {', '.join(unresolved)}: run 'invoke down{lab_option(lab)}', then "
-                  f"'invoke up{lab_option(lab)}' (the lab's names are then in every container's /etc/hosts)")
+            print(prose(f"the client cannot resolve {', '.join(unresolved)}: run 'invoke down{lab_option(lab)}', "
+                        f"then 'invoke up{lab_option(lab)}' (the lab's names are then in every container's "
+                        "/etc/hosts)"))
     server = found.get(topology.container("server")) or {}
     sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
     if server:
