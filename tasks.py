@@ -18,17 +18,18 @@ from lab.host import status as looking
 from lab.host.client_runs import chat as chat_with_server
 from lab.host.client_runs import send as run_client
 from lab.host.engines.docker import Docker
-from lab.host.frontdoor import LAB_HELP, lab_of, task
+from lab.host.frontdoor import LAB_HELP, help_and_suggestions, lab_of, task
 from lab.host.options import bulk_options, client_options, exchange_options, whole_number
 from lab.host.settings import DEFAULTS
 
-VERBOSE_HELP = "show every line of an image build (default: what it does now, the rest in a log file)"
+VERBOSE_HELP = ("show every line of an image build and every docker command whole (default: one line each, "
+                "the rest in a log file; INVOKE_LAB_VERBOSE=1 for every task)")
 
 
 @task(help={"verbose": VERBOSE_HELP, "lab": LAB_HELP})
 def build(c, verbose=False, lab=None):
     """Build the lab's image (on debian:bookworm-slim, or a base made from Debian's packages)."""
-    c.config.lab.verbose = verbose
+    c.config.lab.verbose = verbose or c.config.lab.verbose
     image.build(c, lab_of(c, lab), Docker(c))
 
 
@@ -40,7 +41,7 @@ def up(c, cc=None, verbose=False, lab=None):
     Across hosts (a Docker Swarm): the settings engine, nodes, server_node, client_node and encrypt
     (INVOKE_LAB_ENGINE=swarm INVOKE_LAB_NODES=ssh://me@host1,ssh://me@host2 ...; README, Across hosts).
     """
-    c.config.lab.verbose = verbose
+    c.config.lab.verbose = verbose or c.config.lab.verbose
     lifecycle.up(c, lab_of(c, lab, cc=cc))
 
 
@@ -101,7 +102,7 @@ def clean(c, base=False, lab=None):
 @task(
     iterable=["send"],
     help={
-        "seconds": "stop after S seconds",
+        "seconds": "stop after S seconds (10, 10s, 500ms, 2min)",
         "count": "stop after N packets",
         "filter": "capture only what this BPF filter matches, e.g. 'tcp port 7070'",
         "send": "send this request from a client container while capturing (repeatable)",
@@ -112,29 +113,34 @@ def clean(c, base=False, lab=None):
                   "into captures/NAME.kernel.jsonl",
         "underlay": "a lab across hosts (engine swarm): also capture the server node's own interface, where the "
                     "lab's packets travel inside VXLAN, into captures/NAME.underlay.pcap",
+        "all_frames": "keep every frame on the server's interface, also those no lab container sent (the host's "
+                      "IPv6 announcements); by default a capture holds only the lab's",
+        "verbose": VERBOSE_HELP,
         "lab": LAB_HELP,
     },
 )
 def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name=None, engine="lab", kernel=False,
-            underlay=False, lab=None):
+            underlay=False, all_frames=False, verbose=False, lab=None):
     """Capture the server's traffic to captures/NAME.pcapng, with a live view and annotations."""
     from lab.host.capture import recorder
     from lab.host.capture.request import capture_request
     from lab.terminal import console
 
+    c.config.lab.verbose = verbose or c.config.lab.verbose
     request = capture_request(seconds, count, filter, exchange_options(send, bulk, student_tag()), name, engine, kernel,
-                              underlay)
+                              underlay, all_frames)
     recorder.capture(c, lab_of(c, lab), request, console())
 
 
 @task(help={
     "target": "server or client: whose outgoing packets are impaired (default server; --clear: both)",
-    "delay": "add this many milliseconds of delay",
-    "jitter": "vary the delay by this many milliseconds (needs --delay; never reorders)",
+    "delay": "add this much delay: milliseconds (50), or with a unit (50ms, 0.05s)",
+    "jitter": "vary the delay by this much, as --delay (needs --delay; never reorders)",
     "distribution": "of the jitter: normal (default; jitter is one standard deviation) or uniform (+/- jitter)",
-    "loss": "lose this percentage of packets, e.g. 5",
-    "reorder": "send this percentage of packets without the delay, so they overtake (needs --delay)",
-    "rate": "limit the rate, in bits per second: e.g. 1mbit or 500kbit (8kbit to 10gbit)",
+    "loss": "lose this percentage of packets: 5 or 5%",
+    "reorder": "send this percentage of packets without the delay, so they overtake (needs --delay): 5 or 5%",
+    "rate": "limit the rate, in bits per second with its unit: 1mbit, 500kbit, 10 Mbit/s (8kbit to 10gbit); "
+            "a bare number is refused (bits? kilobits?), and so is tc's 'mbps' (bytes)",
     "seed": "the same seed loses, delays and reorders the same packets (nfqueue engine)",
     "engine": "auto (default: netem where the kernel has it, else nfqueue), netem, or nfqueue (the lab's own)",
     "clear": "remove the impairments instead",
@@ -208,7 +214,7 @@ def demo(c, message=None, verbose=False, lab=None):
     """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
     from lab.host import tour
 
-    c.config.lab.verbose = verbose
+    c.config.lab.verbose = verbose or c.config.lab.verbose
     tour.demo(c, lab_of(c, lab), message, student_tag())
 
 
@@ -219,10 +225,12 @@ def demo(c, message=None, verbose=False, lab=None):
                   "nagle, nagle-off) or a .toml file",
           "seed": "a seed: it picks the lost segment and the link's numbers (default: the student's, set by invoke "
                   "student, else the config's lab.seed, 1)",
+          "verbose": VERBOSE_HELP,
           "lab": LAB_HELP},
 )
-def scenario(c, name, seed=None, lab=None):
+def scenario(c, name, seed=None, verbose=False, lab=None):
     """Run a scripted scenario: its link and packet events, the exchange captured with the kernel's view, checked."""
+    c.config.lab.verbose = verbose or c.config.lab.verbose
     from lab.host import scenario as scenarios
     from lab.scenarios import model
     from lab.terminal import console, say
@@ -323,7 +331,7 @@ def grade(c, submissions, roster=None, secret=None, course=None, map=None, deadl
     term = console()
     grading = grade_all(folder, read_roster(Path(roster)), key, out_folder,
                         progress=lambda graded: term.print(escape(printable(f"{graded.archive}: {graded.verdict}")),
-                                                           highlight=False, soft_wrap=True),
+                                                           highlight=False),
                         weights=read_points(course_file) if course_file.is_file() else None,
                         deadline=parse_deadline(deadline) if deadline else None,
                         mapping=read_map(Path(map)) if map else None, only=only)
@@ -365,3 +373,4 @@ def class_(c, action, count=None, roster=None, group="class"):
 ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, scenario, inspect,
                 notebook, publish, course, student, submit, grade, class_)
 ns.configure({"lab": DEFAULTS})
+help_and_suggestions()          # `invoke TASK --help` shows help; a mistyped task gets the closest names

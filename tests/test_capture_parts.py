@@ -242,9 +242,42 @@ def test_a_capture_whose_engine_fails_to_start_leaves_nothing_running_and_no_fil
 
     monkeypatch.setattr(recorder, "CAPTURES_DIR", tmp_path)
     monkeypatch.setattr(recorder, "Engines", lambda c, lab: Engines())
-    for name in ("require_up", "remove_orphan", "remove_leftovers"):
+    for name in ("remove_orphan", "remove_leftovers"):
         monkeypatch.setattr(recorder, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(recorder, "require_up", lambda *args, **kwargs: {})
     monkeypatch.setattr(recorder, "start_kernel_view", lambda engines, topology, final: Samplers())
     with pytest.raises(LabError, match="no such image"):
         recorder.capture(None, from_config({}), CaptureRequest(name="x", kernel=True), console=None)
     assert stopped == ["samplers"] and list(tmp_path.iterdir()) == []
+
+
+def test_the_live_view_always_shows_the_retransmission_whatever_it_elides():
+    """fast-retransmit's live view said "... 485 lines not shown" and frame 94, the retransmission,
+    never appeared."""
+    import io
+
+    from rich.console import Console
+
+    from lab.host.capture.livewatch import LiveView
+    from lab.inspect.analysis import analyze
+    from lab.paths import PROJECT_ROOT
+
+    bundled = PROJECT_ROOT / "notebooks" / "data" / "bulk-loss.pcapng"
+    flagged = analyze(bundled).frames_with("retransmission")
+    assert len(flagged) > 10
+    out = io.StringIO()
+    view = LiveView(bundled, Console(file=out, width=200, color_system=None), RateLimit(rate=0.001, burst=5))
+    view.done.set()
+    view.run()
+    assert view.hidden > 100                              # most lines are elided ...
+    assert out.getvalue().count("Retransmission") >= len(flagged)                # ... never these
+
+
+def test_a_capture_keeps_what_the_labs_containers_sent_beside_the_learners_filter():
+    macs = ["02:42:0a:4d:00:02", "02:42:0a:4d:00:03"]
+    plain = recorder.capture_request()
+    assert recorder.lab_frames_only(plain, macs).bpf == "(ether src 02:42:0a:4d:00:02 or ether src 02:42:0a:4d:00:03)"
+    mine = recorder.capture_request(bpf="tcp port 7070")
+    assert recorder.lab_frames_only(mine, macs).bpf.endswith(") and (tcp port 7070)")
+    everything = recorder.capture_request(all_frames=True)
+    assert recorder.lab_frames_only(everything, macs).bpf is None and recorder.lab_frames_only(plain, []).bpf is None

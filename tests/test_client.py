@@ -203,3 +203,11 @@ def test_ctrl_c_in_the_middle_of_a_bulk_stops_at_once_without_reading_the_rest(s
     server.terminate()
     [line] = [line for line in server.log_lines if "conn proto=tcp" in line]
     assert "close=reset" in line and f"bytes_out={(1 << 30) + 40}" not in line, line
+
+
+def test_a_slow_download_says_its_rate_in_units_that_show_it():
+    from lab.inside.client import rate_words
+
+    assert rate_words(300_000 / 6.171) == "48.6 kB/s, 389 kbit/s"          # was "0.0 MB/s, 0 Mbit/s"
+    assert rate_words(500_000) == "0.50 MB/s, 4.0 Mbit/s" and rate_words(2_500_000) == "2.5 MB/s, 20 Mbit/s"
+    assert rate_words(110_300_000) == "110.3 MB/s, 882 Mbit/s"

@@ -66,8 +66,10 @@ def test_students_run_a_scenario_submit_and_are_graded_and_a_swapped_capture_and
             for archive in (tmp_path / student).glob("*.zip"):
                 archive.rename(inbox / student / archive.name)
         out = ok(invoke("grade", str(inbox), "--roster", str(tmp_path / "roster.csv"),
-                        "--secret", str(tmp_path / "net101.secret"), "--out", str(tmp_path / "grades")))
-        assert "4 of 4 archives graded" in out
+                        "--secret", str(tmp_path / "net101.secret"), "--out", str(tmp_path / "grades"),
+                        env={"COLUMNS": "80"}))
+        assert "4 of 4 archives graded" in " ".join(out.split())
+        assert max(len(line) for line in out.splitlines()) <= 80, out         # the summary, as a terminal shows it
         rows = {(row["student"], row["exercise"]): row for row in csv.DictReader(open(tmp_path / "grades/grades.csv"))}
         for honest in (("alice", "initial_cwnd"), ("bob", "retransmitted")):
             assert rows[honest]["correct"] == "1", rows[honest]["feedback"]

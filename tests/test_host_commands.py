@@ -6,7 +6,12 @@ real engine does it.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import shlex
+import sys
 
 import pytest
 from invoke import MockContext
@@ -318,3 +323,33 @@ def test_every_host_has_the_labs_names_in_its_hosts_file_and_no_resolver_outside
 def test_up_starts_again_a_host_made_without_the_names():
     assert lifecycle.lacks_names({"HostConfig": {"ExtraHosts": None}}, TOPO)
     assert not lifecycle.lacks_names({"HostConfig": {"ExtraHosts": ["server:10.77.0.2", "client:10.77.0.3"]}}, TOPO)
+
+
+class Terminal(io.StringIO):
+    """A terminal 80 columns wide, for what the lab prints on one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_each_command_is_one_line_and_every_command_is_logged_whole(monkeypatch, tmp_path):
+    """Echoed whole, one `docker run` of the lab is over 300 characters: 4-5 lines at 80 columns."""
+    import shutil
+
+    from lab.host.engines import echo
+
+    monkeypatch.setattr(echo, "LOG", tmp_path / "logs" / "commands.log")
+    monkeypatch.setattr(echo, "_told_of_log", False)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size((80, 24)))
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    command = shlex.join(["docker", *TOPO.run_args("server", subnet="10.77.0.0/24")])
+    assert len(command) > 300
+    Docker(mock_docker({r"docker .*": Result("")})).run(TOPO.run_args("server", subnet="10.77.0.0/24"), quiet=True)
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in screen.getvalue().splitlines()]
+    assert len(lines[0]) == 80 and lines[0].endswith("…") and command.startswith(lines[0][:-1])
+    assert lines[1].startswith("(each command whole: ") and len(lines[1]) <= 80 and len(lines) == 2
+    assert (tmp_path / "logs" / "commands.log").read_text().split(" ", 1)[1] == command + "\n"
+    screen.truncate(0), screen.seek(0)
+    Docker(mock_docker({r"docker .*": Result("")})).interrupt("nlt-capture")          # housekeeping: log only
+    assert screen.getvalue() == "" and "kill --signal INT nlt-capture" in (tmp_path / "logs" / "commands.log").read_text()

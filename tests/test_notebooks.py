@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from lab.paths import CAPTURES_DIR
+from lab.paths import CAPTURES_DIR, PROJECT_ROOT
 from lab.teach import notebook, publish
 from lab.teach.dynamics import DYNAMICS_QUESTIONS, PREDICTIONS, Dynamics
 from lab.teach.exercises import QUESTIONS, Exercises
@@ -542,3 +542,16 @@ def test_the_bundled_bbr_and_fairness_captures_show_what_07_says():
     mixed = Dynamics(DATA / "fairness-bbr-reno.pcapng")
     assert set(mixed.flow_windows()) == {"bbr", "reno"} and mixed.window_ratio() >= 1.2 and mixed.share_of("bbr") > 50
 
+
+
+@pytest.mark.slow          # it runs a notebook in a real kernel
+def test_publishing_runs_the_kernels_over_unix_sockets_and_says_nothing_of_tcp():
+    """`invoke publish` printed ipykernel's "Kernel is running over TCP without encryption" nine times."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "from pathlib import Path; from lab.teach.publish import execute; "
+                          "execute(Path('notebooks/06-udp.ipynb'))"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "without encryption" not in run.stderr and "Parent appears to have exited" not in run.stderr, run.stderr

@@ -182,6 +182,15 @@ def test_each_bundled_scenario_shows_what_it_expects(lab, name, captures_made):
         assert f"{name} is about {about}, and lab {lab!r} runs {ran[1]}" in out
     status = ok(invoke("status", "--lab", lab))
     assert "nfqueue" not in status and "delay" not in status        # the scenario's link is gone
+    # What the learner reads of it at 80 columns: every check's name and the lesson whole.
+    from lab.paths import CAPTURES_DIR
+    from tests.test_output_at_80 import reads_at_80, rendered
+
+    chosen = scenario.load(name, 7)
+    verdicts, cc = running.judge(CAPTURES_DIR / f"{name}-{ran[1]}-seed7.pcapng", chosen, 7070)
+    lesson = [" ".join(paragraph.split()) for paragraph in chosen.lesson.split("\n\n") if paragraph.strip()]
+    reads_at_80(rendered(lambda console: running.report(verdicts, chosen, cc, console)),
+                *(verdict.name for verdict in verdicts), *lesson)
 
 
 @pytest.mark.docker

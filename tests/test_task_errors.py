@@ -189,3 +189,39 @@ def test_ctrl_c_while_invoke_starts_is_quiet(after_s):
     task.send_signal(signal.SIGINT)
     _, err = task.communicate(timeout=60)
     assert "Traceback" not in err and task.returncode in (-signal.SIGINT, 130, 0), (task.returncode, err)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"delay": "50ms"}, 50.0), ({"delay": "0.05s"}, 50.0), ({"delay": "50"}, 50.0), ({"delay": " 50 ms "}, 50.0),
+])
+def test_a_delay_is_taken_with_the_unit_a_person_types(options, expected):
+    from lab.host.impair import parse
+
+    assert parse(**options).delay_ms == expected
+
+
+def test_percentages_and_rates_are_taken_with_their_units_and_a_bare_rate_is_refused_as_ambiguous():
+    from lab.errors import LabError
+    from lab.host.impair import parse
+
+    assert parse(loss="5%").loss_pct == 5 and parse(delay="20", reorder="10%").reorder_pct == 10
+    assert parse(rate="10 Mbit/s").rate == "10mbit" and parse(rate="500kbit").rate == "500kbit"
+    with pytest.raises(LabError, match="--rate 1000 is ambiguous: say its unit"):
+        parse(rate="1000")
+    with pytest.raises(LabError, match=r"--delay takes a number in ms, got '50 parsecs'"):
+        parse(delay="50 parsecs")
+
+
+@pytest.mark.parametrize("task", ["send", "bulk", "scenario", "capture"])
+def test_a_tasks_help_shows_help_and_runs_nothing(task):
+    """`invoke send --help` started a client container with "--help" as its message."""
+    result = invoke(task, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {task} "), result
+    assert "is not up" not in result.stdout + result.stderr
+
+
+def test_a_mistyped_task_gets_the_closest_names():
+    result = invoke("captur")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("No idea what 'captur' is! Did you mean 'capture' or 'chat'? "
+                                     "(invoke --list shows the tasks)")

@@ -16,9 +16,11 @@ an exception, not invoke's CLI exit type). Every task in tasks.py is made with
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 
@@ -65,6 +67,50 @@ def quiet_stdout() -> None:
 
 
 task = functools.partial(invoke_task, klass=LabTask)
+
+
+def help_and_suggestions() -> None:
+    """Two things invoke's command line does not do, added where it parses the tasks (invoke has no
+    hook for either, so its Program's ``parse_tasks`` is wrapped, once, by tasks.py):
+
+    * ``invoke send --help`` ran the task with "--help" as its message (a positional argument
+      takes the next word): a task's ``--help`` or ``-h`` now shows its help and runs nothing;
+    * ``invoke captur`` got only "No idea what 'captur' is!": the closest task names are said.
+    """
+    from invoke.exceptions import ParseError
+    from invoke.program import Program
+
+    if getattr(Program.parse_tasks, "lab_wrapped", False):
+        return
+    original = Program.parse_tasks
+
+    def parse_tasks(self: Program) -> None:
+        words = list(self.core.unparsed)
+        names = set(self.collection.task_names) | {alias for aliases in self.collection.task_names.values()
+                                                   for alias in aliases}
+        asks_help = len(words) >= 2 and words[0] in names and bool({"--help", "-h"} & set(words[1:]))
+        if asks_help:
+            self.core.unparsed = []                  # nothing to run: only the help, as `invoke --help TASK`
+        try:
+            original(self)
+        except ParseError as error:
+            raise ParseError(with_suggestion(str(error), sorted(names))) from None
+        if asks_help:
+            self.args.help.value = words[0]
+
+    parse_tasks.lab_wrapped = True        # type: ignore[attr-defined]
+    Program.parse_tasks = parse_tasks     # type: ignore[method-assign]
+
+
+def with_suggestion(message: str, names: list[str]) -> str:
+    """invoke's "No idea what 'X' is!", and the task names closest to X, if any are close."""
+    found = re.fullmatch(r"No idea what '(.+)' is!", message)
+    if found is None or found[1].startswith("-"):
+        return message
+    close = difflib.get_close_matches(found[1], names, n=3, cutoff=0.6)
+    if not close:
+        return f"{message} (invoke --list shows the tasks)"
+    return f"{message} Did you mean {' or '.join(repr(name) for name in close)}? (invoke --list shows the tasks)"
 """invoke's ``@task``, making LabTasks."""
 
 

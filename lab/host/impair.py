@@ -36,7 +36,7 @@ from invoke import Context
 from lab.errors import LabError
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
-from lab.host.options import number
+from lab.host.options import number, quantity
 from lab.host.settings import Lab
 from lab.host.state import Found, address_of, lab_option, require_up
 from lab.host.topology import Launch, Topology, describe
@@ -95,26 +95,28 @@ def parse(delay=None, jitter=None, loss=None, rate=None, reorder=None, distribut
     """An Impairment from the task's options (strings), or a one-line LabError saying what is wrong."""
     if distribution is not None and distribution not in DISTRIBUTIONS:
         raise LabError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
-    impairment = Impairment(number(delay, "--delay", high=60_000), number(jitter, "--jitter", high=60_000),
-                            number(loss, "--loss", high=100), rate, number(reorder, "--reorder", high=100),
+    impairment = Impairment(quantity(delay, "--delay", "ms", high=60_000), quantity(jitter, "--jitter", "ms", high=60_000),
+                            quantity(loss, "--loss", "%", high=100), rate, quantity(reorder, "--reorder", "%", high=100),
                             distribution or "normal", number(seed, "--seed", whole=True, high=2**31 - 1))
     if impairment.jitter_ms and impairment.delay_ms is None:
         raise LabError("--jitter varies a delay: give --delay too (e.g. --delay 100 --jitter 20)")
     if impairment.reorder_pct and not impairment.delay_ms:
         raise LabError("--reorder sends some packets without the delay, so that they overtake: give --delay too")
     if rate is not None:
-        check_rate(rate)
+        impairment = dataclasses.replace(impairment, rate=check_rate(rate))
     if not impairment.emulated and impairment.rate is None:
         raise LabError("nothing to do: give --delay, --jitter, --loss, --reorder or --rate (or --clear)")
     return impairment
 
 
-def check_rate(rate: str) -> None:
-    """A rate in bits per second as tc writes it (500kbit, 10mbit), above 0, or a one-line LabError.
+def check_rate(given: str) -> str:
+    """A rate in bits per second, as tc writes it (500kbit, 10mbit), from what a person types
+    (``10mbit``, ``10 Mbit/s``), within tc's range for the link; else a one-line LabError.
 
     tc reads "bps" as *bytes* per second (1mbps is 8 Mbit/s), a trap for anyone who
     reads it as bits: such rates are refused with what they would have meant.
     """
+    rate = given.strip().replace(" ", "").lower().removesuffix("/s")
     byte_rate = _BYTE_RATE.fullmatch(rate)
     if byte_rate:
         number_, prefix = byte_rate.groups()
@@ -122,6 +124,8 @@ def check_rate(rate: str) -> None:
                        f"{prefix.upper()}bit/s); write bits: {number_}{prefix.lower()}bit for {number_} "
                        f"{prefix.upper()}bit/s")
     bit_rate = _RATE.fullmatch(rate)
+    if bit_rate is None and re.fullmatch(r"\d+(\.\d+)?", rate):
+        raise LabError(f"--rate {rate} is ambiguous: say its unit, in bits per second: {rate}kbit, {rate}mbit, ...")
     if bit_rate is None:
         raise LabError(f"--rate {rate!r} is not a rate: use bits per second, e.g. 500kbit, 10mbit, 1gbit")
     bits_per_s = float(bit_rate.group(1)) * RATE_UNITS[bit_rate.group(2).lower()]
@@ -129,6 +133,7 @@ def check_rate(rate: str) -> None:
         raise LabError(f"--rate {rate} stops the link altogether: give a rate above 0, e.g. 100kbit")
     if not LOWEST_RATE <= bits_per_s <= HIGHEST_RATE:
         raise LabError(f"--rate {rate} is out of tc's range for the lab's link: give 8kbit to 10gbit")
+    return rate
 
 
 # --- commands (pure, tested without Docker) ---------------------------------------------

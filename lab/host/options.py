@@ -8,13 +8,14 @@ is read here, by :func:`number`, with one wording for every mistake.
 from __future__ import annotations
 
 import math
-from typing import Sequence, overload
+import re
+from typing import Any, Sequence, overload
 
 from lab.errors import LabError
 
 
 def number(value: str | int | float | None, flag: str, *, whole: bool = False, low: float = 0,
-           high: float | None = None, above: bool = False, default: float | None = None):
+           high: float | None = None, above: bool = False, default: float | None = None, shown: str | None = None):
     """``value`` as an int (``whole``) or a finite float within [low, high]; None gives ``default``.
 
     ``above`` makes ``low`` itself unacceptable (a duration of 0 s means nothing).
@@ -27,8 +28,8 @@ def number(value: str | int | float | None, flag: str, *, whole: bool = False, l
         kind = "a whole number" if whole else "a number"
         raise LabError(f"{flag} takes {kind}, got {value!r}") from None
     if not math.isfinite(parsed):
-        raise LabError(f"{flag} takes a finite number, got {value!r}")
-    given = str(value).strip()              # said as the user wrote it: 100.0001 is not "100"
+        raise LabError(f"{flag} takes a finite number, got {shown if shown is not None else value!r}")
+    given = (shown or str(value)).strip()   # said as the user wrote it: 100.0001 is not "100"
 
     def bound(limit: float) -> str:
         return str(int(limit)) if whole else f"{limit:g}"
@@ -40,6 +41,28 @@ def number(value: str | int | float | None, flag: str, *, whole: bool = False, l
     if parsed < low:
         raise LabError(f"{flag} must be {bound(low)} or more, got {given}")
     return parsed
+
+
+QUANTITY = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z%]*)\s*")
+UNITS = {                            # the unit a task takes -> what a person may type, and its factor
+    "ms": {"": 1.0, "ms": 1.0, "s": 1000.0},
+    "s": {"": 1.0, "s": 1.0, "ms": 0.001, "min": 60.0},
+    "%": {"": 1.0, "%": 1.0},
+}
+EXAMPLES = {"ms": "50, 50ms or 0.05s", "s": "10, 10s, 500ms or 2min", "%": "5 or 5%"}
+
+
+def quantity(value: str | int | float | None, flag: str, unit: str, **bounds: Any) -> float | None:
+    """A number that may carry its unit as a person writes it (``50ms``, ``0.05s``, ``5%``), in
+    ``unit``; bounds as for :func:`number`, said in the words the user typed."""
+    if value is None or isinstance(value, (int, float)):
+        return number(value, flag, **bounds)
+    found = QUANTITY.fullmatch(str(value))
+    if found is None:
+        return number(value, flag, **bounds)          # not a number at all: said as number says it
+    if found[2].lower() not in UNITS[unit]:
+        raise LabError(f"{flag} takes a number in {unit}, got {value!r}: e.g. {EXAMPLES[unit]}")
+    return number(float(found[1]) * UNITS[unit][found[2].lower()], flag, shown=str(value), **bounds)
 
 
 @overload

@@ -87,7 +87,8 @@ def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = Non
         say(f"the scenario sets its own link: removed what lab {lab.name!r} had ("
             + "; ".join(f"{name.removeprefix(lab.name + '-')}: {what}" for name, what in had.items())
             + "); put it back after with invoke impair")
-    impair.clear(c, lab, quiet=True, engines=engines)
+    housekeeping = Engines(c, lab, echo=False)      # clearing the link: in the command log, not on screen
+    impair.clear(c, lab, quiet=True, engines=housekeeping)
     try:
         for direction, sender, receiver in ((scenario.to_client, "server", "client"),
                                             (scenario.to_server, "client", "server")):
@@ -99,7 +100,7 @@ def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = Non
         request = CaptureRequest(name=free_name(scenario, cc), client_args=tuple(client_args(scenario, tag)), kernel=True)
         return recorder.capture(c, lab, request, console)
     finally:
-        impair.clear(c, lab, quiet=True, engines=engines)
+        impair.clear(c, lab, quiet=True, engines=housekeeping)
 
 
 def judge(pcap: Path, scenario: Scenario, port: int):
@@ -131,16 +132,31 @@ def judge(pcap: Path, scenario: Scenario, port: int):
 
 def report(verdicts, scenario: Scenario, cc: str | None, console) -> bool:
     """The verdicts as a table; True if every one matched."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{escape(scenario.name)}, seed {scenario.seed}: expected and seen"
-                  + (f" (server's congestion control: {cc})" if cc else ""))
-    for column in ("check", "expected", "seen", "matches"):
-        table.add_column(column)
-    for verdict in verdicts:
-        table.add_row(verdict.name, verdict.expected, verdict.seen, "[green]yes[/]" if verdict.ok else "[red]NO[/]")
+    title = (f"{escape(scenario.name)}, seed {scenario.seed}: expected and seen"
+             + (f" (server's congestion control: {cc})" if cc else ""))
+    matches = {True: "[green]yes[/]", False: "[red]NO[/]"}
+    if console.width >= WIDE_VERDICTS:
+        table = Table(title=title)
+        for column in ("check", "expected", "seen", "matches"):
+            table.add_column(column)
+        for verdict in verdicts:
+            table.add_row(escape(verdict.name), escape(verdict.expected), escape(verdict.seen), matches[verdict.ok])
+    else:                   # narrower: each check's name on a line of its own, never cut, its values under it
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_lines=True)
+        table.add_column("check: expected, seen", ratio=1)
+        table.add_column("matches", no_wrap=True)
+        for verdict in verdicts:
+            table.add_row(f"[bold]{escape(verdict.name)}[/]\nexpected: {escape(verdict.expected)}\n"
+                          f"seen: {escape(verdict.seen)}", matches[verdict.ok])
     console.print(table)
-    if scenario.lesson:
-        console.print(scenario.lesson, markup=False, highlight=False)
+    for paragraph in scenario.lesson.split("\n\n"):   # the TOML's lines are joined: the terminal wraps them
+        if paragraph.strip():
+            console.print(" ".join(paragraph.split()), markup=False, highlight=False)
     return all(verdict.ok for verdict in verdicts)
+
+
+WIDE_VERDICTS = 110      # all four columns side by side from this width

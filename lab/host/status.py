@@ -81,14 +81,19 @@ def status_table(lab: Lab, rows: list[dict[str, str]], width: int):
         for row in rows:
             table.add_row(*row.values())
         return table
+    # Narrower: the container over its role, the IP over the MAC, a port a line, and the impairments,
+    # which can be long, as sentences under the table: no word is ever cut ("clien/t", "(nfque/ue)").
+    from rich.console import Group
+    from rich.text import Text
+
     table = Table(title=f"lab {lab.name}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    for column in ("container", "role", "IP\nMAC", "ports", "state", "impairments"):
-        table.add_column(column, no_wrap=column in ("container", "IP\nMAC"), overflow="fold")
+    for column in ("container\nrole", "IP\nMAC", "ports", "state"):
+        table.add_column(column, no_wrap=column != "state", ratio=1 if column == "state" else None)
     for row in rows:
-        values = list(row.values())
-        table.add_row(values[0], values[1], f"{values[2]}\n{values[3]}", values[4].replace(", ", "\n"),
-                      *values[5:])
-    return table
+        table.add_row(f"{row['container']}\n{row['role']}", f"{row['ip']}\n{row['mac']}",
+                      row["ports"].replace(", ", "\n"), row["state"])
+    impaired = [Text(f"{row['container']}: {row['impairments']}") for row in rows if row["impairments"] != "-"]
+    return Group(table, *([Text("impairments (what each container sends):")] + impaired if impaired else []))
 
 
 def overlay_line(engines: Engines, network: dict) -> str:

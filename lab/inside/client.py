@@ -308,9 +308,19 @@ def run_bulk(client: Client, nbytes: int, pause_after: int | None = None, pause_
     if received != nbytes or corrupt_at is not None:
         where = f"first bad byte at {corrupt_at}" if corrupt_at is not None else f"got {received}"
         raise ClientError(f"BULK {nbytes}: data did not match the pattern ({where})", EXIT_PROTOCOL)
-    rate = received / elapsed / 1e6 if elapsed > 0 else float("inf")
-    print(f"OK received {received} bytes in {elapsed:.3f} s ({rate:.1f} MB/s, {rate * 8:.0f} Mbit/s)", flush=True)
+    print(f"OK received {received} bytes in {elapsed:.3f} s ({rate_words(received / elapsed if elapsed > 0 else 0)})",
+          flush=True)
     return EXIT_OK
+
+
+def rate_words(bytes_per_s: float) -> str:
+    """A rate in bytes and in bits per second, in units that show it: 300 kB over 6 s was
+    "0.0 MB/s, 0 Mbit/s"; it is "48.6 kB/s, 389 kbit/s"."""
+    if bytes_per_s >= 1e6 / 8 * 10:                 # 10 Mbit/s and more
+        return f"{bytes_per_s / 1e6:.1f} MB/s, {bytes_per_s * 8 / 1e6:.0f} Mbit/s"
+    if bytes_per_s >= 1e6 / 8:                      # 1 to 10 Mbit/s
+        return f"{bytes_per_s / 1e6:.2f} MB/s, {bytes_per_s * 8 / 1e6:.1f} Mbit/s"
+    return f"{bytes_per_s / 1e3:.1f} kB/s, {bytes_per_s * 8 / 1e3:.0f} kbit/s"
 
 
 def run_flows(clients: list[Client], nbytes: int, note: str = "") -> int:

@@ -208,6 +208,7 @@ def _print_one_connection(capture: Capture, console: Console, conn: Connection, 
 
 
 WIDE_TABLE = 150     # the full conversation table needs this many columns; narrower terminals get the short one
+WIDE_KERNEL_TABLE = 120      # the kernel's view with its states in a column; narrower, they go under the table
 
 
 def _conversations(capture: Capture, connections: list[Connection], width: int = WIDE_TABLE) -> Table:
@@ -224,12 +225,13 @@ def _conversations(capture: Capture, connections: list[Connection], width: int =
                        "payload s->c", "start s", "duration s", "handshake RTT ms", "closed"):
             table.add_column(column, justify="right" if column not in ("client", "server") else "left")
     else:
+        # Two lines a connection: the client and what it sent (c->s), then the server and what it sent.
         table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-        narrow: tuple[tuple[str, JustifyMethod], ...] = (("#", "right"), ("client\nserver", "left"), ("frames\nc->s s->c", "right"),
-                                ("payload\nc->s s->c", "right"), ("start s\nlasted s", "right"),
-                                ("handshake\nRTT ms", "right"), ("closed", "left"))
+        narrow: tuple[tuple[str, JustifyMethod], ...] = (
+            ("#", "right"), ("client\nserver", "left"), ("sent", "left"), ("frames", "right"),
+            ("payload", "right"), ("start s\nlasted s", "right"), ("handshake\nRTT ms", "right"), ("closed", "left"))
         for column, justify in narrow:
-            table.add_column(column, justify=justify, no_wrap=column.startswith("client"))
+            table.add_column(column, justify=justify, no_wrap=column != "closed")
     for conn in connections:
         rtt = handshake_rtt_ms(conn)
         client = endpoint_text(conn.client.address, conn.client.port)
@@ -241,7 +243,8 @@ def _conversations(capture: Capture, connections: list[Connection], width: int =
                           str(conn.server.packets), si_size(conn.server.payload_bytes), start,
                           f"{conn.duration_ns / 1e9:.4f}", rtt_text, closed_text(conn))
         else:
-            table.add_row(str(conn.stream), f"{client}\n{server}", f"{conn.client.packets}\n{conn.server.packets}",
+            table.add_row(str(conn.stream), f"{client}\n{server}", "c->s\ns->c",
+                          f"{conn.client.packets}\n{conn.server.packets}",
                           f"{si_size(conn.client.payload_bytes)}\n{si_size(conn.server.payload_bytes)}",
                           f"{start}\n{conn.duration_ns / 1e9:.4f}", rtt_text, closed_text(conn))
     return table
@@ -283,10 +286,14 @@ def _print_kernel(capture: Capture, console: Console, connections: list[Connecti
     if kernel_path is None:
         return
     samples = read_kernel_file(kernel_path)
+    wide = console.width >= WIDE_KERNEL_TABLE
     table = Table(title=f"the kernel's view ({escape(kernel_path.name)}: sampled in each host's namespace)")
-    for column in ("stream", "host", "states", "max cwnd", "min ssthresh", "last srtt ms", "max rto ms",
-                   "retransmitted", "cc"):
-        table.add_column(column, justify="left" if column in ("host", "states", "cc") else "right")
+    columns = ("stream", "host", "states", "max cwnd", "min ssthresh", "last srtt ms", "max rto ms",
+               "retransmitted", "cc") if wide else ("stream", "host", "max\ncwnd", "min\nssthresh",
+                                                   "last srtt\nms", "max rto\nms", "retrans-\nmitted", "cc")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("host", "states", "cc") else "right", no_wrap=True)
+    state_lines = []
     for conn in connections:
         for host, series in connection_samples(samples, conn).items():
             if not series:
@@ -297,12 +304,17 @@ def _print_kernel(capture: Capture, console: Console, connections: list[Connecti
             srtts = [s.values["srtt_us"] for s in series if s.values.get("srtt_us")]
             rtos = [s.values["rto_us"] for s in series if s.values.get("rto_us")]
             retransmitted = max((s.values.get("total_retrans") or 0 for s in series), default=0)
-            table.add_row(str(conn.stream), host, states, str(max(cwnds)) if cwnds else "-",
-                          str(min(thresholds)) if thresholds else "-",
-                          f"{srtts[-1] / 1000:.2f}" if srtts else "-", f"{max(rtos) / 1000:.0f}" if rtos else "-",
-                          str(retransmitted), escape(next((s.values["cc"] for s in reversed(series) if s.values.get("cc")), "-")))
+            values = [str(max(cwnds)) if cwnds else "-", str(min(thresholds)) if thresholds else "-",
+                      f"{srtts[-1] / 1000:.2f}" if srtts else "-", f"{max(rtos) / 1000:.0f}" if rtos else "-",
+                      str(retransmitted), escape(next((s.values["cc"] for s in reversed(series) if s.values.get("cc")),
+                                                      "-"))]
+            table.add_row(str(conn.stream), host, *([states] if wide else []), *values)
+            state_lines.append(f"stream {conn.stream}, {host}: {states}")
     if table.row_count:
         console.print(table)
+        if not wide:            # the states, each a line of words under the table, never cut to "ESTAB…"
+            for line in state_lines:
+                console.print(line, highlight=False)
         console.print("cwnd and ssthresh are in segments; the time series: --json, or lab.inspect.graphs in a "
                       "notebook", highlight=False)
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from lab.inspect.kernel import kernel_file_of
@@ -80,13 +81,23 @@ def execute(notebook: Path, timeout: int = 600):
     """The notebook run top to bottom in its folder on its bundled captures, as a learner
     without a lab sees it: cells that need the running lab say so and are skipped."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     book = nbformat.read(notebook, as_version=4)
     chosen = {name: value for name, value in os.environ.items() if not name.startswith("TCPLAB_PCAP")}
     env = {**chosen, PUBLISHING: "1"}
-    NotebookClient(book, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute(env=env)
+    # The kernel talks to us over Unix sockets (ipc), not TCP on loopback: ipykernel warned "Kernel is
+    # running over TCP without encryption" once per notebook, nine lines the learner need not read.
+    # An absolute path for the sockets: the kernel runs in the notebook's folder, not ours.
+    with tempfile.TemporaryDirectory(prefix="tcplab-kernel-") as sockets:
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        try:
+            NotebookClient(book, km=kernel, timeout=timeout,
+                           resources={"metadata": {"path": str(notebook.parent)}}).execute(env=env)
+        finally:
+            if kernel.has_kernel:       # a kernel manager we made is ours to stop (nbclient stops only its own)
+                kernel.shutdown_kernel()
     return book
 
 

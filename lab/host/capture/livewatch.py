@@ -7,7 +7,9 @@ of the payload, and Wireshark's words for a flagged frame ("TCP Retransmission")
 It reads the capture file as the engine writes it, on the host, in a thread of its
 own: it can fall behind, never slow the capture. Lines are rate-limited (a bulk
 transfer makes 100,000 packets a second, a terminal shows a few dozen); how many
-were not shown is said once a second and at the end.
+were not shown is said once a second and at the end; a frame Wireshark flags
+(a retransmission, a duplicate ACK, a zero window) and a frame with a story are
+always shown.
 """
 
 from __future__ import annotations
@@ -135,7 +137,12 @@ class LiveView:
                 first = record.time_ns if first is None else first
                 segment = tracker.analyse(frame, record)
                 story = teller.comments(segment) if segment is not None else ()
-                if not self.rate.allow():
+                # The frames the lesson is about are shown whatever is elided around them: a
+                # retransmission, a duplicate ACK, a zero window, a packet with a story.
+                flagged = segment is not None and bool(wireshark_labels(segment.analysis, segment.dupack_num))
+                if flagged or story:
+                    self._note_hidden(force=True)
+                elif not self.rate.allow():
                     self.hidden += 1
                     self._hidden_since_note += 1
                     self._note_hidden()

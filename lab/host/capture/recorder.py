@@ -52,7 +52,7 @@ from lab.host.capture.leftovers import whole_records
 from lab.host.capture.livewatch import LiveView
 from lab.host.capture.owners import owner_alive, owner_token
 from lab.host.capture.raw_sink import RawSink
-from lab.host.capture.request import CaptureRequest, capture_launch, capture_name
+from lab.host.capture.request import CaptureRequest, capture_launch, capture_name, lab_frames_only
 from lab.host.capture.safe_files import (
     PART_SUFFIX,
     give_to_invoking_user,
@@ -129,7 +129,9 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     topology = describe(lab)
     engines = Engines(c, lab)
     docker = engines.of("server")           # the capture engine runs in the server's namespace
-    require_up(engines, topology)
+    found = require_up(engines, topology)
+    asked = request
+    request = lab_frames_only(request, [mac for host in topology.hosts if (mac := mac_of(found, host.name, topology))])
     engine_container = topology.container("capture")
     remove_orphan(docker, topology, engine_container)
     remove_leftovers(engines, topology)     # the samplers of a killed capture (it is not running: see above)
@@ -204,7 +206,7 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     stats = engine_log.stats or engine_log.tcpdump_stats() or {}
     if sink.error is not None:
         cut_short(raw, final, stats, sink.error)
-    final, result = finalize(raw, final, kernel_summary)
+    final, result = finalize(raw, final, kernel_summary, filter_words(asked, request))
     report(final, result, stats, request, outcome)
     if kernel_summary is not None:
         say(f"kernel view: {kernel_summary}")
@@ -324,7 +326,22 @@ def cut_short(raw: Path, final: Path, stats: dict, error: OSError) -> NoReturn:
                    f"free some room, then invoke inspect --pcap {shlex.quote(shown(keep))}")
 
 
-def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None) -> tuple[Path, Annotated]:
+def mac_of(found: dict, host: str, topology: Topology) -> str:
+    """A lab host's MAC address on the lab network ('' if not known)."""
+    networks = (found.get(topology.container(host)) or {}).get("NetworkSettings", {}).get("Networks") or {}
+    return str((networks.get(topology.lab.network) or {}).get("MacAddress") or "")
+
+
+def filter_words(asked: CaptureRequest, used: CaptureRequest) -> str | None:
+    """What the capture's file comment says of its filter, if the lab added one."""
+    if used.bpf == asked.bpf:
+        return None
+    return (f"capture filter: {used.bpf} (only frames the lab's containers sent; invoke capture --all-frames "
+            "keeps the rest, such as the host's IPv6 announcements)")
+
+
+def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None,
+             said_of_filter: str | None = None) -> tuple[Path, Annotated]:
     """The raw pcap becomes the annotated pcapng, never replacing a file; the raw file goes last.
 
     The kernel's samples of the same run, if any, are named in the file's comment.
@@ -335,7 +352,8 @@ def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None) -> tup
     fd, temporary = new_private_file(final.parent, f".{final.stem}.", ".pcapng.tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            said = f"kernel samples of this run: {kernel.path.name} (tcplab)" if kernel else None
+            said = "; ".join(filter(None, [f"kernel samples of this run: {kernel.path.name} (tcplab)" if kernel
+                                           else None, said_of_filter])) or None
             result = annotate(raw, out, file_comment=said)
             give_to_invoking_user(out.fileno())
     except (Exception, KeyboardInterrupt) as exc:

@@ -15,7 +15,6 @@ import json
 import shlex
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Sequence
 
@@ -23,6 +22,7 @@ from invoke import Context
 from invoke.runners import Result
 
 from lab.errors import LabError
+from lab.host.engines import echo
 
 QUESTIONS = ("inspect", "logs", "ps", "images", "info", "version", "top", "ls")
 
@@ -52,7 +52,6 @@ def is_question(words: Sequence[str]) -> bool:
     verb = words[1] if words[:1] in (["network"], ["image"], ["container"], ["volume"]) and len(words) > 1 else \
         (words[0] if words else "")
     return verb in QUESTIONS
-ECHO_FORMAT = "\033[2m{command}\033[0m"       # dim: the lesson is the output, the command is the footnote
 
 NOT_INSTALLED = ("the docker command is not installed: install Docker "
                  "(Debian: apt-get install docker.io) and start its engine")
@@ -72,7 +71,6 @@ KNOWN_ERRORS = [
 ]
 
 
-_ECHO_LOCK = threading.Lock()
 INTERRUPTED = (-2, 130)   # a docker command ended by SIGINT (killed by it, or exited 128 + 2)
 
 
@@ -114,8 +112,7 @@ class Docker:
             hide = None
         else:
             hide = "both" if quiet else "err"
-        if echo:
-            self._echo(command)
+        self._echo(command, shown=echo)
         result = self.c.run(command, echo=False, warn=True, hide=hide, pty=pty,
                             in_stream=None if pty else False)
         if result.exited == 127:
@@ -134,14 +131,24 @@ class Docker:
         """Echo ``docker ARGS`` that ran quietly (one of several tries) as if it had been echoed."""
         self._echo(shlex.join(["docker", *args]))
 
-    def _echo(self, command: str) -> None:
-        """Print a command that does something, dimmed, on one line (the terminal folds it, a copy
-        pastes whole); one at a time across threads. The lab's questions to docker (inspect, logs
-        while it waits, ...) are its own business, not steps to repeat: they are not printed."""
-        if not self.echo or is_question(command.split()[1:]):
+    def _echo(self, command: str, shown: bool = True) -> None:
+        """A command that does something: in the log, and on screen unless ``shown`` is False
+        (housekeeping), one line at a time across threads (lab.host.engines.echo). The lab's
+        questions to docker (inspect, logs while it waits, ...) are its own business, not steps
+        to repeat: neither."""
+        if is_question(command.split()[1:]):
             return
-        with _ECHO_LOCK:
-            print(ECHO_FORMAT.format(command=command) if sys.stdout.isatty() else command, flush=True)
+        echo.record(command)
+        if self.echo and shown:
+            echo.show(command, self.verbose)
+
+    @property
+    def verbose(self) -> bool:
+        """--verbose (or INVOKE_LAB_VERBOSE): every command whole on the terminal."""
+        try:
+            return bool((self.c.config.get("lab") or {}).get("verbose"))
+        except AttributeError:
+            return False
 
     def popen(self, args: Sequence[str], stdout: IO[bytes] | int | None = None, stdout_name: str | None = None,
               stderr: int | None = subprocess.PIPE) -> subprocess.Popen:
@@ -166,8 +173,8 @@ class Docker:
 
     def interrupt(self, container: str) -> None:
         """SIGINT to a container's program: a capture engine hands over what is left in its ring,
-        a sampler its last samples, and each reports its counters."""
-        self.run(["kill", "--signal", "INT", container], quiet=True, check=False)
+        a sampler its last samples, and each reports its counters (housekeeping: logged, not shown)."""
+        self.run(["kill", "--signal", "INT", container], quiet=True, check=False, echo=False)
 
     def wait_or_remove(self, container: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
         """Wait for a container started with :meth:`popen` to end; if it will not, remove it."""
