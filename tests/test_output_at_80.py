@@ -113,3 +113,18 @@ def test_the_labs_narration_wraps_between_words(monkeypatch):
     lines = screen.getvalue().splitlines()
     assert lines[0].startswith("*** ") and all(line.startswith("    ") for line in lines[1:])
     reads_at_80(screen.getvalue(), said, "captures/demo-2026-12-07T18-07-52.pcapng")
+
+
+def test_the_live_view_fits_80_columns_with_its_labels_whole():
+    """At 80 columns a payload preview with escapes went past the edge ('YZ[\\\\]^_\\n...' alone on the
+    next line) and so did Wireshark's labels ("[TCP Dup ACK" / "#1]")."""
+    from lab.host.capture.livewatch import LiveView, RateLimit
+
+    def draw(console):
+        view = LiveView(DATA / "bulk-loss.pcapng", console, RateLimit(rate=1e6, burst=100_000))
+        view.done.set()
+        view.run()
+
+    text = rendered(draw)
+    reads_at_80(text, "[TCP Fast Retransmission]", "[TCP Dup ACK #1]", "[TCP Dup ACK #2]")
+    assert not [line for line in text.splitlines() if line.startswith("'")]      # no preview pushed onto a line

@@ -75,18 +75,35 @@ class RateLimit:
         return False
 
 
-def tcp_line(seg: Segment, preview: int = 24) -> str:
-    """The words of one TCP packet's line (without time and direction); ``preview`` characters
-    of its payload at most, so that the line fits the terminal."""
+def tcp_line(seg: Segment, preview: int = 24, labels_inline: bool = True) -> str:
+    """The words of one TCP packet's line (without time and direction): the payload's preview in
+    ``preview`` columns at most (as shown, escapes and quotes counted), so that the line fits the
+    terminal; Wireshark's labels at its end, unless ``labels_inline`` is False (the caller puts them
+    on a line of their own)."""
     parts = [f"{tcp_flags_text(seg.flags):<7}", f"seq={seg.rel_seq:<6}"]
     parts.append(f"ack={seg.rel_ack:<6}" if seg.flags & ACK else " " * 10)
     parts.append(f"len={seg.length:<4}")
-    if seg.payload:
-        parts.append(escape(payload_preview(seg.payload, preview)))
-    labels = wireshark_labels(seg.analysis, seg.dupack_num)
-    if labels:
-        parts.append("[bold red][" + ", ".join(labels) + "][/]")
+    shown = fitted_preview(seg.payload, preview) if seg.payload else ""
+    if shown:
+        parts.append(escape(shown))
+    if labels_inline and (text := labels_text(seg)):
+        parts.append(f"[bold red]{text}[/]")
     return " ".join(parts)
+
+
+def labels_text(seg: Segment) -> str:
+    labels = wireshark_labels(seg.analysis, seg.dupack_num)
+    return "[" + ", ".join(labels) + "]" if labels else ""
+
+
+def fitted_preview(payload: bytes, columns: int) -> str:
+    """The longest preview of ``payload`` that takes at most ``columns`` columns as shown
+    (``'YZ[\\]^_\n...'`` takes more than its eight bytes); '' if not even a few bytes fit."""
+    for size in range(min(len(payload), columns), 2, -1):
+        shown = payload_preview(payload, size)
+        if len(shown) <= columns:
+            return shown
+    return ""
 
 
 def other_line(linktype: int, data: bytes) -> str:
@@ -163,8 +180,14 @@ class LiveView:
         if segment is None:
             return f"[dim]{seconds:9.6f} {escape(other_line(record.linktype, record.data))}[/]"
         arrow = "client [cyan]->[/] server" if segment.from_client else "client [green]<-[/] server"
-        # 66 columns before the payload's preview; the preview takes what the terminal has left
-        return f"{seconds:9.6f} {arrow} {tcp_line(segment, max(6, min(40, self.console.width - 72)))}"
+        # 66 columns before the payload's preview; the preview and Wireshark's labels share what the
+        # terminal has left, and labels that would not fit go on a line of their own under it.
+        room = self.console.width - 67
+        labels = labels_text(segment)
+        inline = len(labels) + (8 if segment.payload else 0) <= room
+        preview = room - (len(labels) + 1 if labels and inline else 0)
+        line = f"{seconds:9.6f} {arrow} {tcp_line(segment, min(40, preview), labels_inline=inline)}"
+        return line if inline or not labels else f"{line}\n{' ' * 10}[bold red]{escape(labels)}[/]"
 
     def _note_hidden(self, force: bool = False) -> None:
         now = time.monotonic()
