@@ -104,8 +104,10 @@ def test_class_up_brings_five_isolated_labs_and_class_down_leaves_nothing():
     try:
         out = ok(invoke("class", "up", "--count", "5", "--group", GROUP, timeout=900))
         assert f"class {GROUP}: 5 labs up" in out
-        status = ok(invoke("class", "status", "--group", GROUP))
+        status = ok(invoke("class", "status", "--group", GROUP, env={"COLUMNS": "80"}))
         assert all(f"{GROUP}-0{n}" in status for n in range(1, 6)) and "NO" not in status
+        assert max(len(line) for line in status.splitlines()) <= 80 and "…" not in status, status
+        assert "client: running, server: running" in " ".join(status.replace("│", " ").split())
         answer = subprocess.run(["docker", "exec", f"{GROUP}-02-client", "sh", "-c",
                                  "echo 'ECHO mine' | nc -N -w 2 server 7070"], capture_output=True, text=True)
         assert answer.stdout.strip() == "OK mine"                  # each lab works as a lab alone does

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from pathlib import Path
 
@@ -225,3 +226,56 @@ def test_a_client_that_cannot_reach_the_server_leaves_no_capture_that_looks_good
                     env={"TCPLAB_CAPTURES": str(tmp_path)})
     assert result.returncode != 0 and "no capture is kept" in result.stderr, result.stdout + result.stderr
     assert not list(tmp_path.glob("nlt-unheard*"))
+
+
+def on_a_terminal(argv: list[str], columns: int = 80, timeout: float = 300) -> str:
+    """What ``argv`` shows on a terminal ``columns`` wide (a pseudo-terminal of that size), colours removed."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+    import time
+
+    from tests.helpers import ROOT
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", *argv], cwd=ROOT, stdin=follower, stdout=follower,
+                            stderr=follower, env={**os.environ, "TERM": "xterm"})
+    os.close(follower)
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:            # the terminal's other end closed: the program ended
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(30)
+    os.close(leader)
+    assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
+    text = out.decode(errors="replace").replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_the_demo_reads_at_80_columns_as_a_learner_sees_it(lab_a):
+    """The demo on an 80-column terminal: every line fits; the narration wraps between words; each docker
+    command is one line (whole in logs/commands.log)."""
+    text = on_a_terminal(["demo", "--lab", A])
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    commands = [line for line in lines if line.startswith("docker ")]
+    assert commands and all(len(line) <= 80 for line in commands)
+    assert "(each command whole: logs/commands.log, or --verbose)" in text or all(len(c) < 80 for c in commands)
+    flat = " ".join(text.split())
+    for phrase in ("captures show wire-sized segments", "the server answers at server:7070", "TCP conversations",
+                   "lab nlt-a", "TCP congestion control"):
+        assert phrase in flat, phrase
