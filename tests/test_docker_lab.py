@@ -228,7 +228,7 @@ def test_a_client_that_cannot_reach_the_server_leaves_no_capture_that_looks_good
     assert not list(tmp_path.glob("nlt-unheard*"))
 
 
-def on_a_terminal(argv: list[str], columns: int = 80, timeout: float = 300) -> str:
+def on_a_terminal(argv: list[str], columns: int = 80, timeout: float = 300, env: dict[str, str] | None = None) -> str:
     """What ``argv`` shows on a terminal ``columns`` wide (a pseudo-terminal of that size), colours removed."""
     import fcntl
     import os
@@ -244,7 +244,7 @@ def on_a_terminal(argv: list[str], columns: int = 80, timeout: float = 300) -> s
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "invoke", *argv], cwd=ROOT, stdin=follower, stdout=follower,
-                            stderr=follower, env={**os.environ, "TERM": "xterm"})
+                            stderr=follower, env={**os.environ, "TERM": "xterm", **(env or {})})
     os.close(follower)
     out, deadline = b"", time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -266,10 +266,10 @@ def on_a_terminal(argv: list[str], columns: int = 80, timeout: float = 300) -> s
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
-def test_the_demo_reads_at_80_columns_as_a_learner_sees_it(lab_a):
+def test_the_demo_reads_at_80_columns_as_a_learner_sees_it(lab_a, tmp_path):
     """The demo on an 80-column terminal: every line fits; the narration wraps between words; each docker
     command is one line (whole in logs/commands.log)."""
-    text = on_a_terminal(["demo", "--lab", A])
+    text = on_a_terminal(["demo", "--lab", A], env={"TCPLAB_CAPTURES": str(tmp_path)})
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80, max(lines, key=len)
     commands = [line for line in lines if line.startswith("docker ")]

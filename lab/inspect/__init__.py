@@ -34,13 +34,38 @@ To learn the rules, read tcp.py: fast/bulk.py only decides where they cannot fir
 the tests hold the two to the same answers on every frame.
 """
 
-from lab.inspect.analysis import Capture, analyze, follow, iter_segments, stream_segments
-from lab.inspect.reader import CaptureFileError, Record, read_records
-from lab.inspect.rtt import RttSample, rtt_samples, stream_rtt
-from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, analysis_flag_names, wireshark_labels
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.inspect.analysis import Capture, analyze, follow, iter_segments, stream_segments
+    from lab.inspect.reader import CaptureFileError, Record, read_records
+    from lab.inspect.rtt import RttSample, rtt_samples, stream_rtt
+    from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, analysis_flag_names, wireshark_labels
+
+# Loaded when first asked for (PEP 562): importing one small module of this package (formats, for
+# the pcap magic numbers) must not bring the analysis and numpy with it; `invoke up` waited 140 ms
+# for them.
+_HOMES = {
+    "lab.inspect.analysis": ("Capture", "analyze", "follow", "iter_segments", "stream_segments"),
+    "lab.inspect.reader": ("CaptureFileError", "Record", "read_records"),
+    "lab.inspect.rtt": ("RttSample", "rtt_samples", "stream_rtt"),
+    "lab.inspect.tcp": ("FLAG_NAMES", "Connection", "Segment", "analysis_flag_names", "wireshark_labels"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "Capture", "CaptureFileError", "Connection", "FLAG_NAMES", "Record", "RttSample", "Segment",
     "analyze", "analysis_flag_names", "follow", "iter_segments", "read_records", "rtt_samples",
     "stream_rtt", "stream_segments", "wireshark_labels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'lab.inspect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME_OF[name]), name)
+    globals()[name] = value
+    return value
