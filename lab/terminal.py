@@ -28,6 +28,17 @@ def console():
     return PipeAwareConsole(width=int(columns) if columns.isdigit() and int(columns) >= 40 else PIPED_WIDTH)
 
 
+SIGPIPE_EXIT = 128 + 13      # what a shell shows for a program ended by SIGPIPE (as `yes | head` ends)
+
+
+def quiet_stdout() -> None:
+    """The reader of our output went away (``| head``): what is left to print goes nowhere, so that
+    the flush at exit does not fail again and print a traceback of its own."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def prose(text: str, first: str = "", then: str = "") -> str:
     """``text`` wrapped at the terminal's width between words (a word is never cut in two), the
     first line after ``first``, the others after ``then``; as it is when the output is not a

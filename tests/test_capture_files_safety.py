@@ -127,3 +127,18 @@ def test_an_annotation_that_fails_keeps_the_packets_as_pcap(captures, monkeypatc
     with pytest.raises(LabError, match="kept, unannotated, in .*hello.pcap"):
         recorder.finalize(raw_capture(captures), captures / "hello.pcapng")
     assert [p.name for p in captures.iterdir()] == ["hello.pcap"]
+
+
+def test_a_recovery_that_cannot_be_written_is_said_and_leaves_the_raw_file_for_the_next_sweep(captures, monkeypatch):
+    import errno
+
+    part = captures / f".full.{dead_mark()}.abcdefgh.pcap.part"
+    part.write_bytes(pcap_with(2))
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(leftovers, "give_to_invoking_user", no_room)      # the copy fails as a full disk fails
+    assert leftovers.sweep(captures) == [f"could not recover or remove {part.name}, left by a killed capture: "
+                                         "No space left on device"]
+    assert [path.name for path in captures.iterdir()] == [part.name]      # the half copy is gone, the raw file kept

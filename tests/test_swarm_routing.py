@@ -211,3 +211,13 @@ def test_a_container_started_in_the_background_goes_to_its_hosts_engine_too(monk
     lab = swarm_lab()
     Engines(mock(), lab).popen(describe(lab).launch("sampler", joins="client", instance="client"), stderr=None)
     assert started[0][:4] == ["docker", *engine_args(B), "run"]
+
+
+def test_housekeeping_goes_to_the_same_engines_without_asking_the_swarm_again():
+    c = mock()
+    engines = Engines(c, swarm_lab(server_node="tcplab.role=server", client_node="rack2"))
+    assert engine_of(engines, "server") == C
+    asked = len(c.run.call_args_list)
+    quiet = engines.quiet()
+    assert engine_of(quiet, "server") == C and engine_of(quiet, "client") == B and not quiet.of("client").echo
+    assert len(c.run.call_args_list) == asked and quiet.unreachable is engines.unreachable

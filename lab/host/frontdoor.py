@@ -19,10 +19,8 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
-import os
 import re
 import signal
-import sys
 
 from invoke import Context, Task
 from invoke import task as invoke_task
@@ -30,8 +28,8 @@ from invoke.exceptions import Exit, UnexpectedExit
 
 from lab.errors import LabError
 from lab.host.settings import Lab, from_config
+from lab.terminal import SIGPIPE_EXIT, quiet_stdout
 
-SIGPIPE_EXIT = 128 + 13      # what a shell shows for a program ended by SIGPIPE (as `yes | head` ends)
 LAB_HELP = "act on the lab of this name (default: 'name' in the configuration, INVOKE_LAB_NAME)"
 
 
@@ -56,14 +54,6 @@ class LabTask(Task):
                 raise
             raise Exit(f"unexpected error: {type(exc).__name__}: {exc} "
                        "(run 'invoke --debug ...' to see the traceback)") from None
-
-
-def quiet_stdout() -> None:
-    """The reader of our output went away (``| head``): what is left to print goes nowhere, so that
-    the flush at exit does not fail again and print a traceback of its own."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 task = functools.partial(invoke_task, klass=LabTask)

@@ -38,7 +38,7 @@ from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
 from lab.host.options import number, quantity
 from lab.host.settings import Lab
-from lab.host.state import Found, address_of, lab_option, require_up
+from lab.host.state import Found, address_of, lab_option, require_up, running
 from lab.host.topology import Launch, Topology, describe
 from lab.inside.linkemu import READY as EMULATOR_READY
 from lab.inside.linkemu import RULE_COMMENT
@@ -266,10 +266,10 @@ def start_emulators(engines: Engines, topology: Topology, target: str, receivers
         if EMULATOR_READY in log.stdout:
             waiting.pop(0)
             continue
-        running = docker.inspect([name], kind="container")
-        if not running or not running[0].get("State", {}).get("Running") or time.monotonic() > deadline:
+        inspected = docker.inspect([name], kind="container")
+        if not inspected or not running(inspected[0]) or time.monotonic() > deadline:
             complaint = (log.stderr.strip().splitlines() or ["no message"])[-1]
-            if not running:         # it exited at once, and --rm took its log with it
+            if not inspected:       # it exited at once, and --rm took its log with it
                 again = lab_option(topology.lab)
                 complaint = ("it exited at once: run it by hand to see why (docker run ... python3 -m "
                              f"lab.inside.linkemu ...), or rebuild an image older than this code (invoke down{again}, "
@@ -369,4 +369,4 @@ def emulator_runs(engines: Engines, topology: Topology, sender: str, receiver: s
     """Whether the link emulator for what ``sender`` sends to ``receiver`` is running."""
     name = topology.container("link", emulator_instance(sender, receiver))
     found = engines.of(receiver).inspect([name], kind="container")
-    return bool(found and found[0].get("State", {}).get("Running"))
+    return running(found[0] if found else None)

@@ -36,7 +36,7 @@ from lab.host.engines.image_copy import copy_image
 from lab.host.engines.kernel import EngineKernel, probe
 from lab.host.engines.lab_engines import Engines
 from lab.host.image import build_unless_current, is_current
-from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, PART_LABEL, Lab
+from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
 from lab.host.state import existing, lab_option, our_containers, running
 from lab.host.topology import Topology, describe
 from lab.paths import CAPTURES_DIR
@@ -146,18 +146,18 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         subnet = next((str(cfg["Subnet"]) for cfg in (found[lab.network].get("IPAM", {}).get("Config") or [])
                        if cfg.get("Subnet")), None)
     hosts = [role.name for role in topology.long_lived]
-    stale = [host for host in hosts if topology.container(host) in found and not running(found[topology.container(host)])]
+    held = {host: found[topology.container(host)] for host in hosts if topology.container(host) in found}
+    stale = [host for host, container in held.items() if not running(container)]
     # A running server from an image since rebuilt runs the old code: a request the new
     # code knows (CC) was answered "unknown verb". It starts again from the new image.
     # So does one made before the lab wrote its names into /etc/hosts: the engine's DNS can lose them.
-    outdated = [host for host in hosts if host not in stale and running(found.get(topology.container(host)))
-                and (found[topology.container(host)].get("Image") != image_ids[engines.of(host).host]
-                     or lacks_names(found[topology.container(host)], topology))]
+    outdated = [host for host, container in held.items() if running(container)
+                and (container.get("Image") != image_ids[engines.of(host).host] or lacks_names(container, topology))]
     if outdated:
         names = [topology.container(host) for host in outdated]
         say(f"{', '.join(names)} ran an older image of the lab or lacked its names in /etc/hosts: starting them "
             "again as this version makes them")
-        kept = ((found[names[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
+        kept = ((held[outdated[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
         if lab.cc == AUTO and kept:          # the lab keeps the congestion control it was made with
             lab = dataclasses.replace(lab, cc=kept)
             topology = describe(lab)
@@ -242,13 +242,13 @@ def down(c: Context, lab: Lab) -> None:
     topology = describe(lab)
     engines = Engines(c, lab)
 
-    def remove_containers(docker: Docker) -> dict[str, dict[str, str]]:
-        containers = our_containers(docker, topology, PART_LABEL)
+    def remove_containers(docker: Docker) -> list[str]:
+        containers = list(our_containers(docker, topology))
         if containers:
             docker.run(["rm", "--force", *containers], quiet=True)
         return containers
 
-    containers = {key: value for found in engines.each(remove_containers) for key, value in found.items()}
+    containers = [container for found in engines.each(remove_containers) for container in found]
     for line in leftovers.sweep(CAPTURES_DIR):      # a killed capture's files: recovered or removed
         say(line)
     unreachable = sorted(engines.unreachable)       # a swarm lab's node that left

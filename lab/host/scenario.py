@@ -72,8 +72,8 @@ def lab_for(c: Context, lab: Lab, scenario: Scenario, engines: Engines, topology
 def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = None) -> Path:
     """Bring the lab up if needed, apply the scenario, capture the exchange (with a student's
     ``tag`` in its requests), remove the link; the capture."""
-    lab = lab_for(c, lab, scenario, Engines(c, lab), describe(lab))
-    engines = Engines(c, lab)
+    engines = Engines(c, lab)               # where each host runs: the congestion control lab_for picks changes nothing
+    lab = lab_for(c, lab, scenario, engines, describe(lab))
     topology = describe(lab)
     lifecycle.up(c, lab, topology)          # up if it is not; its image rebuilt if older than this code
     found = require_up(engines, topology)
@@ -87,7 +87,7 @@ def run(c: Context, lab: Lab, scenario: Scenario, console, tag: str | None = Non
         say(f"the scenario sets its own link: removed what lab {lab.name!r} had ("
             + "; ".join(f"{name.removeprefix(lab.name + '-')}: {what}" for name, what in had.items())
             + "); put it back after with invoke impair")
-    housekeeping = Engines(c, lab, echo=False)      # clearing the link: in the command log, not on screen
+    housekeeping = engines.quiet()          # clearing the link: in the command log, not on screen
     impair.clear(c, lab, quiet=True, engines=housekeeping)
     try:
         for direction, sender, receiver in ((scenario.to_client, "server", "client"),

@@ -26,7 +26,7 @@ from lab.inside.protocol import PORT
 LABEL = "org.tcplab.lab"
 ROLE_LABEL = "org.tcplab.role"
 SOURCE_LABEL = "org.tcplab.source"      # on the image: the digest of the code it was built from
-PART_LABEL = "org.tcplab.capture-file"  # on a capture container: the raw file it writes in captures/
+PART_LABEL = "org.tcplab.capture-file"  # on a capture container: the raw file it writes (for a person who looks)
 OWNER_LABEL = "org.tcplab.capture-owner"
 GROUP_LABEL = "org.tcplab.group"        # on every resource of a class's labs: `invoke class down` removes by it  # on a capture container: host:pid:start of its `invoke capture`
 BASE_IMAGE = "tcplab/base:bookworm"

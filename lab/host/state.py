@@ -94,7 +94,17 @@ def lab_option(lab: Lab) -> str:
     return "" if lab.name == DEFAULTS["name"] else f" --lab {lab.name}"
 
 
+def on_lab_network(obj: dict[str, Any] | None, topology: Topology) -> dict[str, Any]:
+    """What ``docker inspect`` says of a container's endpoint on the lab network ({} if it has none)."""
+    networks = (obj or {}).get("NetworkSettings", {}).get("Networks") or {}
+    return networks.get(topology.lab.network) or {}
+
+
 def address_of(found: Found, container: str, topology: Topology) -> str:
     """A container's IPv4 address on the lab network ('' if it has none)."""
-    networks = found[container].get("NetworkSettings", {}).get("Networks") or {}
-    return (networks.get(topology.lab.network) or {}).get("IPAddress") or ""
+    return str(on_lab_network(found[container], topology).get("IPAddress") or "")
+
+
+def mac_of(found: Found, container: str, topology: Topology) -> str:
+    """A container's MAC address on the lab network ('' if it has none, or is not there)."""
+    return str(on_lab_network(found.get(container), topology).get("MacAddress") or "")

@@ -13,7 +13,7 @@ from lab.host import impair
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
 from lab.host.settings import ROLE_LABEL, Lab
-from lab.host.state import existing, is_up, lab_option, object_labels, object_name, our_containers
+from lab.host.state import existing, is_up, lab_option, object_labels, object_name, on_lab_network, our_containers
 from lab.host.topology import Topology, describe
 from lab.terminal import console, prose, say
 
@@ -30,7 +30,7 @@ def rows_on(docker: Docker, topology: Topology, impaired: dict[str, str]) -> lis
     """The status rows of the lab's containers on one engine."""
     rows = []
     for obj in docker.inspect(list(our_containers(docker, topology)), kind="container"):
-        network = (obj.get("NetworkSettings", {}).get("Networks") or {}).get(topology.lab.network) or {}
+        network = on_lab_network(obj, topology)
         ports = sorted((obj.get("Config", {}).get("ExposedPorts") or {}).keys())
         role = object_labels(obj).get(ROLE_LABEL, "?")
         rows.append({

@@ -8,7 +8,6 @@ machine-readable contracts of lab.inspect.report instead.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from lab.inspect.analysis import SHORT_CONNECTION, Capture, analyze
 from lab.inspect.reader import CaptureFileError
 from lab.inspect.report import print_report, write_csv, write_json
 from lab.paths import CAPTURES_DIR
+from lab.terminal import SIGPIPE_EXIT, quiet_stdout
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab.inspect: {exc}", file=sys.stderr)
         return exc.code
     except BrokenPipeError:       # the reader went away (| head): end quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 128 + 13
+        quiet_stdout()
+        return SIGPIPE_EXIT
     except KeyboardInterrupt:
         return 130

@@ -66,7 +66,7 @@ class Sampler:
         self.docker, self.host = engines.of(host), host
         self.container = topology.container("sampler", host)
         fd, self.part = new_private_file(folder, f".{stem}.{host}.", KERNEL_PART_SUFFIX)
-        with os.fdopen(fd, "wb") as sink:          # the label names the file, for whoever cleans up after a kill
+        with os.fdopen(fd, "wb") as sink:          # the label names the file (its name names its owner)
             self.proc = engines.popen(topology.launch("sampler", joins=host, instance=host,
                                                       labels={PART_LABEL: self.part.name}), sink, str(self.part))
         self.ready = threading.Event()

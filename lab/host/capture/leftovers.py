@@ -22,6 +22,7 @@ from lab.host.capture.safe_files import (
     give_to_invoking_user,
     new_private_file,
     place,
+    remove_if_regular,
 )
 from lab.inspect.formats import PCAP_MICROSECOND_MAGIC, PCAP_NANOSECOND_MAGIC
 
@@ -46,10 +47,13 @@ def sweep(folder: Path) -> list[str]:
             continue
         path = Path(folder) / name
         mark = MARK.search(name)
-        if name.endswith(PART_SUFFIX) and mark is not None:
-            said.append(recover(path, Path(folder) / f"{name[1:mark.start()]}.recovered.pcap"))
-        else:
-            _remove(path)
+        try:
+            if name.endswith(PART_SUFFIX) and mark is not None:
+                said.append(recover(path, Path(folder) / f"{name[1:mark.start()]}.recovered.pcap"))
+            else:
+                remove_if_regular(path)
+        except OSError as exc:           # a full disk, a file made read-only: the next sweep tries again
+            said.append(f"could not recover or remove {name}, left by a killed capture: {exc.strerror}")
     return [line for line in said if line]
 
 
@@ -67,18 +71,22 @@ def recover(part: Path, final: Path) -> str:
         end, packets = whole_records(source)
         if packets:
             fd, temporary = new_private_file(final.parent, f".{final.stem}.", ".tmp")
-            with os.fdopen(fd, "wb") as out:
-                copied = 0
-                while copied < end:
-                    chunk = os.pread(source, min(READ_SIZE, end - copied), copied)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    copied += len(chunk)
-                give_to_invoking_user(out.fileno())
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    copied = 0
+                    while copied < end:
+                        chunk = os.pread(source, min(READ_SIZE, end - copied), copied)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        copied += len(chunk)
+                    give_to_invoking_user(out.fileno())
+            except OSError:
+                remove_if_regular(temporary)      # the raw file stays, for the next sweep
+                raise
     finally:
         os.close(source)
-    _remove(part)
+    remove_if_regular(part)
     if not packets:
         return f"removed {part.name}, the empty raw file of a capture whose invoke was killed"
     placed = place(temporary, final)
@@ -104,11 +112,3 @@ def whole_records(fd: int) -> tuple[int, int]:
         offset += RECORD_HEADER + captured
         count += 1
     return offset, count
-
-
-def _remove(path: Path) -> None:
-    try:
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass

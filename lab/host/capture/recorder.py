@@ -64,7 +64,7 @@ from lab.host.capture.safe_files import (
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
 from lab.host.settings import OWNER_LABEL, PART_LABEL, Lab
-from lab.host.state import is_ours, object_labels, require_up
+from lab.host.state import is_ours, mac_of, object_labels, require_up
 from lab.host.topology import NODE_NETWORK, Topology, describe
 from lab.inside import capture as ring_engine
 from lab.paths import CAPTURES_DIR, shown
@@ -131,7 +131,8 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     docker = engines.of("server")           # the capture engine runs in the server's namespace
     found = require_up(engines, topology)
     asked = request
-    request = lab_frames_only(request, [mac for host in topology.hosts if (mac := mac_of(found, host.name, topology))])
+    macs = [mac_of(found, topology.container(host.name), topology) for host in topology.hosts]
+    request = lab_frames_only(request, [mac for mac in macs if mac])
     engine_container = topology.container("capture")
     remove_orphan(docker, topology, engine_container)
     remove_leftovers(engines, topology)     # the samplers of a killed capture (it is not running: see above)
@@ -324,12 +325,6 @@ def cut_short(raw: Path, final: Path, stats: dict, error: OSError) -> NoReturn:
     what = "disk full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else f"cannot write {raw.name}"
     raise LabError(f"{what}: capture cut at {packets} packets ({error.strerror}); they are in {shown(keep)}: "
                    f"free some room, then invoke inspect --pcap {shlex.quote(shown(keep))}")
-
-
-def mac_of(found: dict, host: str, topology: Topology) -> str:
-    """A lab host's MAC address on the lab network ('' if not known)."""
-    networks = (found.get(topology.container(host)) or {}).get("NetworkSettings", {}).get("Networks") or {}
-    return str((networks.get(topology.lab.network) or {}).get("MacAddress") or "")
 
 
 def filter_words(asked: CaptureRequest, used: CaptureRequest) -> str | None:

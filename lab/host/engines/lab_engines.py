@@ -41,6 +41,13 @@ class Engines:
         self.placement = Placement(c, lab, self.unreachable)
         self._dockers: dict[str | None, Docker] = {}
 
+    def quiet(self) -> Engines:
+        """The same engines, placed the same way (nothing asked again), whose commands go to the
+        command log only: housekeeping the learner need not read."""
+        quiet = Engines(self.c, self.lab, echo=False)
+        quiet.unreachable, quiet.placement = self.unreachable, self.placement
+        return quiet
+
     def at(self, endpoint: str | None) -> Docker:
         """The Docker of one engine (None: the docker CLI's own, where images are built)."""
         if endpoint not in self._dockers:
