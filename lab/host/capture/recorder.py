@@ -181,9 +181,12 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     except KeyboardInterrupt:
         outcome = "interrupted: "
     finally:
-        if proc.poll() is None:             # still running: interrupted, or the wait failed
-            docker.interrupt(engine_container)
-        docker.wait_or_remove(engine_container, proc)
+        if engine_log.name_taken():         # that name is another capture's container: not ours to stop
+            proc.wait(10)
+        else:
+            if proc.poll() is None:         # still running: interrupted, or the wait failed
+                docker.interrupt(engine_container)
+            docker.wait_or_remove(engine_container, proc)
         sink.join(10)
         if underlay is not None:
             underlay.finish()
