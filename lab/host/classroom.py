@@ -29,6 +29,7 @@ from lab.errors import LabError
 from lab.host.engines.docker import Docker, engine_env
 from lab.host.progress import log_file
 from lab.host.settings import GROUP_LABEL, LABEL, check_name, from_config
+from lab.host.state import image_names
 from lab.paths import PROJECT_ROOT
 from lab.terminal import console, say
 
@@ -221,7 +222,7 @@ def down(c: Context, group: str) -> None:
         if networks:
             docker.run(["network", "rm", *networks], quiet=True)
         tags = [from_config(c.config, lab).image for lab in sorted(labs)]
-        present = {tag for image in docker.inspect(tags, kind="image") for tag in image.get("RepoTags") or []}
+        present = {tag for image in docker.inspect(tags, kind="image") for tag in image_names(image)}
         if present & set(tags):
             docker.run(["rmi", *sorted(present & set(tags))], quiet=True)
         for key, count in (("labs", len(labs)), ("containers", len(containers)), ("networks", len(networks))):

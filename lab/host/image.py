@@ -12,7 +12,8 @@ The choice, in order, each one cheaper than the next:
 1. ``debian:bookworm-slim`` already present;
 2. ``tcplab/base:bookworm`` already present (bootstrapped earlier);
 3. ``docker pull debian:bookworm-slim``;
-4. debootstrap + docker import (about a minute; needs root and debootstrap).
+4. debootstrap + docker import (about a minute; as root), or mmdebstrap's unshare mode
+   + docker import (without root: a rootless engine's user).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lab.errors import LabError
 from lab.host.engines.docker import Docker
 from lab.host.progress import debootstrap_step, docker_build_step, log_file, run_logged
 from lab.host.settings import BASE_IMAGE, LABEL, ROLE_LABEL, SLIM_IMAGE, SOURCE_LABEL, Lab
+from lab.host.state import image_names
 from lab.paths import PROJECT_ROOT as ROOT
 from lab.terminal import say
 
@@ -44,7 +46,7 @@ def present_images(docker: Docker, names: list[str]) -> set[str]:
     """Which of ``names`` (repo:tag) exist in the engine."""
     found: set[str] = set()
     for image in docker.inspect(names, kind="image"):
-        found.update(image.get("RepoTags") or [])
+        found.update(image_names(image))
     return found & set(names)
 
 
@@ -66,17 +68,17 @@ def choose_base(c: Context, lab: Lab, docker: Docker) -> str:
         raise LabError(f"no base image: Docker cannot pull {SLIM_IMAGE} (no registry answers) and "
                    f"the lab cannot build one from Debian's packages here ({problem}); fix either one")
     say(f"base image: no registry answers, so building {BASE_IMAGE} from Debian's packages "
-        "with debootstrap (about a minute)")
+        f"with {'debootstrap' if os.geteuid() == 0 else 'mmdebstrap'} (about a minute)")
     bootstrap_base(c, lab, docker, apt_mirror(lab))
     return BASE_IMAGE
 
 
 def bootstrap_problem() -> str | None:
-    """Why debootstrap cannot run here, or None if it can."""
-    if os.geteuid() != 0:
-        return "debootstrap needs root"
-    if shutil.which("debootstrap") is None:
-        return "install debootstrap: apt-get install debootstrap"
+    """Why neither bootstrap can run here, or None if one can."""
+    if os.geteuid() == 0:
+        return None if shutil.which("debootstrap") else "install debootstrap: apt-get install debootstrap"
+    if shutil.which("mmdebstrap") is None:
+        return "without root it takes mmdebstrap: ask for apt-get install mmdebstrap uidmap"
     return None
 
 
@@ -98,21 +100,33 @@ def apt_mirror(lab: Lab) -> str:
 
 
 def bootstrap_base(c: Context, lab: Lab, docker: Docker, mirror: str) -> None:
-    """debootstrap a minimal bookworm and docker import it as BASE_IMAGE (its hundreds of lines
-    go to a log file; the terminal shows what it retrieves or unpacks now)."""
-    rootfs = tempfile.mkdtemp(prefix="tcplab-base-")
+    """Write a minimal bookworm and import it as BASE_IMAGE (its hundreds of lines go to a log
+    file; the terminal shows what it retrieves or unpacks now).
+
+    As root, debootstrap writes the tree. Without root (rootless Docker, Podman), debootstrap
+    refuses: mmdebstrap's unshare mode writes the same tree inside a user namespace, from the
+    user's subordinate ids, into a tarball the engine imports.
+    """
+    workdir = tempfile.mkdtemp(prefix="tcplab-base-")
+    rootless = os.geteuid() != 0
+    target = os.path.join(workdir, "rootfs.tar" if rootless else "rootfs")
+    tool = ["mmdebstrap", "--mode=unshare"] if rootless else ["debootstrap"]
     try:
-        command = ["debootstrap", "--variant=minbase", "bookworm", rootfs, mirror]
+        command = [*tool, "--variant=minbase", "bookworm", target, mirror]
         print(shlex.join(command), flush=True)
-        log_path = log_file("debootstrap")
+        log_path = log_file(tool[0])
         code, tail = run_logged(command, f"making the base image {BASE_IMAGE} from Debian's packages", log_path,
                                 debootstrap_step, verbose(c), stdin=subprocess.DEVNULL)
         if code:
             print(tail, file=sys.stderr)
-            raise LabError(f"debootstrap failed (exit {code}): the whole output is in {log_path}")
-        docker.import_tree(rootfs, [f"LABEL {LABEL}={lab.name}", f"LABEL {ROLE_LABEL}=base"], BASE_IMAGE)
+            raise LabError(f"{tool[0]} failed (exit {code}): the whole output is in {log_path}")
+        changes = [f"LABEL {LABEL}={lab.name}", f"LABEL {ROLE_LABEL}=base"]
+        if rootless:
+            docker.import_archive(target, changes, BASE_IMAGE)
+        else:
+            docker.import_tree(target, changes, BASE_IMAGE)
     finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def source_digest() -> str:

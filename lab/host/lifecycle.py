@@ -30,14 +30,14 @@ from invoke import Context
 
 from lab.errors import LabError
 from lab.host.capture import leftovers
-from lab.host.engines.docker import Docker, explain
+from lab.host.engines.docker import OVERLAP_WORDS, Docker, explain
 from lab.host.engines.encryption import choose_encryption
 from lab.host.engines.image_copy import copy_image
 from lab.host.engines.kernel import EngineKernel, probe
 from lab.host.engines.lab_engines import Engines
 from lab.host.image import build_unless_current, is_current
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
-from lab.host.state import existing, lab_option, our_containers, running
+from lab.host.state import existing, image_names, lab_option, our_containers, running, sysctls_of
 from lab.host.topology import Topology, describe
 from lab.paths import CAPTURES_DIR
 from lab.terminal import say
@@ -116,7 +116,7 @@ def create_network(engines: Engines, topology: Topology, encrypted: bool = False
         if result.exited == 0:
             docker.print_command(args)
             return str(candidate)
-        if "overlaps" not in result.stderr:
+        if not any(words in result.stderr for words in OVERLAP_WORDS):
             docker.run(args, quiet=True)                                    # raises the real error
     raise LabError(f"every /24 in {AUTO_POOL} is in use: set a subnet with INVOKE_LAB_SUBNET or in invoke.yaml")
 
@@ -157,7 +157,7 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         names = [topology.container(host) for host in outdated]
         say(f"{', '.join(names)} ran an older image of the lab or lacked its names in /etc/hosts: starting them "
             "again as this version makes them")
-        kept = ((held[outdated[0]].get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL)
+        kept = sysctls_of(held[outdated[0]]).get(CC_SYSCTL)
         if lab.cc == AUTO and kept:          # the lab keeps the congestion control it was made with
             lab = dataclasses.replace(lab, cc=kept)
             topology = describe(lab)
@@ -178,9 +178,19 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
                                or explain(result.stderr, f"docker run ... {topology.container(host)}"))
         say(f"offloads off on eth0 of {', '.join(map(topology.container, to_start))} (captures show wire-sized "
             "segments); no route to the host")
+        forget_old_neighbours(engines, topology, [host for host in hosts if host not in to_start])
     wait_ready(engines, topology)
     say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}"
         + (f"; congestion control {lab.cc}" if lab.cc != AUTO else ""))
+
+
+def forget_old_neighbours(engines: Engines, topology: Topology, kept: list[str]) -> None:
+    """The hosts that kept running forget the MACs they knew: Podman gives a host made again a
+    new random MAC, and the client's neighbour cache sent the server's packets to the old one
+    for some 24 s (Docker derives the MAC from the address, so there nothing changes)."""
+    Docker.gather(*(lambda host=host: engines.run(topology.launch("helper", command=["ip", "neigh", "flush", "dev",
+                                                                                   "eth0"], joins=host),
+                                                  quiet=True, check=False, echo=False) for host in kept))
 
 
 def lacks_names(container: dict, topology: Topology) -> bool:
@@ -197,7 +207,7 @@ def refuse_another_congestion_control(found: dict, topology: Topology) -> None:
     for role in topology.hosts:
         obj = found.get(topology.container(role.name))
         if obj is not None and running(obj):
-            now = ((obj.get("HostConfig") or {}).get("Sysctls") or {}).get(CC_SYSCTL, "the default")
+            now = sysctls_of(obj).get(CC_SYSCTL, "the default")
             if now != lab.cc:
                 raise LabError(f"lab {lab.name!r} is up with congestion control {now}: run 'invoke down"
                                f"{lab_option(lab)}' first, then 'invoke up --cc {lab.cc}{lab_option(lab)}'")
@@ -220,6 +230,7 @@ def wait_ready(engines: Engines, topology: Topology) -> None:
     server = topology.container("server")
     started = time.monotonic()
     deadline = started + READY_TIMEOUT
+    pause = 0.05
     while True:
         probe = engines.of("client").run(probe_args(topology), quiet=True, check=False)
         if probe.exited == 0 and probe.stdout.strip() == PROBE_REPLY:
@@ -234,7 +245,8 @@ def wait_ready(engines: Engines, topology: Topology) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"the server did not answer within {READY_TIMEOUT:.0f} s: "
                            f"{(probe.stderr or probe.stdout).strip() or 'no reply'}")
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.5)   # each try is an exec: through Podman's socket, a conmon each
 
 
 def down(c: Context, lab: Lab) -> None:
@@ -307,7 +319,7 @@ def clean(c: Context, lab: Lab, base: bool = False) -> None:
     def remove_images(docker: Docker) -> list[str]:
         images = []
         for image in docker.inspect(docker.ids("image", lab.label), kind="image"):
-            images.extend(sorted(ours & set(image.get("RepoTags") or [])))
+            images.extend(sorted(ours & image_names(image)))
         if images:
             docker.run(["rmi", *images], quiet=True)
         return images

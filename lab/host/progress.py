@@ -10,6 +10,7 @@ out, with the file's name. ``verbose`` shows everything as it comes instead.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def debootstrap_step(line: str) -> str | None:
 
 def log_file(name: str) -> Path:
     """Where a step's whole output goes: the system's temporary folder, a name per step."""
-    return Path(tempfile.gettempdir()) / f"tcplab-{name}.log"
+    return Path(tempfile.gettempdir()) / f"tcplab-{os.getuid()}-{name}.log"   # /tmp is shared by the users
 
 
 def run_logged(argv: Sequence[str], title: str, log_path: Path, step_of: Callable[[str], str | None],

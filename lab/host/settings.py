@@ -25,6 +25,7 @@ from lab.inside.protocol import PORT
 
 LABEL = "org.tcplab.lab"
 ROLE_LABEL = "org.tcplab.role"
+SYSCTLS_LABEL = "org.tcplab.sysctls"   # on a host: the sysctls it was made with (Podman's inspect omits them)
 SOURCE_LABEL = "org.tcplab.source"      # on the image: the digest of the code it was built from
 PART_LABEL = "org.tcplab.capture-file"  # on a capture container: the raw file it writes (for a person who looks)
 OWNER_LABEL = "org.tcplab.capture-owner"

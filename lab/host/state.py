@@ -7,12 +7,13 @@ the lab's name but not its labels (and, for a container, a role only the lab's o
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lab.errors import LabError
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
-from lab.host.settings import DEFAULTS, LABEL, ROLE_LABEL, Lab
+from lab.host.settings import DEFAULTS, LABEL, ROLE_LABEL, SYSCTLS_LABEL, Lab
 from lab.host.topology import Topology
 
 Found = dict[str, dict[str, Any]]
@@ -22,6 +23,28 @@ Found = dict[str, dict[str, Any]]
 def object_labels(obj: dict[str, Any]) -> dict[str, str]:
     """Labels of a container or an image (under Config) or a network (at the top)."""
     return (obj.get("Config") or {}).get("Labels") or obj.get("Labels") or {}
+
+
+def sysctls_of(container: dict[str, Any]) -> dict[str, str]:
+    """The sysctls a host was made with: as the engine reports them, else as the lab labelled
+    them (Podman's Docker-compatible inspect answers null for them)."""
+    reported = (container.get("HostConfig") or {}).get("Sysctls")
+    if reported:
+        return reported
+    try:
+        labelled = json.loads(object_labels(container).get(SYSCTLS_LABEL) or "{}")
+    except ValueError:
+        return {}
+    return {str(key): str(value) for key, value in labelled.items()} if isinstance(labelled, dict) else {}
+
+
+def image_names(image: dict[str, Any]) -> set[str]:
+    """An image's repo:tag names as the lab writes them: Podman qualifies them with the registry
+    (docker.io/tcplab/lab:x, localhost/tcplab/base:bookworm), and the lab then never found its
+    own images and built them again at every `up`."""
+    prefixes = ("docker.io/library/", "docker.io/", "localhost/")
+    return {next((tag.removeprefix(p) for p in prefixes if tag.startswith(p)), tag)
+            for tag in image.get("RepoTags") or []}
 
 
 def object_name(obj: dict[str, Any]) -> str:

@@ -13,7 +13,16 @@ from lab.host import impair
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
 from lab.host.settings import ROLE_LABEL, Lab
-from lab.host.state import existing, is_up, lab_option, object_labels, object_name, on_lab_network, our_containers
+from lab.host.state import (
+    existing,
+    is_up,
+    lab_option,
+    object_labels,
+    object_name,
+    on_lab_network,
+    our_containers,
+    sysctls_of,
+)
 from lab.host.topology import Topology, describe
 from lab.terminal import console, prose, say
 
@@ -143,7 +152,7 @@ def status(c: Context, lab: Lab) -> None:
                         f"then 'invoke up{lab_option(lab)}' (the lab's names are then in every container's "
                         "/etc/hosts)"))
     server = found.get(topology.container("server")) or {}
-    sysctls = (server.get("HostConfig") or {}).get("Sysctls") or {}
+    sysctls = sysctls_of(server)
     if server:
         print(f"TCP congestion control: {sysctls.get('net.ipv4.tcp_congestion_control', 'the kernel default')}; "
               f"IPv6 {'off' if sysctls.get('net.ipv6.conf.all.disable_ipv6') == '1' else 'on'}")

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import typing
 from typing import Sequence
 
-from lab.host.settings import ROLE_LABEL, Lab
+from lab.host.settings import ROLE_LABEL, SYSCTLS_LABEL, Lab
 
 LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
 
@@ -45,6 +46,7 @@ LAB_TMPFS = "/tmp:rw,nosuid,nodev,size=16m"
 NO_RESOLVER = "127.0.0.1"         # --dns: the container's own loopback, where no DNS server listens
 NODE_NETWORK = "the node's own"   # joins= this: the node's namespace (an underlay capture), not a container's
 NO_NETWORK = "a new empty one"    # joins= this: a namespace of its own with no network (a probe of the kernel)
+
 
 
 class Launch(typing.NamedTuple):
@@ -208,6 +210,8 @@ class Topology:
         else:
             args += ["--network", f"container:{self.container(self.host_of(role.name, joins))}"]
         args += self.labels(role.name) + hardening(role, self.lab, capabilities)
+        if role.on_network:
+            args += ["--label", f"{SYSCTLS_LABEL}={json.dumps(self.lab.sysctls, sort_keys=True)}"]
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
         if not role.keep_log:

@@ -8,4 +8,5 @@
     image_copy   the lab's image copied from this machine's engine to another
     encryption   whether an overlay between nodes is encrypted: wherever the nodes' kernels can, unless told
     kernel       what an engine's kernel offers the lab's namespaces, asked by a helper container
+    product      which engine it is (Docker, rootless Docker, Podman) and what follows for a lab
 """

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Sequence
 
@@ -23,6 +26,8 @@ from invoke.runners import Result
 
 from lab.errors import LabError
 from lab.host.engines import echo
+from lab.host.engines.product import Product
+from lab.host.engines.product import parse as parse_product
 
 QUESTIONS = ("inspect", "logs", "ps", "images", "info", "version", "top", "ls")
 
@@ -56,14 +61,18 @@ def is_question(words: Sequence[str]) -> bool:
 NOT_INSTALLED = ("the docker command is not installed: install Docker "
                  "(Debian: apt-get install docker.io) and start its engine")
 
+# How an engine refuses a subnet that overlaps one of its networks: Docker's words, then Podman's.
+OVERLAP_WORDS = ("Pool overlaps with other one on this address space",
+                 "is already used on the host or by another config")
+
 # (what docker says, what the user should do). Checked in order.
 KNOWN_ERRORS = [
     ("Cannot connect to the Docker daemon",
      "the Docker engine is not running: start it (systemctl start docker, or bash .ci/docker-engine as root)"),
     ("permission denied while trying to connect",
      "no permission to use Docker: add yourself to the docker group (usermod -aG docker $USER, then log in again) or run as root"),
-    ("Pool overlaps with other one on this address space",
-     "the lab's subnet overlaps a network that exists: pick another with INVOKE_LAB_SUBNET or 'subnet' in invoke.yaml"),
+    *((words, "the lab's subnet overlaps a network that exists: pick another with INVOKE_LAB_SUBNET or 'subnet' in "
+       "invoke.yaml") for words in (OVERLAP_WORDS)),
     ("No such image",
      "the lab's image is missing: run 'invoke build' (or 'invoke up', which builds it)"),
     ("address already in use",
@@ -89,6 +98,34 @@ def explain(stderr: str, command: str) -> str:
     return f"'{command}' failed: {last}"
 
 
+_PRODUCTS: dict[str | None, Product] = {}
+"""Each engine's product, by its address or context (None: the CLI's default)."""
+
+
+class RemovedWhenDone(subprocess.Popen):
+    """A ``docker run`` process whose container the lab removes once it ends: the stand-in for
+    ``--rm`` where the engine loses exit codes with it."""
+
+    remove: Callable[[], None] = staticmethod(lambda: None)
+    _removed = False
+
+    def _done(self) -> None:
+        if not self._removed:
+            self._removed = True
+            self.remove()
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = super().wait(timeout)
+        self._done()
+        return code
+
+    def poll(self) -> int | None:
+        code = super().poll()
+        if code is not None:
+            self._done()
+        return code
+
+
 class Docker:
     """Runs docker commands through an invoke Context."""
 
@@ -106,6 +143,8 @@ class Docker:
         goes there). ``check`` turns a failure into a DockerError. ``echo=False``
         is for a question asked through ``docker run`` (a helper reading tc's qdiscs).
         """
+        if self.removes_itself(args):
+            return self.run_then_remove(args, quiet=quiet, check=check, pty=pty, show_stderr=show_stderr, echo=echo)
         args = [*engine_args(self.host), *args]
         command = shlex.join(["docker", *args])
         if pty or show_stderr:
@@ -126,6 +165,43 @@ class Docker:
                 if needle.lower() in result.stderr.lower():
                     raise DockerError(advice)
         return result
+
+    def product(self) -> Product:
+        """Which engine this is (lab.host.engines.product), asked once per engine and process."""
+        if self.host not in _PRODUCTS:
+            ask = ["docker", *engine_args(self.host)]
+            try:
+                version = subprocess.run([*ask, "version", "--format", "{{json .Server}}"], capture_output=True,
+                                         text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
+                info = subprocess.run([*ask, "info", "--format", "{{json .}}"], capture_output=True, text=True,
+                                      timeout=30, stdin=subprocess.DEVNULL).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                version = info = ""
+            _PRODUCTS[self.host] = parse_product(version, info)
+        return _PRODUCTS[self.host]
+
+    def removes_itself(self, args: Sequence[str]) -> bool:
+        """``docker run --rm`` in the foreground on an engine that then loses the program's exit code."""
+        return (bool(args) and args[0] == "run" and "--rm" in args and "--detach" not in args
+                and self.product().loses_exit_code_of_removed)
+
+    def run_then_remove(self, args: Sequence[str], **options: Any) -> Result:
+        """``run`` without ``--rm``, then ``rm``: the exit code the program returned, and no container left."""
+        with tempfile.TemporaryDirectory(prefix="tcplab-cid-") as folder:
+            cidfile = os.path.join(folder, "id")
+            kept = [word for word in args if word != "--rm"]
+            try:
+                return self.run([kept[0], "--cidfile", cidfile, *kept[1:]], **options)
+            finally:
+                self.remove_by_cidfile(cidfile)
+
+    def remove_by_cidfile(self, cidfile: str) -> None:
+        try:
+            container = open(cidfile).read().strip()
+        except OSError:
+            return                  # never made
+        if container:
+            self.run(["rm", "--force", container], quiet=True, check=False, echo=False)
 
     def print_command(self, args: Sequence[str]) -> None:
         """Echo ``docker ARGS`` that ran quietly (one of several tries) as if it had been echoed."""
@@ -162,14 +238,27 @@ class Docker:
         of its own, so a Ctrl-C at the terminal reaches the lab, not it: the lab
         stops it the way it must be stopped (the engine hands over its ring first).
         """
+        remove: Callable[[], None] | None = None
+        if self.removes_itself(args):
+            folder = tempfile.mkdtemp(prefix="tcplab-cid-")
+            cidfile = os.path.join(folder, "id")
+            kept = [word for word in args if word != "--rm"]
+            args = [kept[0], "--cidfile", cidfile, *kept[1:]]
+
+            def remove() -> None:
+                self.remove_by_cidfile(cidfile)
+                shutil.rmtree(folder, ignore_errors=True)
         args = [*engine_args(self.host), *args]
         redirect = f" > {shlex.quote(stdout_name)}" if stdout_name else ""
         self._echo(f"{shlex.join(['docker', *args])}{redirect}")
         try:
-            return subprocess.Popen(["docker", *args], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = (RemovedWhenDone if remove else subprocess.Popen)(
+                ["docker", *args], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True)
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
+        if isinstance(proc, RemovedWhenDone) and remove is not None:
+            proc.remove = remove
+        return proc
 
     def interrupt(self, container: str) -> None:
         """SIGINT to a container's program: a capture engine hands over what is left in its ring,
@@ -215,6 +304,11 @@ class Docker:
             tar.wait()
         if result.returncode != 0 or tar.returncode != 0:
             raise DockerError(explain(result.stderr, f"docker import ... {tag}"))
+
+    def import_archive(self, archive: str, changes: Sequence[str], tag: str) -> None:
+        """``docker import --change ... ARCHIVE TAG``: a root filesystem's tarball becomes an image."""
+        self.run(["import", *(option for change in changes for option in ("--change", change)), archive, tag],
+                 quiet=True)
 
     @staticmethod
     def gather(*calls: Callable[[], Any]) -> list[Any]:
