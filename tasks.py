@@ -88,6 +88,15 @@ def logs(c, role="server", follow=False, tail=None, lab=None):
 
 
 @task(help={"lab": LAB_HELP})
+def doctor(c, lab=None):
+    """Say what this engine and its kernel can do (rootless? limits? netem or the lab's emulator?
+    congestion controls, the kernel view, encryption, free subnets) and what to do where something is missing."""
+    from lab.host.doctor import report
+
+    report(c, lab_of(c, lab))
+
+
+@task(help={"lab": LAB_HELP})
 def down(c, lab=None):
     """Remove everything this lab created except images (safe to run twice)."""
     lifecycle.down(c, lab_of(c, lab))
@@ -370,7 +379,7 @@ def class_(c, action, count=None, roster=None, group="class"):
         raise LabError(f"class takes up, status or down, not {action!r}")
 
 
-ns = Collection(build, up, send, bulk, chat, status, logs, down, clean, demo, capture, impair, scenario, inspect,
+ns = Collection(build, up, send, bulk, chat, status, doctor, logs, down, clean, demo, capture, impair, scenario, inspect,
                 notebook, publish, course, student, submit, grade, class_)
 ns.configure({"lab": DEFAULTS})
 help_and_suggestions()          # `invoke TASK --help` shows help; a mistyped task gets the closest names

@@ -58,6 +58,12 @@ def missing_piece(item: pytest.Item) -> str | None:
             if tool == "root":
                 if os.geteuid() != 0:
                     return "it needs root (a cluster of engines in namespaces)"
+            elif tool == "rootless-engines":
+                from tests.rootless import engines_problem
+
+                problem = engines_problem()
+                if problem:
+                    return problem
             elif shutil.which(tool) is None:
                 return f"{tool} is not installed (bash .ci/setup --test installs it)"
     return None

@@ -8,6 +8,7 @@
     lifecycle    up (build, network, containers, offloads, a real request) and down, clean
     client_runs  one client container per send, bulk or chat
     status       the status table and the logs
+    doctor       what this engine and its kernel can do, and what the lab will use for each
     impair       delay, jitter, loss, reordering and rate on a lab link (netem, or the NFQUEUE emulator)
     capture/     one capture, from the request to the annotated file (its own map)
     options      task options from strings to values, or one line saying what is wrong

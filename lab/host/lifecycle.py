@@ -127,6 +127,7 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     engines = Engines(c, lab)
     found = existing(engines, topology)
     refuse_another_congestion_control(found, topology)
+    say_engine(engines)
     image_ids = image_everywhere(c, lab, engines)
     if any(not running(found.get(topology.container(role.name))) for role in topology.long_lived):
         # Hosts will be made, with the engine's kernel's settings: ask that kernel first, before
@@ -182,6 +183,13 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
     wait_ready(engines, topology)
     say(f"lab {lab.name!r} is up: the server answers at server:{lab.port}"
         + (f"; congestion control {lab.cc}" if lab.cc != AUTO else ""))
+
+
+def say_engine(engines: Engines) -> None:
+    """Which engine the lab runs on, and what a learner should know of it (limits not enforced)."""
+    product = engines.network.product()
+    warning = product.limits_warning()
+    say(f"engine: {product.words()}" + (f"; {warning}" if warning else ""))
 
 
 def forget_old_neighbours(engines: Engines, topology: Topology, kept: list[str]) -> None:

@@ -156,6 +156,8 @@ def status(c: Context, lab: Lab) -> None:
     if server:
         print(f"TCP congestion control: {sysctls.get('net.ipv4.tcp_congestion_control', 'the kernel default')}; "
               f"IPv6 {'off' if sysctls.get('net.ipv6.conf.all.disable_ipv6') == '1' else 'on'}")
+    product = engines.network.product()
+    print(prose(f"engine: {product.words()}" + (f"; {product.limits_warning()}" if product.limits_warning() else "")))
 
 
 def names_unresolved(engines: Engines, topology: Topology) -> list[str]:
