@@ -38,8 +38,12 @@ def test_the_core_path_runs_without_root(copy, engine):
     product = parse(as_user(["docker", "version", "--format", "{{json .Server}}"], engine, copy).stdout,
                     as_user(["docker", "info", "--format", "{{json .}}"], engine, copy).stdout)
     assert product.rootless and product.name == ("Podman" if engine == "podman" else "Docker")
+    if engine == "rootless-docker":     # the base made without root, every run (Podman's engine keeps its own)
+        as_user(["docker", "rmi", "--force", f"tcplab/lab:{lab}", "tcplab/base:bookworm"], engine, copy)
     try:
         up = " ".join(passed(lab_task(copy, engine, "up", "--lab", lab)).split())
+        if engine == "rootless-docker":
+            assert "mmdebstrap --mode=unshare --variant=minbase bookworm" in up and "image tcplab/lab:" in up
         assert f"engine: {product.words()}" in up
         assert ("are not enforced" in up) == (not product.limits_hold), up
         status = " ".join(passed(lab_task(copy, engine, "status", "--lab", lab)).split())
