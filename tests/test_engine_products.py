@@ -97,3 +97,20 @@ def test_on_docker_a_run_with_rm_is_left_as_it_is(monkeypatch):
     monkeypatch.setitem(docker_module._PRODUCTS, "unix:///docker.sock", recorded("rootful"))
     c = MockContext(run={"docker -H unix:///docker.sock run --rm img true": Result()})
     Docker(c, echo=False, host="unix:///docker.sock").run(["run", "--rm", "img", "true"], quiet=True)
+
+
+def test_doctor_says_what_to_do_where_a_kernel_lacks_what_a_lesson_needs():
+    from lab.host.doctor import Answers, kernel_rows
+
+    bare = Answers(ok={"netem": False, "nfqueue": False, "tbf": False, "sock_diag": False, "esp": False},
+                   said={"nfqueue": "iptables: No chain/target/match by that name."},
+                   facts={"cc_available": "reno cubic", "cc_allowed": "reno"})
+    rows = {topic: (mark, words) for mark, topic, words in kernel_rows(bare, rootless=False)}
+    assert rows["link delay"][0] == "fix" and "No chain/target/match" in rows["link delay"][1]
+    assert rows["rate limit"][0] == rows["kernel view"][0] == "fix"
+    assert rows["congestion"] == ("note", "containers may use reno (the kernel has reno, cubic); --cc cubic is "
+                                  "refused until the engine's host allows it in net.ipv4.tcp_allowed_congestion_control")
+    full = Answers(ok={"netem": True, "nfqueue": True, "tbf": True, "sock_diag": True, "esp": True, "btf": True,
+                       "ipv6": True}, said={}, facts={"cc_available": "reno cubic", "cc_allowed": "reno cubic"})
+    assert all(mark == "ok" for mark, _, _ in kernel_rows(full, rootless=False))
+    assert "netem" in {topic: words for _, topic, words in kernel_rows(full, rootless=False)}["link delay"]

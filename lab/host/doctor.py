@@ -154,10 +154,11 @@ def kernel_rows(answers: Answers, rootless: bool) -> list[tuple[str, str, str]]:
                 ("fix", "rate limit", f"tbf is missing ({answers.said.get('tbf', '')}): impair --rate cannot run"))
     allowed = facts.get("cc_allowed", "").split()
     available = facts.get("cc_available", "").split()
-    missing = [name for name in ("reno", "cubic", "bbr") if name not in allowed]
-    rows.append(("ok" if not missing else "note", "congestion",
+    refused = [name for name in available if name not in allowed]
+    rows.append(("ok" if not refused else "note", "congestion",
                  f"containers may use {', '.join(allowed) or '?'} (the kernel has {', '.join(available) or '?'})"
-                 + (f"; lessons that compare with {', '.join(missing)} will say it is missing" if missing else "")))
+                 + (f"; --cc {' or '.join(refused)} is refused until the engine's host allows it in "
+                    "net.ipv4.tcp_allowed_congestion_control" if refused else "")))
     rows.append(("ok", "kernel view", "sock_diag answers: the capture's --kernel samples cwnd, ssthresh, RTO")
                 if ok.get("sock_diag") else
                 ("fix", "kernel view", f"sock_diag does not answer ({answers.said.get('sock_diag', '')}): "
