@@ -32,6 +32,7 @@ import resource
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lab.course import archive, collected, copies, gradebook, identity
 from lab.course.results import Graded, Grading, Row, course_exercises
@@ -222,6 +223,7 @@ class Study:
     kernel: list[str] = dataclasses.field(default_factory=list)
     prints: list[str] = dataclasses.field(default_factory=list)
     refused: str = ""
+    capture: Any = None          # the analysis, shared with the checkers (each capture is read once)
 
 
 def _study(path: Path, name: str, variant, whose) -> Study:
@@ -230,7 +232,8 @@ def _study(path: Path, name: str, variant, whose) -> Study:
     from lab.inspect.tcp import TooLarge
 
     try:
-        capture = analyze(path, keep=True, max_frames=MAX_CAPTURE_FRAMES, max_connections=MAX_CAPTURE_CONNECTIONS)
+        capture = direct = analyze(path, keep=True, max_frames=MAX_CAPTURE_FRAMES,
+                                   max_connections=MAX_CAPTURE_CONNECTIONS)
         if not capture.connections:              # a capture under an overlay: the lab's TCP is inside VXLAN
             from lab.inspect.overlay import analyze_inner
 
@@ -254,7 +257,8 @@ def _study(path: Path, name: str, variant, whose) -> Study:
         except (LabError, OSError, ValueError) as error:
             disagree = [f"it cannot be read ({str(error)[:80]})"]
     verdict = identity.judge(capture, name, variant, port_of_connections(capture.connections), whose)
-    return Study(verdict, disagree, copies.fingerprints(capture, samples))
+    return Study(verdict, disagree, copies.fingerprints(capture, samples),
+                 capture=direct if capture is direct else None)    # the checkers read an overlay's inner TCP anew
 
 
 def _check_answers(submission, student: str, folder: Path, studied: dict[str, Study]) -> tuple[list[Row], set]:
@@ -284,7 +288,7 @@ def _check(entry: dict, folder: Path, studied: dict[str, Study], checkers: dict)
     study = studied[capture]
     if study.refused:
         return False, f"{capture}: {study.refused}"
-    checker = _checker(entry, folder / capture, checkers)
+    checker = _checker(entry, folder / capture, checkers, study.capture)
     if isinstance(checker, str):
         return False, checker
     try:
@@ -301,8 +305,9 @@ def _check(entry: dict, folder: Path, studied: dict[str, Study], checkers: dict)
     return bool(verdict.ok), message
 
 
-def _checker(entry: dict, path: Path, made: dict):
-    """The checker the notebook used, made again; or a string saying why it cannot be."""
+def _checker(entry: dict, path: Path, made: dict, analysed=None):
+    """The checker the notebook used, made again on the capture as the grader ``analysed`` it (an
+    overlay's checker reads the inner TCP itself); or a string saying why it cannot be."""
     from lab.teach.dynamics import Dynamics
     from lab.teach.exercises import Exercises
     from lab.teach.overlay import OverlayExercises
@@ -316,8 +321,8 @@ def _checker(entry: dict, path: Path, made: dict):
     key = (kind, str(path), bulk, stream)
     if key not in made:
         try:
-            made[key] = (Dynamics(path, bulk=bulk) if kind == "Dynamics" else OverlayExercises(path)
-                         if kind == "OverlayExercises" else Exercises(path, bulk=bulk, stream=stream))
+            made[key] = (Dynamics(path, bulk=bulk, capture=analysed) if kind == "Dynamics" else OverlayExercises(path)
+                         if kind == "OverlayExercises" else Exercises(path, bulk=bulk, stream=stream, capture=analysed))
         except (LabError, OSError, IndexError) as error:          # CaptureMismatch is a LabError
             made[key] = f"its capture cannot be studied: {str(error)[:120]}"
     return made[key]

@@ -51,8 +51,8 @@ class Flight:
 class Dynamics(Exercises):
     """Exercises on one capture and its kernel samples (the lab's connection, or its biggest)."""
 
-    def __init__(self, path: str | Path, bulk: bool = True, port: int | None = None) -> None:
-        super().__init__(path, bulk=bulk, port=port)
+    def __init__(self, path: str | Path, bulk: bool = True, port: int | None = None, capture=None) -> None:
+        super().__init__(path, bulk=bulk, port=port, capture=capture)
         self.options = {"bulk": bulk, "port": port}
         kernel_path = kernel_file_of(self.path)
         if kernel_path is None:

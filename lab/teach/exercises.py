@@ -94,10 +94,10 @@ class Exercises:
     """
 
     def __init__(self, path: str | Path, bulk: bool = False, stream: int | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, capture=None) -> None:
         self.path = Path(path)
         self.options = {"bulk": bulk, "stream": stream, "port": port}     # how to make the same one again
-        self.capture = self.read_capture()
+        self.capture = capture if capture is not None else self.read_capture()   # a grader's, analysed once
         self.port = port if port is not None else self.lab_port()
         candidates = [c for c in self.capture.connections if c.server.port == self.port] or self.capture.connections
         if not candidates:
