@@ -111,6 +111,25 @@ def test_doctor_says_what_to_do_where_a_kernel_lacks_what_a_lesson_needs():
     assert rows["congestion"] == ("note", "containers may use reno (the kernel has reno, cubic); --cc cubic is "
                                   "refused until the engine's host allows it in net.ipv4.tcp_allowed_congestion_control")
     full = Answers(ok={"netem": True, "nfqueue": True, "tbf": True, "sock_diag": True, "esp": True, "btf": True,
-                       "ipv6": True}, said={}, facts={"cc_available": "reno cubic", "cc_allowed": "reno cubic"})
+                       "ipv6": True}, said={}, facts={"cc_available": "reno cubic bbr",
+                                                      "cc_allowed": "reno cubic bbr"})
     assert all(mark == "ok" for mark, _, _ in kernel_rows(full, rootless=False))
     assert "netem" in {topic: words for _, topic, words in kernel_rows(full, rootless=False)}["link delay"]
+
+
+def test_the_lessons_a_kernel_refuses_are_named_before_a_learner_meets_them():
+    """A kernel whose containers may use cubic alone refuses the scenarios about reno and bbr;
+    this machine's (reno, bbr) refuses none: each scenario's own cc and flow_cc are read."""
+    from lab.host.doctor import lessons_row
+    from lab.scenarios.model import load, needs_refused
+
+    refused = needs_refused(["cubic"])
+    assert refused == {name: needed for name, needed in refused.items()}      # insertion order: by name
+    for name, needed in refused.items():
+        scenario = load(name)
+        assert set(needed) == {scenario.cc, *scenario.exchange.get("flow_cc", [])} - {None, "cubic"}
+    assert {"aimd", "bbr", "slow-start", "fairness-bbr-reno"} <= set(refused)
+    assert needs_refused(["reno", "bbr", "cubic"]) == {}
+    mark, topic, words = lessons_row(["cubic"])
+    assert (mark, topic) == ("fix", "scenarios") and "aimd (reno)" in words and "fairness-bbr-reno (bbr, reno)" in words
+    assert lessons_row(["reno", "bbr", "cubic"])[0] == "ok"

@@ -24,6 +24,7 @@ from lab.host.engines.lab_engines import Engines
 from lab.host.engines.product import Product
 from lab.host.settings import AUTO_POOL, Lab
 from lab.host.topology import NO_NETWORK, describe
+from lab.scenarios.model import needs_refused
 from lab.terminal import prose
 
 # Each check: a name, and a command that succeeds where the engine's kernel can do it.
@@ -159,6 +160,7 @@ def kernel_rows(answers: Answers, rootless: bool) -> list[tuple[str, str, str]]:
                  f"containers may use {', '.join(allowed) or '?'} (the kernel has {', '.join(available) or '?'})"
                  + (f"; --cc {' or '.join(refused)} is refused until the engine's host allows it in "
                     "net.ipv4.tcp_allowed_congestion_control" if refused else "")))
+    rows.append(lessons_row(allowed))
     rows.append(("ok", "kernel view", "sock_diag answers: the capture's --kernel samples cwnd, ssthresh, RTO")
                 if ok.get("sock_diag") else
                 ("fix", "kernel view", f"sock_diag does not answer ({answers.said.get('sock_diag', '')}): "
@@ -170,6 +172,18 @@ def kernel_rows(answers: Answers, rootless: bool) -> list[tuple[str, str, str]]:
     rows.append(("ok", "IPv6", "present; the lab turns it off in its namespaces") if ok.get("ipv6") else
                 ("ok", "IPv6", "absent; the lab uses IPv4 only"))
     return rows
+
+
+def lessons_row(allowed: list[str]) -> tuple[str, str, str]:
+    """Which bundled scenarios cannot run: those about a congestion control containers may not use."""
+    if not allowed:
+        return ("note", "scenarios", "the kernel did not say which congestion controls containers may use")
+    refused = needs_refused(allowed)
+    if not refused:
+        return ("ok", "scenarios", "every bundled scenario's congestion control is allowed")
+    return ("fix", "scenarios", "these need a congestion control containers may not use here: "
+            + "; ".join(f"{name} ({', '.join(needed)})" for name, needed in refused.items())
+            + ": allow it on the engine's host (net.ipv4.tcp_allowed_congestion_control)")
 
 
 def limits_row(product: Product, answers: Answers | None) -> tuple[str, str, str]:

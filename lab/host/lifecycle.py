@@ -40,6 +40,7 @@ from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
 from lab.host.state import existing, image_names, lab_option, our_containers, running, sysctls_of
 from lab.host.topology import Topology, describe
 from lab.paths import CAPTURES_DIR
+from lab.scenarios.model import needs_refused
 from lab.terminal import say
 
 CC_SYSCTL = "net.ipv4.tcp_congestion_control"
@@ -135,6 +136,7 @@ def up(c: Context, lab: Lab, topology: Topology | None = None) -> None:
         kernel = kernel_of(lab, engines)
         if lab.cc != AUTO:
             kernel.check(lab.cc)
+        say_lessons_lacking(kernel)
         lab = dataclasses.replace(lab, kernel=kernel)
         topology = describe(lab)
     subnet: str | None
@@ -190,6 +192,16 @@ def say_engine(engines: Engines) -> None:
     product = engines.network.product()
     warning = product.limits_warning()
     say(f"engine: {product.words()}" + (f"; {warning}" if warning else ""))
+
+
+def say_lessons_lacking(kernel: EngineKernel) -> None:
+    """The scenarios this engine's kernel will refuse (their congestion control is not allowed to
+    containers), said before a learner meets the refusal in a lesson."""
+    refused = needs_refused(kernel.allowed) if kernel.allowed else {}
+    if refused:
+        say(f"this engine lets containers use only {', '.join(kernel.allowed)}: the scenarios "
+            + ", ".join(f"{name} ({', '.join(needed)})" for name, needed in refused.items())
+            + " cannot run here (invoke doctor says more)")
 
 
 def forget_old_neighbours(engines: Engines, topology: Topology, kept: list[str]) -> None:

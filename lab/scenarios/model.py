@@ -34,7 +34,7 @@ import random
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from lab.errors import LabError
 from lab.inside.link_core import Event
@@ -101,6 +101,19 @@ class Scenario:
 def bundled() -> list[str]:
     """The names of the bundled scenarios."""
     return sorted(path.stem for path in BUNDLED.glob("*.toml"))
+
+
+def needs_refused(allowed: Sequence[str]) -> dict[str, list[str]]:
+    """The bundled scenarios that need a congestion control a kernel's containers may not use
+    (``allowed``: its tcp_allowed_congestion_control), by name: each with what it needs."""
+    refused = {}
+    for name in bundled():
+        raw = tomllib.loads((BUNDLED / f"{name}.toml").read_text())    # ours: no numbers to draw
+        wanted = [raw.get("cc"), *(raw.get("exchange") or {}).get("flow_cc", [])]
+        needed = [cc for cc in dict.fromkeys(wanted) if isinstance(cc, str) and cc not in allowed]
+        if needed:
+            refused[name] = needed
+    return refused
 
 
 def scenario_file(name: str) -> Path:
