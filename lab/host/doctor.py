@@ -24,7 +24,7 @@ from lab.host.engines.lab_engines import Engines
 from lab.host.engines.product import Product
 from lab.host.settings import AUTO_POOL, Lab
 from lab.host.topology import NO_NETWORK, describe
-from lab.scenarios.model import needs_refused
+from lab.scenarios.model import needs_refused, refused_words
 from lab.terminal import prose
 
 # Each check: a name, and a command that succeeds where the engine's kernel can do it.
@@ -109,8 +109,7 @@ def diagnose(c: Context, lab: Lab) -> list[tuple[str, str, str]]:
     rows.append(("ok", "rootless", "yes: the containers' root is your user, not the machine's root"
                  if product.rootless else "no: the engine runs as root (rootless Docker and Podman work too: see "
                  "the README's Without root)"))
-    storage = docker.run(["info", "--format", "{{.Driver}}"], quiet=True, check=False, echo=False).stdout.strip()
-    if storage == "vfs":
+    if product.storage_driver == "vfs":
         rows.append(("fix", "storage", "the engine stores images with vfs, which copies the whole image for every "
                      "container (some 9 s each here): set driver = \"overlay\" in ~/.config/containers/storage.conf, "
                      "then podman system reset"))
@@ -181,9 +180,8 @@ def lessons_row(allowed: list[str]) -> tuple[str, str, str]:
     refused = needs_refused(allowed)
     if not refused:
         return ("ok", "scenarios", "every bundled scenario's congestion control is allowed")
-    return ("fix", "scenarios", "these need a congestion control containers may not use here: "
-            + "; ".join(f"{name} ({', '.join(needed)})" for name, needed in refused.items())
-            + ": allow it on the engine's host (net.ipv4.tcp_allowed_congestion_control)")
+    return ("fix", "scenarios", f"these need a congestion control containers may not use here: "
+            f"{refused_words(refused)}: allow it on the engine's host (net.ipv4.tcp_allowed_congestion_control)")
 
 
 def limits_row(product: Product, answers: Answers | None) -> tuple[str, str, str]:

@@ -68,18 +68,23 @@ def choose_base(c: Context, lab: Lab, docker: Docker) -> str:
         raise LabError(f"no base image: Docker cannot pull {SLIM_IMAGE} (no registry answers) and "
                    f"the lab cannot build one from Debian's packages here ({problem}); fix either one")
     say(f"base image: no registry answers, so building {BASE_IMAGE} from Debian's packages "
-        f"with {'debootstrap' if os.geteuid() == 0 else 'mmdebstrap'} (about a minute)")
+        f"with {bootstrap_tool()} (about a minute)")
     bootstrap_base(c, lab, docker, apt_mirror(lab))
     return BASE_IMAGE
 
 
+def bootstrap_tool() -> str:
+    """What writes the base's tree here: debootstrap as root, mmdebstrap's unshare mode without."""
+    return "debootstrap" if os.geteuid() == 0 else "mmdebstrap"
+
+
 def bootstrap_problem() -> str | None:
     """Why neither bootstrap can run here, or None if one can."""
-    if os.geteuid() == 0:
-        return None if shutil.which("debootstrap") else "install debootstrap: apt-get install debootstrap"
-    if shutil.which("mmdebstrap") is None:
-        return "without root it takes mmdebstrap: ask for apt-get install mmdebstrap uidmap"
-    return None
+    if shutil.which(bootstrap_tool()) is not None:
+        return None
+    if bootstrap_tool() == "debootstrap":
+        return "install debootstrap: apt-get install debootstrap"
+    return "without root it takes mmdebstrap: ask for apt-get install mmdebstrap uidmap"
 
 
 def apt_mirror(lab: Lab) -> str:
@@ -108,7 +113,7 @@ def bootstrap_base(c: Context, lab: Lab, docker: Docker, mirror: str) -> None:
     user's subordinate ids, into a tarball the engine imports.
     """
     workdir = tempfile.mkdtemp(prefix="tcplab-base-")
-    rootless = os.geteuid() != 0
+    rootless = bootstrap_tool() == "mmdebstrap"
     target = os.path.join(workdir, "rootfs.tar" if rootless else "rootfs")
     tool = ["mmdebstrap", "--mode=unshare"] if rootless else ["debootstrap"]
     try:

@@ -40,7 +40,7 @@ from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
 from lab.host.state import existing, image_names, lab_option, our_containers, running, sysctls_of
 from lab.host.topology import Topology, describe
 from lab.paths import CAPTURES_DIR
-from lab.scenarios.model import needs_refused
+from lab.scenarios.model import needs_refused, refused_words
 from lab.terminal import say
 
 CC_SYSCTL = "net.ipv4.tcp_congestion_control"
@@ -200,8 +200,7 @@ def say_lessons_lacking(kernel: EngineKernel) -> None:
     refused = needs_refused(kernel.allowed) if kernel.allowed else {}
     if refused:
         say(f"this engine lets containers use only {', '.join(kernel.allowed)}: the scenarios "
-            + ", ".join(f"{name} ({', '.join(needed)})" for name, needed in refused.items())
-            + " cannot run here (invoke doctor says more)")
+            f"{refused_words(refused)} cannot run here (invoke doctor says more)")
 
 
 def forget_old_neighbours(engines: Engines, topology: Topology, kept: list[str]) -> None:

@@ -116,6 +116,11 @@ def needs_refused(allowed: Sequence[str]) -> dict[str, list[str]]:
     return refused
 
 
+def refused_words(refused: dict[str, list[str]]) -> str:
+    """``needs_refused``'s answer as a learner reads it: "aimd (reno); fairness-bbr-reno (bbr, reno)"."""
+    return "; ".join(f"{name} ({', '.join(needed)})" for name, needed in refused.items())
+
+
 def scenario_file(name: str) -> Path:
     """A bundled scenario by name, or a .toml file by its path."""
     if name.endswith(".toml"):

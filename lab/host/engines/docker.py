@@ -98,6 +98,13 @@ def explain(stderr: str, command: str) -> str:
     return f"'{command}' failed: {last}"
 
 
+def without_rm(args: Sequence[str], cidfile: str) -> list[str]:
+    """``run ... --rm ...`` as ``run --cidfile CIDFILE ...``: the container stays for its exit code,
+    and CIDFILE names it for the lab to remove."""
+    kept = [word for word in args if word != "--rm"]
+    return [kept[0], "--cidfile", cidfile, *kept[1:]]
+
+
 _PRODUCTS: dict[str | None, Product] = {}
 """Each engine's product, by its address or context (None: the CLI's default)."""
 
@@ -106,8 +113,10 @@ class RemovedWhenDone(subprocess.Popen):
     """A ``docker run`` process whose container the lab removes once it ends: the stand-in for
     ``--rm`` where the engine loses exit codes with it."""
 
-    remove: Callable[[], None] = staticmethod(lambda: None)
-    _removed = False
+    def __init__(self, argv: Sequence[str], remove: Callable[[], None], **options: Any) -> None:
+        super().__init__(argv, **options)
+        self.remove = remove
+        self._removed = False
 
     def _done(self) -> None:
         if not self._removed:
@@ -189,9 +198,8 @@ class Docker:
         """``run`` without ``--rm``, then ``rm``: the exit code the program returned, and no container left."""
         with tempfile.TemporaryDirectory(prefix="tcplab-cid-") as folder:
             cidfile = os.path.join(folder, "id")
-            kept = [word for word in args if word != "--rm"]
             try:
-                return self.run([kept[0], "--cidfile", cidfile, *kept[1:]], **options)
+                return self.run(without_rm(args, cidfile), **options)
             finally:
                 self.remove_by_cidfile(cidfile)
 
@@ -242,8 +250,7 @@ class Docker:
         if self.removes_itself(args):
             folder = tempfile.mkdtemp(prefix="tcplab-cid-")
             cidfile = os.path.join(folder, "id")
-            kept = [word for word in args if word != "--rm"]
-            args = [kept[0], "--cidfile", cidfile, *kept[1:]]
+            args = without_rm(args, cidfile)
 
             def remove() -> None:
                 self.remove_by_cidfile(cidfile)
@@ -251,14 +258,14 @@ class Docker:
         args = [*engine_args(self.host), *args]
         redirect = f" > {shlex.quote(stdout_name)}" if stdout_name else ""
         self._echo(f"{shlex.join(['docker', *args])}{redirect}")
+        options: dict[str, Any] = {"stdout": stdout, "stderr": stderr, "stdin": subprocess.DEVNULL,
+                                   "start_new_session": True}
         try:
-            proc = (RemovedWhenDone if remove else subprocess.Popen)(
-                ["docker", *args], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True)
+            if remove is not None:
+                return RemovedWhenDone(["docker", *args], remove, **options)
+            return subprocess.Popen(["docker", *args], **options)
         except FileNotFoundError:
             raise DockerError(NOT_INSTALLED) from None
-        if isinstance(proc, RemovedWhenDone) and remove is not None:
-            proc.remove = remove
-        return proc
 
     def interrupt(self, container: str) -> None:
         """SIGINT to a container's program: a capture engine hands over what is left in its ring,

@@ -36,6 +36,7 @@ class Product:
     cgroup_version: str = ""
     cgroup_driver: str = ""
     operating_system: str = ""         # "Docker Desktop" on macOS and Windows
+    storage_driver: str = ""           # "overlay2", "overlay"; "vfs" copies the whole image per container
 
     @property
     def limits_hold(self) -> bool:
@@ -85,7 +86,8 @@ def parse(version_json: str, info_json: str) -> Product:
                    rootless=rootless,
                    cgroup_version=str(info.get("CgroupVersion") or ""),
                    cgroup_driver=str(info.get("CgroupDriver") or ""),
-                   operating_system=str(info.get("OperatingSystem") or ""))
+                   operating_system=str(info.get("OperatingSystem") or ""),
+                   storage_driver=str(info.get("Driver") or ""))
 
 
 def loads(text: str) -> dict[str, Any]:
