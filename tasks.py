@@ -265,15 +265,17 @@ def scenario_seed(c) -> int:
 
 
 @task(positional=["name"], help={"name": "the course's name (lowercase letters, digits, '-', '_', '.')",
-                                  "folder": "where to write NAME.secret and NAME.course.toml (default: here)"})
-def course(c, name, folder="."):
+                                  "folder": "where to write NAME.secret and NAME.course.toml (default: here)",
+                                  "room": "its students work in a lab room (invoke room up): grading requires the "
+                                          "signature the room's broker puts on each capture"})
+def course(c, name, folder=".", room=False):
     """Make a course: a secret the instructor keeps, and a course file every student gets."""
     from pathlib import Path
 
     from lab.course.variant import create
     from lab.terminal import say
 
-    secret, course_file = create(name, Path(folder))
+    secret, course_file = create(name, Path(folder), room)
     say(f"{secret}: the course's secret; keep it (grading needs it) and give it to nobody")
     say(f"{course_file}: give this one file to every student: invoke student ID --course {course_file.name}")
 
@@ -325,7 +327,7 @@ def grade(c, submissions, roster=None, secret=None, course=None, map=None, deadl
     from lab.course.gradebook import printable
     from lab.course.grading import grade_all, read_points
     from lab.course.students import read_roster
-    from lab.course.variant import read_secret
+    from lab.course.variant import course_uses_room, read_secret
     from lab.terminal import console
 
     if not roster or not secret:
@@ -343,7 +345,8 @@ def grade(c, submissions, roster=None, secret=None, course=None, map=None, deadl
                                                            highlight=False),
                         weights=read_points(course_file) if course_file.is_file() else None,
                         deadline=parse_deadline(deadline) if deadline else None,
-                        mapping=read_map(Path(map)) if map else None, only=only)
+                        mapping=read_map(Path(map)) if map else None, only=only,
+                        signed=course_file.is_file() and course_uses_room(course_file))
     accepted = sum(graded.accepted for graded in grading.results)
     suspicions = len(grading.suspicions())
     term.print(f"{accepted} of {len(grading.results)} archives graded; {suspicions} suspicions in report.txt; "

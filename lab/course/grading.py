@@ -52,11 +52,14 @@ RESULTS = "results.json"
 
 def grade_all(folder: Path, roster: Roster | list[str], course: Course, out: Path, workers: int | None = None,
               progress=None, weights: dict[str, float] | None = None, deadline: datetime.datetime | None = None,
-              mapping: dict[str, str] | None = None, only: str | None = None) -> Grading:
+              mapping: dict[str, str] | None = None, only: str | None = None, signed: bool = False) -> Grading:
     """Grade the archives in ``folder`` (and its folders, as LMSs export them) into ``out``.
 
     ``only``: grade again that student's archives alone, the others' results kept from
-    the last run in ``out``."""
+    the last run in ``out``. ``signed``: the course's room made the captures (the course
+    file says ``room = true``), so a capture without the room's intact signature is not the student's."""
+    if signed and course.room is None:
+        raise LabError("checking the room's signatures needs the course's secret (--secret NAME.secret)")
     roster = roster if isinstance(roster, Roster) else Roster.of(list(roster))
     found = collected.find(folder, roster, mapping)
     _check_output_folder(out)
@@ -78,7 +81,7 @@ def grade_all(folder: Path, roster: Roster | list[str], course: Course, out: Pat
         results = list(kept)
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
                                                     initializer=_bound_memory) as pool:
-            futures = {pool.submit(grade_one, item, roster, course, work / f"{number:04d}"): item
+            futures = {pool.submit(grade_one, item, roster, course, work / f"{number:04d}", signed): item
                        for number, item in numbered}
             for future in concurrent.futures.as_completed(futures):
                 results.append(_result_of(future, futures[future], deadline))
@@ -167,7 +170,7 @@ def _put_in_place(fresh: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def grade_one(item: collected.Collected, roster: Roster, course: Course, work: Path) -> Graded:
+def grade_one(item: collected.Collected, roster: Roster, course: Course, work: Path, signed: bool = False) -> Graded:
     """One archive, its files unpacked in ``work`` (a folder of its own, named by the grader, not
     by the archive): its verdict and rows. Anything the archive holds ends in a verdict; what
     escapes even that (a RecursionError, memory) is caught by grade_all, per archive."""
@@ -201,6 +204,8 @@ def grade_one(item: collected.Collected, roster: Roster, course: Course, work: P
     whose = identity.roster_lookup(course, roster.ids)
     studied = {name: _study(folder / name, name, variant, whose)
                for name in submission.files if name.endswith(CAPTURE_SUFFIXES)}
+    if signed:
+        _check_signatures(studied, submission.files, course, student)
     rows, unknown = _check_answers(submission, student, folder, studied)
     if unknown:
         findings.append(f"answers to exercises this course does not have: {', '.join(sorted(unknown)[:5])}"
@@ -259,6 +264,18 @@ def _study(path: Path, name: str, variant, whose) -> Study:
     verdict = identity.judge(capture, name, variant, port_of_connections(capture.connections), whose)
     return Study(verdict, disagree, copies.fingerprints(capture, samples),
                  capture=direct if capture is direct else None)    # the checkers read an overlay's inner TCP anew
+
+
+def _check_signatures(studied: dict[str, Study], files: dict[str, bytes], course: Course, student: str) -> None:
+    """A capture without the room's intact signature for ``student`` is not theirs, whatever else it shows:
+    in a room nobody but the broker makes captures."""
+    from lab.host.room.signatures import problem
+
+    assert course.room is not None
+    for name, study in studied.items():
+        why = problem(course.room, name, files, student)
+        if why is not None:
+            study.identity = identity.Identity(False, (identity.Evidence("room", False, why),))
 
 
 def _check_answers(submission, student: str, folder: Path, studied: dict[str, Study]) -> tuple[list[Row], set]:

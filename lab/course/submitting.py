@@ -11,6 +11,7 @@ from lab.course import archive
 from lab.course.students import file_part
 from lab.course.variant import current
 from lab.errors import LabError
+from lab.host.room.signatures import signature_file_of
 from lab.inspect.kernel import kernel_file_of
 from lab.paths import PROJECT_ROOT, shown, submissions_dir
 from lab.teach.answers import answers_file, file_digest
@@ -59,9 +60,11 @@ def submit(extra: list[str] | None = None, say=print) -> Path:
             raise LabError(f"no capture at {name}: name a file in captures/")
         files[path.name] = path
     for capture in list(files.values()):
-        kernel = kernel_file_of(capture)
+        kernel, signature = kernel_file_of(capture), signature_file_of(capture)
         if kernel is not None:
             files[kernel.name] = kernel
+        if signature.is_file():                  # a room's broker signed it (lab.host.room.signatures)
+            files[signature.name] = signature
     for reason in sorted(passed_over):
         say(f"answers about {reason} are left out")
     if not kept and not extra:

@@ -58,10 +58,13 @@ class Variant:
 class Course:
     name: str
     key: bytes
+    room: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The key of the course's room (its broker's tokens, its signatures): known from the secret only."""
 
     @classmethod
     def from_secret(cls, name: str, secret: bytes) -> "Course":
-        return cls(name, hmac.new(secret, b"tcplab course key\0" + name.encode(), hashlib.sha256).digest())
+        return cls(name, hmac.new(secret, b"tcplab course key\0" + name.encode(), hashlib.sha256).digest(),
+                   hmac.new(secret, b"tcplab room key\0" + name.encode(), hashlib.sha256).digest())
 
     def _derive(self, what: str, student: str) -> int:
         digest = hmac.new(self.key, f"{what}\0{student}".encode(), hashlib.sha256).digest()
@@ -75,8 +78,9 @@ class Course:
                        BULK_BASE + self._derive("bulk", key) % BULK_SPREAD)
 
 
-def create(name: str, folder: Path) -> tuple[Path, Path]:
-    """A new course: (its secret file, its course file), neither overwriting anything."""
+def create(name: str, folder: Path, room: bool = False) -> tuple[Path, Path]:
+    """A new course: (its secret file, its course file), neither overwriting anything. ``room``: its
+    students work in a lab room, whose broker signs their captures, and grading requires the signatures."""
     if not COURSE_NAME.fullmatch(name):
         raise LabError(f"course name {name!r} is not usable: use up to 31 lowercase letters, digits, '-', '_' or '.'")
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,7 +93,9 @@ def create(name: str, folder: Path) -> tuple[Path, Path]:
     _write_new(secret_path, f'# The secret of course {name}: keep it, give it to nobody; grading needs it.\n'
                             f'name = "{name}"\nsecret = "{secret.hex()}"\n', mode=0o600)
     _write_new(course_path, f'# Course {name}: give this file to every student (invoke student ID --course FILE).\n'
-                            f'name = "{name}"\nkey = "{course.key.hex()}"\n', mode=0o644)
+                            f'name = "{name}"\nkey = "{course.key.hex()}"\n'
+                            + ("# Its students work in a lab room: grading requires the room's signatures.\n"
+                               "room = true\n" if room else ""), mode=0o644)
     return secret_path, course_path
 
 
@@ -129,6 +135,15 @@ def read_course(path: Path) -> Course:
     """The course a student was given (NAME.course.toml)."""
     data = _read_toml(path, "a course file")
     return Course(_name_field(data, path, "a course file"), _hex_field(data, "key", path, "a course file"))
+
+
+def course_uses_room(path: Path) -> bool:
+    """Whether the course file says its students work in a room (``room = true``): then every capture
+    must carry the room's signature."""
+    value = _read_toml(path, "a course file").get("room", False)
+    if not isinstance(value, bool):
+        raise LabError(f"{path}: room must be true or false")
+    return value
 
 
 def read_secret(path: Path) -> Course:

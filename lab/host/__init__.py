@@ -17,4 +17,5 @@
     scenario     scenarios: what the link does to which packet, for everyone the same, and what must follow
     progress     long steps (an image build, a base bootstrapped) as one moving line, the log in a file
     classroom    invoke class up|status|down: many labs on one engine, one for each student
+    room/        a lab room: JupyterHub for the students, a broker that alone holds Docker (its own map)
 """
