@@ -26,14 +26,14 @@ VERBOSE_HELP = ("show every line of an image build and every docker command whol
                 "the rest in a log file; INVOKE_LAB_VERBOSE=1 for every task)")
 
 
-@task(help={"verbose": VERBOSE_HELP, "lab": LAB_HELP})
+@task(on_engine=True, help={"verbose": VERBOSE_HELP, "lab": LAB_HELP})
 def build(c, verbose=False, lab=None):
     """Build the lab's image (on debian:bookworm-slim, or a base made from Debian's packages)."""
     c.config.lab.verbose = verbose or c.config.lab.verbose
     image.build(c, lab_of(c, lab), Docker(c))
 
 
-@task(help={"cc": "the TCP congestion control of the server and client (e.g. cubic, reno, bbr: what the kernel "
+@task(on_engine=True, help={"cc": "the TCP congestion control of the server and client (e.g. cubic, reno, bbr: what the kernel "
                   "offers; default: the kernel's own)", "verbose": VERBOSE_HELP, "lab": LAB_HELP})
 def up(c, cc=None, verbose=False, lab=None):
     """Start the lab: network, server and client host; returns when the server answers.
@@ -46,6 +46,7 @@ def up(c, cc=None, verbose=False, lab=None):
 
 
 @task(
+    on_engine=True,
     positional=["message"],
     iterable=["next"],
     help={
@@ -62,32 +63,32 @@ def send(c, message, next=None, udp=False, step=False, lab=None):
                tty=step)
 
 
-@task(positional=["nbytes"], help={"nbytes": "how many bytes to download", "lab": LAB_HELP})
+@task(on_engine=True, positional=["nbytes"], help={"nbytes": "how many bytes to download", "lab": LAB_HELP})
 def bulk(c, nbytes, lab=None):
     """Download NBYTES from the server with BULK, check them, and report throughput."""
     run_client(c, lab_of(c, lab), bulk_options(nbytes, student_tag()))
 
 
-@task(help={"lab": LAB_HELP})
+@task(on_engine=True, help={"lab": LAB_HELP})
 def chat(c, lab=None):
     """Type requests to the server from an interactive client container (needs a terminal)."""
     chat_with_server(c, lab_of(c, lab))
 
 
-@task(help={"lab": LAB_HELP})
+@task(on_engine=True, help={"lab": LAB_HELP})
 def status(c, lab=None):
     """Show the lab's containers: role, IP, MAC, ports, state and active impairments."""
     looking.status(c, lab_of(c, lab))
 
 
-@task(help={"role": "server or client (default server)", "follow": "keep printing new lines",
+@task(on_engine=True, help={"role": "server or client (default server)", "follow": "keep printing new lines",
             "tail": "only the last N lines", "lab": LAB_HELP})
 def logs(c, role="server", follow=False, tail=None, lab=None):
     """Print a lab container's log (the server logs one line per connection)."""
     looking.logs(c, lab_of(c, lab), role, follow, whole_number(tail, "--tail"))
 
 
-@task(help={"lab": LAB_HELP})
+@task(on_engine=True, help={"lab": LAB_HELP})
 def doctor(c, lab=None):
     """Say what this engine and its kernel can do (rootless? limits? netem or the lab's emulator?
     congestion controls, the kernel view, encryption, free subnets) and what to do where something is missing."""
@@ -96,19 +97,20 @@ def doctor(c, lab=None):
     report(c, lab_of(c, lab))
 
 
-@task(help={"lab": LAB_HELP})
+@task(on_engine=True, help={"lab": LAB_HELP})
 def down(c, lab=None):
     """Remove everything this lab created except images (safe to run twice)."""
     lifecycle.down(c, lab_of(c, lab))
 
 
-@task(help={"base": "also remove the base image this lab bootstrapped", "lab": LAB_HELP})
+@task(on_engine=True, help={"base": "also remove the base image this lab bootstrapped", "lab": LAB_HELP})
 def clean(c, base=False, lab=None):
     """Run down, then remove the lab's images."""
     lifecycle.clean(c, lab_of(c, lab), base)
 
 
 @task(
+    on_engine=True,
     iterable=["send"],
     help={
         "seconds": "stop after S seconds (10, 10s, 500ms, 2min)",
@@ -141,7 +143,7 @@ def capture(c, seconds=None, count=None, filter=None, send=None, bulk=None, name
     recorder.capture(c, lab_of(c, lab), request, console())
 
 
-@task(help={
+@task(on_engine=True, help={
     "target": "server or client: whose outgoing packets are impaired (default server; --clear: both)",
     "delay": "add this much delay: milliseconds (50), or with a unit (50ms, 0.05s)",
     "jitter": "vary the delay by this much, as --delay (needs --delay; never reorders)",
@@ -217,7 +219,7 @@ def inspect(c, pcap=None, json=False, csv=False, ladders=None, stream=None):
         raise LabError(code=code)
 
 
-@task(iterable=["message"], help={"message": "a request line to send instead of the tour (repeatable)",
+@task(on_engine=True, iterable=["message"], help={"message": "a request line to send instead of the tour (repeatable)",
                                   "verbose": VERBOSE_HELP, "lab": LAB_HELP})
 def demo(c, message=None, verbose=False, lab=None):
     """The lab's main job: bring the lab up, capture an exchange between the containers, explain it."""
@@ -228,6 +230,7 @@ def demo(c, message=None, verbose=False, lab=None):
 
 
 @task(
+    on_engine=True,
     positional=["name"],
     help={"name": "a bundled scenario (invoke scenario list: syn-loss, fast-retransmit, burst-loss, tail-loss-probe, "
                   "tail-loss-rto, reorder, slow-start, aimd, bbr, bufferbloat, fairness, fairness-bbr-reno, zero-window, "
@@ -382,7 +385,68 @@ def class_(c, action, count=None, roster=None, group="class"):
         raise LabError(f"class takes up, status or down, not {action!r}")
 
 
+@task(positional=["action"], help={
+    "action": "up, status or down",
+    "roster": "up: the students (one id a line, or an LMS's CSV export), each with a login, a JupyterLab and a lab",
+    "secret": "up: the course's secret (NAME.secret from invoke course --room; its NAME.course.toml beside it): "
+              "the room signs captures with a key derived from it, so invoke grade can check them (default: the "
+              "room makes a course of its own in rooms/NAME/)",
+    "name": "the room's name (default: room); its labs are NAME-ID",
+    "port": "up: the port students' browsers open on this server (default 8000)",
+    "memory": "up: each student's JupyterLab may use this much memory (default 1g)",
+    "work": "down: also remove the students' files (their JupyterLab volumes) and the room's data",
+})
+def room(c, action, roster=None, secret=None, name="room", port=None, memory=None, work=False):
+    """A lab room on this server: students log in with a browser to JupyterLab and their own lab, without Docker."""
+    from lab.host.room import lifecycle as rooms
+    from lab.host.settings import check_name
+
+    check_name(name, "room name")
+    if action == "up":
+        rooms.up(c, room_settings(name, roster, secret, port, memory))
+    elif action == "status":
+        rooms.status(c, name)
+    elif action == "down":
+        rooms.down(c, name, work)
+    else:
+        raise LabError(f"room takes up, status or down, not {action!r}")
+
+
+def room_settings(name, roster, secret, port, memory):
+    """`room up`'s options as the room's settings: the roster's students and labs, the course and its key."""
+    from pathlib import Path
+
+    from lab.course.students import lab_name, read_roster
+    from lab.course.variant import create, read_secret
+    from lab.host.options import number
+    from lab.host.room import plan
+    from lab.host.room.lifecycle import ROOMS, RoomSettings, Student
+    from lab.terminal import say
+
+    if not roster:
+        raise LabError("give --roster FILE: the room's students, one id a line (or an LMS's CSV export)")
+    ids = read_roster(Path(roster)).ids
+    if not secret:
+        secret_path = ROOMS / name / f"{name}.secret"
+        if not secret_path.is_file():
+            secret_path, _ = create(name, ROOMS / name, room=True)
+            say(f"{secret_path}: the room's own course (grade its captures with --secret {secret_path})")
+        secret = str(secret_path)
+    course = read_secret(Path(secret))
+    course_file = Path(secret).with_name(f"{course.name}.course.toml")
+    if not course_file.is_file():
+        raise LabError(f"no {course_file.name} beside {secret}: the room hands every student the course file")
+    students = tuple(Student(student, lab_name(name, student), student.lower()) for student in ids)
+    memory = memory or plan.STUDENT_MEMORY
+    try:
+        plan.memory_bytes(memory)
+    except ValueError as error:
+        raise LabError(f"--{error}") from None
+    return RoomSettings(name, students, course.name, course_file.read_text(), course.room_key,
+                        int(number(port, "--port", whole=True, low=1, high=65535, default=8000)), memory)
+
+
 ns = Collection(build, up, send, bulk, chat, status, doctor, logs, down, clean, demo, capture, impair, scenario, inspect,
-                notebook, publish, course, student, submit, grade, class_)
+                notebook, publish, course, student, submit, grade, class_, room)
 ns.configure({"lab": DEFAULTS})
 help_and_suggestions()          # `invoke TASK --help` shows help; a mistyped task gets the closest names

@@ -117,12 +117,13 @@ def test_the_users_configuration_reaches_the_class_and_the_notebooks(monkeypatch
     from invoke import Result
 
     from lab.host import classroom, image
+    from lab.host.live import topology_of
     from lab.teach import notebook
     from tests.helpers import mock_docker
 
     monkeypatch.setenv("INVOKE_LAB_IMAGE", "uni.example/lab")
     monkeypatch.setenv("INVOKE_LAB_PORT", "7171")
-    assert notebook._lab().lab.image == "uni.example/lab:tcplab" and notebook.lab_port() == 7171
+    assert topology_of().lab.image == "uni.example/lab:tcplab" and notebook.lab_port() == 7171
     c = mock_docker({r"docker tag": Result("")})
     c.config["lab"] = {"image": "uni.example/lab"}
     built = []

@@ -66,6 +66,13 @@ class Course:
         return cls(name, hmac.new(secret, b"tcplab course key\0" + name.encode(), hashlib.sha256).digest(),
                    hmac.new(secret, b"tcplab room key\0" + name.encode(), hashlib.sha256).digest())
 
+    @property
+    def room_key(self) -> bytes:
+        """The room's key, which only the instructor's secret gives (a course file does not)."""
+        if self.room is None:
+            raise LabError(f"course {self.name}: a room needs the course's secret (NAME.secret), not its course file")
+        return self.room
+
     def _derive(self, what: str, student: str) -> int:
         digest = hmac.new(self.key, f"{what}\0{student}".encode(), hashlib.sha256).digest()
         return int.from_bytes(digest[:8], "big")

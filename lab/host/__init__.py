@@ -5,6 +5,8 @@
     engines/     the Docker engines the lab runs on (its own map): the one layer that calls docker
     image        building the image, with or without a container registry
     state        what exists in Docker now, and what of it is the lab's
+    isolation    no way from a container to the host: no default route, the gateway dropped
+    live         what the notebooks' live cells do to a running lab (is it up, crafting, the client's shell)
     lifecycle    up (build, network, containers, offloads, a real request) and down, clean
     client_runs  one client container per send, bulk or chat
     status       the status table and the logs

@@ -34,11 +34,21 @@ LAB_HELP = "act on the lab of this name (default: 'name' in the configuration, I
 
 
 class LabTask(Task):
-    """An invoke Task whose failures reach the user as one line (see the module docstring)."""
+    """An invoke Task whose failures reach the user as one line (see the module docstring).
+
+    ``on_engine``: the task acts on the lab's engine (up, capture, ...). Where the lab's kind of engine
+    goes through a broker (a lab room: lab.host.engines.kinds), it is sent there with its options,
+    and the broker runs it, the same task, on the student's own lab."""
+
+    def __init__(self, *args, on_engine: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_engine = on_engine
 
     def __call__(self, *args, **kwargs):
         signal.signal(signal.SIGINT, signal.default_int_handler)     # from here on, Ctrl-C is ours to say
         try:
+            if self.on_engine and args and _through_broker(args[0]):
+                return _by_broker(self.name, kwargs)
             return super().__call__(*args, **kwargs)
         except LabError as exc:
             raise Exit(exc.message or None, exc.code) from None
@@ -57,6 +67,19 @@ class LabTask(Task):
 
 
 task = functools.partial(invoke_task, klass=LabTask)
+
+
+def _through_broker(c: Context) -> bool:
+    return from_config(c.config, None).kind.through_broker
+
+
+def _by_broker(name: str, options: dict) -> None:
+    """The task run by the room's broker: its output was printed as it came; its exit code is ours."""
+    from lab.host.room.client import run_task
+
+    code = run_task(name, options)
+    if code:
+        raise Exit(code=code)
 
 
 def help_and_suggestions() -> None:

@@ -36,6 +36,7 @@ from lab.host.engines.image_copy import copy_image
 from lab.host.engines.kernel import EngineKernel, probe
 from lab.host.engines.lab_engines import Engines
 from lab.host.image import build_unless_current, is_current
+from lab.host.isolation import cut_from_host_steps
 from lab.host.settings import AUTO, AUTO_POOL, BASE_IMAGE, Lab
 from lab.host.state import existing, image_names, lab_option, our_containers, running, sysctls_of
 from lab.host.topology import Topology, describe
@@ -52,38 +53,14 @@ NAMES_GRACE_S = 3.0     # an engine's DNS may take a moment to learn a new conta
 # every captured segment is at most one MSS, as on a real link. Checksum offload
 # (tx) off too, so the captured checksums are the ones on the wire, not placeholders.
 OFFLOADS_OFF = ["ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off", "tx", "off"]
-ISOLATION_COMMENT = "tcplab-isolation"
 
 
 def namespace_setup(network: dict) -> list[str]:
-    """The helper's command for a new lab namespace: offloads off, and no way to the host.
-
-    An --internal network keeps packets from leaving the bridge, but Docker still
-    gives each container a default route to the bridge's gateway address, which is
-    the host itself, and the host's INPUT chain lets them in: any service on the
-    host that listens on 0.0.0.0 would be one `nc` away from every lab. The lab
-    needs only its subnet, so the default route goes, and what on the subnet
-    reaches the host (its gateway address, and broadcast and multicast, which the
-    host hears too) is dropped on the way out. The lab's containers have no
-    NET_ADMIN and cannot undo either; the host's own firewall is left as it is.
-    """
-    gateway, broadcast = gateway_of(network)
-    drops = [["iptables", "-A", "OUTPUT", "-d", address, "-m", "comment", "--comment", ISOLATION_COMMENT, "-j", "DROP"]
-             for address in (gateway, broadcast, "255.255.255.255", "224.0.0.0/4")]
-    return ["sh", "-c", " && ".join([shlex.join(OFFLOADS_OFF), "{ ip route del default 2>/dev/null; true; }",
-                                     *map(shlex.join, drops)])]
+    """The helper's command for a new lab namespace: offloads off, and no way to the host
+    (lab.host.isolation says why)."""
+    return ["sh", "-c", " && ".join([shlex.join(OFFLOADS_OFF), *cut_from_host_steps(network)])]
 
 
-def gateway_of(network: dict) -> tuple[str, str]:
-    """The lab network's gateway address (the host's address on it) and its broadcast address."""
-    for config in network.get("IPAM", {}).get("Config") or []:
-        if config.get("Subnet"):
-            subnet = ipaddress.ip_network(config["Subnet"], strict=False)
-            # Docker's default, which it records only when it was given (lab networks give it).
-            gateway = config.get("Gateway") or str(subnet.network_address + 1)
-            return gateway.split("/")[0], str(subnet.broadcast_address)
-    raise LabError(f"the network {network.get('Name', '?')} has no subnet: remove it (invoke down) "
-                   "and bring the lab up again")
 PROBE_REPLY = "OK ready"
 
 

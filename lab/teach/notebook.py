@@ -312,38 +312,19 @@ def lab_name() -> str:
     return str(user_config().lab.name)
 
 
-def _lab(name: str | None = None):
-    """The lab's description (lab.host.topology) for ``name`` or :func:`lab_name`, with the
-    user's configuration (its image, port, subnet), as the tasks build it."""
-    from lab.host.settings import from_config, user_config
-    from lab.host.topology import describe
-
-    return describe(from_config(user_config(), name))
-
-
-def _engines(echo: bool = True):
-    """The lab's engines (lab.host.engines.lab_engines), as the tasks reach them: the one way the
-    live cells call docker. ``echo`` prints each command first, so the learner can run it by hand;
-    questions the learner did not ask (is the lab up?) are not echoed."""
-    from invoke import Context
-
-    from lab.host.engines.lab_engines import Engines
-
-    return Engines(Context(), _lab().lab, echo=echo)
-
-
 def lab_is_up(name: str | None = None) -> bool:
-    """True when every long-lived container of the lab runs (False without Docker)."""
-    from lab.errors import LabError
-    from lab.host.state import existing, is_up
+    """True when every long-lived container of the lab runs (False without Docker); in a lab room,
+    as the room's broker says of the student's own lab."""
+    from lab.host import live
+    from lab.host.room import client as room
 
-    if shutil.which("docker") is None or os.environ.get(PUBLISHING):
+    if os.environ.get(PUBLISHING):
         return False
-    topology = _lab(name)
-    try:
-        return is_up(existing(_engines(echo=False), topology), topology)
-    except LabError:
+    if room.in_room():
+        return bool(room.ask("is-up").get("up"))
+    if shutil.which("docker") is None:
         return False
+    return live.lab_is_up(name)
 
 
 def needs_lab(what: str) -> bool:
@@ -359,28 +340,58 @@ def needs_lab(what: str) -> bool:
 
 def lab_port() -> int:
     """The port the lab's server listens on, as the user configured it (7070 by default)."""
-    return _lab().lab.port
+    from lab.host.live import topology_of
+
+    return topology_of().lab.port
 
 
 def in_client(script: str) -> str:
-    """Run a shell ``script`` in the client host (``docker exec``); return what it printed."""
-    result = _engines().of("client").run(["exec", _lab().container("client"), "sh", "-c", script], quiet=True,
-                                         check=False)
-    return result.stdout + result.stderr
+    """Run a shell ``script`` in the client host (``docker exec``); return what it printed. In a lab
+    room the broker runs it, if it is one of the lines the notebooks run (it runs nothing else)."""
+    from lab.host import live
+    from lab.host.room import client as room
+
+    if room.in_room():
+        return str(room.ask("in-client", script=script).get("output", ""))
+    return live.in_client(script)
 
 
 def craft(what: str, line: str = "ECHO crafted by hand") -> str:
-    """Run lab.inside.craft (``syn`` or ``connect``) in the client's namespace; return what it printed.
+    """Run lab.inside.craft (``syn`` or ``connect``) in the client's namespace; return what it printed
+    (lab.host.live.craft; in a lab room, the broker runs it on the student's lab)."""
+    from lab.host import live
+    from lab.host.room import client as room
 
-    A short-lived helper container, root with NET_RAW (raw packets) and NET_ADMIN
-    (its iptables rule); the docker command is printed first, so it can be run by hand.
-    """
-    topology = _lab()
-    launch = topology.launch("helper", command=["python3", "-m", "lab.inside.craft", what, "--line", line,
-                                                "--port", str(topology.lab.port)],
-                             joins="client", capabilities=("NET_RAW", "NET_ADMIN"))
-    result = _engines().run(launch, quiet=True, check=False)
-    return result.stdout + result.stderr
+    if room.in_room():
+        return str(room.ask("craft", what=what, line=line).get("output", ""))
+    return live.craft(what, line)
+
+
+def capture_now(name: str, send: list[str]) -> Path:
+    """Capture the lab's server while the client sends ``send``, into captures/NAME.pcapng, as
+    ``invoke capture --send ... --name NAME`` does (its output printed here as it comes); the
+    capture's path. In a lab room the broker makes it, signed, and it lands in the student's captures/."""
+    import subprocess
+    import sys
+
+    from lab.errors import LabError
+    from lab.host.room import client as room
+    from lab.paths import CAPTURES_DIR
+
+    if room.in_room():
+        code = room.run_task("capture", {"send": send, "name": name})
+    else:
+        words = [word for line in send for word in ("--send", line)]
+        with subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), "capture",
+                               *words, "--name", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace") as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(line, end="")
+        code = process.returncode
+    if code:
+        raise LabError(f"the capture did not complete (exit {code}): see the lines above")
+    return CAPTURES_DIR / f"{name}.pcapng"
 
 
 def frame_bytes(path: Path, frame: int) -> bytes:

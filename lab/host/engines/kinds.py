@@ -2,8 +2,8 @@
 must do differently there.
 
 A kind is an entry here, not a class: the lifecycle, the topology and the capture read
-these fields and never the kind's name. The next kinds (rootless Docker, Podman) are
-entries too.
+these fields and never the kind's name. Rootless Docker and Podman need no entry (the
+engine's product says what differs: lab.host.engines.product); a lab room's is one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class EngineKind:
     says_overlaps: bool                # the engine refuses a subnet that overlaps one of its networks itself
     network_lingers: bool              # a removed network stays listed for seconds: down waits for it to go
     between_hosts: bool                # its packets cross a wire between hosts (capture --underlay, encryption)
+    through_broker: bool = False       # the tasks that act on the lab go to a lab room's broker, which runs
+                                       # them on its engine for this student (lab.host.room)
 
 
 BRIDGE = EngineKind(
@@ -39,4 +41,10 @@ SWARM = EngineKind(
     network_driver=("--driver", "overlay", "--attachable"), spans_nodes=True, fixed_addresses=False,
     says_overlaps=False, network_lingers=True, between_hosts=True)
 
-KINDS = {kind.name: kind for kind in (BRIDGE, SWARM)}
+# In a lab room's JupyterLab: no engine here at all. The room's broker runs the student's tasks
+# on its own engine, a bridge (lab.host.room.broker), so the fields below are the bridge's.
+ROOM = dataclasses.replace(
+    BRIDGE, name="room", about="a lab room: the tasks go to the room's broker, which runs them on the student's lab",
+    through_broker=True)
+
+KINDS = {kind.name: kind for kind in (BRIDGE, SWARM, ROOM)}
