@@ -40,6 +40,11 @@ ENV HOME=/srv/room
 WORKDIR /srv/room
 
 FROM python AS student
+# JupyterLab asks each new user whether to fetch Jupyter's news from the internet; a room's
+# JupyterLab has no way out, and its students nothing to decide: the question is not asked.
+RUN mkdir -p /opt/room/share/jupyter/lab/settings \
+ && printf '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}\n' \
+        > /opt/room/share/jupyter/lab/settings/overrides.json
 COPY tcplab /opt/tcplab
 RUN /opt/room/bin/python -m compileall -q /opt/tcplab/lab
 LABEL org.tcplab.role=room-image

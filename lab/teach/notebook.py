@@ -368,30 +368,44 @@ def craft(what: str, line: str = "ECHO crafted by hand") -> str:
 
 
 def capture_now(name: str, send: list[str]) -> Path:
-    """Capture the lab's server while the client sends ``send``, into captures/NAME.pcapng, as
-    ``invoke capture --send ... --name NAME`` does (its output printed here as it comes); the
-    capture's path. In a lab room the broker makes it, signed, and it lands in the student's captures/."""
-    import subprocess
-    import sys
+    """Capture the lab's server while the client sends ``send``, into captures/NAME-DATE-TIME.pcapng
+    (a cell run again makes a new one), as ``invoke capture --send ... --name ...`` does, bringing
+    the lab up first if it is not (each task's output printed here as it comes); the capture's path.
+    In a lab room the broker runs both, and the capture, signed, lands in the student's captures/."""
+    import datetime
 
     from lab.errors import LabError
-    from lab.host.room import client as room
     from lab.paths import CAPTURES_DIR
 
-    if room.in_room():
-        code = room.run_task("capture", {"send": send, "name": name})
-    else:
-        words = [word for line in send for word in ("--send", line)]
-        with subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), "capture",
-                               *words, "--name", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace") as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                print(line, end="")
-        code = process.returncode
+    name = f"{name}-{datetime.datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
+    if not lab_is_up():
+        code = _task("up", {})
+        if code:
+            raise LabError(f"the lab did not come up (exit {code}): see the lines above")
+    code = _task("capture", {"send": send, "name": name})
     if code:
         raise LabError(f"the capture did not complete (exit {code}): see the lines above")
     return CAPTURES_DIR / f"{name}.pcapng"
+
+
+def _task(name: str, options: dict) -> int:
+    """``invoke NAME --OPTION VALUE ...``, its output printed as it comes (a notebook shows a
+    subprocess's output only if it is printed from here); its exit code. In a lab room, the broker runs it."""
+    import subprocess
+    import sys
+
+    from lab.host.room import client as room
+
+    if room.in_room():
+        return room.run_task(name, options)
+    words = [word for option, values in options.items()
+             for value in (values if isinstance(values, list) else [values]) for word in (f"--{option}", value)]
+    with subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(PROJECT_ROOT), name, *words],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="")
+    return process.returncode
 
 
 def frame_bytes(path: Path, frame: int) -> bytes:

@@ -93,6 +93,7 @@ class RoomSpawner(DockerSpawner):
         self.network_name = network
         self.image = os.environ["TCPLAB_ROOM_IMAGE"]
         self.remove = True
+        await self.docker("create_volume", plan.work_volume(lab), labels=plan.labels(ROOM, "work"))
         self.volumes = {plan.work_volume(lab): plan.WORKSPACE}
         self.mem_limit = plan.memory_bytes(limits.get("memory", plan.STUDENT_MEMORY))
         self.extra_create_kwargs = {"labels": plan.labels(ROOM, "jupyter"), "hostname": "jupyter"}

@@ -28,6 +28,7 @@ from lab.host.engines.docker import Docker, is_engine_address
 from lab.host.progress import StepDisplay
 from lab.host.room import plan
 from lab.host.room.broker import PORT as BROKER_PORT
+from lab.host.settings import LABEL as LAB_LABEL
 from lab.host.settings import from_config
 from lab.paths import PROJECT_ROOT
 from lab.terminal import say
@@ -200,11 +201,11 @@ def room_objects(docker: Docker, room: str) -> dict[str, list[str]]:
     """Every container, network and volume the room's label is on (names)."""
     label = f"{plan.ROOM_LABEL}={room}"
 
-    def names(listing: list[str]) -> list[str]:
-        result = docker.run([*listing, "--filter", f"label={label}", "--format", "{{.Name}}"], quiet=True)
+    def names(listing: list[str], field: str = "Name") -> list[str]:
+        result = docker.run([*listing, "--filter", f"label={label}", "--format", f"{{{{.{field}}}}}"], quiet=True)
         return sorted(result.stdout.split())
 
-    return {"containers": names(["ps", "--all"]), "networks": names(["network", "ls"]),
+    return {"containers": names(["ps", "--all"], "Names"), "networks": names(["network", "ls"]),
             "volumes": names(["volume", "ls"])}
 
 
@@ -214,13 +215,23 @@ def students_of(room: str) -> dict[str, str]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def labs_present(docker: Docker, labs: set[str]) -> list[str]:
+    """Which of ``labs`` have a container or a network (the broker brought them up)."""
+    found = set()
+    for listing in (["ps", "--all"], ["network", "ls"]):
+        result = docker.run([*listing, "--filter", f"label={LAB_LABEL}", "--format", f'{{{{.Label "{LAB_LABEL}"}}}}'],
+                            quiet=True)
+        found.update(result.stdout.split())
+    return sorted(found & labs)
+
+
 def down(c: Context, room: str, work: bool = False) -> None:
     """Remove the room: its containers (the students' JupyterLabs and labs too), its networks; with
     ``work`` also the students' files and the room's data (hub database, the broker's captures and log)."""
     from lab.host import lifecycle as lab_lifecycle
 
     docker = Docker(c)
-    for lab in sorted(students_of(room).values()):
+    for lab in labs_present(docker, set(students_of(room).values())):
         lab_lifecycle.down(c, from_config(c.config, lab))
     found = room_objects(docker, room)
     if found["containers"]:
