@@ -160,7 +160,7 @@ class Broker:
         fcntl.ioctl(other, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
         env = {**env, "TERM": "xterm-256color"}
         process = await asyncio.create_subprocess_exec(*argv, env=env, stdin=other, stdout=other, stderr=other,
-                                                       start_new_session=True)
+                                                       start_new_session=True, preexec_fn=_terminal_is_its_own)
         os.close(other)
         return process, main
 
@@ -178,7 +178,7 @@ class Broker:
                        writer: asyncio.StreamWriter) -> int:
         columns = request.get("columns")
         columns = columns if isinstance(columns, int) and 40 <= columns <= 300 else 80
-        tty = words[0] == "chat" or (bool(request.get("tty")) and words[0] in requests.INTERACTIVE)
+        tty = words[0] == "chat" or bool(request.get("tty"))      # a terminal there: the laptop's output, in colour
         if self.room_slots.locked():
             await self.send(writer, {"out": "the room is busy: your request waits its turn\n"})
         async with self.room_slots:
@@ -300,6 +300,13 @@ class Broker:
         print(f"broker of room {self.room}: listening on {port} for {len(self.labs)} students", flush=True)
         async with server:
             await server.serve_forever()
+
+
+def _terminal_is_its_own() -> None:
+    """In the task's process, before it runs: its terminal becomes its controlling terminal, as a login's
+    is. invoke reads what the student types only in a foreground process of its terminal, and Ctrl-C
+    there is SIGINT only to that terminal's foreground."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _start_of(word: str, text: str) -> int:

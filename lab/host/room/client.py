@@ -10,15 +10,19 @@ the student's captures/. Nothing here is trusted by the broker: it checks every 
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import os
 import shutil
 import socket
 import sys
+import termios
 import threading
+import tty as tty_module
 from typing import Any
 
 from lab.errors import LabError
+from lab.host.room.requests import INTERACTIVE
 from lab.paths import CAPTURES_DIR
 
 ENGINE = "room"
@@ -74,7 +78,10 @@ def run_task(task: str, options: dict[str, Any]) -> int:
     columns = shutil.get_terminal_size((80, 24)).columns
     connection = _request({"task": task, "options": options, "tty": tty, "columns": columns})
     received: dict[str, Any] = {}
-    if tty:
+    restore = None
+    if tty and task in INTERACTIVE:
+        restore = termios.tcgetattr(sys.stdin.fileno())
+        tty_module.setraw(sys.stdin.fileno())         # as ssh does: each key goes to the task's own terminal
         threading.Thread(target=_type_into, args=(connection,), daemon=True).start()
     try:
         for message in _messages(connection):
@@ -88,6 +95,8 @@ def run_task(task: str, options: dict[str, Any]) -> int:
             elif "exit" in message:
                 return int(message["exit"])
     finally:
+        if restore is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, restore)
         connection.close()
         for stream in received.values():
             stream.close()
@@ -95,10 +104,15 @@ def run_task(task: str, options: dict[str, Any]) -> int:
 
 
 def _type_into(connection: socket.socket) -> None:
-    """What the student types, line by line, to the task's terminal on the broker (chat, send --step)."""
+    """What the student types, key by key, to the task's terminal on the broker (chat, send --step):
+    its terminal echoes it and reads Ctrl-D and Ctrl-C as the laptop's would."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     try:
-        for line in sys.stdin:
-            connection.sendall(json.dumps({"in": line}).encode() + b"\n")
+        while True:
+            data = os.read(sys.stdin.fileno(), 1024)
+            if not data:
+                return
+            connection.sendall(json.dumps({"in": decoder.decode(data)}).encode() + b"\n")
     except OSError:
         return
 

@@ -37,7 +37,7 @@ TASKS: dict[str, dict[str, str]] = {
 }
 """Each task a student may run through the broker, and its options (what tasks.py calls them)."""
 
-INTERACTIVE = {"chat", "send"}        # chat always, send with --step: the student types into them
+INTERACTIVE = {"chat", "send"}        # chat, and send --step: the student types into them (key by key)
 MAKES_CAPTURES = {"capture", "scenario", "demo"}
 ASKS = ("is-up", "craft", "in-client")
 SCENARIO_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")          # a bundled scenario, never a path
