@@ -397,7 +397,7 @@ def class_(c, action, count=None, roster=None, group="class"):
     "work": "down: also remove the students' files (their JupyterLab volumes) and the room's data",
 })
 def room(c, action, roster=None, secret=None, name="room", port=None, memory=None, work=False):
-    """A lab room on this server: students log in with a browser to JupyterLab and their own lab, without Docker."""
+    """A lab room: students use JupyterLab and a lab of their own from a browser, without Docker."""
     from lab.host.room import lifecycle as rooms
     from lab.host.settings import check_name
 
@@ -426,6 +426,12 @@ def room_settings(name, roster, secret, port, memory):
     if not roster:
         raise LabError("give --roster FILE: the room's students, one id a line (or an LMS's CSV export)")
     ids = read_roster(Path(roster)).ids
+    port = int(number(port, "--port", whole=True, low=1, high=65535, default=8000))
+    memory = memory or plan.STUDENT_MEMORY
+    try:
+        plan.memory_bytes(memory)
+    except ValueError as error:
+        raise LabError(f"--{error}") from None
     if not secret:
         secret_path = ROOMS / name / f"{name}.secret"
         if not secret_path.is_file():
@@ -437,13 +443,7 @@ def room_settings(name, roster, secret, port, memory):
     if not course_file.is_file():
         raise LabError(f"no {course_file.name} beside {secret}: the room hands every student the course file")
     students = tuple(Student(student, lab_name(name, student), student.lower()) for student in ids)
-    memory = memory or plan.STUDENT_MEMORY
-    try:
-        plan.memory_bytes(memory)
-    except ValueError as error:
-        raise LabError(f"--{error}") from None
-    return RoomSettings(name, students, course.name, course_file.read_text(), course.room_key,
-                        int(number(port, "--port", whole=True, low=1, high=65535, default=8000)), memory)
+    return RoomSettings(name, students, course.name, course_file.read_text(), course.room_key, port, memory)
 
 
 ns = Collection(build, up, send, bulk, chat, status, doctor, logs, down, clean, demo, capture, impair, scenario, inspect,

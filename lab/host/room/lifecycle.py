@@ -254,6 +254,7 @@ def down(c: Context, room: str, work: bool = False) -> None:
 def status(c: Context, room: str) -> None:
     """Who is in the room: the hub, the broker, each student's JupyterLab and lab."""
     from rich.table import Table
+    from rich.text import Text
 
     from lab.terminal import console
 
@@ -272,7 +273,8 @@ def status(c: Context, room: str) -> None:
     for column in ("student", "JupyterLab", "lab server", "lab client"):
         table.add_column(column)
     for student, lab in sorted(students_of(room).items()):
-        table.add_row(student, state(plan.jupyter_container(lab)), state(f"{lab}-server"), state(f"{lab}-client"))
+        table.add_row(Text(student), state(plan.jupyter_container(lab)), state(f"{lab}-server"),
+                      state(f"{lab}-client"))
     console().print(f"hub: {state(plan.hub_container(room))}   broker: {state(plan.broker_container(room))}",
                     highlight=False)
     console().print(table)
