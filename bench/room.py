@@ -104,8 +104,10 @@ def main() -> None:
             others = list(pool.map(arrive, ids[1:]))
         arrived = [first_student, *[student for student, _ in others]]
         logins = [first, *[seconds for _, seconds in others]]
+        began = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(AT_ONCE) as pool:
             list(pool.map(lambda s: s.run("import subprocess; subprocess.run(['invoke', 'up'])"), arrived))
+        labs_up = time.monotonic() - began
         time.sleep(10)
         idle_ask = seconds_in(arrived[0].run(ASK)[0], "ASK")
         room_stats = stats([f"label=org.tcplab.room={ROOM}"])
@@ -131,11 +133,11 @@ def main() -> None:
     invoke("class", "down", "--group", CLASS)
     for leftover in (ROOT / "captures").glob(f"bench-{CLASS}-*"):
         leftover.unlink()
-    report(args.students, up, first, logins, room_stats, lab_stats, class_up, class_stats, room_capture, host_capture,
+    report(args.students, up, first, logins, labs_up, room_stats, lab_stats, class_up, class_stats, room_capture, host_capture,
            idle_ask, busy_ask, failed, args.fresh)
 
 
-def report(n, up, first, logins, room_stats, lab_stats, class_up, class_stats, room_capture, host_capture, idle_ask,
+def report(n, up, first, logins, labs_up, room_stats, lab_stats, class_up, class_stats, room_capture, host_capture, idle_ask,
            busy_ask, failed, fresh) -> None:
     jupyter = {name: v for name, v in room_stats.items() if name.endswith("-jupyter")}
     hub = room_stats.get(f"tcplab-room-{ROOM}-hub", (0, 0))
@@ -154,10 +156,11 @@ def report(n, up, first, logins, room_stats, lab_stats, class_up, class_stats, r
            ["login to a running JupyterLab, first student (s)", f"{first:.1f}", "", ""],
            [f"login to a running JupyterLab, {AT_ONCE} at once (median, slowest s)",
             f"{statistics.median(logins):.1f}, {max(logins):.1f}", "", ""],
-           [f"{n} labs up (s): students' invoke up vs class up", "", f"{class_up:.1f}", ""],
+           [f"{n} labs up, {AT_ONCE} at once (s): students' invoke up vs class up", f"{labs_up:.1f}",
+            f"{class_up:.1f}", f"{labs_up / class_up:.2f}"],
            ["memory per student idle (MiB): room vs the lab alone", f"{per_student:.0f}", f"{per_class_lab:.0f}",
             f"{per_student / per_class_lab:.1f}"],
-           ["  of which JupyterLab with a kernel", f"{per_jupyter:.0f}", "", ""],
+           ["  of which JupyterLab (no notebook's kernel running)", f"{per_jupyter:.0f}", "", ""],
            ["  the hub and the broker, shared", f"{hub[0] + broker[0]:.0f}", "", ""],
            ["CPU per student idle (% of a core)", f"{cpu_student:.2f}", f"{cpu_class:.2f}", ""],
            [f"capture, all {n} at once (median s)", f"{statistics.median(room_capture):.2f}",

@@ -22,6 +22,8 @@ RUN python3 -m venv /opt/room \
  && printf '#!/bin/sh\n# invoke, with the lab'"'"'s tasks wherever the student is\nexec /opt/room/bin/python -m invoke --search-root /opt/tcplab "$@"\n' \
         > /opt/room/bin/invoke \
  && chmod 755 /opt/room/bin/invoke \
+ && printf '# a room'"'"'s Python (invoke, jupyter) first, in login shells too (JupyterLab'"'"'s terminal)\nexport PATH=/opt/room/bin:$PATH\n' \
+        > /etc/profile.d/tcplab-room.sh \
  && useradd --uid 1000 --user-group --create-home --home-dir /home/student --shell /bin/bash student
 ENV PATH=/opt/room/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONPATH=/opt/tcplab SHELL=/bin/bash

@@ -44,6 +44,35 @@ class Student:
     def api(self, path: str) -> str:
         return f"{self.base}/user/{self.login}/api/{path}"
 
+    def terminal(self, steps: list[tuple[str, str]], timeout: float = 120) -> str:
+        """Type into a new terminal of this student's JupyterLab, as in its Terminal tab (terminado's
+        protocol): for each (keys, text), send the keys and read until the text shows after them; all it
+        showed."""
+        self.session.get(f"{self.base}/user/{self.login}/lab", timeout=60)
+        token = {"X-XSRFToken": self.session.cookies.get("_xsrf", path=f"/user/{self.login}/") or ""}
+        made = self.session.post(self.api("terminals"), headers=token, timeout=60)
+        assert made.ok, made.text
+        name = made.json()["name"]
+        url = f"{self.base}/user/{self.login}/terminals/websocket/{name}".replace("http", "ws", 1)
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        channel = websocket.create_connection(url, header=[f"Cookie: {cookies}", f"X-XSRFToken: {token['X-XSRFToken']}"],
+                                              timeout=timeout)
+        channel.send(json.dumps(["set_size", 40, 80, 600, 800]))
+        shown = ""
+        try:
+            for keys, awaited in steps:
+                channel.send(json.dumps(["stdin", keys]))
+                began, mark = time.monotonic(), len(shown)
+                while awaited not in shown[mark:]:
+                    assert time.monotonic() - began < timeout, f"no {awaited!r} in {shown[-800:]!r}"
+                    message = json.loads(channel.recv())
+                    if message[0] == "stdout":
+                        shown += message[1]
+        finally:
+            channel.close()
+            self.session.delete(self.api(f"terminals/{name}"), headers=token, timeout=30)
+        return shown
+
     def run(self, code: str, timeout: float = 300) -> tuple[str, list[str]]:
         """Run ``code`` in a new kernel of this student's JupyterLab: (its text output, its errors)."""
         self.session.get(f"{self.base}/user/{self.login}/lab", timeout=60)        # the server's own _xsrf cookie

@@ -16,7 +16,6 @@ import io
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -174,42 +173,17 @@ def test_the_notebooks_live_cells_reach_the_students_own_lab_through_the_broker(
     assert "REFUSED the room refused: in a room, the client runs only the lines the notebooks run" in out
 
 
-def test_chat_in_a_terminal_goes_through_the_broker_key_by_key(room, bob):
-    """As in JupyterLab's terminal: the student's keys go to chat's own terminal on the broker, raw."""
-    import fcntl
-    import os
-    import pty
-    import termios
-
-    from lab.host.room.tokens import token_for
-
-    broker = docker_json("inspect", plan.broker_container(ROOM))[0]["NetworkSettings"]["Networks"]
-    address = broker[plan.front_network(ROOM)]["IPAddress"]
-    env = {**os.environ, "INVOKE_LAB_ENGINE": "room", "TCPLAB_BROKER": f"{address}:{plan.BROKER_PORT}",
-           "TCPLAB_BROKER_TOKEN": token_for(_course_key(room), "bob")}
-    main, other = pty.openpty()
-    chat = subprocess.Popen([sys.executable, "-m", "invoke", "chat"], stdin=other, stdout=other, stderr=other,
-                            env=env, cwd=Path(__file__).parent.parent, start_new_session=True,
-                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))   # a terminal's own, as in JupyterLab
-    os.close(other)
-    seen = _read_until(main, "> ", 60)
-    os.write(main, b"ECHO typed by hand\r")
-    seen += _read_until(main, "OK typed by hand", 60)
-    os.write(main, b"\x04")                                     # Ctrl-D, as chat says
-    assert chat.wait(60) == 0, seen
-    os.close(main)
-
-
-def _read_until(fd: int, text: str, seconds: float) -> str:
-    import os
-    import select
-
-    seen, began = "", time.monotonic()
-    while text not in seen:
-        assert time.monotonic() - began < seconds, f"no {text!r} in {seen[-500:]!r}"
-        if select.select([fd], [], [], 1)[0]:
-            seen += os.read(fd, 4096).decode(errors="replace")
-    return seen
+def test_in_jupyterlabs_terminal_the_tasks_and_chat_go_through_the_broker_key_by_key(room, bob):
+    """JupyterLab's Terminal tab, as a student types into it: a login shell finds invoke, status names
+    their own lab, and chat takes each key there and ends with Ctrl-D, as on a laptop."""
+    shown = bob.terminal([
+        ("invoke status\r", f"{ROOM}-bob-server"),
+        ("invoke chat\r", "Ctrl-D to quit"),
+        ("ECHO typed by hand\r", "OK typed by hand"),
+        ("\x04", "$ "),
+        ("echo CHAT-ENDED-$?\r", "CHAT-ENDED-0"),
+    ])
+    assert "command not found" not in shown
 
 
 def test_a_students_jupyterlab_reaches_the_hub_and_the_broker_and_nothing_else(room, alice, bob):
