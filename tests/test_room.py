@@ -10,6 +10,7 @@ nothing else; room down leaves nothing of the room.
 
 from __future__ import annotations
 
+import ast
 import base64
 import csv
 import io
@@ -214,7 +215,7 @@ def test_a_students_jupyterlab_reaches_the_hub_and_the_broker_and_nothing_else(r
             "print(results)")
     out, errors = alice.run(code)
     listener.close()
-    results = eval(out.strip())                      # a dict of strings, bools and an int that the kernel printed
+    results = ast.literal_eval(out.strip())          # a dict of strings, bools and an int that the kernel printed
     assert results["the hub"] == "reached" and results["the broker"] == "reached"
     for what in ("bob's JupyterLab", "her own lab's server", "bob's lab's server", "the host"):
         assert results[what] != "reached", what

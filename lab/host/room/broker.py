@@ -33,7 +33,7 @@ import sys
 import termios
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lab.host.room import requests, signatures, tokens
 from lab.host.room.requests import Refused
@@ -93,24 +93,18 @@ class Broker:
         except (ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as error:
             outcome = f"bad request: {type(error).__name__}"
             await self.send(writer, {"refused": "not a request the room understands"})
+        except Exception as error:        # noqa: B902 - one request's failure is its line; the broker goes on
+            outcome = f"failed: {type(error).__name__}: {error}"
+            await self.send(writer, {"refused": f"the room could not run it ({type(error).__name__}): "
+                                                "tell your instructor (room status, the broker's log)"})
         finally:
             self.log(student, what, outcome, time.monotonic() - began)
             writer.close()
 
-    class _Admission:
-        def __init__(self, state: StudentState, capturing: bool) -> None:
-            self.state, self.capturing = state, capturing
-
-        def __enter__(self) -> None:
-            self.state.running += 1
-            self.state.capturing += self.capturing
-
-        def __exit__(self, *exc: Any) -> None:
-            self.state.running -= 1
-            self.state.capturing -= self.capturing
-
-    def admitted(self, student: str, capturing: bool) -> Broker._Admission:
-        """The student's bounds, checked before anything runs: requests a minute, at once, captures at once."""
+    @contextlib.contextmanager
+    def admitted(self, student: str, capturing: bool) -> Iterator[None]:
+        """The student's bounds, checked before anything runs (requests a minute, at once, captures at
+        once), and their request counted as running until it ends."""
         state, now = self.students[student], time.monotonic()
         while state.times and now - state.times[0] > 60:
             state.times.popleft()
@@ -122,7 +116,13 @@ class Broker:
         if capturing and state.capturing >= requests.CAPTURES_AT_ONCE:
             raise Refused("a capture of yours is running: wait for it to end")
         state.times.append(now)
-        return Broker._Admission(state, capturing)
+        state.running += 1
+        state.capturing += capturing
+        try:
+            yield
+        finally:
+            state.running -= 1
+            state.capturing -= capturing
 
     # --- asks and tasks -----------------------------------------------------------------
 

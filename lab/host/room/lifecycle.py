@@ -24,7 +24,7 @@ from pathlib import Path
 from invoke import Context
 
 from lab.errors import LabError
-from lab.host.engines.docker import Docker, is_engine_address
+from lab.host.engines.docker import Docker
 from lab.host.progress import StepDisplay
 from lab.host.room import plan
 from lab.host.room.broker import PORT as BROKER_PORT
@@ -64,7 +64,7 @@ def engine_socket() -> str:
     """The engine's socket on this machine, which the hub and the broker get: a room runs on the engine
     of the machine `room up` runs on."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://") or not is_engine_address(host):
+    if not host.startswith("unix://"):
         raise LabError(f"a room runs on this machine's own engine (a unix socket), not {host[:60]}: "
                        "run invoke room up on the server itself")
     return host.removeprefix("unix://")
@@ -129,7 +129,7 @@ def up(c: Context, settings: RoomSettings) -> None:
     _replace(docker, plan.hub_container(room), [
         *common, *_labels(room, "hub"), "--publish", f"{settings.port}:{plan.HUB_PORT}", plan.hub_image(room),
         "jupyterhub", "-f", "/opt/tcplab/docker/room_hub_config.py"])
-    waited = wait_for_hub(settings.port)
+    waited = wait_for_hub(room, settings.port)
     say(f"room {room!r} is up ({waited:.1f} s for the hub): students open http://THIS-SERVER:{settings.port}/ "
         f"and log in with their login and password from {_shown(settings.folder / 'passwords.csv')}")
     say(f"the broker (the only holder of Docker besides the hub) listens on {BROKER_PORT} inside the room; "
@@ -169,7 +169,7 @@ def _replace(docker: Docker, name: str, args: list[str]) -> None:
     docker.run(["run", "--name", name, *args], quiet=True)
 
 
-def wait_for_hub(port: int) -> float:
+def wait_for_hub(room: str, port: int) -> float:
     """Seconds until the hub's API answers through its proxy on ``port``."""
     began = time.monotonic()
     url = f"http://127.0.0.1:{port}/hub/api/"
@@ -187,7 +187,7 @@ def wait_for_hub(port: int) -> float:
                 show(f"{shown} s")
             time.sleep(0.25)
     raise LabError(f"the hub did not answer on port {port} within {HUB_READY_SECONDS} s: see "
-                   f"docker logs {plan.hub_container('ROOM')}")
+                   f"docker logs {plan.hub_container(room)}")
 
 
 def _shown(path: Path) -> str:
