@@ -394,16 +394,18 @@ def class_(c, action, count=None, roster=None, group="class"):
     "name": "the room's name (default: room); its labs are NAME-ID",
     "port": "up: the port students' browsers open on this server (default 8000)",
     "memory": "up: each student's JupyterLab may use this much memory (default 1g)",
+    "idle": "up: stop a JupyterLab nobody used for this long (default 60min; 30s, 0: never); the student's files "
+            "stay, and logging in starts it again",
     "work": "down: also remove the students' files (their JupyterLab volumes) and the room's data",
 })
-def room(c, action, roster=None, secret=None, name="room", port=None, memory=None, work=False):
+def room(c, action, roster=None, secret=None, name="room", port=None, memory=None, idle=None, work=False):
     """A lab room: students use JupyterLab and a lab of their own from a browser, without Docker."""
     from lab.host.room import lifecycle as rooms
     from lab.host.settings import check_name
 
     check_name(name, "room name")
     if action == "up":
-        rooms.up(c, room_settings(name, roster, secret, port, memory))
+        rooms.up(c, room_settings(name, roster, secret, port, memory, idle))
     elif action == "status":
         rooms.status(c, name)
     elif action == "down":
@@ -412,13 +414,13 @@ def room(c, action, roster=None, secret=None, name="room", port=None, memory=Non
         raise LabError(f"room takes up, status or down, not {action!r}")
 
 
-def room_settings(name, roster, secret, port, memory):
+def room_settings(name, roster, secret, port, memory, idle):
     """`room up`'s options as the room's settings: the roster's students and labs, the course and its key."""
     from pathlib import Path
 
     from lab.course.students import lab_name, read_roster
     from lab.course.variant import create, read_secret
-    from lab.host.options import number
+    from lab.host.options import number, quantity
     from lab.host.room import plan
     from lab.host.room.lifecycle import ROOMS, RoomSettings, Student
     from lab.terminal import say
@@ -427,6 +429,7 @@ def room_settings(name, roster, secret, port, memory):
         raise LabError("give --roster FILE: the room's students, one id a line (or an LMS's CSV export)")
     ids = read_roster(Path(roster)).ids
     port = int(number(port, "--port", whole=True, low=1, high=65535, default=8000))
+    idle_seconds = plan.IDLE_SECONDS if idle is None else int(quantity(idle, "--idle", "s", high=7 * 86400) or 0)
     memory = memory or plan.STUDENT_MEMORY
     try:
         plan.memory_bytes(memory)
@@ -443,7 +446,8 @@ def room_settings(name, roster, secret, port, memory):
     if not course_file.is_file():
         raise LabError(f"no {course_file.name} beside {secret}: the room hands every student the course file")
     students = tuple(Student(student, lab_name(name, student), student.lower()) for student in ids)
-    return RoomSettings(name, students, course.name, course_file.read_text(), course.room_key, port, memory)
+    return RoomSettings(name, students, course.name, course_file.read_text(), course.room_key, port, memory,
+                        idle=idle_seconds)
 
 
 ns = Collection(build, up, send, bulk, chat, status, doctor, logs, down, clean, demo, capture, impair, scenario, inspect,

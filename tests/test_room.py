@@ -354,3 +354,33 @@ def test_room_status_names_every_student_and_room_down_leaves_nothing(room):
         for part in ("server", "client", "jupyter"):
             assert docker_json("inspect", f"{ROOM}-{student}-{part}") == []
         assert docker_json("network", "inspect", f"{ROOM}-{student}-net") == []
+
+
+def test_an_idle_jupyterlab_is_stopped_and_the_students_files_stay(tmp_path):
+    """A room of one whose JupyterLabs stop after 20 s unused (`--idle 20s`; 60 min by default)."""
+    room, student = "nlt-idle", "dana"
+    (tmp_path / "roster.txt").write_text(student + "\n")
+    port = free_port()
+    try:
+        up = invoke("room", "up", "--roster", str(tmp_path / "roster.txt"), "--name", room, "--port", str(port),
+                    "--idle", "20s", timeout=1200)
+        assert up.returncode == 0, up.stdout[-1500:] + up.stderr[-1500:]
+        password = next(csv.DictReader(open(ROOMS / room / "passwords.csv")))["password"]
+        dana = Student(f"http://127.0.0.1:{port}", student, password)
+        dana.start_jupyterlab()
+        token = {"X-XSRFToken": dana.session.cookies.get("_xsrf", path=f"/user/{student}/") or ""}
+        saved = dana.session.put(dana.api("contents/notes.txt"), headers=token, timeout=30,
+                                 json={"type": "file", "format": "text", "content": "my notes"})
+        assert saved.ok, saved.text
+        began = time.monotonic()
+        while dana.session.get(f"{dana.base}/hub/api/users/{student}", headers=dana.xsrf(),
+                               timeout=30).json().get("servers"):
+            assert time.monotonic() - began < 180, "the idle JupyterLab was not stopped"
+            time.sleep(2)
+        assert docker_json("inspect", f"{room}-{student}-jupyter") == []
+        assert docker_json("volume", "inspect", f"{room}-{student}-work") != []
+        dana.start_jupyterlab()
+        assert workspace_file(dana, "notes.txt") == b"my notes"
+    finally:
+        invoke("room", "down", "--name", room, "--work", timeout=600)
+        subprocess.run(["rm", "-rf", str(ROOMS / room)], check=False)

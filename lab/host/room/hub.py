@@ -11,7 +11,7 @@ room comes from its environment, written by lab.host.room.lifecycle:
     TCPLAB_ROOM_STUDENTS   {login: {"student": roster id, "lab": lab name, "password": scrypt hash}}
     TCPLAB_ROOM_IMAGE      the students' image
     TCPLAB_ROOM_COURSE     the course file's text, JSON-quoted (public: every student has it)
-    TCPLAB_ROOM_LIMITS     {"memory": "1g", "pids": 256}
+    TCPLAB_ROOM_LIMITS     {"memory": "1g", "pids": 256, "idle": SECONDS (0: never stop an idle JupyterLab)}
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import sys
 from typing import Any
 
 from dockerspawner import DockerSpawner
@@ -157,3 +158,12 @@ def configure(c: Any) -> None:
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 120
     c.DockerSpawner.use_internal_ip = True
+    idle = int(json.loads(os.environ.get("TCPLAB_ROOM_LIMITS", "{}")).get("idle", plan.IDLE_SECONDS))
+    if idle:
+        # JupyterHub's idle culler, as a service of the hub with only the rights it needs: a JupyterLab
+        # nobody used for `idle` seconds is stopped (its container goes; the student's volume stays).
+        c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"],
+                                    "scopes": ["list:users", "read:users:activity", "read:servers",
+                                               "delete:servers"]}]
+        c.JupyterHub.services = [{"name": "idle-culler", "command": [
+            sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={idle}", f"--cull-every={max(5, idle // 4)}"]}]

@@ -54,6 +54,7 @@ class RoomSettings:
     port: int = 8000
     memory: str = plan.STUDENT_MEMORY
     pids: int = plan.STUDENT_PIDS
+    idle: int = plan.IDLE_SECONDS     # seconds; 0: never stop an idle JupyterLab
 
     @property
     def folder(self) -> Path:
@@ -120,7 +121,7 @@ def up(c: Context, settings: RoomSettings) -> None:
         "TCPLAB_ROOM": room, "TCPLAB_ROOM_KEY": settings.key.hex(), "TCPLAB_ROOM_COURSE": settings.course_text,
         "TCPLAB_ROOM_LABS": json.dumps(_labs(settings)), "TCPLAB_ROOM_STUDENTS": json.dumps(students),
         "TCPLAB_ROOM_IMAGE": plan.image(room),
-        "TCPLAB_ROOM_LIMITS": json.dumps({"memory": settings.memory, "pids": settings.pids})})
+        "TCPLAB_ROOM_LIMITS": json.dumps({"memory": settings.memory, "pids": settings.pids, "idle": settings.idle})})
     common = ["--detach", "--restart", "unless-stopped", "--network", plan.front_network(room),
               "--volume", f"{socket}:/var/run/docker.sock", "--volume", f"{plan.data_volume(room)}:/srv/room",
               "--env-file", _shown(secrets), "--user", "0", "--log-opt", "max-size=10m", "--log-opt", "max-file=2"]

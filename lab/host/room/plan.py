@@ -21,6 +21,7 @@ BROKER_PORT = 7077
 WORKSPACE = "/home/student"
 STUDENT_MEMORY = "1g"            # a JupyterLab with a kernel that plots: about 300 MB; room for two kernels
 STUDENT_PIDS = 256
+IDLE_SECONDS = 3600              # a JupyterLab nobody used for an hour is stopped (its files stay)
 IMAGE_REPO, HUB_IMAGE_REPO = "tcplab/room", "tcplab/room-hub"
 
 
