@@ -22,6 +22,7 @@ import argparse
 import concurrent.futures
 import csv
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,6 +121,8 @@ def main() -> None:
         failed = sum(1 for out in captures if "SECONDS 0 " not in out)
     finally:
         invoke("room", "down", "--name", ROOM, "--work", check=False)
+        shutil.rmtree(ROOT / "rooms" / ROOM, ignore_errors=True)            # its passwords, made for this run
+        shutil.rmtree(folder, ignore_errors=True)
     class_up = invoke("class", "up", "--count", str(args.students), "--group", CLASS)
     time.sleep(10)
     class_stats = stats([f"label=org.tcplab.group={CLASS}"])
