@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 from lab.host.room import requests, signatures, tokens
 from lab.host.room.requests import Refused
+from lab.inspect.kernel import kernel_file_of
 
 PORT = 7077
 CHUNK = 256 << 10
@@ -256,8 +257,8 @@ class Broker:
             if words[0] == "scenario" else None
         seed = next((word.split("=", 1)[1] for word in words if word.startswith("--seed=")), None)
         for capture in made:
-            kernel = capture.with_name(capture.stem + ".kernel.jsonl")
-            files = [capture, *([kernel] if kernel.is_file() else [])]
+            kernel = kernel_file_of(capture)
+            files = [capture, *([kernel] if kernel is not None else [])]
             if any(path.stat().st_size > requests.MAX_FILE_BYTES for path in files):
                 await self.send(writer, {"out": f"{capture.name} is larger than the room delivers "
                                                 f"({requests.MAX_FILE_BYTES >> 20} MB): capture less\n"})

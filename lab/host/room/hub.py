@@ -27,6 +27,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.auth import Authenticator
 from traitlets import default
 
+from lab.host.isolation import cut_from_host_steps
 from lab.host.room import plan
 from lab.host.room.tokens import token_for
 
@@ -119,12 +120,10 @@ class RoomSpawner(DockerSpawner):
                 await self.docker("connect_container_to_network", container, network)
 
     async def cut_from_host(self, network: str) -> None:
-        """As the lab does for its own hosts (lab.host.lifecycle.namespace_setup): no default route, and
+        """As the lab does for its own hosts (lab.host.isolation): no default route, and
         nothing to the gateway (the host) or to broadcast and multicast, from a helper with NET_ADMIN;
         the student's container has no capability to undo it."""
-        details = await self.docker("inspect_network", network)
-        config = details["IPAM"]["Config"][0]
-        command = plan.cut_from_host_command(config["Subnet"], config.get("Gateway"))
+        command = ["sh", "-c", " && ".join(cut_from_host_steps(await self.docker("inspect_network", network)))]
         helper = await self.docker(
             "create_container", image=os.environ["TCPLAB_ROOM_IMAGE"], command=command, user="0",
             labels=plan.labels(ROOM, "helper"),

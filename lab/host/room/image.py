@@ -22,6 +22,7 @@ from invoke import Context
 
 from lab.errors import LabError
 from lab.host.engines.docker import Docker
+from lab.host.image import verbose
 from lab.host.progress import docker_build_step, log_file, run_logged
 from lab.host.room import plan
 from lab.host.settings import SOURCE_LABEL
@@ -111,13 +112,13 @@ def build(c: Context, room: str, lab_image: str, docker: Docker) -> None:
         raise LabError(f"the lab's image {lab_image} is missing: room up builds it first")
     digest = source_digest(str(found[0].get("Id")))
     labels = ["--label", f"{plan.ROOM_LABEL}={room}", "--label", f"{SOURCE_LABEL}={digest}"]
-    verbose = bool((c.config.get("lab") or {}).get("verbose"))
-    for target, name in (("student", plan.image(room)), ("hub", plan.hub_image(room))):
-        if _current(docker, name, digest):
-            continue
+    stale = [(target, name) for target, name in (("student", plan.image(room)), ("hub", plan.hub_image(room)))
+             if not _current(docker, name, digest)]
+    if stale:
         with tempfile.TemporaryDirectory(prefix="tcplab-room-") as folder:
-            context = _context(Path(folder))
-            docker.run_logged(["build", "--file", str(DOCKERFILE), "--target", target, "--build-arg",
-                               f"LAB_IMAGE={lab_image}", *labels, "--tag", name, str(context)],
-                              f"building {name}", f"build-room-{target}-{room}", docker_build_step, verbose)
+            context = _context(Path(folder))                 # one context (wheels, project) for both
+            for target, name in stale:
+                docker.run_logged(["build", "--file", str(DOCKERFILE), "--target", target, "--build-arg",
+                                   f"LAB_IMAGE={lab_image}", *labels, "--tag", name, str(context)],
+                                  f"building {name}", f"build-room-{target}-{room}", docker_build_step, verbose(c))
     say(f"images {plan.image(room)} and {plan.hub_image(room)} are ready")

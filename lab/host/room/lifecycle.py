@@ -30,7 +30,7 @@ from lab.host.room import plan
 from lab.host.room.broker import PORT as BROKER_PORT
 from lab.host.settings import LABEL as LAB_LABEL
 from lab.host.settings import from_config
-from lab.paths import PROJECT_ROOT
+from lab.paths import PROJECT_ROOT, shown
 from lab.terminal import say
 
 ROOMS = PROJECT_ROOT / "rooms"
@@ -111,9 +111,9 @@ def up(c: Context, settings: RoomSettings) -> None:
     shared_image(c, settings.name, {student.lab: None for student in settings.students})
     image.build(c, settings.name, from_config(c.config, settings.name).image, docker)
     room = settings.name
-    for name, role in ((plan.front_network(room), "front"),):
-        if not docker.inspect([name], kind="network"):
-            docker.run(["network", "create", "--driver", "bridge", *_labels(room, role), name], quiet=True)
+    if not docker.inspect([plan.front_network(room)], kind="network"):
+        docker.run(["network", "create", "--driver", "bridge", *_labels(room, "front"), plan.front_network(room)],
+                   quiet=True)
     docker.run(["volume", "create", *_labels(room, "data"), plan.data_volume(room)], quiet=True)
     (settings.folder / "labs.json").write_text(json.dumps(_labs(settings), indent=1))
     students = {s.login: {"student": s.id, "lab": s.lab, "password": hashes[s.login]} for s in settings.students}
@@ -124,7 +124,7 @@ def up(c: Context, settings: RoomSettings) -> None:
         "TCPLAB_ROOM_LIMITS": json.dumps({"memory": settings.memory, "pids": settings.pids, "idle": settings.idle})})
     common = ["--detach", "--restart", "unless-stopped", "--network", plan.front_network(room),
               "--volume", f"{socket}:/var/run/docker.sock", "--volume", f"{plan.data_volume(room)}:/srv/room",
-              "--env-file", _shown(secrets), "--user", "0", "--log-opt", "max-size=10m", "--log-opt", "max-file=2"]
+              "--env-file", str(secrets.resolve()), "--user", "0", "--log-opt", "max-size=10m", "--log-opt", "max-file=2"]
     _replace(docker, plan.broker_container(room), [
         *common, *_labels(room, "broker"), plan.hub_image(room), "python", "-m", "lab.host.room.broker"])
     _replace(docker, plan.hub_container(room), [
@@ -132,7 +132,7 @@ def up(c: Context, settings: RoomSettings) -> None:
         "jupyterhub", "-f", "/opt/tcplab/docker/room_hub_config.py"])
     waited = wait_for_hub(room, settings.port)
     say(f"room {room!r} is up ({waited:.1f} s for the hub): students open http://THIS-SERVER:{settings.port}/ "
-        f"and log in with their login and password from {_shown(settings.folder / 'passwords.csv')}")
+        f"and log in with their login and password from {shown(settings.folder / 'passwords.csv')}")
     say(f"the broker (the only holder of Docker besides the hub) listens on {BROKER_PORT} inside the room; "
         "invoke room status shows who is in; invoke room down ends the room")
 
@@ -189,13 +189,6 @@ def wait_for_hub(room: str, port: int) -> float:
             time.sleep(0.25)
     raise LabError(f"the hub did not answer on port {port} within {HUB_READY_SECONDS} s: see "
                    f"docker logs {plan.hub_container(room)}")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def room_objects(docker: Docker, room: str) -> dict[str, list[str]]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from lab.host.isolation import cut_from_host_steps
-
 ROOM_LABEL = "org.tcplab.room"
 ROLE_LABEL = "org.tcplab.role"
 HUB_PORT = 8000                  # the hub's proxy, inside its container (published on the room's --port)
@@ -88,9 +86,3 @@ def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=2 ** 14, r=8, p=1)
     return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def cut_from_host_command(subnet: str, gateway: str | None) -> list[str]:
-    """The helper's command that leaves a student's JupyterLab no way to the host (lab.host.isolation)."""
-    config = {"Subnet": subnet, **({"Gateway": gateway} if gateway else {})}
-    return ["sh", "-c", " && ".join(cut_from_host_steps({"IPAM": {"Config": [config]}}))]
