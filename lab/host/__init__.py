@@ -14,6 +14,7 @@
     impair       delay, jitter, loss, reordering and rate on a lab link (netem, or the NFQUEUE emulator)
     capture/     one capture, from the request to the annotated file (its own map)
     options      task options from strings to values, or one line saying what is wrong
+    held_interrupts  Ctrl-C that waits while steps that must not be cut in half finish
     frontdoor    the task class: the lab's errors become one line and an exit code
     jupyter      invoke notebook; tour: invoke demo
     scenario     scenarios: what the link does to which packet, for everyone the same, and what must follow

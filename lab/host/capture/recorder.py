@@ -63,6 +63,7 @@ from lab.host.capture.safe_files import (
 )
 from lab.host.engines.docker import Docker
 from lab.host.engines.lab_engines import Engines
+from lab.host.held_interrupts import held_interrupts
 from lab.host.settings import OWNER_LABEL, PART_LABEL, Lab
 from lab.host.state import is_ours, mac_of, object_labels, require_up
 from lab.host.topology import NODE_NETWORK, Topology, describe
@@ -145,27 +146,34 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
         raise LabError("--underlay captures the wire between two hosts: it needs a lab across hosts "
                        "(engine swarm); on one host nothing travels inside VXLAN")
     # What starts is undone if a later start fails: the kernel's samplers, the underlay's engine,
-    # the partial file. Once the engine runs, the try/finally below owns them all.
-    with contextlib.ExitStack() as started:
-        kernel = start_kernel_view(engines, topology, final) if request.kernel else None
-        if kernel is not None:
-            started.callback(kernel.abandon)
-        underlay = Underlay(engines, topology, final) if request.underlay else None
-        if underlay is not None:
-            started.callback(underlay.finish)
-        fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
-        started.callback(remove_if_regular, raw)
-        started.callback(os.close, fd)
-        proc = engines.popen(capture_launch(topology, request, {PART_LABEL: raw.name, OWNER_LABEL: owner_token()}),
-                             subprocess.PIPE, str(raw.relative_to(CAPTURES_DIR.parent)))
-        started.pop_all()
-    assert proc.stdout is not None
-    sink = RawSink(proc.stdout, fd, on_failure=lambda: docker.interrupt(engine_container))
-    sink.start()
-    engine_log = EngineLog(proc.stderr, request.engine)
-    engine_log.start()
-    outcome, client_exit, view = "", 0, None
+    # the partial file. Once the engine and the threads that own its file run, the finally below
+    # owns them all; Ctrl-C waits (held_interrupts) until they do, so none is left behind.
+    outcome, client_exit = "", 0
+    kernel: KernelView | None = None
+    underlay: Underlay | None = None
+    engine_log: EngineLog | None = None
+    view: LiveView | None = None
     try:
+        with contextlib.ExitStack() as started:
+            kernel = start_kernel_view(engines, topology, final) if request.kernel else None
+            if kernel is not None:
+                started.callback(kernel.abandon)
+            underlay = Underlay(engines, topology, final) if request.underlay else None
+            if underlay is not None:
+                started.callback(underlay.finish)
+            with held_interrupts():
+                fd, raw = new_private_file(CAPTURES_DIR, f".{final.stem}.", PART_SUFFIX)
+                started.callback(remove_if_regular, raw)
+                started.callback(os.close, fd)
+                proc = engines.popen(capture_launch(topology, request, {PART_LABEL: raw.name,
+                                                                        OWNER_LABEL: owner_token()}),
+                                     subprocess.PIPE, str(raw.relative_to(CAPTURES_DIR.parent)))
+                started.pop_all()
+                assert proc.stdout is not None
+                sink = RawSink(proc.stdout, fd, on_failure=lambda: docker.interrupt(engine_container))
+                sink.start()
+                engine_log = EngineLog(proc.stderr, request.engine)
+                engine_log.start()
         engine_log.decided.wait(READY_TIMEOUT)
         if engine_log.capturing.is_set():
             say(f"capturing on {topology.container('server')}'s eth0 with the {request.engine} engine"
@@ -181,25 +189,14 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     except KeyboardInterrupt:
         outcome = "interrupted: "
     finally:
-        if engine_log.name_taken():         # that name is another capture's container: not ours to stop
-            proc.wait(10)
-        else:
-            if proc.poll() is None:         # still running: interrupted, or the wait failed
-                docker.interrupt(engine_container)
-            docker.wait_or_remove(engine_container, proc)
-        sink.join(10)
-        if underlay is not None:
-            underlay.finish()
-        engine_log.join(5)
-        if view is not None:
-            view.finish()
-        if not engine_log.capturing.is_set():
-            remove_if_regular(raw)          # nothing was captured: nothing is left
-        kernel_summary = None
-        if kernel is not None and engine_log.capturing.is_set() and sink.error is None:
-            kernel_summary = kernel.finish()
-        elif kernel is not None:
-            kernel.abandon()
+        if engine_log is not None:          # the engine started (else what had started is undone)
+            with held_interrupts(then_raise=False) as held:     # a Ctrl-C now cuts nothing in half
+                kernel_summary = stop_engine(docker, engine_container, proc, sink, engine_log, raw,
+                                             kernel, underlay, view)
+            if held.interrupted:
+                outcome = "interrupted: "
+    if engine_log is None:                  # interrupted while starting: what had started is undone
+        raise LabError("interrupted before the capture started: nothing was saved", code=130)
     if not engine_log.capturing.is_set():
         if outcome:
             raise LabError("interrupted before the capture started: nothing was saved", code=130)
@@ -231,6 +228,32 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
     if client_exit:
         raise LabError(f"the capture is saved, but the client failed (exit {client_exit})", code=client_exit)
     return final
+
+
+def stop_engine(docker: Docker, engine_container: str, proc: subprocess.Popen, sink: RawSink,
+                engine_log: EngineLog, raw: Path, kernel: KernelView | None, underlay: Underlay | None,
+                view: LiveView | None) -> KernelSummary | None:
+    """After the exchange, or after Ctrl-C: the engine stopped and waited for, the file's writer and the
+    live view done, the raw file gone if nothing was captured; the kernel's summary if it was sampled."""
+    if engine_log.name_taken():         # that name is another capture's container: not ours to stop
+        proc.wait(10)
+    else:
+        if proc.poll() is None:         # still running: interrupted, or the wait failed
+            docker.interrupt(engine_container)
+        docker.wait_or_remove(engine_container, proc)
+    sink.join(10)
+    if underlay is not None:
+        underlay.finish()
+    engine_log.join(5)
+    if view is not None:
+        view.finish()
+    if not engine_log.capturing.is_set():
+        remove_if_regular(raw)          # nothing was captured: nothing is left
+    if kernel is not None and engine_log.capturing.is_set() and sink.error is None:
+        return kernel.finish()
+    if kernel is not None:
+        kernel.abandon()
+    return None
 
 
 class Underlay:
@@ -363,8 +386,9 @@ def finalize(raw: Path, final: Path, kernel: KernelSummary | None = None,
                else "could not annotate the capture")
         raise LabError(f"{why}: every packet is kept, unannotated, in {shown(keep)}",
                        code=130 if isinstance(exc, KeyboardInterrupt) else 1) from None
-    placed = place(temporary, final)
-    remove_if_regular(raw)
+    with held_interrupts():             # the capture under its name and its raw copy gone, both or neither
+        placed = place(temporary, final)
+        remove_if_regular(raw)
     if placed != final:
         say(f"{final.name} appeared while capturing and is left as it was; this capture is {placed.name}")
     return placed, result
