@@ -96,9 +96,11 @@ def test_a_clock_past_2262_is_analysed_the_same(tmp_path):
     assert analyze(path).first_time_ns > 1 << 63
 
 
-def test_connections_that_keep_their_segments_are_not_taken_in_bulk():
+def test_connections_that_keep_their_segments_go_in_bulk_too():
+    """The grader keeps every segment: its analysis must not fall back to the rules frame by frame."""
     path = ROOT / "tests" / "corpus" / "iperf.pcap"
-    assert frames_in_bulk(path, keep=True) == 0
+    assert frames_in_bulk(path, keep=True) >= 0.9 * analyze(path).frames
+    assert state(analyze(path, keep=True)) == state(analyze(path, keep=True, bulk=False))
 
 
 def test_the_bulk_path_makes_no_segments():
@@ -108,13 +110,14 @@ def test_the_bulk_path_makes_no_segments():
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(conversation=tcp_traces.steps(), isn=st.integers(0, 6), handshake=st.booleans(),
-       chunk=st.sampled_from([400, 1500, 6000, 1 << 20]), pcapng=st.booleans())
-def test_bulk_and_frame_by_frame_agree_on_any_conversation(tmp_path, conversation, isn, handshake, chunk, pcapng):
+       chunk=st.sampled_from([400, 1500, 6000, 1 << 20]), pcapng=st.booleans(), keep=st.sampled_from([60, 7, True]))
+def test_bulk_and_frame_by_frame_agree_on_any_conversation(tmp_path, conversation, isn, handshake, chunk, pcapng,
+                                                           keep):
     records = tcp_traces.trace(conversation, isn, handshake)
     path = tmp_path / "synthetic.pcap"
     path.write_bytes(pcapng_bytes(records) if pcapng else pcap_bytes(records, nanoseconds=True))
     with small_batches(chunk, min_bulk=2):
-        assert state(analyze(path)) == state(analyze(path, bulk=False))
+        assert state(analyze(path, keep=keep)) == state(analyze(path, keep=keep, bulk=False))
 
 
 def test_a_long_irregular_conversation_goes_mostly_in_bulk_and_agrees(tmp_path):

@@ -229,6 +229,7 @@ class Study:
     prints: list[str] = dataclasses.field(default_factory=list)
     refused: str = ""
     capture: Any = None          # the analysis, shared with the checkers (each capture is read once)
+    samples: list | None = None  # its kernel file's samples, read once too
 
 
 def _study(path: Path, name: str, variant, whose) -> Study:
@@ -250,20 +251,22 @@ def _study(path: Path, name: str, variant, whose) -> Study:
     except (LabError, OSError) as error:
         return Study(identity.Identity(False, (identity.Evidence("file", False, f"not a readable capture: {error}"),)),
                      refused="not a readable capture")
-    samples = []
+    samples: list = []
+    read: list | None = None     # the samples as read, for the checkers (None: they read the file and say why)
     kernel_path = kernel_file_of(path)
     disagree = []
     if kernel_path is not None:
         from lab.course.kernel_agreement import disagreements
 
         try:
-            samples = read_kernel_file(kernel_path)
+            samples = read = read_kernel_file(kernel_path)
             disagree = disagreements(capture, samples)
         except (LabError, OSError, ValueError) as error:
             disagree = [f"it cannot be read ({str(error)[:80]})"]
     verdict = identity.judge(capture, name, variant, port_of_connections(capture.connections), whose)
     return Study(verdict, disagree, copies.fingerprints(capture, samples),
-                 capture=direct if capture is direct else None)    # the checkers read an overlay's inner TCP anew
+                 capture=direct if capture is direct else None,     # the checkers read an overlay's inner TCP anew
+                 samples=read)
 
 
 def _check_signatures(studied: dict[str, Study], files: dict[str, bytes], course: Course, student: str) -> None:
@@ -304,7 +307,7 @@ def _check(entry: dict, folder: Path, studied: dict[str, Study], checkers: dict)
     study = studied[capture]
     if study.refused:
         return False, f"{capture}: {study.refused}"
-    checker = _checker(entry, folder / capture, checkers, study.capture)
+    checker = _checker(entry, folder / capture, checkers, study.capture, study.samples)
     if isinstance(checker, str):
         return False, checker
     try:
@@ -321,9 +324,10 @@ def _check(entry: dict, folder: Path, studied: dict[str, Study], checkers: dict)
     return bool(verdict.ok), message
 
 
-def _checker(entry: dict, path: Path, made: dict, analysed=None):
-    """The checker the notebook used, made again on the capture as the grader ``analysed`` it (an
-    overlay's checker reads the inner TCP itself); or a string saying why it cannot be."""
+def _checker(entry: dict, path: Path, made: dict, analysed=None, samples: list | None = None):
+    """The checker the notebook used, made again on the capture as the grader ``analysed`` it, with
+    the kernel ``samples`` it read (an overlay's checker reads the inner TCP itself); or a string
+    saying why it cannot be."""
     from lab.teach.dynamics import Dynamics
     from lab.teach.exercises import Exercises
     from lab.teach.overlay import OverlayExercises
@@ -337,7 +341,7 @@ def _checker(entry: dict, path: Path, made: dict, analysed=None):
     key = (kind, str(path), bulk, stream)
     if key not in made:
         try:
-            made[key] = (Dynamics(path, bulk=bulk, capture=analysed) if kind == "Dynamics" else OverlayExercises(path)
+            made[key] = (Dynamics(path, bulk=bulk, capture=analysed, samples=samples) if kind == "Dynamics" else OverlayExercises(path)
                          if kind == "OverlayExercises" else Exercises(path, bulk=bulk, stream=stream, capture=analysed))
         except (LabError, OSError, IndexError) as error:          # CaptureMismatch is a LabError
             made[key] = f"its capture cannot be studied: {str(error)[:120]}"

@@ -51,14 +51,17 @@ class Flight:
 class Dynamics(Exercises):
     """Exercises on one capture and its kernel samples (the lab's connection, or its biggest)."""
 
-    def __init__(self, path: str | Path, bulk: bool = True, port: int | None = None, capture=None) -> None:
+    def __init__(self, path: str | Path, bulk: bool = True, port: int | None = None, capture=None,
+                 samples: list | None = None) -> None:
+        """``capture`` and ``samples``: the capture's analysis and its kernel file's samples, when the
+        caller (the grader) has them already."""
         super().__init__(path, bulk=bulk, port=port, capture=capture)
         self.options = {"bulk": bulk, "port": port}
         kernel_path = kernel_file_of(self.path)
         if kernel_path is None:
             raise CaptureMismatch(f"{self.path} has no kernel samples beside it ({self.path.stem}.kernel.jsonl): "
                                   "make it with 'invoke scenario NAME' or 'invoke capture --kernel'")
-        self.all_samples = read_kernel_file(kernel_path)
+        self.all_samples = samples if samples is not None else read_kernel_file(kernel_path)
         self.kernel = connection_samples(self.all_samples, self.tcp)
 
     @property

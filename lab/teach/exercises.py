@@ -127,7 +127,10 @@ class Exercises:
 
     @functools.cached_property
     def segments(self) -> list[Segment]:
-        return stream_segments(self.path, self.tcp.stream)
+        """The studied connection's segments: those its analysis kept (a grader's keeps all), else read
+        again from the file for this connection alone."""
+        kept = self.tcp.segments
+        return kept if kept is not None else stream_segments(self.path, self.tcp.stream)
 
     # --- the answers, computed from the capture -------------------------------------
 

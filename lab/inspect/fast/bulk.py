@@ -10,8 +10,9 @@ Tracker, rule by rule, with the state it would have had.
 
 Rule 1: a frame goes in bulk only while its connection is *settled*: each
 direction has a ``nextseq`` and a ``maxseqtobeacked``, the handshake and the
-initial RTT are past, no keep-alive or zero-window probe is the last word, and the
-connection keeps no segments (ladders of short connections need them). A
+initial RTT are past, and no keep-alive or zero-window probe is the last word. A
+connection that keeps its segments (for ladders, and for grading) gets those of its
+bulk frames made from the columns, as the rules would have made them. A
 duplicate-ACK count may run: no rule reads it for a regular frame, which can only
 reset it (with a new ACK number).
 
@@ -66,6 +67,7 @@ from lab.inspect.tcp import (
     ZERO_WINDOW_PROBE,
     Connection,
     Flow,
+    Segment,
     Tracker,
 )
 
@@ -160,7 +162,7 @@ def _one_by_one(tracker: Tracker, columns: TcpColumns, frames: np.ndarray, first
 
 def settled(conn: Connection) -> bool:
     """Rule 1: may the connection's next regular frame skip the rules? (see the module's docstring)"""
-    return bool(conn.segments is None and (conn.first_rtt_ns or not conn.mru_syn_ns)
+    return bool((conn.first_rtt_ns or not conn.mru_syn_ns)
                 and (conn.handshake.ack is not None or conn.handshake.syn_ack is None)
                 and _flow_settled(conn.client) and _flow_settled(conn.server))
 
@@ -347,6 +349,8 @@ class _Stretch:
     def _hand_over(self, run: int, position: int, marks: list[int | None]) -> None:
         """Write into each direction's Flow the state the rules would have left after the bulk
         frames run .. position - 1 (``marks``: maxseqtobeacked where it does not follow nextseq)."""
+        if self.conn.segments is not None:
+            self._keep_segments(run, position)
         for k, flow in enumerate(self.flows):
             last = int(self.latest[k][position - 1])
             if last < run:
@@ -362,6 +366,38 @@ class _Stretch:
             if self.latest_new_ack[k][last] >= run:    # "a new ACK number resets the duplicate count"
                 flow.dupacknum = 0
         self.conn.last_ns = int(self.time_ns[position - 1])
+
+    def _keep_segments(self, run: int, stop: int) -> None:
+        """The Segments the rules would have kept for the bulk frames run .. stop - 1: a regular
+        frame has ACK and no SYN, its window is scaled by its sender's scale, and no duplicate-ACK
+        number (tcp.Tracker.analyse_tcp makes the same from one frame)."""
+        conn, tracker, part = self.conn, self.tracker, slice(run, stop)
+        assert conn.segments is not None
+        frames = self.frames[part]
+        records = self.columns.record[frames]
+        direction = self.direction[part]
+        base = np.array([flow.base_seq for flow in self.flows])
+        shift = np.array([max(flow.win_scale, 0) for flow in self.flows])
+        batch = self.columns.batch
+        starts = batch.start[records] + self.columns.payload_offset[frames]
+        ends = batch.start[records] + np.minimum(self.columns.payload_offset[frames] + self.seglen[part],
+                                                 batch.caplen[records])
+        sides = [(flow is conn.client, flow.address, flow.port, other.address, other.port)
+                 for flow, other in (self.flows, self.flows[::-1])]
+        buffer, stream = batch.buffer, conn.stream
+        for frame, now, k, flags, seq, ack, rel_seq, rel_ack, length, window, scaled, bits, start, end in zip(
+                (records + self.first_frame).tolist(), self.time_ns[part].tolist(), direction.tolist(),
+                self.flags[part].tolist(), self.seq[part].tolist(), self.ack[part].tolist(),
+                ((self.seq[part] - base[direction]) & MASK32).tolist(),
+                ((self.ack[part] - base[1 - direction]) & MASK32).tolist(), self.seglen[part].tolist(),
+                self.window[part].tolist(), (self.window[part] << shift[direction]).tolist(),
+                self.bits[part].tolist(), starts.tolist(), ends.tolist()):
+            from_client, src, sport, dst, dport = sides[k]
+            conn.segments.append(Segment(frame, now, stream, from_client, src, sport, dst, dport, flags, seq, ack,
+                                         rel_seq, rel_ack, length, window, scaled, bits, 0, None,
+                                         buffer[start:end]))
+        if tracker.keep is not True and len(conn.segments) > tracker.keep:
+            conn.segments = None
 
     def _count(self, in_bulk: np.ndarray) -> None:
         """The bulk frames' share of the counters, and their flags (the Tracker did its own frames')."""
