@@ -90,40 +90,31 @@ def connection_json(conn: Connection, first_time_ns: int) -> dict[str, Any]:
     }
 
 
-def to_json(capture: Capture) -> dict[str, Any]:
-    """The ``--json`` object; with the kernel's samples of each connection where the capture has them."""
-    rows = [connection_json(conn, capture.first_time_ns) for conn in capture.connections]
-    result: dict[str, Any] = {
-        "file": capture.path,
-        "packets": capture.frames,
-        "connections": rows,
-        "flags": {name: capture.frames_with(name) for name in FLAG_NAMES},
-    }
+def write_json(capture: Capture, out: IO[str]) -> None:
+    """The ``--json`` object, a line for each connection and each flag; with the kernel's samples of
+    each connection where the capture has them.
+
+    Each connection's line is made and written in turn, so a capture of 300,000 connections
+    never holds 300,000 JSON objects (or one string of them all) in memory. Each line is
+    written by json's C encoder: asking json for indentation (``indent=``) makes it fall back
+    to its pure-Python encoder, several times slower.
+    """
+    head: dict[str, Any] = {"file": capture.path, "packets": capture.frames}
     kernel_path = kernel_file_of(capture.path)
+    samples = read_kernel_file(kernel_path) if kernel_path is not None else None
     if kernel_path is not None:
-        samples = read_kernel_file(kernel_path)
-        result["kernel_file"] = str(kernel_path)
-        for conn, row in zip(capture.connections, rows):
+        head["kernel_file"] = str(kernel_path)
+    if capture.error is not None:
+        head["error"] = str(capture.error)
+    out.write(json.dumps(head)[:-1] + ', "connections": [')
+    for number, conn in enumerate(capture.connections):
+        row = connection_json(conn, capture.first_time_ns)
+        if samples is not None:
             row["kernel"] = {host: series_json(series, capture.first_time_ns)
                              for host, series in connection_samples(samples, conn).items()}
-    if capture.error is not None:
-        result["error"] = str(capture.error)
-    return result
-
-
-def write_json(capture: Capture, out: IO[str]) -> None:
-    """The ``--json`` object, a line for each connection and each flag.
-
-    Readable, and written by json's C encoder: asking json for indentation
-    (``indent=``) makes it fall back to its pure-Python encoder, several times
-    slower, which a capture of thousands of connections feels.
-    """
-    data = to_json(capture)
-    connections, flags = data.pop("connections"), data.pop("flags")
-    out.write(json.dumps(data)[:-1] + ', "connections": [')
-    out.write(",".join("\n " + json.dumps(connection) for connection in connections))
+        out.write(("," if number else "") + "\n " + json.dumps(row))
     out.write('\n], "flags": {')
-    out.write(",".join(f"\n {json.dumps(name)}: {json.dumps(frames)}" for name, frames in flags.items()))
+    out.write(",".join(f"\n {json.dumps(name)}: {json.dumps(capture.frames_with(name))}" for name in FLAG_NAMES))
     out.write("\n}}\n")
 
 

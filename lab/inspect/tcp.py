@@ -147,7 +147,7 @@ class Flow:
         self.fin_frames: list[int] = []
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Handshake:
     syn: int | None = None
     syn_ack: int | None = None
@@ -186,13 +186,17 @@ class Segment:
 
 
 class Connection:
-    """One ``tcp.stream``: its endpoints, counters, handshake and teardown."""
+    """One ``tcp.stream``: its endpoints, counters, handshake and teardown.
+
+    Slots, not a ``__dict__``: a capture may hold hundreds of thousands of connections."""
+
+    __slots__ = ("stream", "first_frame", "start_ns", "last_ns", "opener", "client", "server", "handshake",
+                 "first_rtt_ns", "mru_syn_ns", "rst_frames", "segments")
 
     def __init__(self, stream: int, frame: int, time_ns: int, src: Flow, dst: Flow) -> None:
         self.stream = stream
         self.first_frame = frame
         self.start_ns = self.last_ns = time_ns
-        self.flows = {(src.address, src.port): src, (dst.address, dst.port): dst}
         self.opener = src                     # sent the first frame (tshark's "A" side)
         self.client, self.server = src, dst   # until a SYN says otherwise
         self.handshake = Handshake()
