@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.inspect import analyze, reader
+from lab.inspect import analyze, iter_segments, reader
 from lab.inspect.analysis import open_capture
 from lab.inspect.fast import bulk
 from lab.inspect.tcp import Flow, Tracker
@@ -68,6 +68,36 @@ def frames_in_bulk(path: Path, keep: int = 60) -> int:
 def test_bulk_and_frame_by_frame_agree_on_real_captures(path, chunk):
     with small_batches(chunk):
         assert state(analyze(path)) == state(analyze(path, bulk=False))
+
+
+def segments_until_damage(path: Path, bulk: bool) -> tuple[list[tuple], str]:
+    """iter_segments' Segments as tuples, and what stopped it (a damaged file stops it midway)."""
+    found = []
+    try:
+        for segment in iter_segments(path, bulk=bulk):
+            found.append(dataclasses.astuple(segment))
+    except reader.CaptureFileError as error:
+        return found, str(error)
+    return found, ""
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
+def test_every_segment_in_bulk_is_the_rules_segment(path, chunk):
+    """--csv and iter_segments: each frame's Segment, in frame order, with its final stream number."""
+    with small_batches(chunk):
+        assert segments_until_damage(path, bulk=True) == segments_until_damage(path, bulk=False)
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.77])
+def test_a_cut_capture_gives_the_same_segments_up_to_the_cut(tmp_path, cut):
+    whole = (ROOT / "tests" / "corpus" / "loss.pcap").read_bytes()
+    damaged = tmp_path / "damaged.pcap"
+    damaged.write_bytes(whole[:int(len(whole) * cut)])    # its last record cut short
+    with small_batches(3000):
+        bulk_way = segments_until_damage(damaged, bulk=True)
+        assert bulk_way == segments_until_damage(damaged, bulk=False)
+    assert bulk_way[1] and bulk_way[0]          # it was damaged, and what came before it was read
 
 
 @pytest.mark.parametrize("keep", [False, 10, True])
@@ -118,6 +148,7 @@ def test_bulk_and_frame_by_frame_agree_on_any_conversation(tmp_path, conversatio
     path.write_bytes(pcapng_bytes(records) if pcapng else pcap_bytes(records, nanoseconds=True))
     with small_batches(chunk, min_bulk=2):
         assert state(analyze(path, keep=keep)) == state(analyze(path, keep=keep, bulk=False))
+        assert segments_until_damage(path, bulk=True) == segments_until_damage(path, bulk=False)
 
 
 def test_a_long_irregular_conversation_goes_mostly_in_bulk_and_agrees(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, TypeVar
 
 from lab.inspect.fast.bulk import consume as consume_in_bulk
+from lab.inspect.fast.bulk import segments as bulk_segments
 from lab.inspect.reader import CaptureFileError, read_batches, read_records
 from lab.inspect.tcp import FLAG_NAMES, Connection, Segment, TooLarge, Tracker, analysis_flag_names
 
@@ -152,11 +153,15 @@ def _bounded(items: Iterator[T], max_frames: int | None, one_each: bool = False)
         yield item
 
 
-def iter_segments(path: str | os.PathLike[str]) -> Iterator[Segment]:
-    """Every TCP segment of a capture, analysed, in frame order (constant memory)."""
-    tracker = Tracker(keep=False, emit=True)
+def iter_segments(path: str | os.PathLike[str], bulk: bool = True) -> Iterator[Segment]:
+    """Every TCP segment of a capture, analysed, in frame order (memory: a batch of frames and
+    each connection's state). ``bulk=False``: frame by frame through tcp.py's rules, the
+    reference the bulk way (lab.inspect.fast.bulk.segments) is tested against."""
     with open_capture(path) as stream:
-        for segment in tracker.feed(read_records(stream)):
+        if bulk:
+            yield from bulk_segments(Tracker(keep=True, emit=False), read_batches(stream))
+            return
+        for segment in Tracker(keep=False, emit=True).feed(read_records(stream)):
             if segment is not None:
                 yield segment
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
 MAX_ROWS = 50       # connections listed in the report's table
 MAX_LADDERS = 10    # ladders drawn in the report
+MAX_NAMED_ADDRESSES = 4096      # addresses --csv keeps in words at once
 
 
 def handshake_json(conn: Connection) -> dict[str, Any] | None:
@@ -122,12 +123,26 @@ def write_csv(path: str | os.PathLike[str], out: IO[str], stream: int | None = N
     """The ``--csv`` rows, one per TCP frame (of ``stream`` only, if given), streamed as the file is read."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    # A capture has few addresses, flag combinations and analysis verdicts: each is put in words once.
+    addresses: dict[bytes, str] = {}
+    flags: dict[int, str] = {}
+    verdicts: dict[int, str] = {}
     for seg in iter_segments(path):
         if stream is not None and seg.stream != stream:
             continue
-        writer.writerow([seg.frame, seg.stream, address_text(seg.src), seg.sport, address_text(seg.dst),
-                         seg.dport, tcp_flags_column(seg.flags), seg.length, seg.rel_seq, seg.rel_ack,
-                         ";".join(analysis_flag_names(seg.analysis))])
+        if len(addresses) > MAX_NAMED_ADDRESSES:     # a capture of a scan, or made up: memory stays bounded
+            addresses.clear()
+        src, dst = addresses.get(seg.src), addresses.get(seg.dst)
+        if src is None:
+            src = addresses[seg.src] = address_text(seg.src)
+        if dst is None:
+            dst = addresses[seg.dst] = address_text(seg.dst)
+        if seg.flags not in flags:
+            flags[seg.flags] = tcp_flags_column(seg.flags)
+        if seg.analysis not in verdicts:
+            verdicts[seg.analysis] = ";".join(analysis_flag_names(seg.analysis))
+        writer.writerow([seg.frame, seg.stream, src, seg.sport, dst, seg.dport, flags[seg.flags], seg.length,
+                         seg.rel_seq, seg.rel_ack, verdicts[seg.analysis]])
 
 
 def si_size(size: int) -> str:

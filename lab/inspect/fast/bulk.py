@@ -49,7 +49,7 @@ Wireshark.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -95,8 +95,44 @@ def consume(tracker: Tracker, batches: Iterable[Batch]) -> int:
     return in_bulk
 
 
-def _consume_batch(tracker: Tracker, batch: Batch, first_frame: int) -> int:
-    columns = tcp_columns(batch)
+def segments(tracker: Tracker, batches: Iterable[Batch]) -> Iterator[Segment]:
+    """Every TCP frame's Segment in frame order, as Tracker.feed yields them (for --csv and
+    lab.inspect.iter_segments), at the bulk analysis's speed.
+
+    The tracker keeps every connection's segments (``keep=True``) only until the batch
+    is done: they are handed out, and the lists emptied. A batch's new connections get
+    their final stream numbers then (those of earlier batches began earlier).
+    """
+    if tracker.keep is not True or tracker.emit:
+        raise ValueError("segments() needs a Tracker(keep=True, emit=False)")
+    for batch in batches:
+        if tracker.frames == 0 and len(batch):
+            tracker.first_time_ns = int(batch.time_ns[0])
+        columns = tcp_columns(batch)
+        # The connections that may take frames of this batch: those known now under its keys,
+        # and those the batch makes (even one that another SYN on the same ports replaces).
+        old = len(tracker.connections)
+        touched = {id(found[0]): found[0] for (low, low_port), (high, high_port) in columns.keys
+                   for found in [tracker.known(low, low_port, high, high_port)] if found is not None}
+        _consume_batch(tracker, batch, tracker.frames + 1, columns)
+        tracker.frames += len(batch)
+        new = sorted(tracker.connections[old:], key=lambda conn: conn.first_frame)
+        tracker.connections[old:] = new
+        for number, conn in enumerate(new, old):
+            conn.stream = number
+            for segment in conn.segments or ():
+                segment.stream = number
+        made: list[Segment] = []
+        for conn in [*touched.values(), *new]:
+            if conn.segments:
+                made += conn.segments
+                conn.segments = []
+        made.sort(key=lambda segment: segment.frame)
+        yield from made
+
+
+def _consume_batch(tracker: Tracker, batch: Batch, first_frame: int, columns: TcpColumns | None = None) -> int:
+    columns = columns if columns is not None else tcp_columns(batch)
     through_rules, long_ones = _frames_for_the_rules(columns)
     _one_by_one(tracker, columns, np.flatnonzero(through_rules), first_frame)
     in_bulk = 0
