@@ -7,6 +7,7 @@ handshake, seeded loss), by every scenario, and measured in bench/link.py.
 
 from __future__ import annotations
 
+import collections
 import struct
 
 from lab.inside import linkemu, netlink
@@ -157,3 +158,28 @@ def test_the_rule_says_what_the_link_does_for_status_to_read():
     rule = linkemu.rule("-A", "10.77.0.2", 7, Link(delay_ms=40, loss_pct=2, seed=7))
     assert rule[rule.index("--comment") + 1] == "tcplab-link delay 40ms loss 2% seed 7"
     assert rule[-1] == "--queue-bypass" and rule[2:4] == ["raw", "-A"]
+
+
+class SentVerdicts:
+    """A socket that keeps what the emulator sends: (batch?, id, verdict) of each message."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bool, int, int]] = []
+
+    def sendall(self, data: bytes) -> None:
+        for kind, body in netlink.messages(data):
+            verdict, pid = struct.unpack_from("!II", body, 8)
+            self.sent.append((kind == (3 << 8) | linkemu.NFQNL_MSG_VERDICT_BATCH, pid, verdict))
+
+
+def test_the_oldest_packets_accepted_together_get_one_batch_verdict_and_the_rest_one_each():
+    queue = object.__new__(linkemu.Queue)       # its socket and kernel are not needed for the bookkeeping
+    queue.number, queue.sock, queue.answered = 7, SentVerdicts(), set()
+    queue.held = collections.deque([1, 2, 3, 4, 5])
+    queue.verdicts([(1, ACCEPT), (2, ACCEPT), (4, ACCEPT)])        # 3 is still delayed (an event's delay)
+    assert queue.sock.sent == [(True, 2, ACCEPT), (False, 4, ACCEPT)]
+    queue.verdicts([(3, ACCEPT), (5, DROP)])
+    assert queue.sock.sent[2:] == [(True, 3, ACCEPT), (False, 5, DROP)]    # the batch may not reach 5: dropped
+    queue.held.append(6)
+    queue.verdicts([(6, ACCEPT)])
+    assert queue.sock.sent[4:] == [(True, 6, ACCEPT)] and not queue.held and not queue.answered

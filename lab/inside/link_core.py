@@ -267,6 +267,8 @@ class HeldBack:
         return [pid for pid, _ in self._release(lambda entry: True)]
 
     def _release(self, due: Callable[[list[Any]], bool]) -> list[tuple[int, float]]:
+        if not self.waiting:        # nearly always: a packet is held back only for a scenario's event
+            return []
         leaving = [(entry[1], entry[2]) for entry in self.waiting if due(entry)]
         self.waiting = [entry for entry in self.waiting if not due(entry)]
         return leaving
@@ -287,10 +289,11 @@ class Emulation:
         self.held: list[tuple[float, int, int]] = []        # (release time, order, packet id): a heap
         self.held_back = HeldBack()
         self.order = self.accepted = self.dropped = 0
+        self.reads_headers = bool(link.events or link.rate_kbit)
 
     def arrive(self, pid: int, head: bytes, now: float) -> list[Verdict]:
         """A packet the kernel queued at ``now`` (its id and first bytes): the verdicts due at once."""
-        packet = headers(head)
+        packet = headers(head) if self.reads_headers else Headers(0)    # only events and a rate read them
         event = self.events.match(packet)
         left = None if event and event.action == "drop" else self.bottleneck.departure(now, packet.size)
         release = None if left is None else self.decider.release_time(left)

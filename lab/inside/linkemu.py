@@ -35,8 +35,9 @@ a deep queue fills and the round trip grows, as at a home router (bufferbloat).
 
 Why a raw netlink socket and not a library: the image has Debian's python3 and no
 compiler, and the bindings (python-netfilterqueue, nfqueue-bindings) are C
-extensions; the protocol needs three message types, each a few struct.pack calls
-(lab.inside.netlink). What it decides for each packet is lab.inside.link_core, which
+extensions; the protocol needs four message types, each a few struct.pack calls
+(lab.inside.netlink). Verdicts go out many to a datagram, and the oldest packets
+accepted together (a delay's usual case) as one batch verdict. What it decides for each packet is lab.inside.link_core, which
 does no I/O; this module is the queue, the rule and the loop around it.
 
     python3 -m lab.inside.linkemu --source 10.77.0.2 --delay-ms 40 [--jitter-ms 5]
@@ -52,7 +53,9 @@ data segments from relative byte N on (``byte``): ``drop:syn-ack:1``,
 from __future__ import annotations
 
 import argparse
+import collections
 import errno
+import gc
 import math
 import os
 import select
@@ -65,11 +68,11 @@ import time
 from typing import Any
 
 from lab.inside import netlink
-from lab.inside.link_core import Emulation, Event, Link, Verdict
+from lab.inside.link_core import ACCEPT, Emulation, Event, Link, Verdict
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
-NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG = 0, 1, 2
+NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG, NFQNL_MSG_VERDICT_BATCH = 0, 1, 2, 3
 NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_QUEUE_MAXLEN = 1, 2, 3
 NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD = 1, 2, 10
 NFQNL_CFG_CMD_BIND, NFQNL_COPY_PACKET = 1, 2
@@ -79,6 +82,7 @@ SOCKET_BUFFER = 8 << 20
 SO_RCVBUFFORCE = 33             # not in Python's socket module
 RULE_COMMENT = "tcplab-link"
 READY = "tcplab-link-ready"
+RECEIVE_AT_ONCE = 32            # packets read before their verdicts go out (a backlog is taken in parts)
 SPIN_S = 0.0005                 # how long before a release the emulator stays awake for it
 
 _nfgenmsg = struct.Struct("=BBH")          # family, version, queue number (big-endian, packed by hand)
@@ -95,8 +99,10 @@ def queue_message(kind: int, flags: int, queue: int, attributes: list[tuple[int,
     return netlink.message((NFNL_SUBSYS_QUEUE << 8) | kind, flags, body)
 
 
-def verdict_message(queue: int, packet_id: int, verdict: int) -> bytes:
-    return queue_message(NFQNL_MSG_VERDICT, netlink.NLM_F_REQUEST, queue,
+def verdict_message(queue: int, packet_id: int, verdict: int, batch: bool = False) -> bytes:
+    """The verdict on one packet; with ``batch``, on every packet the queue still holds up to
+    this id (NFQNL_MSG_VERDICT_BATCH: one message for a whole run of packets)."""
+    return queue_message(NFQNL_MSG_VERDICT_BATCH if batch else NFQNL_MSG_VERDICT, netlink.NLM_F_REQUEST, queue,
                          [(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))])
 
 
@@ -133,6 +139,8 @@ class Queue:
                          (NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", QUEUE_MAXLEN))])
         self.sock.setblocking(False)
         self.overflows = 0
+        self.held: collections.deque[int] = collections.deque()    # ids the kernel holds for us, oldest first
+        self.answered: set[int] = set()     # ids among them answered one by one (ahead of older ones)
 
     def _configure(self, attributes: list[tuple[int, bytes]]) -> None:
         self.sock.send(queue_message(NFQNL_MSG_CONFIG, netlink.NLM_F_REQUEST | netlink.NLM_F_ACK, self.number,
@@ -145,9 +153,10 @@ class Queue:
                                     "(the container needs NET_ADMIN, the kernel NFQUEUE)")
 
     def receive(self) -> list[tuple[int, bytes]]:
-        """(id, first bytes) of the packets queued since the last call."""
+        """(id, first bytes) of the packets queued since the last call, at most RECEIVE_AT_ONCE: after
+        a stall, the first of a backlog gets its verdict without waiting for the whole backlog's."""
         ids: list[tuple[int, bytes]] = []
-        while True:
+        while len(ids) < RECEIVE_AT_ONCE:
             try:
                 data = self.sock.recv(65536)
             except BlockingIOError:
@@ -162,12 +171,31 @@ class Queue:
                     found = packet_attributes(payload)
                     if found is not None:
                         ids.append(found)
+                        self.held.append(found[0])
+        return ids
 
     def verdicts(self, decided: list[Verdict]) -> None:
-        """Send (packet id, verdict) pairs, many in one datagram."""
-        for start in range(0, len(decided), 200):
-            self.sock.sendall(b"".join(verdict_message(self.number, pid, verdict)
-                                       for pid, verdict in decided[start:start + 200]))
+        """Send (packet id, verdict) pairs: the oldest packets the queue holds, when all of them are
+        accepted now (a delay's usual case: they leave in the order they came), in one batch
+        verdict; the others one message each, many in one datagram."""
+        accepted = {pid for pid, verdict in decided if verdict == ACCEPT}
+        oldest_run_end = None
+        while self.held:
+            oldest = self.held[0]
+            if oldest in self.answered:
+                self.answered.discard(self.held.popleft())
+            elif oldest in accepted:
+                accepted.discard(self.held.popleft())
+                oldest_run_end = oldest
+            else:
+                break
+        messages = [] if oldest_run_end is None else [verdict_message(self.number, oldest_run_end, ACCEPT, batch=True)]
+        for pid, verdict in decided:
+            if verdict != ACCEPT or pid in accepted:
+                messages.append(verdict_message(self.number, pid, verdict))
+                self.answered.add(pid)
+        for start in range(0, len(messages), 200):
+            self.sock.sendall(b"".join(messages[start:start + 200]))
 
 
 def rule(action: str, source: str, queue: int, link: Link) -> list[str]:
@@ -184,6 +212,9 @@ def run(source: str, queue_number: int, link: Link) -> dict[str, Any]:
     subprocess.run(rule("-A", source, queue_number, link), check=True)
     print(READY, flush=True)
     emulation = Emulation(link)
+    # The loop makes no reference cycles (what it allocates per packet is freed as soon as it is
+    # dropped), so the cycle collector would only pause it now and then, packets waiting meanwhile.
+    gc.disable()
     try:
         while not stopping:
             # Sleep until the next release, less SPIN_S, then wait for it awake: a sleeping
