@@ -14,7 +14,9 @@ pipelined 100-byte ECHO requests (~300k small packets, bench/pipelined_requests.
 6,000 short connections of one request each (~72k packets,
 bench/short_connections.py), where most frames need the analysis rules one by one,
 and 300,000 SYN-only connections (21 MB, made without root by the grading tests'
-syn_flood_capture), where the memory per connection shows.
+syn_flood_capture), where the memory per connection shows. The first row, a
+capture of a few frames (tests/corpus/keepalive.pcap), is each tool's start-up: the
+floor under the others.
 
     python bench/inspect.py [--pcap FILE ...] [--runs 5]
 """
@@ -47,6 +49,8 @@ WORKLOADS = {
     "connections-6k.pcap": (6_000, "short_connections.py"),
     "syn-flood-300k.pcap": (300_000, "syn_flood_capture"),
 }
+# A capture of a few frames: each tool's start-up, the floor under every other row's time.
+STARTUP = "keepalive.pcap"
 # Runs a command; prints its wall time (timed here, so that neither tool is charged this
 # wrapper's own start-up) and its peak RSS in KiB (the only child the wrapper waits for).
 PEAK = ("import resource, subprocess, sys, time; started = time.perf_counter(); "
@@ -75,7 +79,7 @@ def captures(given: list[str]) -> list[Path]:
                 path.unlink(missing_ok=True)
                 sys.exit(f"bench/inspect.py: could not make {path.name} (bulk_capture.sh said why above); "
                          "or measure a capture of yours with --pcap FILE")
-    return [DATA / name for name in WORKLOADS]
+    return [ROOT / "tests" / "corpus" / STARTUP] + [DATA / name for name in WORKLOADS]
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
@@ -115,7 +119,8 @@ def main() -> None:
         packets = frames_in(path)
         seconds = {k: median([r[0] for r in v]) for k, v in results.items()}
         peak_mb = {k: max(r[1] for r in v) / 1024 for k, v in results.items()}
-        rows.append([path.name.removesuffix(".pcap"), f"{packets:,}",
+        name = "start-up" if path.name == STARTUP else path.name.removesuffix(".pcap")
+        rows.append([name, f"{packets:,}",
                      f"{seconds['ours']:.2f}", f"{seconds['tshark']:.2f}", f"{seconds['tshark'] / seconds['ours']:.1f}x",
                      f"{peak_mb['ours']:.0f}", f"{peak_mb['tshark']:.0f}"])
     table(f"lab.inspect --json vs tshark -z conv,tcp -z expert (median of {args.runs})",

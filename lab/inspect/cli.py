@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.inspect.analysis import SHORT_CONNECTION, Capture, analyze
@@ -19,6 +18,9 @@ from lab.inspect.reader import CaptureFileError
 from lab.inspect.report import print_report, write_csv, write_json
 from lab.paths import CAPTURES_DIR
 from lab.terminal import SIGPIPE_EXIT, quiet_stdout
+
+if TYPE_CHECKING:     # rich is for the report: --json and --csv do without its 30 ms of imports
+    from rich.console import Console
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 
