@@ -172,7 +172,7 @@ class SentVerdicts:
             self.sent.append((kind == (3 << 8) | linkemu.NFQNL_MSG_VERDICT_BATCH, pid, verdict))
 
 
-def test_the_oldest_packets_accepted_together_get_one_batch_verdict_and_the_rest_one_each():
+def test_the_oldest_packets_accepted_in_order_get_one_batch_verdict_and_the_rest_one_each():
     queue = object.__new__(linkemu.Queue)       # its socket and kernel are not needed for the bookkeeping
     queue.number, queue.sock, queue.answered = 7, SentVerdicts(), set()
     queue.held = collections.deque([1, 2, 3, 4, 5])
@@ -183,3 +183,6 @@ def test_the_oldest_packets_accepted_together_get_one_batch_verdict_and_the_rest
     queue.held.append(6)
     queue.verdicts([(6, ACCEPT)])
     assert queue.sock.sent[4:] == [(True, 6, ACCEPT)] and not queue.held and not queue.answered
+    queue.held.extend([7, 8, 9])
+    queue.verdicts([(8, ACCEPT), (9, ACCEPT), (7, ACCEPT)])        # 7 was held back: the other two overtake it
+    assert queue.sock.sent[5:] == [(False, 8, ACCEPT), (False, 9, ACCEPT), (False, 7, ACCEPT)]

@@ -175,25 +175,25 @@ class Queue:
         return ids
 
     def verdicts(self, decided: list[Verdict]) -> None:
-        """Send (packet id, verdict) pairs: the oldest packets the queue holds, when all of them are
-        accepted now (a delay's usual case: they leave in the order they came), in one batch
-        verdict; the others one message each, many in one datagram."""
-        accepted = {pid for pid, verdict in decided if verdict == ACCEPT}
-        oldest_run_end = None
-        while self.held:
+        """Send (packet id, verdict) pairs. While they accept the oldest packets the queue holds in
+        the order they came (a delay's usual case), they go as one batch verdict; from the first
+        that does not (a loss, a packet that overtakes), one message each, in their order, many to
+        a datagram. The kernel lets a batch's packets go in its own order, the order they came:
+        a reordered packet must have a message of its own."""
+        run_end, position = None, 0
+        while position < len(decided) and self.held:
             oldest = self.held[0]
-            if oldest in self.answered:
+            if oldest in self.answered:                 # answered on its own earlier
                 self.answered.discard(self.held.popleft())
-            elif oldest in accepted:
-                accepted.discard(self.held.popleft())
-                oldest_run_end = oldest
-            else:
+                continue
+            if decided[position] != (oldest, ACCEPT):
                 break
-        messages = [] if oldest_run_end is None else [verdict_message(self.number, oldest_run_end, ACCEPT, batch=True)]
-        for pid, verdict in decided:
-            if verdict != ACCEPT or pid in accepted:
-                messages.append(verdict_message(self.number, pid, verdict))
-                self.answered.add(pid)
+            run_end = self.held.popleft()
+            position += 1
+        messages = [] if run_end is None else [verdict_message(self.number, run_end, ACCEPT, batch=True)]
+        for pid, verdict in decided[position:]:
+            messages.append(verdict_message(self.number, pid, verdict))
+            self.answered.add(pid)
         for start in range(0, len(messages), 200):
             self.sock.sendall(b"".join(messages[start:start + 200]))
 
