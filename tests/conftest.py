@@ -116,8 +116,33 @@ def server():
     proc.terminate()
 
 
+SECONDS_BY_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test's setup, call and teardown, added up by file: where the suite's time goes."""
+    test_file = report.nodeid.split("::")[0]
+    SECONDS_BY_FILE[test_file] = SECONDS_BY_FILE.get(test_file, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Precision and recall of each analysis flag against tshark, when the corpus ran."""
+    """Where the time went, by test file; and precision and recall of each analysis flag against
+    tshark, when the corpus ran."""
+    _time_by_file(terminalreporter)
+    _flag_scores(terminalreporter)
+
+
+def _time_by_file(terminalreporter, shown: int = 15) -> None:
+    total = sum(SECONDS_BY_FILE.values())
+    if total < 60:          # a quick run: the durations above say enough
+        return
+    terminalreporter.section("where the time went, by test file (setup + call + teardown)")
+    for test_file, seconds in sorted(SECONDS_BY_FILE.items(), key=lambda item: -item[1])[:shown]:
+        terminalreporter.write_line(f"{seconds:7.1f} s {seconds / total:4.0%}  {test_file}")
+    terminalreporter.write_line(f"{total:7.1f} s in all, {len(SECONDS_BY_FILE)} files")
+
+
+def _flag_scores(terminalreporter) -> None:
     from tests.corpus_scores import SCORES
 
     if not SCORES:
