@@ -207,6 +207,21 @@ def test_the_engines_kernel_is_asked_by_a_helper_container_and_its_answer_read()
     assert both == EngineKernel(("reno", "cubic"), ("reno",), False)
 
 
+def test_a_lab_of_a_class_reads_the_kernels_answer_the_class_asked_once(monkeypatch):
+    """`class up` probes each engine once and hands the answer to each lab's `up` (a probe is a
+    container's start); a lab alone, or one across nodes, asks its engines itself."""
+    from lab.host.engines.kernel import KERNEL_ANSWER_ENV, EngineKernel
+
+    c = mock_docker({r"docker run --rm --network none": Result("reno bbr cubic\n|\nreno bbr\n|\nlinear\n")})
+    lab = settings.from_config(c.config)
+    monkeypatch.setenv(KERNEL_ANSWER_ENV, "reno cubic\n|\nreno\n|\n")
+    told = lifecycle.kernel_of(lab, Engines(c, lab))
+    assert told == EngineKernel(("reno", "cubic"), ("reno",), False)
+    assert not any("--network none" in call.args[0] for call in c.run.call_args_list)    # nothing was asked
+    monkeypatch.delenv(KERNEL_ANSWER_ENV)
+    assert lifecycle.kernel_of(lab, Engines(c, lab)) == EngineKernel(("reno", "bbr", "cubic"), ("reno", "bbr"), True)
+
+
 def test_a_congestion_control_the_engines_kernel_lacks_is_one_line():
     from lab.host.engines.kernel import EngineKernel
 

@@ -27,6 +27,7 @@ from invoke import Context
 
 from lab.errors import LabError
 from lab.host.engines.docker import Docker, engine_env
+from lab.host.engines.kernel import KERNEL_ANSWER_ENV, probe_answer
 from lab.host.progress import log_file
 from lab.host.settings import GROUP_LABEL, LABEL, check_name, from_config
 from lab.host.state import image_names
@@ -65,12 +66,13 @@ def engines(c: Context) -> list[str | None]:
     return list(lab.nodes) if lab.kind.spans_nodes else [None]
 
 
-def _bring_up(name: str, group: str, node: str | None) -> tuple[str, int, Path]:
+def _bring_up(name: str, group: str, node: str | None, kernel_answer: str) -> tuple[str, int, Path]:
     """One lab up, as `invoke up` in a subprocess: on ``node``'s engine as a lab of its own
     (DOCKER_HOST or DOCKER_CONTEXT, as the docker CLI is pointed at another engine), or on this
-    machine's."""
+    machine's; told what that engine's kernel answered the class's probe."""
     log = log_file(f"class-{name}")
-    env = {**os.environ, "INVOKE_LAB_GROUP": group, "INVOKE_LAB_ENGINE": "bridge", **(engine_env(node) if node else {})}
+    env = {**os.environ, "INVOKE_LAB_GROUP": group, "INVOKE_LAB_ENGINE": "bridge", KERNEL_ANSWER_ENV: kernel_answer,
+           **(engine_env(node) if node else {})}
     with open(log, "w") as out:
         code = subprocess.run([sys.executable, "-m", "invoke", "up", "--lab", name], cwd=PROJECT_ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT).returncode
@@ -132,12 +134,15 @@ def up(c: Context, group: str, names: dict[str, str]) -> None:
     labs = list(names.values())
     placed = place(c, labs, engines(c))
     shared_image(c, group, placed)
+    image = from_config(c.config, group).image
+    kernel_answers = {node: probe_answer(Docker(c, host=node), image) for node in dict.fromkeys(placed.values())}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console()) as progress:
         task = progress.add_task(f"class {group}: labs up", total=len(labs))
         done = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            for result in pool.map(lambda name: _bring_up(name, group, placed[name]), labs):
+            for result in pool.map(lambda name: _bring_up(name, group, placed[name], kernel_answers[placed[name]]),
+                                   labs):
                 done.append(result)
                 progress.advance(task)
     failed = [(name, log) for name, code, log in done if code != 0]

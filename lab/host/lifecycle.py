@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import shlex
 import time
 
@@ -33,7 +34,8 @@ from lab.host.capture import leftovers
 from lab.host.engines.docker import OVERLAP_WORDS, Docker, explain
 from lab.host.engines.encryption import choose_encryption
 from lab.host.engines.image_copy import copy_image
-from lab.host.engines.kernel import EngineKernel, probe
+from lab.host.engines.kernel import KERNEL_ANSWER_ENV, EngineKernel, probe
+from lab.host.engines.kernel import parse as parse_kernel_answer
 from lab.host.engines.lab_engines import Engines
 from lab.host.image import build_unless_current, is_current
 from lab.host.isolation import cut_from_host_steps
@@ -280,7 +282,11 @@ def down(c: Context, lab: Lab) -> None:
 
 def kernel_of(lab: Lab, engines: Engines) -> EngineKernel:
     """The kernel the lab's namespaces will be made on: the engine's (each node's, for a lab across
-    nodes: what all of them offer), asked with the lab's image, which is there once up has built it."""
+    nodes: what all of them offer), asked with the lab's image, which is there once up has built it;
+    or, for a lab of a class on one engine, what the class asked that engine once for all its labs."""
+    told = os.environ.get(KERNEL_ANSWER_ENV)
+    if told is not None and not lab.kind.spans_nodes:
+        return parse_kernel_answer(told)
     return EngineKernel.of_all(engines.each(lambda docker: probe(docker, lab.image)))
 
 

@@ -59,7 +59,18 @@ def parse(answer: str) -> EngineKernel:
 
 def probe(docker: "Docker", image: str) -> EngineKernel:
     """The kernel behind ``docker`` (one engine), asked with a short-lived container of ``image``."""
+    return parse(probe_answer(docker, image))
+
+
+def probe_answer(docker: "Docker", image: str) -> str:
+    """What the probe container answered ("" if it could not run: then nothing is refused). A class
+    asks it once per engine and hands it to each lab's `up` (KERNEL_ANSWER_ENV)."""
     result = docker.run(["run", "--rm", "--network", "none", "--cap-drop", "ALL", "--read-only",
                          "--security-opt", "no-new-privileges", image, "sh", "-c", PROBE],
                         quiet=True, check=False, echo=False)
-    return parse(result.stdout) if result.exited == 0 else EngineKernel()
+    return result.stdout if result.exited == 0 else ""
+
+
+KERNEL_ANSWER_ENV = "TCPLAB_ENGINE_KERNEL"
+"""Set by `invoke class up` for the `up` of each of its labs: the probe's answer on that lab's engine,
+asked once for the whole class (a probe is a container's start, half a second a lab)."""
