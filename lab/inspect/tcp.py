@@ -298,15 +298,16 @@ class Tracker:
         two directions (the sender's first); None if no frame of this key was seen."""
         return self._by_key.get((src, sport, dst, dport))
 
-    def number_streams(self) -> None:
-        """Number the connections in the order of their first frames, as tcp.stream does.
+    def number_streams(self, since: int = 0) -> None:
+        """Number the connections in the order of their first frames, as tcp.stream does
+        (only those from ``since`` on: the ones before began earlier and are numbered).
 
         Frames fed one by one create connections in that order already; the bulk
         path (lab.inspect.fast.bulk) meets them connection by connection, so it calls
-        this at the end.
+        this at the end (or at the end of each batch, when it hands out segments as it goes).
         """
-        self.connections.sort(key=lambda conn: conn.first_frame)
-        for number, conn in enumerate(self.connections):
+        self.connections[since:] = sorted(self.connections[since:], key=lambda conn: conn.first_frame)
+        for number, conn in enumerate(self.connections[since:], since):
             conn.stream = number
             for segment in conn.segments or ():
                 segment.stream = number

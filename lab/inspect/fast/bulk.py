@@ -86,10 +86,7 @@ def consume(tracker: Tracker, batches: Iterable[Batch]) -> int:
     in_bulk = 0
     try:
         for batch in batches:
-            if tracker.frames == 0 and len(batch):
-                tracker.first_time_ns = int(batch.time_ns[0])
-            in_bulk += _consume_batch(tracker, batch, tracker.frames + 1)
-            tracker.frames += len(batch)
+            in_bulk += _consume_batch(tracker, batch)
     finally:
         tracker.number_streams()
     return in_bulk
@@ -106,24 +103,16 @@ def segments(tracker: Tracker, batches: Iterable[Batch]) -> Iterator[Segment]:
     if tracker.keep is not True or tracker.emit:
         raise ValueError("segments() needs a Tracker(keep=True, emit=False)")
     for batch in batches:
-        if tracker.frames == 0 and len(batch):
-            tracker.first_time_ns = int(batch.time_ns[0])
         columns = tcp_columns(batch)
         # The connections that may take frames of this batch: those known now under its keys,
         # and those the batch makes (even one that another SYN on the same ports replaces).
         old = len(tracker.connections)
         touched = {id(found[0]): found[0] for (low, low_port), (high, high_port) in columns.keys
                    for found in [tracker.known(low, low_port, high, high_port)] if found is not None}
-        _consume_batch(tracker, batch, tracker.frames + 1, columns)
-        tracker.frames += len(batch)
-        new = sorted(tracker.connections[old:], key=lambda conn: conn.first_frame)
-        tracker.connections[old:] = new
-        for number, conn in enumerate(new, old):
-            conn.stream = number
-            for segment in conn.segments or ():
-                segment.stream = number
+        _consume_batch(tracker, batch, columns)
+        tracker.number_streams(since=old)
         made: list[Segment] = []
-        for conn in [*touched.values(), *new]:
+        for conn in [*touched.values(), *tracker.connections[old:]]:
             if conn.segments:
                 made += conn.segments
                 conn.segments = []
@@ -131,7 +120,11 @@ def segments(tracker: Tracker, batches: Iterable[Batch]) -> Iterator[Segment]:
         yield from made
 
 
-def _consume_batch(tracker: Tracker, batch: Batch, first_frame: int, columns: TcpColumns | None = None) -> int:
+def _consume_batch(tracker: Tracker, batch: Batch, columns: TcpColumns | None = None) -> int:
+    """One batch into the tracker, its frames numbered on from the tracker's; how many went in bulk."""
+    if tracker.frames == 0 and len(batch):
+        tracker.first_time_ns = int(batch.time_ns[0])
+    first_frame = tracker.frames + 1
     columns = columns if columns is not None else tcp_columns(batch)
     through_rules, long_ones = _frames_for_the_rules(columns)
     _one_by_one(tracker, columns, np.flatnonzero(through_rules), first_frame)
@@ -146,6 +139,7 @@ def _consume_batch(tracker: Tracker, batch: Batch, first_frame: int, columns: Tc
             _one_by_one(tracker, columns, frames, first_frame)
         else:
             in_bulk += _around_awkward_frames(tracker, columns, frames, first_frame, known)
+    tracker.frames += len(batch)
     return in_bulk
 
 
