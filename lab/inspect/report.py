@@ -7,6 +7,7 @@ checkers read them): keys and columns may be added, never renamed or removed.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from typing import IO, TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 CSV_COLUMNS = ["frame", "stream", "src", "sport", "dst", "dport", "flags", "len", "rel_seq", "rel_ack", "analysis"]
 MAX_ROWS = 50       # connections listed in the report's table
 MAX_LADDERS = 10    # ladders drawn in the report
-MAX_NAMED_ADDRESSES = 4096      # addresses --csv keeps in words at once
+MAX_WORDS_KEPT = 4096           # addresses (flags, verdicts) --csv keeps in words at once
 
 
 def handshake_json(conn: Connection) -> dict[str, Any] | None:
@@ -102,8 +103,9 @@ def write_json(capture: Capture, out: IO[str]) -> None:
     """
     head: dict[str, Any] = {"file": capture.path, "packets": capture.frames}
     kernel_path = kernel_file_of(capture.path)
-    samples = read_kernel_file(kernel_path) if kernel_path is not None else None
+    samples = None
     if kernel_path is not None:
+        samples = read_kernel_file(kernel_path)
         head["kernel_file"] = str(kernel_path)
     if capture.error is not None:
         head["error"] = str(capture.error)
@@ -123,26 +125,16 @@ def write_csv(path: str | os.PathLike[str], out: IO[str], stream: int | None = N
     """The ``--csv`` rows, one per TCP frame (of ``stream`` only, if given), streamed as the file is read."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    # A capture has few addresses, flag combinations and analysis verdicts: each is put in words once.
-    addresses: dict[bytes, str] = {}
-    flags: dict[int, str] = {}
-    verdicts: dict[int, str] = {}
+    # A capture has few addresses, flag combinations and analysis verdicts: each is put in words once
+    # (bounded caches: a capture of a scan, or a made-up one, has more than any cache keeps).
+    address = functools.lru_cache(maxsize=MAX_WORDS_KEPT)(address_text)
+    flags = functools.lru_cache(maxsize=MAX_WORDS_KEPT)(tcp_flags_column)
+    verdict = functools.lru_cache(maxsize=MAX_WORDS_KEPT)(lambda bits: ";".join(analysis_flag_names(bits)))
     for seg in iter_segments(path):
         if stream is not None and seg.stream != stream:
             continue
-        if len(addresses) > MAX_NAMED_ADDRESSES:     # a capture of a scan, or made up: memory stays bounded
-            addresses.clear()
-        src, dst = addresses.get(seg.src), addresses.get(seg.dst)
-        if src is None:
-            src = addresses[seg.src] = address_text(seg.src)
-        if dst is None:
-            dst = addresses[seg.dst] = address_text(seg.dst)
-        if seg.flags not in flags:
-            flags[seg.flags] = tcp_flags_column(seg.flags)
-        if seg.analysis not in verdicts:
-            verdicts[seg.analysis] = ";".join(analysis_flag_names(seg.analysis))
-        writer.writerow([seg.frame, seg.stream, src, seg.sport, dst, seg.dport, flags[seg.flags], seg.length,
-                         seg.rel_seq, seg.rel_ack, verdicts[seg.analysis]])
+        writer.writerow([seg.frame, seg.stream, address(seg.src), seg.sport, address(seg.dst), seg.dport,
+                         flags(seg.flags), seg.length, seg.rel_seq, seg.rel_ack, verdict(seg.analysis)])
 
 
 def si_size(size: int) -> str:
