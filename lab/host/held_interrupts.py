@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 
 class held_interrupts:   # noqa: N801 - used as a context manager, named as one reads it
@@ -23,8 +24,7 @@ class held_interrupts:   # noqa: N801 - used as a context manager, named as one 
     def __init__(self, then_raise: bool = True) -> None:
         self.then_raise = then_raise
         self.interrupted = False
-        self._previous: signal.Handlers | None | object = None
-        self._installed = False
+        self._restore: Any = None     # the handler to put back at the end; None: none was replaced
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         self.interrupted = True
@@ -32,13 +32,13 @@ class held_interrupts:   # noqa: N801 - used as a context manager, named as one 
     def __enter__(self) -> held_interrupts:
         # Only the main thread may set a handler, and only it receives Python's KeyboardInterrupt.
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._note)
-            self._installed = True
+            previous = signal.signal(signal.SIGINT, self._note)
+            # None: a handler not set from Python; Python's own is what raises KeyboardInterrupt.
+            self._restore = previous if previous is not None else signal.default_int_handler
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        if self._installed:
-            previous = self._previous if self._previous is not None else signal.default_int_handler
-            signal.signal(signal.SIGINT, previous)    # type: ignore[arg-type]
+        if self._restore is not None:
+            signal.signal(signal.SIGINT, self._restore)
         if self.interrupted and self.then_raise and kind is None:
             raise KeyboardInterrupt

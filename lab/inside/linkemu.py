@@ -37,8 +37,9 @@ Why a raw netlink socket and not a library: the image has Debian's python3 and n
 compiler, and the bindings (python-netfilterqueue, nfqueue-bindings) are C
 extensions; the protocol needs four message types, each a few struct.pack calls
 (lab.inside.netlink). Verdicts go out many to a datagram, and the oldest packets
-accepted together (a delay's usual case) as one batch verdict. What it decides for each packet is lab.inside.link_core, which
-does no I/O; this module is the queue, the rule and the loop around it.
+accepted together (a delay's usual case) as one batch verdict. What it decides
+for each packet is lab.inside.link_core, which does no I/O; this module is the
+queue, the rule and the loop around it.
 
     python3 -m lab.inside.linkemu --source 10.77.0.2 --delay-ms 40 [--jitter-ms 5]
         [--distribution normal|uniform] [--loss PCT] [--reorder PCT] [--seed N] [--queue N]

@@ -195,11 +195,10 @@ def capture(c: Context, lab: Lab, request: CaptureRequest, console) -> Path:
                                              kernel, underlay, view)
             if held.interrupted:
                 outcome = "interrupted: "
-    if engine_log is None:                  # interrupted while starting: what had started is undone
-        raise LabError("interrupted before the capture started: nothing was saved", code=130)
-    if not engine_log.capturing.is_set():
-        if outcome:
+    if engine_log is None or not engine_log.capturing.is_set():
+        if outcome:     # interrupted before the engine captured (or even started): what had started is undone
             raise LabError("interrupted before the capture started: nothing was saved", code=130)
+        assert engine_log is not None       # only Ctrl-C leaves the try above without an engine
         if engine_log.name_taken():
             raise LabError(f"a capture is already running in lab {lab.name!r} (it started at the same moment as this "
                            "one): wait for it to end, or stop it with Ctrl-C in its terminal")
