@@ -124,7 +124,7 @@ def main() -> None:
                      f"{seconds['ours']:.2f}", f"{seconds['tshark']:.2f}", f"{seconds['tshark'] / seconds['ours']:.1f}x",
                      f"{peak_mb['ours']:.0f}", f"{peak_mb['tshark']:.0f}"])
     table(f"lab.inspect --json vs tshark -z conv,tcp -z expert (median of {args.runs})",
-          ["capture", "packets", "ours s", "tshark s", "speed-up", "ours MB", "tshark MB"], rows)
+          ["capture", "packets", "ours s", "tshark s", "ratio", "ours MB", "tshark MB"], rows)
 
 
 if __name__ == "__main__":
